@@ -1,0 +1,1 @@
+"""Leadflow's intake service."""

@@ -1,0 +1,143 @@
+"""The `standard` source kind: canonical lead and activity JSON, Standard Webhooks signed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from leadflow.events import (
+    ActivityKind,
+    Company,
+    Envelope,
+    Lead,
+    LeadActivity,
+    LeadReceived,
+    derived_event_id,
+    lead_key_for,
+    new_event,
+)
+from leadflow_intake.normalize import normalize_email, normalize_phone
+
+
+class LeadIn(Lead):
+    """A lead as a sender posts it: an email or a phone is required."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    company: Company = Field(default_factory=Company)
+
+    @model_validator(mode="after")
+    def _identity(self) -> LeadIn:
+        if self.email:
+            self.email = _field("email", normalize_email, self.email)
+        if self.phone:
+            self.phone = _field("phone", lambda v: normalize_phone(v, self.country), self.phone)
+        if not self.email and not self.phone:
+            raise ValueError("a lead needs an email or a phone number to be identified.")
+        return self
+
+    def identity(self) -> str:
+        """The normalized email, else the E.164 phone."""
+        return self.email or self.phone or ""
+
+
+def _field(name: str, normalize: Any, value: str) -> str:
+    try:
+        result: str = normalize(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} {exc}") from exc
+    return result
+
+
+class LeadBody(BaseModel):
+    """`{"event": "lead", "activity": "demo_request", "lead": {...}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: Literal["lead"]
+    activity: str = Field(default="form_fill", pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+    lead: LeadIn
+
+
+class ActivityBody(BaseModel):
+    """`{"event": "contacted", "lead_key": "lk_...", "occurred_at": "...", ...}` from a CRM."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    event: ActivityKind
+    lead_key: str | None = Field(default=None, pattern=r"^lk_[0-9a-f]{24}$")
+    email: str | None = None
+    phone: str | None = None
+    occurred_at: AwareDatetime
+    rep_id: str | None = None
+    reason: str | None = Field(default=None, max_length=500)
+    amount: float | None = Field(default=None, ge=0)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+    @model_validator(mode="after")
+    def _identified(self) -> ActivityBody:
+        if self.email:
+            self.email = _field("email", normalize_email, self.email)
+        if self.phone:
+            self.phone = _field("phone", normalize_phone, self.phone)
+        if not (self.lead_key or self.email or self.phone):
+            raise ValueError("an activity needs the lead_key, email or phone of its lead.")
+        if self.event == "rejected" and not self.reason:
+            raise ValueError("a rejection needs a reason.")
+        return self
+
+    def key(self) -> str:
+        """The lead key this activity belongs to."""
+        return self.lead_key or lead_key_for(self.email or self.phone or "")
+
+
+StandardBody = Annotated[LeadBody | ActivityBody, Field(discriminator="event")]
+
+
+class StandardEnvelope(BaseModel):
+    """The body of a `standard` webhook."""
+
+    body: StandardBody
+
+
+def to_event(
+    body: LeadBody | ActivityBody, *, source: str, delivery_id: str, now: datetime
+) -> Envelope:
+    """The Leadflow event for a verified, valid standard webhook."""
+    event_id = derived_event_id(source, delivery_id)
+    if isinstance(body, LeadBody):
+        received = LeadReceived(
+            lead_key=lead_key_for(body.lead.identity()),
+            source=source,
+            source_kind="standard",
+            delivery_id=delivery_id,
+            activity=body.activity,
+            received_at=now,
+            lead=Lead.model_validate(body.lead.model_dump()),
+        )
+        return new_event(
+            "lead.received",
+            received,
+            source=f"/leadflow/intake/{source}",
+            time=now,
+            event_id=event_id,
+        )
+    activity = LeadActivity(
+        lead_key=body.key(),
+        activity=body.event,
+        occurred_at=body.occurred_at,
+        source=source,
+        rep_id=body.rep_id,
+        reason=body.reason,
+        amount=body.amount,
+        currency=body.currency,
+    )
+    return new_event(
+        f"lead.{body.event}",
+        activity,
+        source=f"/leadflow/intake/{source}",
+        time=now,
+        event_id=event_id,
+    )

@@ -1,0 +1,1 @@
+"""Leadflow's router service."""

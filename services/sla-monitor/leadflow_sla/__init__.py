@@ -1,0 +1,1 @@
+"""Leadflow's SLA monitor service."""

@@ -1,0 +1,5 @@
+"""`python -m leadflow` is the `leadflow` command."""
+
+from leadflow.cli import main
+
+main()

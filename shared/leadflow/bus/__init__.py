@@ -1,0 +1,40 @@
+"""The message bus seen by services: records in, keyed bytes out.
+
+`KafkaPublisher`/`KafkaConsumerRunner` speak to any Kafka-protocol broker; the
+`InMemoryBus` stands in for them in unit tests and in `leadflow simulate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed message, independent of the transport it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = field(default_factory=list)
+
+
+class Publisher(Protocol):
+    """Publishes keyed messages; returns once the broker acknowledged them."""
+
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: Headers | None = None
+    ) -> None: ...
+
+    async def publish_many(self, messages: list[tuple[str, str, bytes]]) -> None: ...
+
+
+class BatchProcessor(Protocol):
+    """Handles a batch of records; returns once their effects are durable."""
+
+    async def process(self, records: list[Record]) -> None: ...

@@ -1,0 +1,203 @@
+"""Kafka on aiokafka: an acks=all publisher and a manual-commit batch consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from leadflow.bus import BatchProcessor, Headers, Record
+from leadflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class KafkaPublisher:
+    """Publishes with acks=all; idempotence is a setting (some brokers refuse it)."""
+
+    def __init__(self, settings: Settings, client_id: str) -> None:
+        self._settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=f"{settings.kafka_client_id}-{client_id}",
+            acks="all",
+            enable_idempotence=settings.kafka_idempotence,
+            linger_ms=1,
+            request_timeout_ms=int(settings.publish_timeout_s * 1000),
+        )
+        self.started = False
+
+    async def start(self) -> None:
+        """Connect to the cluster."""
+        await self._producer.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        """Flush and disconnect, bounded: aiokafka's stop can hang when the broker is gone."""
+        if not self.started:
+            return
+        self.started = False
+        try:
+            await asyncio.wait_for(self._producer.stop(), self._settings.stop_timeout_s)
+        except (TimeoutError, KafkaError):
+            log.warning("kafka producer did not stop cleanly within the bound")
+
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: Headers | None = None
+    ) -> None:
+        """Publish one message and wait for the broker's acknowledgement."""
+        await asyncio.wait_for(
+            self._producer.send_and_wait(topic, value, key=key.encode(), headers=headers),
+            self._settings.publish_timeout_s,
+        )
+
+    async def publish_many(self, messages: list[tuple[str, str, bytes]]) -> None:
+        """Publish messages in order (per partition) and wait until all are acknowledged."""
+        futures = [
+            await self._producer.send(topic, value, key=key.encode())
+            for topic, key, value in messages
+        ]
+        await asyncio.wait_for(asyncio.gather(*futures), self._settings.publish_timeout_s)
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Waits for the batch in flight to finish (and commit) before partitions move."""
+
+    def __init__(self, batch_lock: asyncio.Lock, group: str) -> None:
+        self._batch_lock = batch_lock
+        self._group = group
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        async with self._batch_lock:
+            log.info("partitions revoked", extra={"group": self._group, "count": len(revoked)})
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"group": self._group, "count": len(assigned)})
+
+
+class KafkaConsumerRunner:
+    """Consumes `getmany` batches, hands them to a processor, then commits their offsets.
+
+    Offsets are committed only after the processor returned, i.e. after its database
+    transaction committed, so a crash anywhere replays the batch (at-least-once) and
+    the processor's inbox makes the replay a no-op.
+    """
+
+    def __init__(
+        self, settings: Settings, group: str, topics: list[str], processor: BatchProcessor
+    ) -> None:
+        self._settings = settings
+        self.group = group
+        self._topics = topics
+        self._processor = processor
+        self._batch_lock = asyncio.Lock()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=f"{settings.kafka_client_id}-{group}",
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self.running = False
+
+    async def start(self) -> None:
+        """Join the group and start consuming in the background."""
+        self._consumer.subscribe(
+            self._topics, listener=_CommitOnRevoke(self._batch_lock, self.group)
+        )
+        await self._consumer.start()
+        self.running = True
+        self._task = asyncio.create_task(self._run(), name=f"consume-{self.group}")
+
+    async def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                batches = await self._consumer.getmany(
+                    timeout_ms=self._settings.consumer_poll_ms,
+                    max_records=self._settings.consumer_batch_max,
+                )
+                if not batches:
+                    continue
+                async with self._batch_lock:
+                    records = [
+                        _record(message) for messages in batches.values() for message in messages
+                    ]
+                    await self._processor.process(records)
+                    await self._consumer.commit(
+                        {tp: messages[-1].offset + 1 for tp, messages in batches.items()}
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("consumer stopped on an error", extra={"group": self.group})
+            raise
+        finally:
+            self.running = False
+
+    async def lag(self) -> int:
+        """Messages between this group's position and the end of its assigned partitions."""
+        total = 0
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            with contextlib.suppress(KafkaError, AssertionError):
+                total += max(0, high - await self._consumer.position(tp))
+        return total
+
+    async def stop(self) -> None:
+        """Finish the batch in flight, commit it, and leave the group (bounded)."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self._settings.stop_timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+            except Exception:
+                log.warning("consumer task ended with an error", extra={"group": self.group})
+        try:
+            await asyncio.wait_for(self._consumer.stop(), self._settings.stop_timeout_s)
+        except (TimeoutError, KafkaError):
+            log.warning("kafka consumer did not stop cleanly within the bound")
+        self.running = False
+
+
+def _record(message: Any) -> Record:
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=list(message.headers or []),
+    )
+
+
+async def ensure_topics(settings: Settings, names: Iterable[str]) -> None:
+    """Create the topics that do not exist yet (with the configured partition count)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=f"{settings.kafka_client_id}-admin",
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(settings.topic(name), settings.topic_partitions, 1)
+            for name in names
+            if settings.topic(name) not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()

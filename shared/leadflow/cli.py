@@ -1,0 +1,191 @@
+"""The `leadflow` command: run services or the whole stack, migrate, check config, send webhooks."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+
+from leadflow.config import ConfigFileError, load_config
+from leadflow.settings import ConfigError, Settings, get_settings
+
+app = typer.Typer(help="Leadflow: real-time B2B lead intake, scoring, routing and SLAs.")
+db_app = typer.Typer(help="Database migrations.")
+config_app = typer.Typer(help="Configuration.")
+webhook_app = typer.Typer(help="Send signed webhooks (for trying Leadflow out).")
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+app.add_typer(webhook_app, name="webhook")
+
+console = Console(stderr=True)
+
+# The services are looked up by module name: the common library never imports them.
+_SERVICE_APPS = {
+    "intake": ("leadflow_intake.app", "leadflow_intake.settings", "IntakeSettings"),
+    "scoring": ("leadflow_scoring.app", "leadflow_scoring.settings", "ScoringSettings"),
+    "router": ("leadflow_router.app", "leadflow_router.settings", "RouterSettings"),
+    "sla-monitor": ("leadflow_sla.app", "leadflow_sla.settings", "SlaSettings"),
+}
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except (ConfigError, ConfigFileError) as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _serve(name: str, port: int | None) -> None:
+    from leadflow.logs import configure_logging
+    from leadflow.runtime import serve
+
+    settings = _settings()
+    problems = settings.check()
+    if problems:
+        for problem in problems:
+            console.print(f"[red]error:[/red] {problem}")
+        raise typer.Exit(2)
+    configure_logging(name, settings.log_level)
+    app_module, settings_module, settings_class = _SERVICE_APPS[name]
+    service_settings: Any = getattr(importlib.import_module(settings_module), settings_class)()
+    create_app = importlib.import_module(app_module).create_app
+    serve(create_app(settings), settings, port or service_settings.port)
+
+
+PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default: per service).")]
+
+
+@app.command()
+def intake(port: PortOption = None) -> None:
+    """Run the intake service (HTTP webhooks -> lead events)."""
+    _serve("intake", port)
+
+
+@app.command()
+def scoring(port: PortOption = None) -> None:
+    """Run the scoring consumer."""
+    _serve("scoring", port)
+
+
+@app.command()
+def router(port: PortOption = None) -> None:
+    """Run the router consumer."""
+    _serve("router", port)
+
+
+@app.command("sla-monitor")
+def sla_monitor(port: PortOption = None) -> None:
+    """Run the SLA monitor."""
+    _serve("sla-monitor", port)
+
+
+@app.command()
+def run(var: Annotated[Path, typer.Option(help="Folder for logs.")] = Path("var")) -> None:
+    """Run everything here: a local broker (unless LEADFLOW_KAFKA_BOOTSTRAP is set) and services."""
+    from leadflow.stack import run_stack
+
+    settings = _settings()
+    raise typer.Exit(run_stack(settings, var, Console()))
+
+
+@app.command()
+def broker(port: Annotated[int, typer.Option(help="Port to listen on.")] = 9092) -> None:
+    """Run only the local in-memory Kafka-protocol broker, until Ctrl-C."""
+    from leadflow.broker import start_broker
+
+    process = start_broker(port)
+    console.print(f"broker listening on 127.0.0.1:{port}; Ctrl-C stops it.")
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(10)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or migrate the database tables (LEADFLOW_DATABASE_URL)."""
+    from leadflow.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"database is at revision {revision}.")
+
+
+@config_app.command("check")
+def config_check(
+    path: Annotated[
+        Path | None, typer.Argument(help="YAML file (default: LEADFLOW_CONFIG).")
+    ] = None,
+) -> None:
+    """Validate a configuration file and the secrets it needs; errors point at the line."""
+    if path is not None:
+        os.environ["LEADFLOW_CONFIG"] = str(path)
+    try:
+        settings = Settings()
+        config = load_config(settings.config)
+    except ConfigFileError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]{exc.path}:[/red] {problem}")
+        raise typer.Exit(1) from exc
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    problems = settings.check()
+    for problem in problems:
+        console.print(f"[red]error:[/red] {problem}")
+    if problems:
+        raise typer.Exit(1)
+    console.print(
+        f"{settings.config}: OK — {len(config.sources)} sources, {len(config.teams)} teams, "
+        f"{len(config.reps)} reps, {len(config.routing.rules)} routing rules, "
+        f"{len(config.sla.policies)} SLA policies."
+    )
+
+
+@webhook_app.command("send")
+def webhook_send(
+    body_file: Annotated[Path, typer.Argument(help="JSON body to send ('-' for stdin).")],
+    source: Annotated[str, typer.Option(help="Source name (must be of kind standard).")] = "web",
+    url: Annotated[str, typer.Option(help="Intake base URL.")] = "http://127.0.0.1:8000",
+    delivery_id: Annotated[str | None, typer.Option(help="webhook-id (default: new).")] = None,
+) -> None:
+    """Sign a body with the source's secret (Standard Webhooks) and POST it to the intake."""
+    from leadflow.webhooks import sign
+
+    settings = _settings()
+    secrets = settings.source_secrets(source)
+    if not secrets:
+        console.print(f"[red]error:[/red] no secret for source {source!r}.")
+        raise typer.Exit(2)
+    body = sys.stdin.buffer.read() if str(body_file) == "-" else body_file.read_bytes()
+    msg_id = delivery_id or f"msg_{uuid.uuid4().hex}"
+    timestamp = int(time.time())
+    response = httpx.post(
+        f"{url}/v1/webhooks/{source}",
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secrets[0], msg_id, timestamp, body),
+        },
+        timeout=10,
+    )
+    typer.echo(f"{response.status_code} {response.text}")
+    if response.status_code >= 400:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point of the `leadflow` command."""
+    app()

@@ -1,0 +1,233 @@
+"""The event contract: a CloudEvents 1.0 envelope and a typed payload per event type.
+
+Every event of one person carries the same `subject` (the lead key), which is also the
+Kafka key, so a person's events land on one partition and are processed in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+# Namespace of deterministic event ids (uuid5): the same delivery gives the same id.
+EVENT_NAMESPACE = uuid.UUID("6f0d6f3e-3b1a-4d0c-9a55-1e7d2b5f0c11")
+
+ActivityKind = Literal["contacted", "accepted", "rejected", "converted", "won", "lost"]
+Tier = Literal["mql", "watch", "nurture", "disqualified"]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Company(_Payload):
+    """The lead's company as the sender described it."""
+
+    name: str | None = None
+    domain: str | None = None
+    size: int | None = Field(default=None, ge=0)
+    industry: str | None = None
+
+
+class Lead(_Payload):
+    """The canonical lead: what every source's payload is normalized into."""
+
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    job_title: str | None = None
+    company: Company = Field(default_factory=Company)
+    country: str | None = None
+    region: str | None = None
+    city: str | None = None
+    language: str | None = None
+    campaign: str | None = None
+    utm: dict[str, str] = Field(default_factory=dict)
+    content_asset: str | None = None
+    product_interest: str | None = None
+    consent: bool | None = None
+    answers: dict[str, str] = Field(default_factory=dict)
+    call_duration_s: int | None = Field(default=None, ge=0)
+    list_source: Literal["inbound", "purchased_list", "event", "partner"] = "inbound"
+    custom: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeadReceived(_Payload):
+    """A lead arrived at intake (a form fill, a download, a call...)."""
+
+    lead_key: str
+    source: str
+    source_kind: str
+    delivery_id: str
+    activity: str = "form_fill"
+    received_at: AwareDatetime
+    lead: Lead
+
+
+class LeadActivity(_Payload):
+    """An outcome reported by the CRM: contacted, accepted, rejected, converted, won, lost."""
+
+    lead_key: str
+    activity: ActivityKind
+    occurred_at: AwareDatetime
+    source: str
+    rep_id: str | None = None
+    reason: str | None = None
+    amount: float | None = Field(default=None, ge=0)
+    currency: str | None = None
+
+
+class ScoreReason(_Payload):
+    """One rule that fired, and what it was worth."""
+
+    rule: str
+    group: Literal["fit", "engagement", "qualification"]
+    points: int
+    detail: str = ""
+
+
+class LeadScored(_Payload):
+    """The result of (re)scoring a lead, with every reason behind it."""
+
+    lead_key: str
+    model_version: str
+    score: int
+    fit: int
+    engagement: int
+    tier: Tier
+    qualified: bool
+    newly_qualified: bool
+    reasons: list[ScoreReason]
+    scored_at: AwareDatetime
+    received_at: AwareDatetime
+    source: str
+    lead: Lead
+
+
+class LeadAssigned(_Payload):
+    """A lead was given to a rep (first assignment, or a reassignment)."""
+
+    lead_key: str
+    assignment_id: str
+    rep_id: str
+    rep_name: str
+    team: str
+    rule: str
+    tier: Tier
+    reason: str
+    assigned_at: AwareDatetime
+    received_at: AwareDatetime
+    previous_rep_ids: list[str] = Field(default_factory=list)
+
+
+class LeadUnassigned(_Payload):
+    """Nobody could take the lead: it waits in a team queue."""
+
+    lead_key: str
+    team: str
+    rule: str
+    tier: Tier
+    reason: str
+    queued_at: AwareDatetime
+    received_at: AwareDatetime
+
+
+class SlaAlert(_Payload):
+    """A follow-up window reached a stage (warning, breach, escalation) for a lead."""
+
+    lead_key: str
+    assignment_id: str
+    stage: Literal["warning", "breached", "escalated"]
+    policy: str
+    rep_id: str
+    rep_name: str
+    team: str
+    manager_email: str
+    assigned_at: AwareDatetime
+    due_at: AwareDatetime
+    fired_at: AwareDatetime
+    late_by_s: float
+    message: str
+
+
+Payload = LeadReceived | LeadActivity | LeadScored | LeadAssigned | LeadUnassigned | SlaAlert
+
+PAYLOAD_TYPES: dict[str, type[_Payload]] = {
+    "lead.received": LeadReceived,
+    **{f"lead.{kind}": LeadActivity for kind in get_args(ActivityKind)},
+    "lead.scored": LeadScored,
+    "lead.assigned": LeadAssigned,
+    "lead.reassigned": LeadAssigned,
+    "lead.unassigned": LeadUnassigned,
+    "sla.warning": SlaAlert,
+    "sla.breached": SlaAlert,
+    "sla.escalated": SlaAlert,
+}
+
+
+class Envelope(BaseModel):
+    """A CloudEvents 1.0 event in structured JSON mode."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str
+    subject: str = Field(min_length=1)
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: Payload
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_data(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("data"), dict):
+            payload_type = PAYLOAD_TYPES.get(values.get("type", ""))
+            if payload_type is None:
+                raise ValueError(f"unknown event type {values.get('type')!r}.")
+            values = {**values, "data": payload_type.model_validate(values["data"])}
+        return values
+
+    def to_bytes(self) -> bytes:
+        """The event as CloudEvents JSON."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        """Parse and validate an event; raises ValueError when it is not one."""
+        return cls.model_validate(orjson.loads(raw))
+
+
+def new_event(
+    type_: str, data: Payload, *, source: str, time: datetime, event_id: str | None = None
+) -> Envelope:
+    """An envelope for `data`; the subject is the payload's lead key."""
+    return Envelope(
+        id=event_id or str(uuid.uuid4()),
+        source=source,
+        type=type_,
+        subject=data.lead_key,
+        time=time,
+        data=data,
+    )
+
+
+def derived_event_id(*parts: str) -> str:
+    """A deterministic event id: the same parts (e.g. source and delivery id) give the same id."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts)))
+
+
+def lead_key_for(identity: str) -> str:
+    """A stable, non-reversible key for a person's identity (normalized email or E.164 phone).
+
+    The key is what topics are partitioned by and what URLs and logs show, so that no
+    raw email address or phone number leaves the intake.
+    """
+    return "lk_" + hashlib.sha256(identity.encode()).hexdigest()[:24]

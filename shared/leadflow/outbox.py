@@ -1,0 +1,165 @@
+"""The transactional outbox: events written with the state change, relayed after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from leadflow.bus import Publisher
+from leadflow.db.engine import is_postgres, session_factory
+from leadflow.db.tables import outbox
+from leadflow.events import Envelope
+from leadflow.metrics import ConsumerMetrics
+from leadflow.settings import Settings
+from leadflow.topics import topic_for
+
+log = logging.getLogger(__name__)
+
+RELAY_BATCH = 500
+KEEP_SENT = timedelta(hours=1)
+
+
+async def enqueue(session: AsyncSession, producer: str, event: Envelope, now: datetime) -> None:
+    """Add `event` to the outbox in the caller's transaction."""
+    await session.execute(
+        insert(outbox).values(
+            producer=producer,
+            topic=topic_for(event.type),
+            key=event.subject,
+            event_id=event.id,
+            payload=event.to_bytes(),
+            created_at=now,
+        )
+    )
+
+
+class OutboxRelay:
+    """Publishes a producer's outbox rows in order, then marks them sent.
+
+    A crash after publishing and before marking replays the rows: downstream inboxes
+    drop the duplicates by event id. On PostgreSQL the rows are locked (SKIP LOCKED)
+    while in flight, so several instances of a service relay without overlapping.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        publisher: Publisher,
+        settings: Settings,
+        producer: str,
+        metrics: ConsumerMetrics | None = None,
+    ) -> None:
+        self._sessions = session_factory(engine)
+        self._lock_rows = is_postgres(engine)
+        self._publisher = publisher
+        self._settings = settings
+        self._producer = producer
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.healthy = True
+
+    def wake(self) -> None:
+        """Relay now (called after a transaction that wrote outbox rows committed)."""
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Relay up to one batch of pending rows; returns how many were published."""
+        if self._lock_rows:
+            async with self._sessions() as session, session.begin():
+                rows = await self._pending_rows(session)
+                if rows:
+                    await self._publish(rows)
+                    await self._mark_sent(session, [r.id for r in rows])
+        else:
+            # SQLite has one write lock for the whole file: never hold it while publishing.
+            async with self._sessions() as session:
+                rows = await self._pending_rows(session)
+            if rows:
+                await self._publish(rows)
+                async with self._sessions() as session, session.begin():
+                    await self._mark_sent(session, [r.id for r in rows])
+        return len(rows)
+
+    async def _pending_rows(self, session: AsyncSession) -> list[Row[tuple[int, str, str, bytes]]]:
+        query = (
+            select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+            .where(outbox.c.producer == self._producer, outbox.c.sent_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(RELAY_BATCH)
+        )
+        if self._lock_rows:
+            query = query.with_for_update(skip_locked=True)
+        return list((await session.execute(query)).tuples().all())  # type: ignore[arg-type]
+
+    async def _publish(self, rows: list[Row[tuple[int, str, str, bytes]]]) -> None:
+        await self._publisher.publish_many(
+            [(self._settings.topic(r.topic), r.key, r.payload) for r in rows]
+        )
+        if self._metrics is not None:
+            for r in rows:
+                self._metrics.produced.labels(r.topic).inc()
+
+    async def _mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
+        await session.execute(
+            update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=datetime.now(UTC))
+        )
+
+    async def pending(self) -> int:
+        """Rows of this producer not yet relayed."""
+        async with self._sessions() as session:
+            query = select(func.count()).where(
+                outbox.c.producer == self._producer, outbox.c.sent_at.is_(None)
+            )
+            return int((await session.execute(query)).scalar_one())
+
+    async def prune(self, now: datetime) -> None:
+        """Forget rows relayed long ago."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                delete(outbox).where(
+                    outbox.c.producer == self._producer, outbox.c.sent_at < now - KEEP_SENT
+                )
+            )
+
+    async def _run(self) -> None:
+        pruned_at = datetime.now(UTC)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.outbox_poll_s)
+            self._wake.clear()
+            try:
+                while await self.relay_once() == RELAY_BATCH:
+                    pass
+                self.healthy = True
+                if self._metrics is not None:
+                    self._metrics.outbox_pending.set(await self.pending())
+                now = datetime.now(UTC)
+                if now - pruned_at > KEEP_SENT / 4:
+                    await self.prune(now)
+                    pruned_at = now
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.healthy = False
+                log.warning("outbox relay failed; retrying", exc_info=True)
+                await asyncio.sleep(self._settings.outbox_poll_s)
+
+    def start(self) -> None:
+        """Relay in the background until stopped."""
+        self._task = asyncio.create_task(self._run(), name=f"outbox-{self._producer}")
+
+    async def stop(self) -> None:
+        """Relay what is pending (bounded), then stop."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.relay_once(), self._settings.stop_timeout_s)

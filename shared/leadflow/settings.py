@@ -1,0 +1,123 @@
+"""Typed settings: infrastructure from `LEADFLOW_*` variables, the product from a YAML file.
+
+The YAML file (``LEADFLOW_CONFIG``, default ``config/example.yaml``) describes what the
+product does: sources, scoring, teams, reps, routing rules and SLA policies. Environment
+variables describe where it runs: broker, database, ports. Secrets are never written in
+the YAML file; each source names the environment variable that holds its secret.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leadflow.config import LeadflowConfig, load_config
+
+DEFAULT_CONFIG_PATH = Path("config/example.yaml")
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///var/leadflow.db"
+
+# Development secrets of the example sources, documented in the README so that the
+# five-minute tour works out of the box. Refused when LEADFLOW_ENV=production.
+DEV_SECRETS = {
+    "web": "whsec_bGVhZGZsb3ctZGV2LXdlYi1zZWNyZXQtMDAwMDAwMDA=",
+    "crm": "whsec_bGVhZGZsb3ctZGV2LWNybS1zZWNyZXQtMDAwMDAwMDAw",
+}
+
+
+class ConfigError(ValueError):
+    """The settings or the YAML configuration cannot be used; the message says why."""
+
+
+class Settings(BaseSettings):
+    """Where Leadflow runs: read from `LEADFLOW_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADFLOW_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    config: Path = DEFAULT_CONFIG_PATH
+    database_url: str = DEFAULT_SQLITE_URL
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_idempotence: bool = False
+    kafka_client_id: str = "leadflow"
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=3, ge=1)
+    consumer_batch_max: int = Field(default=200, ge=1)
+    consumer_poll_ms: int = Field(default=200, ge=1)
+    consumer_max_attempts: int = Field(default=3, ge=1)
+    publish_timeout_s: float = Field(default=5.0, gt=0)
+    stop_timeout_s: float = Field(default=10.0, gt=0)
+    outbox_poll_s: float = Field(default=0.5, gt=0)
+    sla_poll_s: float = Field(default=0.25, gt=0)
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _production_needs_real_infrastructure(self) -> Settings:
+        if self.env == "production" and self.database_url.startswith("sqlite"):
+            raise ValueError(
+                "LEADFLOW_DATABASE_URL points at SQLite; production needs PostgreSQL "
+                "(postgresql+asyncpg://...)."
+            )
+        return self
+
+    @cached_property
+    def app(self) -> LeadflowConfig:
+        """The product configuration read from the YAML file."""
+        return load_config(self.config)
+
+    def topic(self, name: str) -> str:
+        """The full Kafka topic name for a logical topic such as `leads.received`."""
+        return f"{self.topic_prefix}{name}"
+
+    def source_secrets(self, source: str) -> list[str]:
+        """The secrets that currently authenticate `source` (several during a rotation).
+
+        `LEADFLOW_SOURCE_<NAME>_SECRET` holds one secret, or several separated by
+        whitespace or commas while a rotation is under way.
+        """
+        var = secret_env_var(source)
+        raw = os.environ.get(var, "").replace(",", " ").split()
+        if raw:
+            return raw
+        if self.env != "production" and source in DEV_SECRETS:
+            return [DEV_SECRETS[source]]
+        return []
+
+    def check(self) -> list[str]:
+        """Problems that stop this deployment from running; empty when it can run."""
+        problems: list[str] = []
+        for name in self.app.sources:
+            secrets = self.source_secrets(name)
+            if not secrets:
+                problems.append(
+                    f"source {name!r} has no secret: set {secret_env_var(name)} "
+                    "to the secret the sender signs with."
+                )
+            elif self.env == "production" and any(s in DEV_SECRETS.values() for s in secrets):
+                problems.append(
+                    f"source {name!r} uses the documented development secret; "
+                    f"set {secret_env_var(name)} to a real one in production."
+                )
+        return problems
+
+
+def secret_env_var(source: str) -> str:
+    """The environment variable that holds a source's secret."""
+    return f"LEADFLOW_SOURCE_{source.upper().replace('-', '_')}_SECRET"
+
+
+def get_settings() -> Settings:
+    """Settings from the environment; raises ConfigError with a readable message."""
+    try:
+        settings = Settings()
+        _ = settings.app
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return settings

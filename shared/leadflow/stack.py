@@ -1,0 +1,119 @@
+"""`leadflow run`: the broker and the four services as separate processes on this machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from leadflow.broker import BrokerError, start_broker
+from leadflow.settings import Settings
+
+SERVICES = {"intake": 8000, "scoring": 8001, "router": 8002, "sla-monitor": 8003}
+STOP_GRACE_S = 15.0
+
+
+def service_port(name: str) -> int:
+    """The port a service listens on (`LEADFLOW_<SERVICE>_PORT`, else its default)."""
+    prefix = "SLA" if name == "sla-monitor" else name.upper()
+    return int(os.environ.get(f"LEADFLOW_{prefix}_PORT", SERVICES[name]))
+
+
+@dataclass
+class Child:
+    """A process of the stack."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+def run_stack(settings: Settings, var: Path, console: Console) -> int:
+    """Start everything, print the URLs, and stop it all on Ctrl-C or SIGTERM."""
+    var.mkdir(parents=True, exist_ok=True)
+    children: list[Child] = []
+    stopping = False
+
+    def _stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        if "LEADFLOW_KAFKA_BOOTSTRAP" not in os.environ:
+            host, _, broker_port = settings.kafka_bootstrap.rpartition(":")
+            try:
+                broker = start_broker(int(broker_port), host or "127.0.0.1", var / "broker.log")
+            except BrokerError as exc:
+                console.print(f"[red]Cannot start the local broker:[/red] {exc}")
+                return 1
+            children.append(Child("broker", broker))
+            console.print(f"broker       kafka://{settings.kafka_bootstrap} (in memory)")
+        for name in SERVICES:
+            log = (var / f"{name}.log").open("ab")
+            process = subprocess.Popen(
+                [sys.executable, "-m", "leadflow", name], stdout=log, stderr=log
+            )
+            children.append(Child(name, process))
+            url = f"http://{settings.host}:{service_port(name)}"
+            console.print(f"{name:<12} {url}  (log: {var / (name + '.log')})")
+        if not _wait_ready(settings.host, children, lambda: stopping):
+            console.print("[red]A service did not become ready; see its log under var/.[/red]")
+            return 1
+        console.print("[green]Leadflow is ready.[/green] Ctrl-C stops everything.")
+        while not stopping:
+            for child in children:
+                if child.process.poll() is not None:
+                    console.print(f"[red]{child.name} exited ({child.process.returncode}).[/red]")
+                    return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        _stop_all(children, console)
+
+
+def _wait_ready(host: str, children: list[Child], stopping: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + 90
+    pending = {c.name for c in children if c.name in SERVICES}
+    while pending and time.monotonic() < deadline:
+        for child in children:
+            if child.process.poll() is not None:
+                return False
+        for name in sorted(pending):
+            port = service_port(name)
+            try:
+                if httpx.get(f"http://{host}:{port}/readyz", timeout=1).status_code == 200:
+                    pending.discard(name)
+            except httpx.HTTPError:
+                pass
+        if stopping():
+            return False
+        time.sleep(0.2)
+    return not pending
+
+
+def _stop_all(children: list[Child], console: Console) -> None:
+    # Services first, so that they can flush to the broker; the broker last.
+    services = [c for c in children if c.name != "broker"]
+    brokers = [c for c in children if c.name == "broker"]
+    for group in (services, brokers):
+        for child in group:
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in group:
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                console.print(f"{child.name} did not stop in time; killing it.")
+                child.process.kill()
+                child.process.wait()
+    console.print("Leadflow stopped.")

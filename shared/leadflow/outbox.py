@@ -95,7 +95,7 @@ class OutboxRelay:
         )
         if self._lock_rows:
             query = query.with_for_update(skip_locked=True)
-        return list((await session.execute(query)).tuples().all())  # type: ignore[arg-type]
+        return list((await session.execute(query)).all())  # type: ignore[arg-type]
 
     async def _publish(self, rows: list[Row[tuple[int, str, str, bytes]]]) -> None:
         await self._publisher.publish_many(

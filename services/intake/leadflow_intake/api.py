@@ -110,7 +110,7 @@ async def _receive(request: Request, intake: Intake, source: str) -> dict[str, A
             422,
             "invalid_body",
             "The body is not a valid lead or activity.",
-            errors=field_errors(exc.errors()),
+            errors=field_errors(standard.untagged(exc.errors())),
         ) from exc
     event = standard.to_event(parsed, source=source, delivery_id=delivery_id, now=utcnow())
     await _publish(intake, event)

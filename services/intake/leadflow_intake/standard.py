@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -96,10 +97,13 @@ class ActivityBody(BaseModel):
 StandardBody = Annotated[LeadBody | ActivityBody, Field(discriminator="event")]
 
 
-class StandardEnvelope(BaseModel):
-    """The body of a `standard` webhook."""
+_TAGS = {"lead", *get_args(ActivityKind)}
 
-    body: StandardBody
+
+def untagged(errors: Sequence[Any]) -> list[Any]:
+    """Validation errors without the union's tag in their location (`lead.email`, not
+    `lead.lead.email`), so that field names read as the sender wrote them."""
+    return [{**e, "loc": e["loc"][1:]} if e["loc"] and e["loc"][0] in _TAGS else e for e in errors]
 
 
 def to_event(

@@ -1,0 +1,249 @@
+"""The webhook endpoint on the in-memory bus: what is accepted, what is refused and why."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from leadflow.bus import Headers
+from leadflow.bus.memory import InMemoryBus
+from leadflow.events import Envelope, LeadActivity, LeadReceived, lead_key_for
+from leadflow.settings import DEV_SECRETS, Settings
+from leadflow.webhooks import sign
+from leadflow_intake.app import create_app
+from leadflow_intake.settings import IntakeSettings
+from tests.fixtures.stack import CONFIG, lead_body
+
+SECRET = DEV_SECRETS["web"]
+
+
+@pytest.fixture
+def bus() -> InMemoryBus:
+    return InMemoryBus()
+
+
+@pytest.fixture
+def client(bus: InMemoryBus) -> Iterator[TestClient]:
+    settings = Settings(config=CONFIG)
+    app = create_app(settings, IntakeSettings(max_body_bytes=4096), publisher=bus)
+    with TestClient(app) as client:
+        yield client
+
+
+def signed(
+    body: bytes,
+    *,
+    secret: str = SECRET,
+    msg_id: str = "msg_1",
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(secret, msg_id, ts, body),
+    }
+
+
+def post(client: TestClient, body: Any, source: str = "web", **kwargs: Any) -> Any:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return client.post(f"/v1/webhooks/{source}", content=raw, headers=signed(raw, **kwargs))
+
+
+def published(bus: InMemoryBus) -> list[Envelope]:
+    return [Envelope.from_bytes(r.value) for records in bus.topics.values() for r in records]
+
+
+def test_a_signed_lead_is_published_and_answered_202(client: TestClient, bus: InMemoryBus) -> None:
+    response = post(client, lead_body(" Ana.Lopez@Example.COM ", phone="+1 415 555 0132"))
+
+    assert response.status_code == 202
+    key = lead_key_for("ana.lopez@example.com")
+    assert response.json()["lead_key"] == key
+    [record] = bus.topics["leads.received"]
+    assert record.key == key.encode()
+    event = Envelope.from_bytes(record.value)
+    assert event.id == response.json()["event_id"]
+    assert isinstance(event.data, LeadReceived)
+    assert event.data.lead.email == "ana.lopez@example.com"
+    assert event.data.lead.phone == "+14155550132"
+    assert event.data.activity == "demo_request"
+    assert event.data.delivery_id == "msg_1"
+
+
+def test_a_redelivery_gets_the_same_answer_and_the_same_event_id(
+    client: TestClient, bus: InMemoryBus
+) -> None:
+    first = post(client, lead_body("again@example.com"), msg_id="msg_same")
+    second = post(client, lead_body("again@example.com"), msg_id="msg_same")
+    third = post(client, lead_body("again@example.com"), msg_id="msg_other")
+
+    assert first.json() == second.json()
+    assert third.json()["event_id"] != first.json()["event_id"]
+    assert len({e.id for e in published(bus)}) == 2
+
+
+def test_a_crm_activity_is_published_on_the_activity_topic(
+    client: TestClient, bus: InMemoryBus
+) -> None:
+    body = {
+        "event": "rejected",
+        "email": "ana@example.com",
+        "occurred_at": "2026-11-26T10:00:00Z",
+        "reason": "no budget",
+    }
+    raw = orjson.dumps(body)
+    headers = signed(raw, secret=DEV_SECRETS["crm"])
+    response = client.post("/v1/webhooks/crm", content=raw, headers=headers)
+
+    assert response.status_code == 202, response.text
+    [event] = published(bus)
+    assert event.type == "lead.rejected"
+    assert isinstance(event.data, LeadActivity)
+    assert event.data.reason == "no budget"
+    assert event.subject == lead_key_for("ana@example.com")
+
+
+def test_rotated_secrets_are_all_accepted(
+    client: TestClient, bus: InMemoryBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = "whsec_b2xkLXNlY3JldC0wMDAwMDAwMDAwMDA=", "whsec_bmV3LXNlY3JldC0wMDAwMDAwMDAwMDA="
+    monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", f"{new},{old}")
+
+    assert post(client, lead_body("a@example.com"), secret=old).status_code == 202
+    assert post(client, lead_body("b@example.com"), secret=new, msg_id="m2").status_code == 202
+    assert post(client, lead_body("c@example.com"), msg_id="m3").status_code == 401
+    assert len(published(bus)) == 2
+
+
+def refusal(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["detail"]
+    return body
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"secret": "whsec_d3Jvbmctc2VjcmV0LTAwMDAwMDAwMDAwMA=="}, "No signature matches"),
+        ({"timestamp": int(time.time()) - 3600}, "too old"),
+        ({"timestamp": int(time.time()) + 3600}, "in the future"),
+    ],
+)
+def test_bad_signatures_and_timestamps_are_401(
+    client: TestClient, bus: InMemoryBus, kwargs: dict[str, Any], says: str
+) -> None:
+    body = refusal(post(client, lead_body("x@example.com"), **kwargs), 401)
+    assert says in body["detail"]
+    assert published(bus) == []
+
+
+def test_missing_signature_headers_are_named(client: TestClient, bus: InMemoryBus) -> None:
+    response = client.post("/v1/webhooks/web", json=lead_body("x@example.com"))
+    body = refusal(response, 401)
+    assert "webhook-id" in body["detail"]
+    assert "webhook-signature" in body["detail"]
+    assert published(bus) == []
+
+
+def test_unknown_source_is_404(client: TestClient, bus: InMemoryBus) -> None:
+    body = refusal(post(client, lead_body("x@example.com"), source="nowhere"), 404)
+    assert "nowhere" in body["detail"]
+    assert published(bus) == []
+
+
+def test_a_body_over_the_limit_is_413_even_without_content_length(
+    client: TestClient, bus: InMemoryBus
+) -> None:
+    big = lead_body("x@example.com", custom={"notes": "x" * 5000})
+    refusal(post(client, big), 413)
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1000
+
+    streamed = client.post("/v1/webhooks/web", content=chunks(), headers=signed(b""))
+    refusal(streamed, 413)
+    assert published(bus) == []
+
+
+def test_a_body_that_is_not_json_is_415(client: TestClient, bus: InMemoryBus) -> None:
+    raw = b"email=x@example.com"
+    headers = {**signed(raw), "content-type": "application/x-www-form-urlencoded"}
+    refusal(client.post("/v1/webhooks/web", content=raw, headers=headers), 415)
+    assert published(bus) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "says"),
+    [
+        ({"event": "lead", "lead": {"first_name": "Ann"}}, "lead", "email or a phone"),
+        ({"event": "lead", "lead": {"email": "not-an-email"}}, "lead", "email"),
+        ({"event": "lead", "lead": {"phone": "12"}}, "lead", "phone"),
+        (
+            {"event": "lead", "lead": {"email": "a@example.com", "company": {"size": -3}}},
+            "lead.company.size",
+            "greater than or equal to 0",
+        ),
+        ({"event": "lead", "lead": {"email": "a@example.com", "shoe": 42}}, "lead.shoe", "Extra"),
+        ({"event": "teleported"}, "(body)", "event"),
+        (
+            {
+                "event": "rejected",
+                "lead_key": "lk_" + "0" * 24,
+                "occurred_at": "2026-11-26T10:00:00Z",
+            },
+            "(body)",
+            "reason",
+        ),
+        (
+            {"event": "contacted", "email": "a@example.com", "occurred_at": "2026-11-26T10:00:00"},
+            "occurred_at",
+            "timezone",
+        ),
+    ],
+)
+def test_invalid_bodies_are_422_with_field_errors(
+    client: TestClient, bus: InMemoryBus, body: dict[str, Any], field: str, says: str
+) -> None:
+    problem = refusal(post(client, body), 422)
+    assert any(
+        e["field"].startswith(field) and says.lower() in e["message"].lower()
+        for e in problem["errors"]
+    ), problem["errors"]
+    assert published(bus) == []
+
+
+def test_malformed_json_is_422(client: TestClient, bus: InMemoryBus) -> None:
+    refusal(post(client, b"{not json"), 422)
+    assert published(bus) == []
+
+
+class DownBus(InMemoryBus):
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: Headers | None = None
+    ) -> None:
+        raise ConnectionError("broker down")
+
+
+def test_an_unreachable_broker_is_503_with_retry_after() -> None:
+    app = create_app(Settings(config=CONFIG), IntakeSettings(), publisher=DownBus())
+    with TestClient(app) as client:
+        response = post(client, lead_body("x@example.com"))
+    refusal(response, 503)
+    assert response.headers["retry-after"] == "5"
+
+
+def test_rejections_are_counted_by_source_and_reason(client: TestClient) -> None:
+    post(client, lead_body("x@example.com"), secret="whsec_d3JvbmctMDAwMDAwMDAwMDAwMDAwMDA=")
+    metrics = client.get("/metrics").text
+    assert 'leadflow_intake_webhooks_total{outcome="bad_signature",source="web"}' in metrics

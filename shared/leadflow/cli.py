@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import os
 import sys
@@ -21,9 +23,11 @@ app = typer.Typer(help="Leadflow: real-time B2B lead intake, scoring, routing an
 db_app = typer.Typer(help="Database migrations.")
 config_app = typer.Typer(help="Configuration.")
 webhook_app = typer.Typer(help="Send signed webhooks (for trying Leadflow out).")
+events_app = typer.Typer(help="Watch the event topics.")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(events_app, name="events")
 
 console = Console(stderr=True)
 
@@ -184,6 +188,19 @@ def webhook_send(
     typer.echo(f"{response.status_code} {response.text}")
     if response.status_code >= 400:
         raise typer.Exit(1)
+
+
+@events_app.command("tail")
+def events_tail(
+    topics: Annotated[list[str], typer.Argument(help="Topics, e.g. leads.assigned leads.alerts.")],
+    beginning: Annotated[bool, typer.Option(help="Start from the oldest event.")] = True,
+) -> None:
+    """Print the events of some topics as JSON lines, until Ctrl-C."""
+    from leadflow.bus.kafka import tail
+
+    settings = _settings()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(tail(settings, [settings.topic(t) for t in topics], beginning, typer.echo))
 
 
 def main() -> None:

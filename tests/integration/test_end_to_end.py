@@ -81,7 +81,7 @@ async def assignment_rows(stack: Stack, lead_keys: list[str]) -> dict[str, int]:
                 .where(assignments.c.lead_key.in_(lead_keys))
                 .group_by(assignments.c.lead_key)
             )
-            return {key: count for key, count in rows}
+            return dict(rows.tuples().all())
     finally:
         await engine.dispose()
 

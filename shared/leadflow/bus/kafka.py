@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -201,3 +201,22 @@ async def ensure_topics(settings: Settings, names: Iterable[str]) -> None:
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+async def tail(
+    settings: Settings, topics: list[str], beginning: bool, emit: Callable[[str], None]
+) -> None:
+    """Emit every message of `topics` as it arrives (no consumer group, nothing committed)."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest" if beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        async for message in consumer:
+            emit(message.value.decode(errors="replace"))
+    finally:
+        await asyncio.wait_for(consumer.stop(), settings.stop_timeout_s)

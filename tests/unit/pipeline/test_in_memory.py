@@ -1,4 +1,4 @@
-"""The whole pipeline on the in-memory bus (SQLite underneath): intake -> scoring -> router -> SLA."""
+"""The whole pipeline on the in-memory bus, SQLite underneath: intake, scoring, router, SLA."""
 
 from __future__ import annotations
 

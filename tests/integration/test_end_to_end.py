@@ -81,7 +81,7 @@ async def assignment_rows(stack: Stack, lead_keys: list[str]) -> dict[str, int]:
                 .where(assignments.c.lead_key.in_(lead_keys))
                 .group_by(assignments.c.lead_key)
             )
-            return dict(rows.tuples().all())
+            return {str(key): int(count) for key, count in rows.all()}
     finally:
         await engine.dispose()
 

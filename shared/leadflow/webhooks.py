@@ -16,6 +16,7 @@ class SignatureError(Exception):
 def decode_secret(secret: str) -> bytes:
     """The key bytes of a `whsec_<base64>` secret (or of a bare base64 secret)."""
     raw = secret.removeprefix("whsec_")
+    raw += "=" * (-len(raw) % 4)  # senders often drop the padding
     try:
         return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
@@ -66,6 +67,9 @@ def verify(
         raise SignatureError("webhook-signature has no v1 signature.")
     for secret in secrets:
         expected = sign(secret, msg_id, timestamp, body).split(",", 1)[1]
-        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
+        if any(
+            hmac.compare_digest(expected.encode(), candidate.encode("utf-8", "replace"))
+            for candidate in offered
+        ):
             return msg_id, timestamp
     raise SignatureError("No signature matches; check the source's secret.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 STOPPING_ACTIVITIES = {"lead.contacted", "lead.accepted", "lead.rejected", "lead.converted"}
 
@@ -16,7 +16,7 @@ def describe_lateness(seconds: float) -> str:
     """`seconds` as a short human duration: `45 s`, `12 min`, `3 h 5 min`."""
     seconds = max(0.0, seconds)
     if seconds < 60:
-        return f"{seconds:.0f} s"
+        return f"{int(seconds)} s"
     minutes = int(seconds // 60)
     if minutes < 60:
         return f"{minutes} min"
@@ -36,9 +36,10 @@ def breach_message(
 ) -> str:
     """What the manager reads: who missed which lead, by how much, and where to look."""
     overdue = (now - assigned_at - window).total_seconds()
+    assigned_utc = assigned_at.astimezone(UTC)
     return (
         f"{rep_name} ({team}) has not contacted lead {lead_key} within the "
         f"{describe_lateness(window.total_seconds())} {policy} window: assigned "
-        f"{assigned_at:%Y-%m-%d %H:%M} UTC, now {describe_lateness(overdue)} overdue. "
+        f"{assigned_utc:%Y-%m-%d %H:%M} UTC, now {describe_lateness(overdue)} overdue. "
         f"Routing record: {lead_url}"
     )

@@ -1,0 +1,220 @@
+"""Settings from `LEADFLOW_*` variables: source secrets, dev defaults and production checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from leadflow.settings import (
+    DEFAULT_SQLITE_URL,
+    DEV_SECRETS,
+    ConfigError,
+    Settings,
+    get_settings,
+    secret_env_var,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "example.yaml"
+POSTGRES_URL = "postgresql+asyncpg://leadflow@db.internal:5432/leadflow"
+REAL_WEB_SECRET = "whsec_cmVhbC13ZWItc2VjcmV0LWZvci10ZXN0cw=="
+REAL_CRM_SECRET = "whsec_cmVhbC1jcm0tc2VjcmV0LWZvci10ZXN0cw=="
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No `LEADFLOW_*` variable of the machine running the tests leaks into them."""
+    for name in list(os.environ):
+        if name.startswith("LEADFLOW_"):
+            monkeypatch.delenv(name)
+
+
+def development() -> Settings:
+    """Development settings on the example configuration."""
+    return Settings(config=EXAMPLE)
+
+
+def production() -> Settings:
+    """Production settings on PostgreSQL and the example configuration."""
+    return Settings(env="production", database_url=POSTGRES_URL, config=EXAMPLE)
+
+
+@pytest.mark.parametrize(
+    ("source", "variable"),
+    [
+        ("web", "LEADFLOW_SOURCE_WEB_SECRET"),
+        ("crm", "LEADFLOW_SOURCE_CRM_SECRET"),
+        ("partner-portal", "LEADFLOW_SOURCE_PARTNER_PORTAL_SECRET"),
+        ("events_2026", "LEADFLOW_SOURCE_EVENTS_2026_SECRET"),
+    ],
+)
+def test_secret_env_var(source: str, variable: str) -> None:
+    assert secret_env_var(source) == variable
+
+
+def test_secret_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_SOURCE_PARTNER_PORTAL_SECRET", REAL_WEB_SECRET)
+
+    assert development().source_secrets("partner-portal") == [REAL_WEB_SECRET]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "whsec_old,whsec_new",
+        "whsec_old whsec_new",
+        "whsec_old, whsec_new",
+        "  whsec_old ,\twhsec_new\n",
+        "whsec_old,,whsec_new,",
+    ],
+)
+def test_several_secrets_during_a_rotation(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", value)
+
+    assert development().source_secrets("web") == ["whsec_old", "whsec_new"]
+
+
+@pytest.mark.parametrize(("source", "secret"), sorted(DEV_SECRETS.items()))
+def test_development_falls_back_to_the_documented_secrets(source: str, secret: str) -> None:
+    assert development().source_secrets(source) == [secret]
+
+
+def test_environment_overrides_the_development_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", REAL_WEB_SECRET)
+
+    assert development().source_secrets("web") == [REAL_WEB_SECRET]
+
+
+@pytest.mark.parametrize("value", ["", " ", ",", " , "])
+def test_blank_variable_means_no_secret(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", value)
+
+    assert development().source_secrets("web") == [DEV_SECRETS["web"]]
+    assert production().source_secrets("web") == []
+
+
+def test_source_without_a_documented_secret_has_none_in_development() -> None:
+    assert development().source_secrets("shop") == []
+
+
+@pytest.mark.parametrize("source", ["web", "crm", "shop"])
+def test_production_has_no_default_secret(source: str) -> None:
+    assert production().source_secrets(source) == []
+
+
+def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_ENV", "production")
+    monkeypatch.setenv("LEADFLOW_DATABASE_URL", POSTGRES_URL)
+    monkeypatch.setenv("LEADFLOW_TOPIC_PREFIX", "staging.")
+    monkeypatch.setenv("LEADFLOW_TOPIC_PARTITIONS", "12")
+    monkeypatch.setenv("LEADFLOW_CONFIG", str(EXAMPLE))
+
+    settings = Settings()
+
+    assert settings.env == "production"
+    assert settings.database_url == POSTGRES_URL
+    assert settings.topic_partitions == 12
+    assert settings.topic("leads.received") == "staging.leads.received"
+    assert settings.app.routing.fallback_team == "smb"
+
+
+def test_development_defaults() -> None:
+    settings = Settings()
+
+    assert settings.env == "development"
+    assert settings.database_url == DEFAULT_SQLITE_URL
+    assert settings.config == Path("config/example.yaml")
+    assert settings.topic("leads.received") == "leads.received"
+
+
+@pytest.mark.parametrize(
+    "url", [DEFAULT_SQLITE_URL, "sqlite:///leadflow.db", "sqlite+aiosqlite:///:memory:"]
+)
+def test_production_refuses_sqlite(url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(env="production", database_url=url)
+
+    assert caught.value.errors()[0]["msg"] == (
+        "Value error, LEADFLOW_DATABASE_URL points at SQLite; production needs PostgreSQL "
+        "(postgresql+asyncpg://...)."
+    )
+
+
+def test_get_settings_reports_sqlite_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_ENV", "production")
+
+    with pytest.raises(ConfigError, match="production needs PostgreSQL"):
+        get_settings()
+
+
+def test_get_settings_reports_an_unreadable_configuration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.yaml"
+    monkeypatch.setenv("LEADFLOW_CONFIG", str(missing))
+
+    with pytest.raises(ConfigError) as caught:
+        get_settings()
+
+    assert str(caught.value) == f"{missing}: cannot read the file (No such file or directory)"
+
+
+def test_get_settings_loads_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_CONFIG", str(EXAMPLE))
+
+    assert list(get_settings().app.sources) == ["web", "crm"]
+
+
+def test_development_check_passes_on_documented_secrets() -> None:
+    assert development().check() == []
+
+
+def test_production_check_passes_with_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", REAL_WEB_SECRET)
+    monkeypatch.setenv("LEADFLOW_SOURCE_CRM_SECRET", REAL_CRM_SECRET)
+
+    assert production().check() == []
+
+
+def test_production_check_requires_a_secret_per_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_SOURCE_CRM_SECRET", REAL_CRM_SECRET)
+
+    assert production().check() == [
+        "source 'web' has no secret: set LEADFLOW_SOURCE_WEB_SECRET to the secret the "
+        "sender signs with."
+    ]
+
+
+@pytest.mark.parametrize(
+    "web_secret",
+    [
+        DEV_SECRETS["web"],
+        DEV_SECRETS["crm"],
+        f"{REAL_WEB_SECRET},{DEV_SECRETS['web']}",
+    ],
+)
+def test_production_check_refuses_development_secrets(
+    monkeypatch: pytest.MonkeyPatch, web_secret: str
+) -> None:
+    monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", web_secret)
+    monkeypatch.setenv("LEADFLOW_SOURCE_CRM_SECRET", DEV_SECRETS["crm"])
+
+    problems = production().check()
+
+    assert problems == [
+        "source 'web' uses the documented development secret; "
+        "set LEADFLOW_SOURCE_WEB_SECRET to a real one in production.",
+        "source 'crm' uses the documented development secret; "
+        "set LEADFLOW_SOURCE_CRM_SECRET to a real one in production.",
+    ]
+    assert not any(secret in problem for problem in problems for secret in DEV_SECRETS.values())
+
+
+def test_development_check_accepts_development_secrets_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", DEV_SECRETS["web"])
+
+    assert development().check() == []

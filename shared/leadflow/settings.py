@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadflow.config import LeadflowConfig, load_config
@@ -55,6 +55,18 @@ class Settings(BaseSettings):
     sla_poll_s: float = Field(default=0.25, gt=0)
     host: str = "127.0.0.1"
     log_level: str = "INFO"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = "leadflow@localhost"
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    notify_timeout_s: float = Field(default=10.0, gt=0)
+    notify_max_attempts: int = Field(default=8, ge=1)
+    notify_backoff_s: float = Field(default=1.0, gt=0)
+    notify_backoff_max_s: float = Field(default=300.0, gt=0)
+    notify_poll_s: float = Field(default=0.5, gt=0)
 
     @model_validator(mode="after")
     def _production_needs_real_infrastructure(self) -> Settings:

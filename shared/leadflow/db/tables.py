@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
 )
 
@@ -77,4 +79,29 @@ outbox = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("sent_at", UtcDateTime(), nullable=True),
     Index("ix_outbox_producer_sent_at_id", "producer", "sent_at", "id"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("producer", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("target", String(512), nullable=False),
+    Column("dedupe_key", String(200), nullable=False, unique=True),
+    Column("subject", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime(), nullable=True),
+    Column("failed_at", UtcDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index(
+        "ix_notifications_producer_sent_at_next_attempt_at",
+        "producer",
+        "sent_at",
+        "next_attempt_at",
+    ),
 )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import signal
 import sys
 import time
 import uuid
@@ -108,6 +109,8 @@ def broker(port: Annotated[int, typer.Option(help="Port to listen on.")] = 9092)
 
     process = start_broker(port)
     console.print(f"broker listening on 127.0.0.1:{port}; Ctrl-C stops it.")
+    # SIGTERM must stop the broker too, not leave it running on its own.
+    signal.signal(signal.SIGTERM, lambda *_: process.terminate())
     try:
         process.wait()
     except KeyboardInterrupt:

@@ -148,6 +148,10 @@ class OutboxRelay:
             except Exception:
                 self.healthy = False
                 log.warning("outbox relay failed; retrying", exc_info=True)
+                if self._metrics is not None:
+                    # Keep the backlog gauge moving while the broker is away.
+                    with contextlib.suppress(Exception):
+                        self._metrics.outbox_pending.set(await self.pending())
                 await asyncio.sleep(self._settings.outbox_poll_s)
 
     def start(self) -> None:

@@ -25,10 +25,12 @@ db_app = typer.Typer(help="Database migrations.")
 config_app = typer.Typer(help="Configuration.")
 webhook_app = typer.Typer(help="Send signed webhooks (for trying Leadflow out).")
 events_app = typer.Typer(help="Watch the event topics.")
+dlq_app = typer.Typer(help="The dead-letter topic.")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(events_app, name="events")
+app.add_typer(dlq_app, name="dlq")
 
 console = Console(stderr=True)
 
@@ -204,6 +206,21 @@ def events_tail(
     settings = _settings()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(tail(settings, [settings.topic(t) for t in topics], beginning, typer.echo))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    consumer: Annotated[
+        str | None, typer.Option(help="Only records dead-lettered by this consumer group.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Replay at most this many.")] = None,
+) -> None:
+    """Republish dead-lettered records to their original topics (after fixing the cause)."""
+    from leadflow.bus.kafka import replay_dead_letters
+
+    settings = _settings()
+    count = asyncio.run(replay_dead_letters(settings, consumer=consumer, limit=limit))
+    console.print(f"replayed {count} record(s) from {settings.topic('leads.dlq')}.")
 
 
 def main() -> None:

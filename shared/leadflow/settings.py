@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     consumer_batch_max: int = Field(default=200, ge=1)
     consumer_poll_ms: int = Field(default=200, ge=1)
     consumer_max_attempts: int = Field(default=3, ge=1)
+    # How fast a group notices a dead member and rebalances (Kafka's usual defaults;
+    # the one-machine stack lowers them so that a restarted service resumes quickly).
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=500)
+    consumer_heartbeat_ms: int = Field(default=3_000, ge=100)
+    consumer_rebalance_timeout_ms: int = Field(default=30_000, ge=500)
     publish_timeout_s: float = Field(default=5.0, gt=0)
     stop_timeout_s: float = Field(default=10.0, gt=0)
     outbox_poll_s: float = Field(default=0.5, gt=0)

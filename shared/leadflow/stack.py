@@ -19,6 +19,11 @@ from leadflow.settings import Settings
 
 SERVICES = {"intake": 8000, "scoring": 8001, "router": 8002, "sla-monitor": 8003}
 STOP_GRACE_S = 15.0
+FAST_GROUPS = {
+    "LEADFLOW_CONSUMER_SESSION_TIMEOUT_MS": "3000",
+    "LEADFLOW_CONSUMER_HEARTBEAT_MS": "500",
+    "LEADFLOW_CONSUMER_REBALANCE_TIMEOUT_MS": "3000",
+}
 
 
 def service_port(name: str) -> int:
@@ -56,6 +61,9 @@ def run_stack(settings: Settings, var: Path, console: Console) -> int:
                 console.print(f"[red]Cannot start the local broker:[/red] {exc}")
                 return 1
             children.append(Child("broker", broker))
+            # One machine, one broker: let a restarted service rejoin its group in seconds.
+            for name, value in FAST_GROUPS.items():
+                os.environ.setdefault(name, value)
             console.print(f"broker       kafka://{settings.kafka_bootstrap} (in memory)")
         for name in SERVICES:
             log = (var / f"{name}.log").open("ab")

@@ -14,8 +14,12 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from leadflow.bus import BatchProcessor, Headers, Record
 from leadflow.settings import Settings
+from leadflow.topics import DLQ
 
 log = logging.getLogger(__name__)
+
+_RETRY_MIN_S = 0.5
+_RETRY_MAX_S = 30.0
 
 
 class KafkaPublisher:
@@ -104,6 +108,9 @@ class KafkaConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=settings.consumer_heartbeat_ms,
+            rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
         )
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -119,6 +126,7 @@ class KafkaConsumerRunner:
         self._task = asyncio.create_task(self._run(), name=f"consume-{self.group}")
 
     async def _run(self) -> None:
+        retry_delay = _RETRY_MIN_S
         try:
             while not self._stopping.is_set():
                 batches = await self._consumer.getmany(
@@ -128,20 +136,34 @@ class KafkaConsumerRunner:
                 if not batches:
                     continue
                 async with self._batch_lock:
-                    records = [
-                        _record(message) for messages in batches.values() for message in messages
-                    ]
-                    await self._processor.process(records)
-                    await self._consumer.commit(
-                        {tp: messages[-1].offset + 1 for tp, messages in batches.items()}
-                    )
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("consumer stopped on an error", extra={"group": self.group})
-            raise
+                    if await self._process(batches):
+                        retry_delay = _RETRY_MIN_S
+                        continue
+                # The batch could not be applied (e.g. the dead-letter topic is unreachable):
+                # rewind to its first records and try again, without committing anything.
+                for tp, messages in batches.items():
+                    self._consumer.seek(tp, messages[0].offset)
+                await asyncio.sleep(retry_delay)
+                retry_delay = min(retry_delay * 2, _RETRY_MAX_S)
         finally:
             self.running = False
+
+    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> bool:
+        records = [_record(message) for messages in batches.values() for message in messages]
+        try:
+            await self._processor.process(records)
+        except Exception:
+            log.exception("batch failed; it will be retried", extra={"group": self.group})
+            return False
+        try:
+            await self._consumer.commit(
+                {tp: messages[-1].offset + 1 for tp, messages in batches.items()}
+            )
+        except KafkaError:
+            # Typically a rebalance took the partitions away: their new owner replays
+            # the batch, and its inbox drops what was already applied.
+            log.warning("offset commit failed; the batch will be replayed", exc_info=True)
+        return True
 
     async def lag(self) -> int:
         """Messages between this group's position and the end of its assigned partitions."""
@@ -220,3 +242,53 @@ async def tail(
             emit(message.value.decode(errors="replace"))
     finally:
         await asyncio.wait_for(consumer.stop(), settings.stop_timeout_s)
+
+
+REPLAY_GROUP = "leadflow-dlq-replay"
+
+
+async def replay_dead_letters(
+    settings: Settings, *, consumer: str | None = None, limit: int | None = None
+) -> int:
+    """Republish dead-lettered records to the topics they came from, oldest first.
+
+    Progress is committed under the `leadflow-dlq-replay` group, so a record is replayed
+    once; records of other consumers (when `consumer` is given) are passed over. The
+    replayed record keeps its key and value, so consumers that had applied it already
+    drop it by event id.
+    """
+    reader = AIOKafkaConsumer(
+        settings.topic(DLQ),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=REPLAY_GROUP,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer_heartbeat_ms,
+        rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
+    )
+    publisher = KafkaPublisher(settings, "dlq-replay")
+    await reader.start()
+    await publisher.start()
+    replayed = 0
+    try:
+        while limit is None or replayed < limit:
+            batches = await reader.getmany(timeout_ms=1000, max_records=100)
+            if not batches:
+                break
+            for tp, messages in batches.items():
+                for message in messages:
+                    if limit is not None and replayed >= limit:
+                        break
+                    headers = dict(message.headers or [])
+                    origin = headers.get("leadflow-original-topic", b"").decode()
+                    owner = headers.get("leadflow-consumer", b"").decode()
+                    if origin and (consumer is None or owner == consumer):
+                        key = (message.key or b"").decode(errors="replace")
+                        await publisher.publish(origin, key, message.value)
+                        replayed += 1
+                    await reader.commit({tp: message.offset + 1})
+    finally:
+        await publisher.stop()
+        await asyncio.wait_for(reader.stop(), settings.stop_timeout_s)
+    return replayed

@@ -1,0 +1,123 @@
+"""The Kafka bus on a real broker: commit after processing, retry of failed batches, DLQ replay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from leadflow.bus import Record
+from leadflow.bus.kafka import (
+    KafkaConsumerRunner,
+    KafkaPublisher,
+    ensure_topics,
+    replay_dead_letters,
+)
+from leadflow.settings import Settings
+from leadflow.topics import ALL, DLQ, SCORED
+from tests.fixtures.broker import TopicReader, running_broker
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def settings() -> Iterator[Settings]:
+    with running_broker() as bootstrap:
+        yield Settings(
+            kafka_bootstrap=bootstrap,
+            consumer_poll_ms=100,
+            stop_timeout_s=5,
+            consumer_session_timeout_ms=2000,
+            consumer_heartbeat_ms=500,
+            consumer_rebalance_timeout_ms=2000,
+        )
+
+
+class Recorder:
+    """A processor that fails its first `failures` batches, then keeps what it is given."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.values: list[bytes] = []
+
+    async def process(self, records: list[Record]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the dead-letter topic is unreachable")
+        self.values.extend(r.value for r in records)
+
+
+async def until(condition: object, timeout_s: float = 20) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def publish(settings: Settings, topic: str, values: list[bytes]) -> None:
+    publisher = KafkaPublisher(settings, "test")
+    await publisher.start()
+    try:
+        await publisher.publish_many([(topic, "k", v) for v in values])
+    finally:
+        await publisher.stop()
+
+
+async def test_a_failed_batch_is_retried_and_offsets_commit_only_after_success(
+    settings: Settings,
+) -> None:
+    topic = "bus.retry"
+    await ensure_topics(settings, [topic])
+    await publish(settings, topic, [b"a", b"b", b"c"])
+
+    flaky = Recorder(failures=2)
+    runner = KafkaConsumerRunner(settings, "g-retry", [topic], flaky)
+    await runner.start()
+    await until(lambda: len(flaky.values) >= 3)
+    await runner.stop()
+    assert flaky.values == [b"a", b"b", b"c"]
+
+    await publish(settings, topic, [b"d"])
+    second = Recorder()
+    runner = KafkaConsumerRunner(settings, "g-retry", [topic], second)
+    await runner.start()
+    await until(lambda: second.values == [b"d"])
+    await runner.stop()
+
+
+async def test_dead_letters_are_replayed_to_their_topic_once(settings: Settings) -> None:
+    await ensure_topics(settings, ALL)
+    publisher = KafkaPublisher(settings, "test")
+    await publisher.start()
+    try:
+        for value, owner in [
+            (b"r1", "leadflow-router"),
+            (b"s1", "leadflow-scoring"),
+            (b"r2", "leadflow-router"),
+        ]:
+            await publisher.publish(
+                DLQ,
+                "lk_1",
+                value,
+                [
+                    ("leadflow-original-topic", SCORED.encode()),
+                    ("leadflow-consumer", owner.encode()),
+                ],
+            )
+    finally:
+        await publisher.stop()
+
+    assert await replay_dead_letters(settings, consumer="leadflow-router") == 2
+    assert await replay_dead_letters(settings, consumer="leadflow-router") == 0
+
+    reader = TopicReader(settings.kafka_bootstrap, [SCORED])
+    async with reader:
+        deadline = time.monotonic() + 10
+        values: list[bytes] = []
+        while len(values) < 2 and time.monotonic() < deadline:
+            batches = await reader._consumer.getmany(timeout_ms=200)
+            values += [m.value for ms in batches.values() for m in ms]
+    assert values == [b"r1", b"r2"]

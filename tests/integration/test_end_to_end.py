@@ -6,6 +6,7 @@ with PostgreSQL; SLA windows are 2 seconds long in the test configuration.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -199,3 +200,19 @@ async def test_router_killed_mid_stream_loses_and_duplicates_nothing(stack: Stac
     assert per_lead == dict.fromkeys(lead_keys, 1)
     assert {e.subject for e in assigned} == set(lead_keys)
     assert await assignment_rows(stack, lead_keys) == dict.fromkeys(lead_keys, 1)
+
+
+async def test_sigterm_stops_a_service_cleanly_and_it_resumes(stack: Stack) -> None:
+    scoring = stack.services["scoring"]
+    assert scoring.process is not None
+    scoring.process.send_signal(signal.SIGTERM)
+    # uvicorn re-raises the signal once its graceful shutdown is complete.
+    assert scoring.process.wait(20) in (0, -signal.SIGTERM)
+    log = scoring.log.read_text()
+    assert '"message":"service stopped"' in log
+    assert "Traceback" not in log
+
+    response = stack.post("web", lead_body("after.restart@bigco.example"))
+    stack.start("scoring")
+    async with topics_reader(stack) as reader:
+        await wait_for(reader, about(response.json()["lead_key"], "lead.assigned"))

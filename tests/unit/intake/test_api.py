@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,9 +29,11 @@ def bus() -> InMemoryBus:
 
 
 @pytest.fixture
-def client(bus: InMemoryBus) -> Iterator[TestClient]:
+def client(bus: InMemoryBus, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(config=CONFIG)
-    app = create_app(settings, IntakeSettings(max_body_bytes=4096), publisher=bus)
+    app = create_app(
+        settings, IntakeSettings(max_body_bytes=4096, spool_dir=tmp_path), publisher=bus
+    )
     with TestClient(app) as client:
         yield client
 

@@ -65,7 +65,10 @@ def test_broker_down_then_back_every_event_arrives_once_in_order(tmp_path: Path)
         bus.state = "up"
         # While the spool drains, new webhooks queue behind it.
         for i in range(6, 9):
-            assert send(client, "web", senders.standard(lead_body(f"a{i}@example.com"))).status_code == 202
+            assert (
+                send(client, "web", senders.standard(lead_body(f"a{i}@example.com"))).status_code
+                == 202
+            )
         wait_until(lambda: client.get("/readyz").json()["spool"]["depth"] == 0)
         assert client.get("/readyz").json()["degraded"] is False
 
@@ -92,7 +95,10 @@ def test_spooled_events_outlive_the_process(tmp_path: Path) -> None:
     bus.state = "down"
     with intake_client(tmp_path, bus) as client:
         for i in range(3):
-            assert send(client, "web", senders.standard(lead_body(f"k{i}@example.com"))).status_code == 202
+            assert (
+                send(client, "web", senders.standard(lead_body(f"k{i}@example.com"))).status_code
+                == 202
+            )
     assert bus.values("leads.received") == []
 
     bus.state = "up"

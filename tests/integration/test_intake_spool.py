@@ -7,6 +7,7 @@ broker process this test started is paused, by its pid.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
@@ -98,8 +99,8 @@ async def test_broker_paused_mid_stream_loses_and_duplicates_nothing(
     assert await assignment_rows(stack, lead_keys) == dict.fromkeys(lead_keys, 1)
 
     deadline = time.monotonic() + 30
-    while readyz(stack)["degraded"] and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while readyz(stack)["degraded"] and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
     after = readyz(stack)
     assert after["degraded"] is False
     metrics = httpx.get(f"{stack.services['intake'].url}/metrics").text

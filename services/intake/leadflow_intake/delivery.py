@@ -148,9 +148,9 @@ class Delivery:
             self.broker_ok = False
             return False
         PUBLISH_SECONDS.labels("relay").observe(time.perf_counter() - started)
+        self.broker_ok = True
         await asyncio.to_thread(self.spool.commit, batch)
         RELAYED.inc(len(batch.events))
-        self.broker_ok = True
         self._update_gauges()
         return True
 

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from leadflow.bus.memory import InMemoryBus
 from leadflow.events import LeadActivity, LeadReceived, derived_event_id, lead_key_for
+from leadflow.settings import DEV_SECRETS
 from leadflow_intake.adapters.base import content_delivery_id
 from tests.fixtures import senders
 from tests.fixtures.intake import BASE_URL, intake_client, published, refusal, send
@@ -71,7 +72,7 @@ def test_crm_activities_are_linked_to_their_lead(
     client: TestClient, bus: InMemoryBus, event: str, extra: dict[str, object]
 ) -> None:
     body = {"event": event, "email": "kim@example.com", "occurred_at": "2026-11-26T10:00:00Z"}
-    signed = senders.standard({**body, **extra}, secret=senders.DEV_SECRETS["crm"])
+    signed = senders.standard({**body, **extra}, secret=DEV_SECRETS["crm"])
     response = send(client, "crm", signed)
 
     assert response.status_code == 202, response.text
@@ -85,9 +86,7 @@ def test_crm_activities_are_linked_to_their_lead(
 
 def test_won_without_an_amount_is_422(client: TestClient, bus: InMemoryBus) -> None:
     body = {"event": "won", "lead_key": "lk_" + "1" * 24, "occurred_at": "2026-11-26T10:00:00Z"}
-    problem = refusal(
-        send(client, "crm", senders.standard(body, secret=senders.DEV_SECRETS["crm"])), 422
-    )
+    problem = refusal(send(client, "crm", senders.standard(body, secret=DEV_SECRETS["crm"])), 422)
     assert any("amount" in e["message"] for e in problem["errors"])
     assert published(bus) == []
 

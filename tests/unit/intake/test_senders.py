@@ -367,3 +367,20 @@ def test_rate_limited_source_is_429_with_retry_after(tmp_path: Path, bus: InMemo
     assert forged.status_code == 401  # a forged request is refused before it costs a token
     assert len(published(bus)) == 2
     assert 'leadflow_intake_webhooks_total{outcome="rate_limited",source="marketo"} 1.0' in metrics
+
+
+def test_twilio_public_base_url_is_the_url_checked(tmp_path: Path, bus: InMemoryBus) -> None:
+    config = tmp_path / "config.yaml"
+    text = (Path(__file__).parents[2] / "fixtures" / "config.yaml").read_text()
+    config.write_text(
+        text.replace(
+            "  ivr:\n    kind: twilio\n",
+            "  ivr:\n    kind: twilio\n    public_base_url: https://calls.example.com/lf\n",
+        )
+    )
+    public = "https://calls.example.com/lf/v1/webhooks/ivr"
+    with intake_client(tmp_path / "spool", bus, config=config) as client:
+        as_public = send(client, "ivr", senders.twilio(senders.ivr_call("CApub"), public))
+        as_received = send(client, "ivr", senders.twilio(senders.ivr_call("CApub2"), IVR_URL))
+    assert as_public.status_code == 202, as_public.text
+    refusal(as_received, 401)

@@ -39,5 +39,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+bench: install
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
+	$(BIN)/python bench/intake.py
+
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -52,11 +52,115 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SourceKind = Literal["standard", "hubspot", "twilio", "callrail", "marketo"]
+
+# Where a mapped sender field may go in the canonical lead (`leadflow.events.Lead`):
+# its plain fields, `company.*`, and free keys under `utm.`, `answers.` and `custom.`;
+# plus `activity` (what the lead did) and `delivery_id` (the sender's id of the delivery).
+MAPPING_SCALARS = frozenset(
+    {
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "job_title",
+        "country",
+        "region",
+        "city",
+        "language",
+        "campaign",
+        "content_asset",
+        "product_interest",
+        "consent",
+        "call_duration_s",
+        "list_source",
+        "company.name",
+        "company.domain",
+        "company.size",
+        "company.industry",
+        "activity",
+        "delivery_id",
+    }
+)
+MAPPING_PREFIXES = ("utm.", "answers.", "custom.")
+
+
+class RateLimit(_Model):
+    """A token bucket per source: `per_second` on average, bursts of up to `burst`."""
+
+    per_second: float = Field(gt=0)
+    burst: int = Field(default=1, ge=1)
+
+
+class IvrQuestion(_Model):
+    """One qualifying question of an IVR and how its answers read.
+
+    `param` names the form field holding the answer when the IVR posts every answer at
+    the end of the call (Twilio Studio); when a `<Gather>` posts each answer on its own,
+    the request URL says `?question=<name>` and the answer is `Digits` or `SpeechResult`.
+    `answers` turns a key pressed or a phrase said into a value ("1" -> "under_10k");
+    an answer it does not list is kept as said.
+    """
+
+    param: str | None = Field(default=None, min_length=1, max_length=64)
+    answers: dict[str, str] = Field(default_factory=dict)
+
+
 class Source(_Model):
     """A webhook sender: its kind picks the payload adapter and the signature scheme."""
 
-    kind: Literal["standard", "hubspot", "twilio", "callrail", "marketo"]
+    kind: SourceKind
     description: str = ""
+    # Canonical lead field -> the sender's field (dotted path, or form field name); it
+    # overrides the kind's default mapping field by field ("" removes a default).
+    mapping: dict[str, str] = Field(default_factory=dict)
+    activity: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+    rate_limit: RateLimit | None = None
+    # The URL senders are told to post to, up to and excluding `/v1/webhooks/...`, for
+    # kinds whose signature covers the URL (twilio, hubspot) when a proxy rewrites it.
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$")
+    # twilio: the IVR's qualifying questions (budget, authority, need, timeframe, ...).
+    questions: dict[str, IvrQuestion] = Field(default_factory=dict)
+    # marketo: the header that carries the shared secret (Marketo cannot sign).
+    secret_header: str = Field(
+        default="x-leadflow-secret", pattern=r"^[A-Za-z0-9-]+$", max_length=64
+    )
+
+    @field_validator("mapping")
+    @classmethod
+    def _known_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for target in value:
+            if target not in MAPPING_SCALARS and not (
+                target.startswith(MAPPING_PREFIXES) and target.split(".", 1)[1]
+            ):
+                raise ValueError(
+                    f"mapping target {target!r} is not a lead field; use one of "
+                    f"{', '.join(sorted(MAPPING_SCALARS))}, or utm.*, answers.*, custom.*."
+                )
+        return value
+
+    @field_validator("questions")
+    @classmethod
+    def _question_names(cls, value: dict[str, IvrQuestion]) -> dict[str, IvrQuestion]:
+        for name in value:
+            if not re.match(r"^[a-z][a-z0-9_]*$", name):
+                raise ValueError(f"question name {name!r} must be lowercase letters, digits or _.")
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_the_kind(self) -> Source:
+        if self.kind == "standard" and self.mapping:
+            raise ValueError("kind standard takes the canonical body; mapping does not apply.")
+        if self.questions and self.kind != "twilio":
+            raise ValueError("questions apply to kind twilio (IVR) only.")
+        if self.public_base_url and self.kind not in ("twilio", "hubspot"):
+            raise ValueError(
+                "public_base_url applies to kinds whose signature covers the URL "
+                "(twilio, hubspot) only."
+            )
+        if "secret_header" in self.model_fields_set and self.kind != "marketo":
+            raise ValueError("secret_header applies to kind marketo only.")
+        return self
 
 
 class ScoringRule(_Model):

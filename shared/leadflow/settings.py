@@ -26,6 +26,10 @@ DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///var/leadflow.db"
 DEV_SECRETS = {
     "web": "whsec_bGVhZGZsb3ctZGV2LXdlYi1zZWNyZXQtMDAwMDAwMDA=",
     "crm": "whsec_bGVhZGZsb3ctZGV2LWNybS1zZWNyZXQtMDAwMDAwMDAw",
+    "hubspot": "leadflow-dev-hubspot-client-secret",
+    "ivr": "leadflow-dev-twilio-auth-token",
+    "callrail": "leadflow-dev-callrail-signing-key",
+    "marketo": "leadflow-dev-marketo-shared-secret",
 }
 
 

@@ -1,4 +1,4 @@
-"""`POST /v1/webhooks/{source}`: verify, normalize, publish, then answer 202."""
+"""`POST /v1/webhooks/{source}`: authenticate, validate, publish (or spool), then answer 202."""
 
 from __future__ import annotations
 
@@ -7,33 +7,43 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel
 
-from leadflow import webhooks as signatures
-from leadflow.bus import Publisher
-from leadflow.events import Envelope
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
-from leadflow.topics import topic_for
-from leadflow_intake import standard
-from leadflow_intake.metrics import PUBLISH_SECONDS, REQUEST_SECONDS, WEBHOOKS
-from leadflow_intake.problems import Problem, field_errors
+from leadflow_intake.adapters import adapter_for
+from leadflow_intake.adapters.base import (
+    AuthenticationError,
+    InvalidPayload,
+    SourceContext,
+    WebhookRequest,
+    content_delivery_id,
+)
+from leadflow_intake.delivery import Delivery
+from leadflow_intake.metrics import EVENTS_IGNORED, REQUEST_SECONDS, WEBHOOKS
+from leadflow_intake.problems import Problem, ProblemDetails
+from leadflow_intake.ratelimit import RateLimits
 from leadflow_intake.settings import IntakeSettings
+from leadflow_intake.spool import SpoolError
+from leadflow_intake.urls import signed_url
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
-_STANDARD_BODY: TypeAdapter[standard.LeadBody | standard.ActivityBody] = TypeAdapter(
-    standard.StandardBody
-)
-
 
 class Intake:
-    """What the webhook route needs: settings, secrets and a publisher."""
+    """What the webhook route needs: settings, rate limits and the way to the broker."""
 
-    def __init__(self, settings: Settings, intake: IntakeSettings, publisher: Publisher) -> None:
+    def __init__(self, settings: Settings, intake: IntakeSettings, delivery: Delivery) -> None:
         self.settings = settings
         self.intake = intake
-        self.publisher = publisher
+        self.delivery = delivery
+        self.rate_limits = RateLimits(
+            {
+                name: source.rate_limit
+                for name, source in settings.app.sources.items()
+                if source.rate_limit is not None
+            }
+        )
 
 
 def get_intake(request: Request) -> Intake:
@@ -45,18 +55,57 @@ def get_intake(request: Request) -> Intake:
 IntakeDep = Annotated[Intake, Depends(get_intake)]
 
 
+class AcceptedEvent(BaseModel):
+    """One event made from the delivery."""
+
+    event_id: str
+    lead_key: str
+
+
+class Accepted(BaseModel):
+    """The answer to an accepted delivery; a redelivery gets the same one."""
+
+    event_id: str | None
+    lead_key: str | None
+    events: list[AcceptedEvent]
+    ignored: int = 0
+
+
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemDetails, "description": description}
+    for status, description in {
+        401: "Missing or bad signature or secret, or a stale/future timestamp.",
+        404: "No source of that name is configured.",
+        413: "The body is over the size limit.",
+        415: "The body's content type is not the one this source's kind sends.",
+        422: "The body is not a valid lead or activity; `errors` names each field.",
+        429: "The source is over its rate limit; retry after `Retry-After` seconds.",
+        503: "The event could not be stored; retry later.",
+    }.items()
+}
+
+# The bodies senders post, for the OpenAPI document (validated per kind, not by FastAPI).
+_BODIES = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [{"type": "object"}, {"type": "array"}]},
+            },
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+    }
+}
+
+
 @router.post(
     "/webhooks/{source}",
     status_code=202,
-    responses={
-        202: {"description": "Accepted: the lead event is on its way."},
-        401: {"description": "Missing or bad signature, or a stale/future timestamp."},
-        404: {"description": "No source of that name is configured."},
-        413: {"description": "The body is over the size limit."},
-        415: {"description": "The body is not JSON."},
-        422: {"description": "The body is not a valid lead or activity."},
-        503: {"description": "The event could not be stored; retry later."},
-    },
+    response_model=Accepted,
+    responses={202: {"description": "Accepted: the events are on their way."}, **_REFUSALS},
+    openapi_extra=_BODIES,
 )
 async def receive_webhook(
     request: Request,
@@ -74,47 +123,72 @@ async def receive_webhook(
     finally:
         REQUEST_SECONDS.labels(label).observe(time.perf_counter() - started)
     WEBHOOKS.labels(label, "accepted").inc()
-    return JSONResponse(answer, status_code=202)
+    if answer.ignored:
+        EVENTS_IGNORED.labels(label).inc(answer.ignored)
+    return JSONResponse(answer.model_dump(), status_code=202)
 
 
-async def _receive(request: Request, intake: Intake, source: str) -> dict[str, Any]:
-    config = intake.settings.app.sources.get(source)
+async def _receive(request: Request, intake: Intake, name: str) -> Accepted:
+    config = intake.settings.app.sources.get(name)
     if config is None:
-        raise Problem(404, "unknown_source", f"No source named {source!r} is configured.")
-    if config.kind != "standard":
-        raise Problem(
-            404, "unknown_source", f"Source {source!r} has kind {config.kind!r}, not served yet."
-        )
-    body = await _read_body(request, intake.intake.max_body_bytes)
+        raise Problem(404, "unknown_source", f"No source named {name!r} is configured.")
+    adapter = adapter_for(config.kind)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
+    if content_type not in adapter.media_types:
+        expected = " or ".join(sorted(adapter.media_types))
         raise Problem(
             415,
             "unsupported_media_type",
-            f"Send the body as application/json (got {content_type or 'no content type'}).",
+            f"Source {name!r} ({config.kind}) takes {expected} "
+            f"(got {content_type or 'no content type'}).",
         )
+    body = await _read_body(request, intake.intake.max_body_bytes)
+    webhook = WebhookRequest(
+        method=request.method,
+        url=signed_url(request, name, config.public_base_url),
+        headers=request.headers,
+        body=body,
+        query=request.query_params,
+    )
+    source = SourceContext(name, config, intake.settings.source_secrets(name))
     try:
-        delivery_id, _ = signatures.verify(
-            request.headers,
-            body,
-            intake.settings.source_secrets(source),
-            now=time.time(),
-            tolerance_s=intake.intake.signature_tolerance_s,
+        if not source.secrets:
+            raise AuthenticationError(f"Source {name!r} has no secret configured.")
+        delivery_id = adapter.authenticate(
+            webhook, source, now=time.time(), tolerance_s=intake.intake.signature_tolerance_s
         )
-    except signatures.SignatureError as exc:
+        wait = intake.rate_limits.retry_after(name, time.monotonic())
+        if wait:
+            raise Problem(
+                429,
+                "rate_limited",
+                f"Source {name!r} is over its rate limit; retry in {wait} s.",
+                headers={"Retry-After": str(wait)},
+            )
+        parsed = adapter.parse(
+            webhook, source, delivery_id=delivery_id or content_delivery_id(body), now=utcnow()
+        )
+    except AuthenticationError as exc:
         raise Problem(401, "bad_signature", str(exc)) from exc
+    except InvalidPayload as exc:
+        raise Problem(422, "invalid_body", exc.detail, errors=exc.errors) from exc
     try:
-        parsed = _STANDARD_BODY.validate_json(body)
-    except ValidationError as exc:
+        await intake.delivery.submit(parsed.events)
+    except SpoolError as exc:
         raise Problem(
-            422,
-            "invalid_body",
-            "The body is not a valid lead or activity.",
-            errors=field_errors(standard.untagged(exc.errors())),
+            503,
+            "not_stored",
+            "The event could not be stored right now; retry the delivery later.",
+            headers={"Retry-After": "5"},
         ) from exc
-    event = standard.to_event(parsed, source=source, delivery_id=delivery_id, now=utcnow())
-    await _publish(intake, event)
-    return {"event_id": event.id, "lead_key": event.subject}
+    events = [AcceptedEvent(event_id=e.id, lead_key=e.subject) for e in parsed.events]
+    first = events[0] if events else None
+    return Accepted(
+        event_id=first.event_id if first else None,
+        lead_key=first.lead_key if first else None,
+        events=events,
+        ignored=parsed.ignored,
+    )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -130,19 +204,3 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise Problem(413, "body_too_large", f"The body is over the {limit}-byte limit.")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def _publish(intake: Intake, event: Envelope) -> None:
-    started = time.perf_counter()
-    try:
-        await intake.publisher.publish(
-            intake.settings.topic(topic_for(event.type)), event.subject, event.to_bytes()
-        )
-    except Exception as exc:
-        raise Problem(
-            503,
-            "broker_unavailable",
-            "The event could not be stored right now; retry the delivery later.",
-            headers={"Retry-After": "5"},
-        ) from exc
-    PUBLISH_SECONDS.observe(time.perf_counter() - started)

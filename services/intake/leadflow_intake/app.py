@@ -1,12 +1,14 @@
-"""The intake service: signed webhooks in, lead events on Kafka."""
+"""The intake service: signed webhooks in, lead events on Kafka (or in the spool meanwhile)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from leadflow.bus import Publisher
 from leadflow.bus.kafka import KafkaPublisher
@@ -14,8 +16,10 @@ from leadflow.metrics import add_metrics_route
 from leadflow.runtime import add_probe_routes, wait_for_broker
 from leadflow.settings import Settings
 from leadflow_intake.api import Intake, router
-from leadflow_intake.problems import install_problem_handlers
+from leadflow_intake.delivery import Delivery
+from leadflow_intake.problems import PROBLEM_JSON, install_problem_handlers
 from leadflow_intake.settings import IntakeSettings
+from leadflow_intake.spool import Spool
 
 
 def create_app(
@@ -28,18 +32,26 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if publisher is not None:
-            app.state.intake = Intake(settings, intake, publisher)
-            yield
-            return
-        await wait_for_broker(settings)
-        kafka = KafkaPublisher(settings, "intake")
-        await kafka.start()
-        app.state.intake = Intake(settings, intake, kafka)
+        spool = Spool(intake.spool_dir, intake.spool_segment_bytes)
+        await asyncio.to_thread(spool.open)
+        kafka: KafkaPublisher | None = None
+        sink: Publisher
+        if publisher is None:
+            await wait_for_broker(settings)
+            sink = kafka = KafkaPublisher(settings, "intake")
+            await kafka.start()
+        else:
+            sink = publisher
+        delivery = Delivery(settings, intake, sink, spool)
+        delivery.start()
+        app.state.intake = Intake(settings, intake, delivery)
         try:
             yield
         finally:
-            await kafka.stop()
+            await delivery.stop()
+            if kafka is not None:
+                await kafka.stop()
+            spool.close()
 
     app = FastAPI(
         title="Leadflow intake",
@@ -50,13 +62,43 @@ def create_app(
     add_probe_routes(app, ready=_ready)
     add_metrics_route(app)
     app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
 async def _ready(app: FastAPI) -> dict[str, Any]:
+    """Ready while webhooks can be accepted and kept: the spool takes them if the broker
+    cannot. `degraded` says the broker is unreachable or the spool is not yet drained."""
     intake: Intake | None = getattr(app.state, "intake", None)
     if intake is None:
         return {"ready": False, "starting": True}
-    publisher = intake.publisher
-    broker = getattr(publisher, "started", True)
-    return {"ready": bool(broker), "broker": bool(broker)}
+    delivery = intake.delivery
+    spool = {
+        "depth": delivery.spool.depth,
+        "bytes": delivery.spool.bytes,
+        "writable": delivery.spool_ok,
+        "relay": delivery.relay_running,
+    }
+    return {
+        "ready": delivery.spool_ok and delivery.relay_running,
+        "degraded": not delivery.broker_ok or delivery.spool.depth > 0,
+        "broker": delivery.broker_ok,
+        "spool": spool,
+    }
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with refusals typed as `application/problem+json`."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status.startswith(("4", "5")) and "application/json" in content:
+                    content[PROBLEM_JSON] = content.pop("application/json")
+    app.openapi_schema = schema
+    return schema

@@ -8,9 +8,28 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    """One field that was wrong, named as the sender wrote it."""
+
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem: what was wrong, and for a 422, which fields."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] = Field(default_factory=list)
 
 
 class Problem(Exception):

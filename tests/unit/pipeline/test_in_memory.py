@@ -17,7 +17,7 @@ from leadflow.metrics import consumer_metrics
 from leadflow.outbox import OutboxRelay
 from leadflow.processing import EventHandler, EventProcessor
 from leadflow.settings import Settings
-from leadflow_intake.standard import LeadBody, to_event
+from leadflow_intake.canonical import LeadBody, lead_event
 from leadflow_router import service as router_service
 from leadflow_scoring import service as scoring_service
 from leadflow_sla import service as sla_service
@@ -49,8 +49,14 @@ class Pipeline:
         )
 
     async def post(self, body: dict[str, object], delivery_id: str) -> Envelope:
-        event = to_event(
-            LeadBody.model_validate(body), source="web", delivery_id=delivery_id, now=self.now
+        parsed = LeadBody.model_validate(body)
+        event = lead_event(
+            parsed.lead,
+            source="web",
+            kind="standard",
+            delivery_id=delivery_id,
+            activity=parsed.activity,
+            now=self.now,
         )
         await self.bus.publish(topics.RECEIVED, event.subject, event.to_bytes())
         return event

@@ -110,11 +110,15 @@ def load_problems(tmp_path: Path, text: str) -> list[str]:
 def test_example_configuration_loads() -> None:
     config = load_config(EXAMPLE)
 
-    assert list(config.sources) == ["web", "crm"]
     assert {name: source.kind for name, source in config.sources.items()} == {
         "web": "standard",
         "crm": "standard",
+        "hubspot": "hubspot",
+        "ivr": "twilio",
+        "callrail": "callrail",
+        "marketo": "marketo",
     }
+    assert sorted(config.sources["ivr"].questions) == ["authority", "budget", "need", "timeframe"]
     assert (config.scoring.mql_threshold, config.scoring.watch_threshold) == (60, 40)
     assert config.scoring.hand_raise_activities == ["demo_request"]
     assert [rule.name for rule in config.scoring.rules] == [

@@ -1,8 +1,8 @@
-"""The `standard` source kind: canonical lead and activity JSON, Standard Webhooks signed."""
+"""The canonical lead and activity as senders post them, and the events made from them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -44,12 +44,11 @@ class LeadIn(Lead):
         return self.email or self.phone or ""
 
 
-def _field(name: str, normalize: Any, value: str) -> str:
+def _field(name: str, normalize: Callable[[str], str], value: str) -> str:
     try:
-        result: str = normalize(value)
+        return normalize(value)
     except ValueError as exc:
         raise ValueError(f"{name} {exc}") from exc
-    return result
 
 
 class LeadBody(BaseModel):
@@ -87,6 +86,8 @@ class ActivityBody(BaseModel):
             raise ValueError("an activity needs the lead_key, email or phone of its lead.")
         if self.event == "rejected" and not self.reason:
             raise ValueError("a rejection needs a reason.")
+        if self.event in ("won", "lost") and self.amount is None:
+            raise ValueError(f"a {self.event} deal needs its amount.")
         return self
 
     def key(self) -> str:
@@ -106,28 +107,36 @@ def untagged(errors: Sequence[Any]) -> list[Any]:
     return [{**e, "loc": e["loc"][1:]} if e["loc"] and e["loc"][0] in _TAGS else e for e in errors]
 
 
-def to_event(
-    body: LeadBody | ActivityBody, *, source: str, delivery_id: str, now: datetime
+def lead_event(
+    lead: LeadIn,
+    *,
+    source: str,
+    kind: str,
+    delivery_id: str,
+    activity: str,
+    now: datetime,
 ) -> Envelope:
-    """The Leadflow event for a verified, valid standard webhook."""
-    event_id = derived_event_id(source, delivery_id)
-    if isinstance(body, LeadBody):
-        received = LeadReceived(
-            lead_key=lead_key_for(body.lead.identity()),
-            source=source,
-            source_kind="standard",
-            delivery_id=delivery_id,
-            activity=body.activity,
-            received_at=now,
-            lead=Lead.model_validate(body.lead.model_dump()),
-        )
-        return new_event(
-            "lead.received",
-            received,
-            source=f"/leadflow/intake/{source}",
-            time=now,
-            event_id=event_id,
-        )
+    """The `lead.received` event of a verified, valid lead; its id derives from the delivery."""
+    received = LeadReceived(
+        lead_key=lead_key_for(lead.identity()),
+        source=source,
+        source_kind=kind,
+        delivery_id=delivery_id,
+        activity=activity,
+        received_at=now,
+        lead=Lead.model_validate(lead.model_dump()),
+    )
+    return new_event(
+        "lead.received",
+        received,
+        source=f"/leadflow/intake/{source}",
+        time=now,
+        event_id=derived_event_id(source, delivery_id),
+    )
+
+
+def activity_event(body: ActivityBody, *, source: str, delivery_id: str, now: datetime) -> Envelope:
+    """The `lead.<outcome>` event of a verified, valid CRM activity."""
     activity = LeadActivity(
         lead_key=body.key(),
         activity=body.event,
@@ -143,5 +152,5 @@ def to_event(
         activity,
         source=f"/leadflow/intake/{source}",
         time=now,
-        event_id=event_id,
+        event_id=derived_event_id(source, delivery_id),
     )

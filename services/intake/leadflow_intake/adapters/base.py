@@ -1,0 +1,85 @@
+"""The interface of a source kind: authenticate a raw request, then parse its payload.
+
+An adapter is two pure steps behind one small interface:
+`authenticate` checks the sender's signature (or shared secret) on the raw request and
+returns the sender's delivery id when it gives one; `parse` turns the verified payload
+into canonical Leadflow events, using the kind's default field mapping as overridden by
+the source's configuration. Neither does IO; the clock is passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from leadflow.config import Source
+from leadflow.events import Envelope
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """What an adapter sees of a request: method, the URL the sender signed, headers, body."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """A configured source: its name, configuration and the secrets valid right now."""
+
+    name: str
+    config: Source
+    secrets: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The events of one delivery, in order, and how many items it carried that were ignored."""
+
+    events: list[Envelope]
+    ignored: int = 0
+
+
+class AuthenticationError(Exception):
+    """The request is not authentic; the message says why (never which secret)."""
+
+
+class InvalidPayload(Exception):
+    """The payload is not a valid lead or activity; `errors` name the sender's fields."""
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class Adapter(Protocol):
+    """One source kind: its media types, its authentication and its payload parsing."""
+
+    kind: str
+    media_types: frozenset[str]
+    default_mapping: Mapping[str, str]
+
+    def authenticate(
+        self, request: WebhookRequest, source: SourceContext, *, now: float, tolerance_s: int
+    ) -> str | None:
+        """Verify the request; returns the sender's delivery id, or None when it has none."""
+        ...
+
+    def parse(
+        self, request: WebhookRequest, source: SourceContext, *, delivery_id: str, now: datetime
+    ) -> Parsed:
+        """The events carried by a verified request; raises InvalidPayload."""
+        ...
+
+
+def content_delivery_id(body: bytes) -> str:
+    """A delivery id for senders that give none: the same body is the same delivery."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()

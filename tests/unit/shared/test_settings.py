@@ -164,7 +164,14 @@ def test_get_settings_reports_an_unreadable_configuration(
 def test_get_settings_loads_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADFLOW_CONFIG", str(EXAMPLE))
 
-    assert list(get_settings().app.sources) == ["web", "crm"]
+    assert list(get_settings().app.sources) == [
+        "web",
+        "crm",
+        "hubspot",
+        "ivr",
+        "callrail",
+        "marketo",
+    ]
 
 
 def test_development_check_passes_on_documented_secrets() -> None:

@@ -12,12 +12,12 @@ from pydantic import TypeAdapter, ValidationError
 from leadflow import webhooks as signatures
 from leadflow.bus import Publisher
 from leadflow.events import Envelope
+from leadflow.problems import Problem, field_errors
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
 from leadflow.topics import topic_for
 from leadflow_intake import standard
 from leadflow_intake.metrics import PUBLISH_SECONDS, REQUEST_SECONDS, WEBHOOKS
-from leadflow_intake.problems import Problem, field_errors
 from leadflow_intake.settings import IntakeSettings
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])

@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from leadflow.bus import Publisher
 from leadflow.bus.kafka import KafkaPublisher
 from leadflow.metrics import add_metrics_route
+from leadflow.problems import install_problem_handlers
 from leadflow.runtime import add_probe_routes, wait_for_broker
 from leadflow.settings import Settings
 from leadflow_intake.api import Intake, router
-from leadflow_intake.problems import install_problem_handlers
 from leadflow_intake.settings import IntakeSettings
 
 

@@ -32,7 +32,7 @@ def app_for(engine: AsyncEngine, tokens: str | None = TOKENS) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(api.router)
     app.include_router(admin.router)
-    app.state.admin_tokens = RouterSettings(LEADFLOW_ADMIN_TOKEN=tokens).admin_tokens()  # type: ignore[call-arg]
+    app.state.admin_tokens = RouterSettings(LEADFLOW_ADMIN_TOKEN=tokens).admin_tokens()
     runtime = SimpleNamespace(
         settings=SimpleNamespace(app=CONFIG), sessions=session_factory(engine)
     )

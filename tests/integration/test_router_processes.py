@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import os
 import subprocess
 import sys
@@ -189,7 +190,7 @@ async def test_two_routers_never_repeat_a_turn_exceed_a_cap_or_assign_twice(
     turns = [int(r["turn"]) for r in enterprise]  # type: ignore[call-overload]
     assert turns == list(range(turns[0], turns[0] + 30))
     reps = [str(r["rep_id"]) for r in enterprise]
-    for previous, following in zip(reps, reps[1:], strict=False):
+    for previous, following in itertools.pairwise(reps):
         assert ENTERPRISE.index(following) == (ENTERPRISE.index(previous) + 1) % 3
     per_rep = Counter(r["rep_id"] for r in rows if r["team"] == "smb" and r["status"] == "assigned")
     assert per_rep == {"dev": 5, "emma": 5}

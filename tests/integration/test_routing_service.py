@@ -1,4 +1,4 @@
-"""The router's orchestration on real SQLite and PostgreSQL: decisions, caps, queue, reassignment."""
+"""Routing orchestration on real SQLite and PostgreSQL: decisions, caps, queue, reassignment."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import leadflow_router.tables
 from leadflow.config import LeadflowConfig
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import notifications, outbox
@@ -33,7 +32,6 @@ from tests.fixtures.routing import make_config, scored
 # Thursday 10:00 UTC.
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 BIG = Lead(company=Company(size=5000, name="Bigco"), email="buyer@bigco.example")
-TABLES = leadflow_router.tables
 
 
 async def route(
@@ -74,7 +72,7 @@ async def escalate(
 
 
 async def outcome(engine: AsyncEngine, lead_key: str, kind: str, now: datetime) -> None:
-    data = LeadActivity(lead_key=lead_key, activity=kind, occurred_at=now, source="crm")  # type: ignore[arg-type]
+    data = LeadActivity(lead_key=lead_key, activity=kind, occurred_at=now, source="crm")
     async with session_factory(engine)() as session, session.begin():
         await service.record_activity(
             session, new_event(f"lead.{kind}", data, source="/t", time=now)

@@ -32,7 +32,8 @@ def explain(config: LeadflowConfig, decision: dict[str, Any]) -> dict[str, Any]:
             part, why = "skipped", skipped[rep_id]
         else:
             part = "available"
-            why = f"could take it; {decision['method'] or 'the distribution'} chose someone else"
+            method = (decision["method"] or "the distribution").replace("_", " ")
+            why = f"could take it; {method} chose someone else"
         candidates.append(
             {"rep_id": rep_id, "rep_name": _name(config, rep_id), "outcome": part, "why": why}
         )

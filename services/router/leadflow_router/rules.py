@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -50,9 +50,9 @@ def rule_matches(rule: RoutingRule, doc: Mapping[str, Any], now: datetime) -> bo
 
 def matching_rules(
     rules: Sequence[RoutingRule], doc: Mapping[str, Any], now: datetime
-) -> list[RoutingRule]:
-    """Every rule that matches, in configuration order (the first one wins)."""
-    return [rule for rule in rules if rule_matches(rule, doc, now)]
+) -> Iterator[RoutingRule]:
+    """The rules that match, in configuration order, evaluated lazily (the first one wins)."""
+    return (rule for rule in rules if rule_matches(rule, doc, now))
 
 
 def first_match(

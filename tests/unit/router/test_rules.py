@@ -85,7 +85,7 @@ def test_first_match_takes_rules_in_order(doc: dict[str, Any], expected: str | N
 def test_every_matching_rule_in_order() -> None:
     doc = {"lead": {"company": {"size": 5000}, "country": "DE"}, "time": {"hour": 10}}
 
-    assert [r.name for r in matching_rules(ORDERED, doc, NOW)] == [
+    assert [r.name for r in list(matching_rules(ORDERED, doc, NOW))] == [
         "big",
         "big-german",
         "german",

@@ -65,7 +65,12 @@ def _serve(name: str, port: int | None) -> None:
     app_module, settings_module, settings_class = _SERVICE_APPS[name]
     service_settings: Any = getattr(importlib.import_module(settings_module), settings_class)()
     create_app = importlib.import_module(app_module).create_app
-    serve(create_app(settings), settings, port or service_settings.port)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    serve(app, settings, port or service_settings.port)
 
 
 PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default: per service).")]

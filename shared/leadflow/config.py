@@ -10,7 +10,6 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -25,6 +24,14 @@ from pydantic import (
 )
 
 from leadflow.conditions import Condition
+from leadflow.schedules import (
+    Absence,
+    Shift,
+    TimeWindow,
+    holiday_calendar,
+    known_zone,
+    normalize_domain,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -213,15 +220,37 @@ class Rep(_Model):
     email: str
     timezone: str = "UTC"
     active: bool = True
+    # Availability: empty working_hours means always on shift; holidays follow `country`.
+    country: str | None = None
+    subdivision: str | None = None
+    working_hours: list[Shift] = Field(default_factory=list)
+    out_of_office: list[Absence] = Field(default_factory=list)
+    # Capacity, share and skills.
+    max_per_day: int | None = Field(default=None, ge=0)
+    max_open: int | None = Field(default=None, ge=0)
+    weight: float = Field(default=1.0, gt=0)
+    languages: list[str] = Field(default_factory=list)
+    products: list[str] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list)
+    webhook: str | None = Field(default=None, pattern=r"^https?://")
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Lisbon).") from exc
-        return value
+        return known_zone(value)
+
+    @field_validator("languages", "products", "regions")
+    @classmethod
+    def _lowercase_skills(cls, value: list[str]) -> list[str]:
+        return [v.strip().lower() for v in value]
+
+    @model_validator(mode="after")
+    def _known_calendar(self) -> Rep:
+        if self.subdivision is not None and self.country is None:
+            raise ValueError(f"rep {self.id!r} has a subdivision but no country.")
+        if self.country is not None:
+            holiday_calendar(self.country, self.subdivision)
+        return self
 
 
 class Team(_Model):
@@ -229,8 +258,14 @@ class Team(_Model):
 
     name: str = Field(pattern=_NAME)
     manager: Person
-    distribution: Literal["round_robin"] = "round_robin"
+    distribution: Literal["round_robin", "weighted", "least_loaded"] = "round_robin"
     reps: list[str] = Field(min_length=1)
+    # weighted: by each rep's static `weight`, or by their measured lead-to-SQL conversion.
+    weights: Literal["static", "conversion"] = "static"
+    balance_window: Duration = timedelta(days=7)
+    conversion_window: Duration = timedelta(days=90)
+    # Lead attributes a rep must cover to take the lead (language, product interest, region).
+    skills: list[Literal["language", "product", "region"]] = Field(default_factory=list)
 
 
 class RoutingRule(_Model):
@@ -240,12 +275,47 @@ class RoutingRule(_Model):
     when: list[Condition] = Field(default_factory=list)
     team: str | None = None
     rep: str | None = None
+    # Matches only inside one of `during` (if any) and outside every one of `outside`.
+    during: list[TimeWindow] = Field(default_factory=list)
+    outside: list[TimeWindow] = Field(default_factory=list)
+    # When nobody the rule points at can take the lead: queue it there, or try the next rule.
+    when_unavailable: Literal["queue", "next_rule"] = "queue"
 
     @model_validator(mode="after")
     def _one_target(self) -> RoutingRule:
         if (self.team is None) == (self.rep is None):
             raise ValueError(f"routing rule {self.name!r} needs exactly one of team or rep.")
         return self
+
+
+class RoutingNotify(_Model):
+    """Who hears about routing decisions, and how."""
+
+    rep_email: bool = True
+    rep_webhook: bool = True
+    manager_on_queue: bool = True
+    manager_on_priority_account: bool = True
+    # The CRM push: a signed (Standard Webhooks) POST of every assignment; the secret is
+    # read from LEADFLOW_ROUTER_CRM_WEBHOOK_SECRET, never from this file.
+    crm_webhook: str | None = Field(default=None, pattern=r"^https?://")
+
+
+class Account(_Model):
+    """A named or priority account: its leads go to the owner (matched by email/company domain)."""
+
+    name: str = Field(min_length=1)
+    domains: list[str] = Field(min_length=1)
+    owner: str
+    priority: bool = False
+
+    @field_validator("domains")
+    @classmethod
+    def _normalized_domains(cls, value: list[str]) -> list[str]:
+        domains = [normalize_domain(d) for d in value]
+        for raw, domain in zip(value, domains, strict=True):
+            if "." not in domain or " " in domain:
+                raise ValueError(f"{raw!r} is not a domain (e.g. acme.com).")
+        return domains
 
 
 class Routing(_Model):
@@ -255,6 +325,14 @@ class Routing(_Model):
     tiers: list[str] = Field(default_factory=lambda: ["mql"])
     rules: list[RoutingRule] = Field(default_factory=list)
     fallback_team: str
+    # The zone of the `time.*` fields routing conditions can test.
+    timezone: str = "UTC"
+    notify: RoutingNotify = Field(default_factory=lambda: RoutingNotify())
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_zone(value)
 
 
 class SlaPolicy(_Model):
@@ -289,6 +367,7 @@ class LeadflowConfig(_Model):
     teams: list[Team] = Field(min_length=1)
     routing: Routing
     sla: Sla
+    accounts: list[Account] = Field(default_factory=list)
 
     @field_validator("sources")
     @classmethod
@@ -327,6 +406,21 @@ class LeadflowConfig(_Model):
                 ("routing", "fallback_team"),
                 f"routing.fallback_team {self.routing.fallback_team!r} is not a team.",
             )
+        owners: dict[str, str] = {}
+        for i, account in enumerate(self.accounts):
+            if account.owner not in rep_ids:
+                raise ReferenceProblem(
+                    ("accounts", i, "owner"),
+                    f"account {account.name!r} names unknown owner {account.owner!r}.",
+                )
+            for domain in account.domains:
+                if domain in owners:
+                    raise ReferenceProblem(
+                        ("accounts", i, "domains"),
+                        f"domain {domain!r} belongs to accounts {owners[domain]!r} "
+                        f"and {account.name!r}; give it to one.",
+                    )
+                owners[domain] = account.name
         return self
 
     def rep(self, rep_id: str) -> Rep:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from leadflow.problems import Problem, ProblemDetails
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
 from leadflow_intake.adapters import adapter_for
@@ -21,7 +22,6 @@ from leadflow_intake.adapters.base import (
 )
 from leadflow_intake.delivery import Delivery
 from leadflow_intake.metrics import EVENTS_IGNORED, REQUEST_SECONDS, WEBHOOKS
-from leadflow_intake.problems import Problem, ProblemDetails
 from leadflow_intake.ratelimit import RateLimits
 from leadflow_intake.settings import IntakeSettings
 from leadflow_intake.spool import SpoolError

@@ -13,11 +13,11 @@ from fastapi.openapi.utils import get_openapi
 from leadflow.bus import Publisher
 from leadflow.bus.kafka import KafkaPublisher
 from leadflow.metrics import add_metrics_route
+from leadflow.problems import PROBLEM_JSON, install_problem_handlers
 from leadflow.runtime import add_probe_routes, wait_for_broker
 from leadflow.settings import Settings
 from leadflow_intake.api import Intake, router
 from leadflow_intake.delivery import Delivery
-from leadflow_intake.problems import PROBLEM_JSON, install_problem_handlers
 from leadflow_intake.settings import IntakeSettings
 from leadflow_intake.spool import Spool
 

@@ -1,44 +1,149 @@
-"""The router: consumes `leads.scored`, produces `leads.assigned`, explains every decision."""
+"""The router: consumes `leads.scored`, assigns leads to reps, explains every decision.
+
+It also consumes `sla.escalated` (reassign, excluding the reps who missed the lead) and
+CRM outcomes (which close a rep's open lead and credit conversions), retries queued leads
+as reps come on shift, sends the notifications its decisions queue, and serves the admin API.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime
-from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
 from leadflow.events import Envelope
-from leadflow.processing import EventHandler
-from leadflow.runtime import ConsumerSpec, Runtime, SessionDep, consumer_service
-from leadflow.settings import Settings
-from leadflow_router import repository, service
+from leadflow.notifications import EmailSender, NotificationDispatcher, WebhookSender
+from leadflow.problems import install_problem_handlers
+from leadflow.processing import EventHandler, utcnow
+from leadflow.runtime import Background, ConsumerSpec, Runtime, consumer_service
+from leadflow.settings import ConfigError, Settings
+from leadflow_router import admin, api, service
+from leadflow_router.metrics import QUEUED
+from leadflow_router.notify import PRODUCER, NotifyOptions
+from leadflow_router.settings import RouterSettings
 
-router = APIRouter(prefix="/v1", tags=["routing"])
+log = logging.getLogger(__name__)
 
-
-@router.get("/leads/{lead_key}/routing")
-async def routing_decisions(lead_key: str, session: SessionDep) -> dict[str, Any]:
-    """Why the lead went where it went: each decision's rule, candidates and skipped reps."""
-    decisions = await repository.decisions(session, lead_key)
-    if not decisions:
-        raise HTTPException(404, f"No routing decision has been taken for lead {lead_key!r}.")
-    return {"lead_key": lead_key, "decisions": decisions}
-
-
-def _handler(runtime: Runtime) -> EventHandler:
-    config = runtime.settings.app
-
-    async def handle(session: AsyncSession, event: Envelope, now: datetime) -> None:
-        await service.route_scored(session, event, config, now)
-
-    return handle
+MIN_TOKEN_LENGTH = 24
+RETRY_PAGE = 100
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The router's ASGI app."""
-    spec = ConsumerSpec(
-        group="leadflow-router", topics=[topics.SCORED], accepts={"lead.scored"}, handler=_handler
+def _handler(options: NotifyOptions) -> ConsumerSpec:
+    def make(runtime: Runtime) -> EventHandler:
+        config = runtime.settings.app
+
+        async def handle(session: AsyncSession, event: Envelope, now: datetime) -> None:
+            if event.type == "lead.scored":
+                await service.route_scored(session, event, config, now, options)
+            elif event.type == "sla.escalated":
+                await service.reassign_escalated(session, event, config, now, options)
+            else:
+                await service.record_activity(session, event)
+
+        return handle
+
+    return ConsumerSpec(
+        group="leadflow-router",
+        topics=[topics.SCORED, topics.ALERTS, topics.ACTIVITY],
+        accepts={"lead.scored", "sla.escalated", *service.OUTCOMES},
+        handler=make,
     )
-    return consumer_service("router", settings, [spec], routers=[router], description=__doc__ or "")
+
+
+def _notifications(router_settings: RouterSettings) -> Background:
+    async def run(runtime: Runtime) -> None:
+        settings = runtime.settings
+        config = settings.app
+        secrets: dict[str, str] = {}
+        crm = config.routing.notify.crm_webhook
+        if crm and router_settings.crm_webhook_secret is not None:
+            secrets[crm] = router_settings.crm_webhook_secret.get_secret_value()
+        if router_settings.rep_webhook_secret is not None:
+            for rep in config.reps:
+                if rep.webhook:
+                    secrets[rep.webhook] = router_settings.rep_webhook_secret.get_secret_value()
+        async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as client:
+            dispatcher = NotificationDispatcher(
+                runtime.engine,
+                settings,
+                PRODUCER,
+                {"email": EmailSender(settings), "webhook": WebhookSender(client, secrets)},
+            )
+            dispatcher.start()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await dispatcher.stop()
+
+    return run
+
+
+def _queue_retries(router_settings: RouterSettings, options: NotifyOptions) -> Background:
+    async def run(runtime: Runtime) -> None:
+        config = runtime.settings.app
+        while True:
+            await asyncio.sleep(router_settings.queue_retry_s)
+            try:
+                waiting, after_id = 0, 0
+                while True:
+                    async with runtime.sessions() as session, session.begin():
+                        seen, assigned = await service.retry_queued(
+                            session, config, utcnow(), options, after_id=after_id, limit=RETRY_PAGE
+                        )
+                    waiting += len(seen) - assigned
+                    if assigned:
+                        runtime.relay.wake()
+                    if len(seen) < RETRY_PAGE:
+                        break
+                    after_id = seen[-1]
+                QUEUED.set(waiting)
+            except (OperationalError, InterfaceError):
+                log.warning("database unavailable; queued leads will be retried later")
+
+    return run
+
+
+def check(settings: Settings, router_settings: RouterSettings) -> None:
+    """Refuse settings the router must not run with; raises ConfigError saying why."""
+    tokens = router_settings.admin_tokens()
+    if settings.env != "production":
+        return
+    if not tokens:
+        raise ConfigError(
+            "LEADFLOW_ADMIN_TOKEN is not set; production refuses to run the router without "
+            "an admin token (`token` or `name:token,name:token`)."
+        )
+    if any(len(token) < MIN_TOKEN_LENGTH for token in tokens):
+        raise ConfigError(
+            f"LEADFLOW_ADMIN_TOKEN holds a token shorter than {MIN_TOKEN_LENGTH} characters; "
+            "use long random tokens in production."
+        )
+    if settings.app.routing.notify.crm_webhook and router_settings.crm_webhook_secret is None:
+        raise ConfigError(
+            "routing.notify.crm_webhook is set but LEADFLOW_ROUTER_CRM_WEBHOOK_SECRET is not; "
+            "production refuses to push assignments unsigned."
+        )
+
+
+def create_app(settings: Settings, router_settings: RouterSettings | None = None) -> FastAPI:
+    """The router's ASGI app."""
+    router_settings = router_settings or RouterSettings()
+    check(settings, router_settings)
+    options = NotifyOptions(public_url=router_settings.public_url.rstrip("/"))
+    app = consumer_service(
+        "router",
+        settings,
+        [_handler(options)],
+        routers=[api.router, admin.router],
+        background=[_notifications(router_settings), _queue_retries(router_settings, options)],
+        description=__doc__ or "",
+    )
+    install_problem_handlers(app)
+    app.state.admin_tokens = router_settings.admin_tokens()
+    return app

@@ -1,17 +1,28 @@
-"""Routing decisions: pure functions of the lead, the configuration and the rotation state."""
+"""Routing decisions: account owner, then ordered rules, then a team's distribution (pure).
+
+A decision is a function of the scored lead, the configuration (with run-time overrides
+applied), the reps' loads and rotation state, and `now`; it records why every rep that was
+considered and not chosen was skipped.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from leadflow.conditions import all_match
-from leadflow.config import LeadflowConfig, RoutingRule
+from leadflow.config import LeadflowConfig, Rep, RoutingRule, Team
 from leadflow.events import LeadScored
+from leadflow_router.availability import RepLoad, cannot_take
+from leadflow_router.distribution import pick
+from leadflow_router.rules import match_account, matching_rules, routing_document
 
 FALLBACK_RULE = "fallback"
+ACCOUNT_RULE = "account-owner"
+DISTRIBUTIONS = ("round_robin", "weighted", "least_loaded")
+
+Method = Literal["account_owner", "named_rep", "round_robin", "weighted", "least_loaded", "queue"]
 
 
 @dataclass(frozen=True)
@@ -25,114 +36,220 @@ class Decision:
     candidates: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
     reason: str = ""
-    by_rotation: bool = False
+    method: Method = "queue"
+    account: str | None = None
+    priority_account: bool = False
+    trace: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def by_rotation(self) -> bool:
+        """Whether a team distribution chose the rep (so the team's turn moves on)."""
+        return self.method in DISTRIBUTIONS
 
 
-def routing_document(scored: LeadScored, now: datetime) -> dict[str, Any]:
-    """What routing conditions can look at: the lead, its score, its source and the time."""
-    return {
-        "lead": scored.lead.model_dump(mode="json", exclude_none=True),
-        "score": {
-            "score": scored.score,
-            "fit": scored.fit,
-            "engagement": scored.engagement,
-            "tier": scored.tier,
-        },
-        "source": scored.source,
-        "time": {"hour": now.hour, "weekday": now.isoweekday()},
-    }
+@dataclass(frozen=True)
+class RoutingState:
+    """What a decision reads besides the lead and the configuration."""
+
+    reps: Mapping[str, Rep]
+    loads: Mapping[str, RepLoad] = field(default_factory=dict)
+    last_turn: Mapping[str, str | None] = field(default_factory=dict)
+    recent: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    conversions: Mapping[str, Mapping[str, tuple[int, int]]] = field(default_factory=dict)
+    excluded: frozenset[str] = frozenset()
+
+    def rep(self, rep_id: str) -> Rep:
+        """The rep as it stands now (configuration plus run-time overrides)."""
+        return self.reps[rep_id]
 
 
-def first_match(rules: list[RoutingRule], doc: Mapping[str, Any]) -> RoutingRule | None:
-    """The first rule whose conditions all hold."""
-    return next((rule for rule in rules if all_match(rule.when, doc)), None)
+@dataclass(frozen=True)
+class InPlay:
+    """The reps and teams a lead may reach: what the service must load before deciding."""
+
+    reps: set[str]
+    teams: set[str]
 
 
-def next_in_rotation(
-    reps: list[str], last: str | None, unavailable: Mapping[str, str]
-) -> tuple[str | None, dict[str, str]]:
-    """The next available rep after `last` in the team's order, and the reps passed over."""
-    start = reps.index(last) + 1 if last in reps else 0
-    skipped: dict[str, str] = {}
-    for i in range(len(reps)):
-        rep = reps[(start + i) % len(reps)]
-        if rep in unavailable:
-            skipped[rep] = unavailable[rep]
-            continue
-        return rep, skipped
-    return None, skipped
+def in_play(config: LeadflowConfig, scored: LeadScored, now: datetime) -> InPlay:
+    """Every rep and team the decision for this lead can look at."""
+    doc = routing_document(scored, now, config.routing.timezone)
+    reps: set[str] = set()
+    teams: set[str] = {config.routing.fallback_team}
+    matched = match_account(config.accounts, scored.lead)
+    if matched is not None:
+        reps.add(matched[0].owner)
+    for rule in matching_rules(config.routing.rules, doc, now):
+        if rule.rep is not None:
+            reps.add(rule.rep)
+            team = config.team_of(rule.rep)
+            if team is not None:
+                teams.add(team.name)
+        elif rule.team is not None:
+            teams.add(rule.team)
+    for name in teams:
+        reps.update(config.team(name).reps)
+    return InPlay(reps, teams)
 
 
-def unavailable_reps(
-    config: LeadflowConfig,
-    reps: list[str],
-    exclude: set[str] = frozenset(),  # type: ignore[assignment]
-) -> dict[str, str]:
-    """Reps who cannot take a lead now, with the reason."""
-    result: dict[str, str] = {}
-    for rep_id in reps:
-        if rep_id in exclude:
-            result[rep_id] = "already missed this lead's follow-up"
-        elif not config.rep(rep_id).active:
-            result[rep_id] = "inactive"
-    return result
+class _Walk:
+    """One decision being built: the steps taken and the reps skipped so far."""
+
+    def __init__(
+        self, config: LeadflowConfig, scored: LeadScored, now: datetime, state: RoutingState
+    ) -> None:
+        self.config = config
+        self.scored = scored
+        self.now = now
+        self.state = state
+        self.skipped: dict[str, str] = {}
+        self.trace: list[str] = []
+        self.account: str | None = None
+        self.priority = False
+
+    def why_not(self, rep: Rep, skills: Sequence[str] = ()) -> str | None:
+        reason = cannot_take(
+            rep,
+            self.now,
+            self.state.loads.get(rep.id, RepLoad()),
+            lead=self.scored.lead,
+            skills=skills,
+            excluded=self.state.excluded,
+        )
+        if reason is not None:
+            self.skipped[rep.id] = reason
+        return reason
+
+    def decision(self, outcome: Literal["assigned", "queued"], **kwargs: Any) -> Decision:
+        return Decision(
+            outcome,
+            skipped=dict(self.skipped),
+            account=self.account,
+            priority_account=self.priority,
+            trace=list(self.trace),
+            **kwargs,
+        )
+
+    def queue_team_of(self, rep_id: str) -> str:
+        team = self.config.team_of(rep_id)
+        return team.name if team is not None else self.config.routing.fallback_team
+
+    def account_owner(self) -> Decision | None:
+        matched = match_account(self.config.accounts, self.scored.lead)
+        if matched is None:
+            return None
+        account, domain = matched
+        self.account, self.priority = account.name, account.priority
+        owner = self.state.rep(account.owner)
+        kind = "priority account" if account.priority else "named account"
+        reason = self.why_not(owner)
+        if reason is not None:
+            self.trace.append(
+                f"{kind} {account.name} (domain {domain}) is owned by {owner.name}, "
+                f"who cannot take it: {reason}; trying the rules"
+            )
+            return None
+        self.trace.append(f"{kind} {account.name} matched on domain {domain}")
+        return self.decision(
+            "assigned",
+            rule=ACCOUNT_RULE,
+            team=self.queue_team_of(owner.id),
+            rep_id=owner.id,
+            candidates=[owner.id],
+            reason=f"{kind} {account.name} (domain {domain}) is owned by {owner.name}",
+            method="account_owner",
+        )
+
+    def named_rep(self, rule: RoutingRule, rep_id: str) -> Decision | None:
+        rep = self.state.rep(rep_id)
+        reason = self.why_not(rep)
+        team = self.queue_team_of(rep.id)
+        if reason is None:
+            self.trace.append(f"rule {rule.name!r} matched and names {rep.name}")
+            return self.decision(
+                "assigned",
+                rule=rule.name,
+                team=team,
+                rep_id=rep.id,
+                candidates=[rep.id],
+                reason=f"rule {rule.name!r} names {rep.name}",
+                method="named_rep",
+            )
+        self.trace.append(f"rule {rule.name!r} matched and names {rep.name}: {reason}")
+        if rule.when_unavailable == "next_rule":
+            return None
+        return self.decision(
+            "queued",
+            rule=rule.name,
+            team=team,
+            rep_id=None,
+            candidates=[rep.id],
+            reason=f"rule {rule.name!r} names {rep.name}, who cannot take it ({reason}); "
+            f"queued for team {team!r}",
+        )
+
+    def team(self, rule_name: str, team: Team, *, overflow: bool) -> Decision | None:
+        how = (
+            f"no rule matched; the fallback sends it to team {team.name!r}"
+            if rule_name == FALLBACK_RULE
+            else f"rule {rule_name!r} sends it to team {team.name!r}"
+        )
+        available = [r for r in team.reps if self.why_not(self.state.rep(r), team.skills) is None]
+        if available:
+            chosen = pick(
+                team,
+                available,
+                reps=self.state.reps,
+                last=self.state.last_turn.get(team.name),
+                open_leads={r: self.state.loads.get(r, RepLoad()).open for r in team.reps},
+                recent=self.state.recent.get(team.name, {}),
+                conversions=self.state.conversions.get(team.name, {}),
+            )
+            name = self.state.rep(chosen.rep_id).name
+            self.trace.append(f"{how}; {len(available)} of {len(team.reps)} reps can take it")
+            return self.decision(
+                "assigned",
+                rule=rule_name,
+                team=team.name,
+                rep_id=chosen.rep_id,
+                candidates=list(team.reps),
+                reason=f"{how}; {chosen.how.format(rep=name)}",
+                method=team.distribution,
+                details=chosen.details,
+            )
+        self.trace.append(f"{how}, where nobody can take it now")
+        if overflow:
+            return None
+        return self.decision(
+            "queued",
+            rule=rule_name,
+            team=team.name,
+            rep_id=None,
+            candidates=list(team.reps),
+            reason=f"{how}, where nobody can take it now; queued for the team",
+        )
 
 
 def route(
-    config: LeadflowConfig,
-    scored: LeadScored,
-    now: datetime,
-    last_by_team: Mapping[str, str | None],
+    config: LeadflowConfig, scored: LeadScored, now: datetime, state: RoutingState
 ) -> Decision:
-    """Pick the rule, then the rep: a named rep, or the team's next rep in rotation."""
-    doc = routing_document(scored, now)
-    rule = first_match(config.routing.rules, doc)
-    if rule is not None and rule.rep is not None:
-        rep = config.rep(rule.rep)
-        team = config.team_of(rep.id)
-        team_name = team.name if team else config.routing.fallback_team
-        if rep.active:
-            return Decision(
-                "assigned",
-                rule.name,
-                team_name,
-                rep.id,
-                [rep.id],
-                reason=f"rule {rule.name!r} names {rep.name}",
-            )
-        return Decision(
-            "queued",
-            rule.name,
-            team_name,
-            None,
-            [rep.id],
-            {rep.id: "inactive"},
-            reason=f"rule {rule.name!r} names {rep.name}, who is inactive",
-        )
-    rule_name = rule.name if rule is not None else FALLBACK_RULE
-    team = config.team(
-        rule.team if rule is not None and rule.team else config.routing.fallback_team
-    )
-    unavailable = unavailable_reps(config, team.reps)
-    rep_id, skipped = next_in_rotation(team.reps, last_by_team.get(team.name), unavailable)
-    how = f"rule {rule_name!r} sends it to team {team.name!r}"
-    if rep_id is None:
-        return Decision(
-            "queued",
-            rule_name,
-            team.name,
-            None,
-            list(team.reps),
-            skipped,
-            reason=f"{how}, where nobody can take it now; queued",
-        )
-    return Decision(
-        "assigned",
-        rule_name,
-        team.name,
-        rep_id,
-        list(team.reps),
-        skipped,
-        reason=f"{how}; round robin gives {config.rep(rep_id).name} the next turn",
-        by_rotation=True,
-    )
+    """Account owner first, then the first matching rule that can place the lead, then the
+    fallback team; a lead nobody can take is queued, never dropped."""
+    walk = _Walk(config, scored, now, state)
+    decision = walk.account_owner()
+    if decision is not None:
+        return decision
+    doc = routing_document(scored, now, config.routing.timezone)
+    for rule in matching_rules(config.routing.rules, doc, now):
+        overflow = rule.when_unavailable == "next_rule"
+        if rule.rep is not None:
+            decision = walk.named_rep(rule, rule.rep)
+        else:
+            assert rule.team is not None
+            decision = walk.team(rule.name, config.team(rule.team), overflow=overflow)
+        if decision is not None:
+            return decision
+    fallback = walk.team(FALLBACK_RULE, config.team(config.routing.fallback_team), overflow=False)
+    assert fallback is not None
+    return fallback

@@ -1,6 +1,6 @@
 """The router's own Prometheus metrics."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from leadflow.metrics import AGE_BUCKETS
 
@@ -13,4 +13,23 @@ END_TO_END = Histogram(
     "leadflow_router_lead_age_at_assignment_seconds",
     "Time from the webhook's arrival to the routing decision.",
     buckets=AGE_BUCKETS,
+)
+REASSIGNMENTS = Counter(
+    "leadflow_router_reassignments_total",
+    "Escalated leads routed again, by outcome (assigned or queued).",
+    ["outcome"],
+)
+SKIPPED = Counter(
+    "leadflow_router_reps_skipped_total",
+    "Reps passed over in routing decisions, by reason.",
+    ["reason"],
+)
+QUEUED = Gauge(
+    "leadflow_router_queued_leads",
+    "Leads waiting in a team queue (seen by the last queue retry).",
+)
+ADMIN_CHANGES = Counter(
+    "leadflow_router_admin_changes_total",
+    "Run-time changes made through the admin API, by action.",
+    ["action"],
 )

@@ -1,4 +1,4 @@
-"""The router's tables: assignments, round-robin pointers and the decision record."""
+"""The router's tables: assignments, rotation pointers, the decision record, run-time overrides."""
 
 from __future__ import annotations
 
@@ -18,7 +18,15 @@ assignments = Table(
     Column("rule", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("assigned_at", UtcDateTime(), nullable=False),
+    # The team's round-robin turn number this assignment took (team distributions only).
+    Column("turn", Integer, nullable=True),
+    # When the lead stopped being open for this assignment, and why (an outcome, reassigned).
+    Column("closed_at", UtcDateTime(), nullable=True),
+    Column("close_reason", String(32), nullable=True),
+    # When the CRM reported the lead converted (SQL) while this assignment held it.
+    Column("converted_at", UtcDateTime(), nullable=True),
     UniqueConstraint("lead_key", "seq"),
+    Index("ix_assignments_rep_id_assigned_at", "rep_id", "assigned_at"),
 )
 
 round_robin_pointers = Table(
@@ -44,5 +52,56 @@ routing_decisions = Table(
     Column("candidates", JSON, nullable=False),
     Column("skipped", JSON, nullable=False),
     Column("config_version", String(64), nullable=False),
+    Column("kind", String(16), nullable=True),
+    Column("method", String(16), nullable=True),
+    Column("account", String(128), nullable=True),
+    Column("trace", JSON, nullable=True),
+    Column("details", JSON, nullable=True),
     Index("ix_routing_decisions_lead_key_decided_at", "lead_key", "decided_at"),
+)
+
+# The scored lead as it was routed: what a reassignment or a queue retry decides on.
+routed_leads = Table(
+    "routed_leads",
+    metadata,
+    Column("lead_key", String(64), primary_key=True),
+    Column("scored", JSON, nullable=False),
+    Column("routed_at", UtcDateTime(), nullable=False),
+)
+
+# Run-time changes to reps made through the admin API; they win over the configuration.
+rep_overrides = Table(
+    "rep_overrides",
+    metadata,
+    Column("rep_id", String(64), primary_key=True),
+    Column("settings", JSON, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("updated_by", String(64), nullable=False),
+)
+
+rep_absences = Table(
+    "rep_absences",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rep_id", String(64), nullable=False),
+    Column("starts_at", UtcDateTime(), nullable=False),
+    Column("ends_at", UtcDateTime(), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("cancelled_at", UtcDateTime(), nullable=True),
+    Index("ix_rep_absences_rep_id_ends_at", "rep_id", "ends_at"),
+)
+
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("rep_id", String(64), nullable=True),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Index("ix_admin_audit_at", "at"),
 )

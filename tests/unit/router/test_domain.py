@@ -1,229 +1,22 @@
-"""Routing decisions: rule order, round robin, named reps, fallback and queueing."""
+"""Routing decisions: account owner, rule order, named reps, teams, overflow, fallback, queueing."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-import pytest
-
-from leadflow.config import LeadflowConfig, RoutingRule
-from leadflow.events import Company, Lead, LeadScored, Tier
-from leadflow_router.domain import (
-    FALLBACK_RULE,
-    Decision,
-    first_match,
-    next_in_rotation,
-    route,
-    routing_document,
-    unavailable_reps,
-)
-
-# A Thursday.
-NOW = datetime(2026, 11, 26, 14, 30, tzinfo=UTC)
-
-REPS = {
-    "ana": "Ana Silva",
-    "ben": "Ben Carter",
-    "chloe": "Chloé Martin",
-    "dev": "Dev Patel",
-    "emma": "Emma Jones",
-    "felix": "Felix Wagner",
-    "gus": "Gus Ortega",
-}
-
-
-def make_config(inactive: frozenset[str] = frozenset()) -> LeadflowConfig:
-    """Enterprise (ana, ben, chloe), smb (dev, emma) and two reps outside any team."""
-    return LeadflowConfig.model_validate(
-        {
-            "sources": {"web": {"kind": "standard"}},
-            "scoring": {"version": "t1", "mql_threshold": 60},
-            "reps": [
-                {"id": rep_id, "name": name, "email": f"{rep_id}@example.com"}
-                | ({"active": False} if rep_id in inactive else {})
-                for rep_id, name in REPS.items()
-            ],
-            "teams": [
-                {
-                    "name": "enterprise",
-                    "manager": {"name": "Grace Lee", "email": "grace@example.com"},
-                    "reps": ["ana", "ben", "chloe"],
-                },
-                {
-                    "name": "smb",
-                    "manager": {"name": "Henry Moore", "email": "henry@example.com"},
-                    "reps": ["dev", "emma"],
-                },
-            ],
-            "routing": {
-                "version": "t1",
-                "fallback_team": "smb",
-                "rules": [
-                    {
-                        "name": "enterprise-size",
-                        "team": "enterprise",
-                        "when": [{"field": "lead.company.size", "gte": 1000}],
-                    },
-                    {
-                        "name": "dach-to-felix",
-                        "rep": "felix",
-                        "when": [{"field": "lead.country", "in": ["DE", "AT", "CH"]}],
-                    },
-                    {
-                        "name": "german-to-dev",
-                        "rep": "dev",
-                        "when": [{"field": "lead.language", "equals": "de"}],
-                    },
-                    {
-                        "name": "partners-to-gus",
-                        "rep": "gus",
-                        "when": [{"field": "source", "equals": "partner"}],
-                    },
-                ],
-            },
-            "sla": {"policies": [{"name": "hot", "window": "5m"}]},
-        }
-    )
-
+from leadflow.events import Company, Lead
+from leadflow_router.availability import MISSED, RepLoad
+from leadflow_router.domain import ACCOUNT_RULE, FALLBACK_RULE, Decision, in_play, route
+from tests.fixtures.routing import NOW, make_config, scored, state
 
 CONFIG = make_config()
-
-
-def scored(
-    lead: Lead | None = None, *, source: str = "web", tier: Tier = "mql", score: int = 70
-) -> LeadScored:
-    """A scored lead (by default an MQL from a small company in Portugal)."""
-    return LeadScored(
-        lead_key="lk_test",
-        model_version="t1",
-        score=score,
-        fit=score - 40,
-        engagement=40,
-        tier=tier,
-        qualified=tier == "mql",
-        newly_qualified=tier == "mql",
-        reasons=[],
-        scored_at=NOW,
-        received_at=NOW,
-        source=source,
-        lead=lead or Lead(country="PT", company=Company(size=50)),
-    )
-
-
-def test_routing_document() -> None:
-    lead = Lead(email="ana@example.com", country="DE", company=Company(size=1200))
-
-    assert routing_document(scored(lead, source="crm", tier="watch", score=45), NOW) == {
-        "lead": {
-            "email": "ana@example.com",
-            "country": "DE",
-            "company": {"size": 1200},
-            "utm": {},
-            "answers": {},
-            "custom": {},
-        },
-        "score": {"score": 45, "fit": 5, "engagement": 40, "tier": "watch"},
-        "source": "crm",
-        "time": {"hour": 14, "weekday": 4},
-    }
-
-
-def rules(*specs: tuple[str, list[dict[str, Any]]]) -> list[RoutingRule]:
-    """Rules to team `t`, each with its conditions."""
-    return [RoutingRule.model_validate({"name": n, "team": "t", "when": w}) for n, w in specs]
-
-
-ORDERED = rules(
-    ("big", [{"field": "lead.company.size", "gte": 1000}]),
-    (
-        "big-german",
-        [{"field": "lead.company.size", "gte": 1000}, {"field": "lead.country", "equals": "DE"}],
-    ),
-    ("german", [{"field": "lead.country", "equals": "DE"}]),
-    ("business-hours", [{"field": "time.hour", "gte": 9}, {"field": "time.hour", "lt": 18}]),
-)
-
-
-@pytest.mark.parametrize(
-    ("doc", "expected"),
-    [
-        ({"lead": {"company": {"size": 5000}, "country": "DE"}}, "big"),
-        ({"lead": {"company": {"size": 10}, "country": "DE"}}, "german"),
-        ({"lead": {"country": "de"}, "time": {"hour": 10}}, "german"),
-        ({"lead": {"country": "FR"}, "time": {"hour": 10}}, "business-hours"),
-        ({"lead": {"country": "FR"}, "time": {"hour": 18}}, None),
-        ({}, None),
-    ],
-)
-def test_first_match_takes_rules_in_order(doc: dict[str, Any], expected: str | None) -> None:
-    rule = first_match(ORDERED, doc)
-
-    assert (rule.name if rule else None) == expected
-
-
-def test_rule_without_conditions_matches_everything() -> None:
-    catch_all = rules(("never", [{"field": "x", "exists": True}]), ("always", []))
-
-    rule = first_match(catch_all, {})
-
-    assert rule is not None
-    assert rule.name == "always"
-
-
-def test_first_match_of_no_rules() -> None:
-    assert first_match([], {"lead": {}}) is None
-
-
-@pytest.mark.parametrize(
-    ("last", "unavailable", "expected", "skipped"),
-    [
-        pytest.param(None, {}, "a", {}, id="first-turn"),
-        pytest.param("a", {}, "b", {}, id="next"),
-        pytest.param("b", {}, "c", {}, id="next-again"),
-        pytest.param("c", {}, "a", {}, id="wraps"),
-        pytest.param("z", {}, "a", {}, id="unknown-last-restarts"),
-        pytest.param("a", {"b": "inactive"}, "c", {"b": "inactive"}, id="skips"),
-        pytest.param("b", {"c": "inactive"}, "a", {"c": "inactive"}, id="skips-and-wraps"),
-        pytest.param(
-            "a", {"b": "inactive", "c": "away"}, "a", {"b": "inactive", "c": "away"}, id="back"
-        ),
-        pytest.param(None, {"a": "inactive"}, "b", {"a": "inactive"}, id="skips-first"),
-        pytest.param("b", {"b": "inactive"}, "c", {}, id="last-now-unavailable"),
-        pytest.param(
-            "c",
-            {"a": "x", "b": "y", "c": "z"},
-            None,
-            {"a": "x", "b": "y", "c": "z"},
-            id="nobody",
-        ),
-    ],
-)
-def test_next_in_rotation(
-    last: str | None, unavailable: dict[str, str], expected: str | None, skipped: dict[str, str]
-) -> None:
-    rep, passed_over = next_in_rotation(["a", "b", "c"], last, unavailable)
-
-    assert rep == expected
-    assert list(passed_over.items()) == list(skipped.items())
-
-
-def test_next_in_rotation_of_an_empty_team() -> None:
-    assert next_in_rotation([], None, {}) == (None, {})
-
-
-def test_unavailable_reps() -> None:
-    config = make_config(inactive=frozenset({"ben"}))
-
-    assert unavailable_reps(config, ["ana", "ben", "chloe"], exclude={"chloe"}) == {
-        "ben": "inactive",
-        "chloe": "already missed this lead's follow-up",
-    }
-    assert unavailable_reps(config, ["ana", "dev"]) == {}
+BIG = Lead(company=Company(size=2000))
+SATURDAY = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+OFFICE_HOURS = {"working_hours": [{"days": ["mon-fri"], "start": "09:00", "end": "18:00"}]}
 
 
 def test_named_rep_outside_any_team_is_assigned_within_the_fallback_team() -> None:
-    decision = route(CONFIG, scored(Lead(country="AT")), NOW, {})
+    decision = route(CONFIG, scored(Lead(country="AT")), NOW, state(CONFIG))
 
     assert decision == Decision(
         outcome="assigned",
@@ -232,40 +25,55 @@ def test_named_rep_outside_any_team_is_assigned_within_the_fallback_team() -> No
         rep_id="felix",
         candidates=["felix"],
         reason="rule 'dach-to-felix' names Felix Wagner",
+        method="named_rep",
+        trace=["rule 'dach-to-felix' matched and names Felix Wagner"],
     )
 
 
 def test_named_rep_is_assigned_within_their_team() -> None:
-    decision = route(CONFIG, scored(Lead(language="de")), NOW, {"smb": "dev"})
+    decision = route(CONFIG, scored(Lead(language="de")), NOW, state(CONFIG))
 
-    assert decision == Decision(
-        outcome="assigned",
-        rule="german-to-dev",
-        team="smb",
-        rep_id="dev",
-        candidates=["dev"],
-        reason="rule 'german-to-dev' names Dev Patel",
+    assert (decision.rule, decision.team, decision.rep_id) == ("german-to-dev", "smb", "dev")
+    assert decision.by_rotation is False
+
+
+def test_unavailable_named_rep_queues_the_lead_with_the_reason() -> None:
+    config = make_config(reps={"felix": {"active": False}})
+
+    decision = route(config, scored(Lead(country="CH")), NOW, state(config))
+
+    assert decision.outcome == "queued"
+    assert (decision.rule, decision.team, decision.rep_id) == ("dach-to-felix", "smb", None)
+    assert decision.skipped == {"felix": "inactive"}
+    assert decision.reason == (
+        "rule 'dach-to-felix' names Felix Wagner, who cannot take it (inactive); "
+        "queued for team 'smb'"
     )
 
 
-def test_inactive_named_rep_queues_the_lead() -> None:
-    decision = route(
-        make_config(inactive=frozenset({"felix"})), scored(Lead(country="CH")), NOW, {}
+def test_unavailable_named_rep_can_overflow_to_the_next_rule() -> None:
+    config = make_config(
+        reps={"felix": OFFICE_HOURS},
+        rules=[
+            {
+                "name": "dach-to-felix",
+                "rep": "felix",
+                "when": [{"field": "lead.country", "equals": "DE"}],
+                "when_unavailable": "next_rule",
+            },
+            {"name": "everyone", "team": "enterprise"},
+        ],
     )
 
-    assert decision == Decision(
-        outcome="queued",
-        rule="dach-to-felix",
-        team="smb",
-        rep_id=None,
-        candidates=["felix"],
-        skipped={"felix": "inactive"},
-        reason="rule 'dach-to-felix' names Felix Wagner, who is inactive",
-    )
+    decision = route(config, scored(Lead(country="DE")), SATURDAY, state(config))
+
+    assert (decision.outcome, decision.rule, decision.rep_id) == ("assigned", "everyone", "ana")
+    assert decision.skipped == {"felix": "off shift (local time Sat 12:00 UTC)"}
+    assert decision.trace[0].startswith("rule 'dach-to-felix' matched and names Felix Wagner: off")
 
 
 def test_rule_on_the_source() -> None:
-    decision = route(CONFIG, scored(source="partner"), NOW, {})
+    decision = route(CONFIG, scored(source="partner"), NOW, state(CONFIG))
 
     assert (decision.rule, decision.rep_id) == ("partners-to-gus", "gus")
 
@@ -273,7 +81,7 @@ def test_rule_on_the_source() -> None:
 def test_earlier_rule_wins() -> None:
     big_german = Lead(country="DE", language="de", company=Company(size=5000))
 
-    decision = route(CONFIG, scored(big_german), NOW, {})
+    decision = route(CONFIG, scored(big_german), NOW, state(CONFIG))
 
     assert (decision.rule, decision.team, decision.rep_id) == (
         "enterprise-size",
@@ -282,73 +90,211 @@ def test_earlier_rule_wins() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("last", "expected", "name"),
-    [
-        (None, "ana", "Ana Silva"),
-        ("ana", "ben", "Ben Carter"),
-        ("ben", "chloe", "Chloé Martin"),
-        ("chloe", "ana", "Ana Silva"),
-    ],
-)
-def test_team_rule_uses_round_robin(last: str | None, expected: str, name: str) -> None:
-    big = Lead(company=Company(size=1000))
+def test_team_rule_uses_round_robin_from_the_last_turn() -> None:
+    names = {"ana": "Ana Silva", "ben": "Ben Carter", "chloe": "Chloé Martin"}
+    turns = [
+        (None, ["ana", "ben", "chloe"]),
+        ("ana", ["ben", "chloe", "ana"]),
+        ("ben", ["chloe", "ana", "ben"]),
+        ("chloe", ["ana", "ben", "chloe"]),
+    ]
+    for last, order in turns:
+        decision = route(
+            CONFIG, scored(BIG), NOW, state(CONFIG, last_turn={"enterprise": last, "smb": "dev"})
+        )
+        assert decision == Decision(
+            outcome="assigned",
+            rule="enterprise-size",
+            team="enterprise",
+            rep_id=order[0],
+            candidates=["ana", "ben", "chloe"],
+            reason="rule 'enterprise-size' sends it to team 'enterprise'; "
+            f"round robin gives {names[order[0]]} the next turn",
+            method="round_robin",
+            trace=["rule 'enterprise-size' sends it to team 'enterprise'; 3 of 3 reps can take it"],
+            details={"rotation": order},
+        )
+        assert decision.by_rotation
 
-    decision = route(CONFIG, scored(big), NOW, {"enterprise": last, "smb": "dev"})
 
-    assert decision == Decision(
-        outcome="assigned",
-        rule="enterprise-size",
-        team="enterprise",
-        rep_id=expected,
-        candidates=["ana", "ben", "chloe"],
-        reason=f"rule 'enterprise-size' sends it to team 'enterprise'; round robin gives {name} "
-        "the next turn",
-        by_rotation=True,
+def test_round_robin_skips_reps_off_shift_capped_or_out_of_office() -> None:
+    config = make_config(
+        reps={
+            "ana": {"max_per_day": 2},
+            "ben": {"out_of_office": [{"start": "2026-11-26", "end": "2026-11-27"}]},
+            "chloe": {"timezone": "Asia/Tokyo", **OFFICE_HOURS},
+        },
+    )
+    loads = {"ana": RepLoad(today=2)}
+
+    decision = route(config, scored(BIG), NOW, state(config, loads=loads))
+
+    # 14:30 UTC is 23:30 in Tokyo; Ana is capped; Ben is away: nobody can take it.
+    assert decision.outcome == "queued"
+    assert decision.team == "enterprise"
+    assert decision.skipped == {
+        "ana": "daily cap reached (2/2 today)",
+        "ben": "out of office until 2026-11-28 00:00 UTC",
+        "chloe": "off shift (local time Thu 23:30 Asia/Tokyo)",
+    }
+    assert decision.reason == (
+        "rule 'enterprise-size' sends it to team 'enterprise', where nobody can take it now; "
+        "queued for the team"
     )
 
 
-def test_round_robin_skips_inactive_reps() -> None:
-    config = make_config(inactive=frozenset({"ben"}))
+def test_team_skills_filter_candidates() -> None:
+    config = make_config(
+        teams={"enterprise": {"skills": ["language"]}},
+        reps={"ana": {"languages": ["en"]}, "ben": {"languages": ["en", "pt"]}},
+    )
 
-    decision = route(config, scored(Lead(company=Company(size=2000))), NOW, {"enterprise": "ana"})
+    decision = route(
+        config, scored(Lead(company=Company(size=2000), language="pt-PT")), NOW, state(config)
+    )
 
-    assert (decision.outcome, decision.rep_id) == ("assigned", "chloe")
-    assert decision.skipped == {"ben": "inactive"}
-    assert decision.by_rotation is True
+    assert decision.rep_id == "ben"
+    assert decision.skipped == {"ana": "does not speak 'pt'", "chloe": "does not speak 'pt'"}
+
+
+def test_excluded_reps_are_skipped_as_having_missed_the_lead() -> None:
+    decision = route(CONFIG, scored(BIG), NOW, state(CONFIG, excluded=frozenset({"ana", "ben"})))
+
+    assert decision.rep_id == "chloe"
+    assert decision.skipped == {"ana": MISSED, "ben": MISSED}
 
 
 def test_fallback_team_when_no_rule_matches() -> None:
-    decision = route(CONFIG, scored(), NOW, {"smb": "dev", "enterprise": "ana"})
+    decision = route(CONFIG, scored(), NOW, state(CONFIG, last_turn={"smb": "dev"}))
 
-    assert decision == Decision(
-        outcome="assigned",
-        rule=FALLBACK_RULE,
-        team="smb",
-        rep_id="emma",
-        candidates=["dev", "emma"],
-        reason="rule 'fallback' sends it to team 'smb'; round robin gives Emma Jones the next turn",
-        by_rotation=True,
+    assert (decision.outcome, decision.rule, decision.team, decision.rep_id) == (
+        "assigned",
+        FALLBACK_RULE,
+        "smb",
+        "emma",
+    )
+    assert decision.reason == (
+        "no rule matched; the fallback sends it to team 'smb'; "
+        "round robin gives Emma Jones the next turn"
     )
 
 
-def test_queued_when_every_rep_of_the_team_is_inactive() -> None:
-    config = make_config(inactive=frozenset({"dev", "emma"}))
+def test_queued_in_the_fallback_team_when_nobody_there_can_take_it() -> None:
+    config = make_config(reps={"dev": {"active": False}, "emma": {"active": False}})
 
-    decision = route(config, scored(), NOW, {"smb": "emma"})
+    decision = route(config, scored(), NOW, state(config))
 
-    assert decision == Decision(
-        outcome="queued",
-        rule=FALLBACK_RULE,
-        team="smb",
-        rep_id=None,
-        candidates=["dev", "emma"],
-        skipped={"dev": "inactive", "emma": "inactive"},
-        reason="rule 'fallback' sends it to team 'smb', where nobody can take it now; queued",
-    )
+    assert (decision.outcome, decision.rule, decision.team) == ("queued", FALLBACK_RULE, "smb")
+    assert decision.candidates == ["dev", "emma"]
+    assert decision.skipped == {"dev": "inactive", "emma": "inactive"}
 
 
 def test_rotation_state_of_another_team_is_ignored() -> None:
-    decision = route(CONFIG, scored(), NOW, {"enterprise": "dev"})
+    decision = route(CONFIG, scored(), NOW, state(CONFIG, last_turn={"enterprise": "dev"}))
 
     assert decision.rep_id == "dev"
+
+
+def test_after_hours_rule_sends_leads_elsewhere_at_night() -> None:
+    config = make_config(
+        rules=[
+            {
+                "name": "after-hours",
+                "team": "smb",
+                "outside": [
+                    {
+                        "timezone": "Europe/Lisbon",
+                        "days": ["mon-fri"],
+                        "start": "09:00",
+                        "end": "18:00",
+                    }
+                ],
+            },
+            {"name": "day", "team": "enterprise"},
+        ]
+    )
+
+    assert route(config, scored(), NOW, state(config)).rule == "day"
+    assert route(config, scored(), SATURDAY, state(config)).rule == "after-hours"
+
+
+ACCOUNTS = [
+    {"name": "Acme", "domains": ["acme.com"], "owner": "chloe", "priority": True},
+    {"name": "Globex", "domains": ["globex.io"], "owner": "felix"},
+]
+
+
+def test_account_lead_goes_to_the_owner_before_any_rule() -> None:
+    config = make_config(accounts=ACCOUNTS)
+
+    decision = route(
+        config, scored(Lead(email="jo@acme.com", company=Company(size=5000))), NOW, state(config)
+    )
+
+    assert decision == Decision(
+        outcome="assigned",
+        rule=ACCOUNT_RULE,
+        team="enterprise",
+        rep_id="chloe",
+        candidates=["chloe"],
+        reason="priority account Acme (domain acme.com) is owned by Chloé Martin",
+        method="account_owner",
+        account="Acme",
+        priority_account=True,
+        trace=["priority account Acme matched on domain acme.com"],
+    )
+    assert not decision.by_rotation
+
+
+def test_owner_outside_any_team_is_assigned_within_the_fallback_team() -> None:
+    config = make_config(accounts=ACCOUNTS)
+
+    decision = route(config, scored(Lead(email="x@globex.io")), NOW, state(config))
+
+    assert (decision.rep_id, decision.team, decision.priority_account) == ("felix", "smb", False)
+
+
+def test_unavailable_owner_lets_the_rules_decide_and_says_so() -> None:
+    config = make_config(accounts=ACCOUNTS, reps={"chloe": OFFICE_HOURS})
+
+    decision = route(
+        config,
+        scored(Lead(email="jo@acme.com", company=Company(size=5000))),
+        SATURDAY,
+        state(config),
+    )
+
+    assert (decision.rule, decision.rep_id) == ("enterprise-size", "ana")
+    assert decision.account == "Acme"
+    assert decision.priority_account is True
+    assert decision.skipped == {"chloe": "off shift (local time Sat 12:00 UTC)"}
+    assert decision.trace[0] == (
+        "priority account Acme (domain acme.com) is owned by Chloé Martin, who cannot take it: "
+        "off shift (local time Sat 12:00 UTC); trying the rules"
+    )
+
+
+def test_owner_who_missed_the_lead_is_not_picked_again() -> None:
+    config = make_config(accounts=ACCOUNTS)
+
+    decision = route(
+        config,
+        scored(Lead(email="jo@acme.com", company=Company(size=5000))),
+        NOW,
+        state(config, excluded=frozenset({"chloe"})),
+    )
+
+    assert decision.rep_id == "ana"
+    assert decision.skipped["chloe"] == MISSED
+
+
+def test_in_play_lists_every_rep_and_team_the_decision_may_read() -> None:
+    config = make_config(accounts=ACCOUNTS)
+
+    play = in_play(
+        config, scored(Lead(email="x@globex.io", country="DE", company=Company(size=5000))), NOW
+    )
+
+    assert play.teams == {"enterprise", "smb"}
+    assert play.reps == {"ana", "ben", "chloe", "dev", "emma", "felix"}
+    assert in_play(config, scored(source="partner"), NOW).reps == {"gus", "dev", "emma"}

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from pydantic import TypeAdapter, ValidationError
 
 from leadflow import webhooks as signatures
+from leadflow.problems import field_errors
 from leadflow_intake.adapters.base import (
     AuthenticationError,
     InvalidPayload,
@@ -29,7 +30,6 @@ from leadflow_intake.canonical import (
     lead_event,
     untagged,
 )
-from leadflow_intake.problems import field_errors
 
 _BODY: TypeAdapter[LeadBody | ActivityBody] = TypeAdapter(StandardBody)
 

@@ -70,6 +70,7 @@ class Problem(Exception):
 _TITLES = {
     400: "Bad request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     413: "Content too large",

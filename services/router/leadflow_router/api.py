@@ -1,0 +1,123 @@
+"""`GET /v1/leads/{lead_key}/routing`: why a lead went where it went."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from leadflow.config import LeadflowConfig
+from leadflow.problems import Problem
+from leadflow.runtime import RuntimeDep, SessionDep
+from leadflow_router import repository
+
+router = APIRouter(prefix="/v1", tags=["routing"])
+
+
+def _name(config: LeadflowConfig, rep_id: str | None) -> str | None:
+    if rep_id is None:
+        return None
+    return next((rep.name for rep in config.reps if rep.id == rep_id), rep_id)
+
+
+def explain(config: LeadflowConfig, decision: dict[str, Any]) -> dict[str, Any]:
+    """A stored decision, with each candidate's part in it spelled out."""
+    chosen = decision["rep_id"]
+    skipped: dict[str, str] = decision["skipped"] or {}
+    candidates = []
+    for rep_id in decision["candidates"]:
+        if rep_id == chosen:
+            part, why = "chosen", decision["reason"]
+        elif rep_id in skipped:
+            part, why = "skipped", skipped[rep_id]
+        else:
+            part = "available"
+            method = (decision["method"] or "the distribution").replace("_", " ")
+            why = f"could take it; {method} chose someone else"
+        candidates.append(
+            {"rep_id": rep_id, "rep_name": _name(config, rep_id), "outcome": part, "why": why}
+        )
+    # Reps skipped earlier in the walk (an account owner, a named rep) are not candidates.
+    earlier = [
+        {"rep_id": r, "rep_name": _name(config, r), "why": why}
+        for r, why in skipped.items()
+        if r not in decision["candidates"]
+    ]
+    return {
+        "assignment_id": decision["assignment_id"],
+        "decided_at": decision["decided_at"],
+        "kind": decision["kind"] or "route",
+        "outcome": decision["outcome"],
+        "rule": decision["rule"],
+        "account": decision["account"],
+        "team": decision["team"],
+        "rep_id": chosen,
+        "rep_name": _name(config, chosen),
+        "method": decision["method"],
+        "reason": decision["reason"],
+        "candidates": candidates,
+        "skipped_before": earlier,
+        "skipped": skipped,
+        "trace": decision["trace"] or [],
+        "details": decision["details"] or {},
+        "config_version": decision["config_version"],
+    }
+
+
+def summary(config: LeadflowConfig, current: dict[str, Any], latest: dict[str, Any]) -> str:
+    """One sentence: where the lead is now, and why."""
+    if current["closed_at"] is not None and current["close_reason"] not in (None, ""):
+        state = f"closed ({current['close_reason']})"
+        return f"The lead is {state}; it was last with {_name(config, current['rep_id'])}."
+    if current["status"] == "queued":
+        return f"Queued for team {current['team']}: {latest['reason']}."
+    return f"Assigned to {_name(config, current['rep_id'])}: {latest['reason']}."
+
+
+@router.get(
+    "/leads/{lead_key}/routing",
+    responses={404: {"description": "No routing decision has been taken for this lead."}},
+)
+async def routing_decisions(
+    lead_key: Annotated[str, Path(max_length=64)], session: SessionDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Why the lead went where it went: each decision's rule, candidates and skipped reps."""
+    config = runtime.settings.app
+    decisions = await repository.decisions(session, lead_key)
+    if not decisions:
+        raise Problem(
+            404,
+            "no_routing_decision",
+            f"No routing decision has been taken for lead {lead_key!r}: it has not qualified "
+            "yet, or the key is wrong (it is the lead_key the intake answered with).",
+        )
+    assignments = await repository.history(session, lead_key)
+    current = assignments[-1]
+    return {
+        "lead_key": lead_key,
+        "status": "closed" if current["closed_at"] is not None else current["status"],
+        "summary": summary(config, current, decisions[-1]),
+        "current": {
+            "assignment_id": current["assignment_id"],
+            "rep_id": current["rep_id"],
+            "rep_name": _name(config, current["rep_id"]),
+            "team": current["team"],
+            "since": current["assigned_at"],
+        },
+        "decisions": [explain(config, d) for d in decisions],
+        "history": [
+            {
+                "seq": a["seq"],
+                "assignment_id": a["assignment_id"],
+                "status": a["status"],
+                "rep_id": a["rep_id"],
+                "rep_name": _name(config, a["rep_id"]),
+                "team": a["team"],
+                "rule": a["rule"],
+                "assigned_at": a["assigned_at"],
+                "closed_at": a["closed_at"],
+                "close_reason": a["close_reason"],
+            }
+            for a in assignments
+        ],
+    }

@@ -1,0 +1,146 @@
+"""Who hears about a routing decision: the rep, the manager, the CRM (queued in the transaction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow.config import LeadflowConfig
+from leadflow.events import Envelope, LeadScored
+from leadflow.notifications import Notification, queue
+from leadflow_router.domain import Decision
+
+PRODUCER = "router"
+
+
+@dataclass(frozen=True)
+class NotifyOptions:
+    """Where the explanation is served (for links in messages)."""
+
+    public_url: str = "http://127.0.0.1:8002"
+
+
+def _lead_lines(scored: LeadScored) -> list[str]:
+    lead = scored.lead
+    name = " ".join(p for p in (lead.first_name, lead.last_name) if p) or "(no name given)"
+    lines = [
+        f"Name: {name}",
+        f"Title: {lead.job_title or '-'}",
+        f"Company: {lead.company.name or '-'}"
+        + (f" ({lead.company.size} employees)" if lead.company.size else ""),
+        f"Email: {lead.email or '-'}",
+        f"Phone: {lead.phone or '-'}",
+        f"Country: {lead.country or '-'}",
+    ]
+    if lead.product_interest:
+        lines.append(f"Interested in: {lead.product_interest}")
+    lines.append(f"Score: {scored.score} (tier {scored.tier}) from source {scored.source}")
+    return lines
+
+
+def _payload(event: Envelope, scored: LeadScored, why_url: str) -> dict[str, Any]:
+    return {
+        "type": event.type,
+        "event_id": event.id,
+        "assignment": event.data.model_dump(mode="json"),
+        "lead": scored.lead.model_dump(mode="json", exclude_none=True),
+        "score": {
+            "score": scored.score,
+            "tier": scored.tier,
+            "model_version": scored.model_version,
+        },
+        "why_url": why_url,
+    }
+
+
+async def queue_notifications(
+    session: AsyncSession,
+    config: LeadflowConfig,
+    options: NotifyOptions,
+    scored: LeadScored,
+    decision: Decision,
+    event: Envelope,
+    now: datetime,
+) -> None:
+    """Queue every notification this decision calls for, once each (dedupe keys)."""
+    settings = config.routing.notify
+    why_url = f"{options.public_url}/v1/leads/{scored.lead_key}/routing"
+    key = f"router:{event.id}"
+    notes: list[Notification] = []
+    manager = config.team(decision.team).manager
+    if decision.rep_id is not None:
+        rep = config.rep(decision.rep_id)
+        verb = "reassigned to you" if event.type == "lead.reassigned" else "for you"
+        subject = f"New lead {verb}: {scored.lead.company.name or scored.lead_key}"
+        body = "\n".join(
+            [
+                f"Hi {rep.name},",
+                "",
+                f"A {scored.tier.upper()} lead is {verb}.",
+                "",
+                *_lead_lines(scored),
+                "",
+                f"Why you: {decision.reason}.",
+                f"Details: {why_url}",
+            ]
+        )
+        payload = _payload(event, scored, why_url)
+        if settings.rep_email:
+            notes.append(Notification("email", rep.email, subject, body, f"{key}:rep:email", {}))
+        if settings.rep_webhook and rep.webhook:
+            notes.append(
+                Notification("webhook", rep.webhook, subject, body, f"{key}:rep:webhook", payload)
+            )
+        if settings.crm_webhook:
+            notes.append(
+                Notification(
+                    "webhook", settings.crm_webhook, subject, body, f"{key}:crm:webhook", payload
+                )
+            )
+    elif settings.manager_on_queue:
+        notes.append(
+            Notification(
+                "email",
+                manager.email,
+                f"Lead queued for team {decision.team}: nobody can take it now",
+                "\n".join(
+                    [f"Hi {manager.name},", "", f"{decision.reason}.", ""]
+                    + [f"{rep}: {why}" for rep, why in decision.skipped.items()]
+                    + ["", f"Details: {why_url}"]
+                ),
+                f"{key}:queued:email",
+                {},
+            )
+        )
+    if decision.priority_account and settings.manager_on_priority_account:
+        # The account owner's manager hears about it, wherever the lead went.
+        account = next(a for a in config.accounts if a.name == decision.account)
+        owner_team = config.team_of(account.owner)
+        boss = owner_team.manager if owner_team is not None else manager
+        taker = decision.rep_id and config.rep(decision.rep_id).name
+        notes.append(
+            Notification(
+                "email",
+                boss.email,
+                f"Priority account {decision.account}: new lead "
+                + (f"assigned to {taker}" if taker else "queued"),
+                "\n".join(
+                    [
+                        f"Hi {boss.name},",
+                        "",
+                        f"{decision.reason}.",
+                        "",
+                        *decision.trace,
+                        "",
+                        f"Details: {why_url}",
+                    ]
+                ),
+                f"{key}:priority:email",
+                {},
+            )
+        )
+    for note in notes:
+        await queue(session, PRODUCER, note, now)

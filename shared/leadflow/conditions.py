@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -59,24 +59,39 @@ class Condition(BaseModel):
     def _pattern(self) -> re.Pattern[str] | None:
         return re.compile(self.regex) if self.regex is not None else None
 
+    @cached_property
+    def _path(self) -> tuple[str, ...]:
+        return tuple(self.field.split("."))
+
+    @cached_property
+    def _test(self) -> Callable[[Any], bool]:
+        """The operator compiled once into a predicate on a present (non-None) value."""
+        if self.equals is not None:
+            expected = _norm(self.equals)
+            return lambda value: bool(_norm(value) == expected)
+        if self.not_equals is not None:
+            refused = _norm(self.not_equals)
+            return lambda value: bool(_norm(value) != refused)
+        if self.in_ is not None:
+            allowed = [_norm(v) for v in self.in_]
+            return lambda value: _norm(value) in allowed
+        if self.prefix is not None:
+            prefix = self.prefix.lower()
+            return lambda value: str(value).lower().startswith(prefix)
+        if self._pattern is not None:
+            search = self._pattern.search
+            return lambda value: search(str(value)) is not None
+        bounds = (self.gte, self.gt, self.lte, self.lt)
+        return lambda value: _within(value, *bounds)
+
     def matches(self, doc: Mapping[str, Any]) -> bool:
         """Whether the field of `doc` passes this condition."""
-        value = lookup(doc, self.field)
+        value = _lookup(doc, self._path)
         if self.exists is not None:
             return (value not in (None, "", [], {})) is self.exists
         if value is None:
             return False
-        if self.equals is not None:
-            return bool(_norm(value) == _norm(self.equals))
-        if self.not_equals is not None:
-            return bool(_norm(value) != _norm(self.not_equals))
-        if self.in_ is not None:
-            return _norm(value) in {_norm(v) for v in self.in_}
-        if self.prefix is not None:
-            return str(value).lower().startswith(self.prefix.lower())
-        if self._pattern is not None:
-            return self._pattern.search(str(value)) is not None
-        return _within(value, self.gte, self.gt, self.lte, self.lt)
+        return self._test(value)
 
 
 def _norm(value: Any) -> Any:
@@ -100,11 +115,18 @@ def _within(
 
 def lookup(doc: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path of nested mappings, or None when any step is missing."""
+    return _lookup(doc, tuple(path.split(".")))
+
+
+def _lookup(doc: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     current: Any = doc
-    for part in path.split("."):
-        if not isinstance(current, Mapping) or part not in current:
+    for part in parts:
+        # Documents are plain dicts: a dict check is much cheaper than isinstance(Mapping).
+        if type(current) is not dict and not isinstance(current, Mapping):
             return None
-        current = current[part]
+        current = current.get(part)
+        if current is None:
+            return None
     return current
 
 

@@ -178,6 +178,16 @@ def test_development_check_passes_on_documented_secrets() -> None:
     assert development().check() == []
 
 
+@pytest.fixture
+def other_sources_signed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real secrets for the example's sources besides `web` and `crm`."""
+    for name in ("HUBSPOT", "IVR", "CALLRAIL", "MARKETO"):
+        monkeypatch.setenv(
+            f"LEADFLOW_SOURCE_{name}_SECRET", f"real-{name.lower()}-secret-0123456789"
+        )
+
+
+@pytest.mark.usefixtures("other_sources_signed")
 def test_production_check_passes_with_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", REAL_WEB_SECRET)
     monkeypatch.setenv("LEADFLOW_SOURCE_CRM_SECRET", REAL_CRM_SECRET)
@@ -185,6 +195,7 @@ def test_production_check_passes_with_real_secrets(monkeypatch: pytest.MonkeyPat
     assert production().check() == []
 
 
+@pytest.mark.usefixtures("other_sources_signed")
 def test_production_check_requires_a_secret_per_source(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADFLOW_SOURCE_CRM_SECRET", REAL_CRM_SECRET)
 
@@ -202,6 +213,7 @@ def test_production_check_requires_a_secret_per_source(monkeypatch: pytest.Monke
         f"{REAL_WEB_SECRET},{DEV_SECRETS['web']}",
     ],
 )
+@pytest.mark.usefixtures("other_sources_signed")
 def test_production_check_refuses_development_secrets(
     monkeypatch: pytest.MonkeyPatch, web_secret: str
 ) -> None:

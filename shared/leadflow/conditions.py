@@ -44,7 +44,8 @@ class Condition(BaseModel):
             )
         if len(given) > 1 and not set(given) <= numeric:
             raise ValueError(
-                f"condition on {self.field!r} has several operators ({', '.join(given)}); "
+                f"condition on {self.field!r} has several operators "
+                f"({', '.join(op.rstrip('_') for op in given)}); "
                 "only numeric bounds (gte/gt/lte/lt) can be combined."
             )
         if self.regex is not None:

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -35,6 +36,8 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{value!r} is not a duration; it must not be negative.")
         return timedelta(seconds=value)
     match = _DURATION.match(str(value))
     if not match:
@@ -74,10 +77,16 @@ class Scoring(_Model):
     hand_raise_activities: list[str] = Field(default_factory=lambda: ["demo_request"])
     rules: list[ScoringRule] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _thresholds_ordered(self) -> Scoring:
-        if self.watch_threshold is not None and self.watch_threshold >= self.mql_threshold:
+    @field_validator("watch_threshold")
+    @classmethod
+    def _below_mql(cls, value: int | None, info: ValidationInfo) -> int | None:
+        mql = info.data.get("mql_threshold")
+        if value is not None and mql is not None and value >= mql:
             raise ValueError("watch_threshold must be below mql_threshold.")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> Scoring:
         names = [rule.name for rule in self.rules]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -188,20 +197,32 @@ class LeadflowConfig(_Model):
     @model_validator(mode="after")
     def _references_resolve(self) -> LeadflowConfig:
         rep_ids = [rep.id for rep in self.reps]
-        if len(set(rep_ids)) != len(rep_ids):
-            raise ValueError("rep ids must be unique.")
+        for i, rep in enumerate(self.reps):
+            if rep_ids.index(rep.id) != i:
+                raise ReferenceProblem(("reps", i, "id"), f"rep id {rep.id!r} is used twice.")
         team_names = {team.name for team in self.teams}
-        for team in self.teams:
-            unknown = [r for r in team.reps if r not in rep_ids]
-            if unknown:
-                raise ValueError(f"team {team.name!r} lists unknown reps: {unknown}.")
-        for rule in self.routing.rules:
+        for i, team in enumerate(self.teams):
+            for j, rep_id in enumerate(team.reps):
+                if rep_id not in rep_ids:
+                    raise ReferenceProblem(
+                        ("teams", i, "reps", j), f"team {team.name!r} lists unknown rep {rep_id!r}."
+                    )
+        for i, rule in enumerate(self.routing.rules):
             if rule.team is not None and rule.team not in team_names:
-                raise ValueError(f"routing rule {rule.name!r} names unknown team {rule.team!r}.")
+                raise ReferenceProblem(
+                    ("routing", "rules", i, "team"),
+                    f"routing rule {rule.name!r} names unknown team {rule.team!r}.",
+                )
             if rule.rep is not None and rule.rep not in rep_ids:
-                raise ValueError(f"routing rule {rule.name!r} names unknown rep {rule.rep!r}.")
+                raise ReferenceProblem(
+                    ("routing", "rules", i, "rep"),
+                    f"routing rule {rule.name!r} names unknown rep {rule.rep!r}.",
+                )
         if self.routing.fallback_team not in team_names:
-            raise ValueError(f"routing.fallback_team {self.routing.fallback_team!r} is not a team.")
+            raise ReferenceProblem(
+                ("routing", "fallback_team"),
+                f"routing.fallback_team {self.routing.fallback_team!r} is not a team.",
+            )
         return self
 
     def rep(self, rep_id: str) -> Rep:
@@ -215,6 +236,14 @@ class LeadflowConfig(_Model):
     def team_of(self, rep_id: str) -> Team | None:
         """The first team that lists this rep."""
         return next((team for team in self.teams if rep_id in team.reps), None)
+
+
+class ReferenceProblem(ValueError):
+    """A value that names something the configuration does not define, and where it is."""
+
+    def __init__(self, loc: tuple[int | str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class ConfigFileError(ValueError):
@@ -245,6 +274,9 @@ def load_config(path: Path) -> LeadflowConfig:
         problems = []
         for error in exc.errors():
             loc = [part for part in error["loc"] if not str(part).startswith("function-")]
+            cause = error.get("ctx", {}).get("error")
+            if isinstance(cause, ReferenceProblem):
+                loc += list(cause.loc)
             line = _line_of(node, loc)
             where = ".".join(str(p) for p in loc) or "(top level)"
             message = error["msg"].removeprefix("Value error, ")

@@ -54,7 +54,8 @@ class Lead(_Payload):
     consent: bool | None = None
     answers: dict[str, str] = Field(default_factory=dict)
     call_duration_s: int | None = Field(default=None, ge=0)
-    list_source: Literal["inbound", "purchased_list", "event", "partner"] = "inbound"
+    # None means "not said" (an inbound touch): a later update must not erase "purchased_list".
+    list_source: Literal["inbound", "purchased_list", "event", "partner"] | None = None
     custom: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -188,11 +189,19 @@ class Envelope(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _typed_data(cls, values: Any) -> Any:
-        if isinstance(values, dict) and isinstance(values.get("data"), dict):
-            payload_type = PAYLOAD_TYPES.get(values.get("type", ""))
-            if payload_type is None:
-                raise ValueError(f"unknown event type {values.get('type')!r}.")
-            values = {**values, "data": payload_type.model_validate(values["data"])}
+        if not isinstance(values, dict):
+            return values
+        payload_type = PAYLOAD_TYPES.get(values.get("type", ""))
+        if payload_type is None:
+            raise ValueError(f"unknown event type {values.get('type')!r}.")
+        data = values.get("data")
+        if isinstance(data, dict):
+            return {**values, "data": payload_type.model_validate(data)}
+        if isinstance(data, BaseModel) and not isinstance(data, payload_type):
+            raise ValueError(
+                f"a {values['type']} event carries {payload_type.__name__}, "
+                f"not {type(data).__name__}."
+            )
         return values
 
     def to_bytes(self) -> bytes:

@@ -115,7 +115,7 @@ def test_exists(field: str, exists: bool, expected: bool) -> None:
 
 
 def test_exists_treats_an_empty_list_as_absent() -> None:
-    doc = {"lead": {"tags": []}}
+    doc: dict[str, Any] = {"lead": {"tags": []}}
 
     assert condition(field="lead.tags", exists=True).matches(doc) is False
     assert condition(field="lead.tags", exists=False).matches(doc) is True

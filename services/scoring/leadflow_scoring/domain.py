@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leadflow.conditions import all_match
+from leadflow.conditions import Condition, all_match
 from leadflow.config import Scoring, ScoringRule
 from leadflow.events import ScoreReason, Tier
 from leadflow.scoring_model import Qualification
@@ -138,7 +138,7 @@ def _fit_reason(rule: ScoringRule) -> ScoreReason:
         rule=rule.name,
         group="fit",
         points=rule.points,
-        detail=rule.description or "profile matches; fit never decays",
+        detail=f"{rule.description or describe(rule)}; fit never decays",
         base_points=rule.points,
         disqualifies=rule.disqualify,
     )
@@ -151,7 +151,7 @@ def _engagement_reason(
     half_life = rule.half_life or model.engagement_half_life
     what = f"{touch.activity} via {touch.source}"
     if rule.description:
-        what = f"{rule.description}: {what}"
+        what = f"{rule.description} ({what})"
     if rule.points <= 0 or not rule.decays or half_life is None:
         # Penalties never fade: a decaying penalty would raise the score as time passes.
         return ScoreReason(
@@ -184,6 +184,28 @@ def _engagement_reason(
     )
 
 
+def describe(rule: ScoringRule) -> str:
+    """A rule's conditions in words, e.g. `lead.company.size >= 200`."""
+    return " and ".join(_condition_text(c) for c in rule.when)
+
+
+def _condition_text(c: Condition) -> str:
+    if c.exists is not None:
+        return f"{c.field} {'is set' if c.exists else 'is empty'}"
+    if c.equals is not None:
+        return f"{c.field} is {c.equals}"
+    if c.not_equals is not None:
+        return f"{c.field} is not {c.not_equals}"
+    if c.in_ is not None:
+        return f"{c.field} in {', '.join(map(str, c.in_))}"
+    if c.prefix is not None:
+        return f"{c.field} starts with {c.prefix}"
+    if c.regex is not None:
+        return f"{c.field} matches the rule's pattern"
+    bounds = [(">=", c.gte), (">", c.gt), ("<=", c.lte), ("<", c.lt)]
+    return " and ".join(f"{c.field} {op} {v:g}" for op, v in bounds if v is not None)
+
+
 def _age(seconds: float, *, ago: bool = True) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -196,8 +218,9 @@ def _hand_raise(
     model: Scoring, qualification: Qualification, touch: Touch, doc: Mapping[str, Any]
 ) -> str | None:
     if touch.activity in qualification.hand_raise_activities:
-        return touch.activity
-    return next((h.name for h in model.hand_raises if all_match(h.when, doc)), None)
+        return f"{touch.activity} is a hand-raise"
+    name = next((h.name for h in model.hand_raises if all_match(h.when, doc)), None)
+    return f"{touch.activity} meets hand-raise {name}" if name else None
 
 
 def _group_total(model: Scoring, group: str, hits: list[_Hit]) -> tuple[int, list[ScoreReason]]:
@@ -265,7 +288,7 @@ def _tier(
             [_why("disqualified", "disqualified by " + ", ".join(disqualified_by))],
         )
     if hand_raise is not None:
-        return "mql", "hand-raise", [_why("hand-raise", f"{hand_raise} is a hand-raise")]
+        return "mql", "hand-raise", [_why("hand-raise", hand_raise)]
     reached = None
     if total >= q.mql_threshold:
         reached = ("threshold", f"score {total} reaches {bar}")
@@ -295,7 +318,8 @@ def _tier(
                 ),
             ],
         )
-    return "nurture", None, [*held, _why("nurture", f"score {total} is below {bar}")]
+    below = bar if q.watch_threshold is None else f"the watch threshold {q.watch_threshold}"
+    return "nurture", None, [*held, _why("nurture", f"score {total} is below {below}")]
 
 
 def _why(rule: str, detail: str) -> ScoreReason:

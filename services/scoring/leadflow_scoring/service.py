@@ -9,18 +9,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow.config import Scoring
-from leadflow.events import (
-    Envelope,
-    Lead,
-    LeadReceived,
-    LeadScored,
-    derived_event_id,
-    new_event,
-)
+from leadflow.events import Envelope, LeadReceived, LeadScored, derived_event_id, new_event
 from leadflow.outbox import enqueue
 from leadflow_scoring import domain, identity, repository
 from leadflow_scoring.metrics import MERGES, QUALIFIED, SCORED
 from leadflow_scoring.profile import Touch, build_profile, lead_fields, touch_detail
+from leadflow_scoring.replay import scored_event
 
 PRODUCER = "scoring"
 
@@ -128,31 +122,16 @@ async def score_received(
         now=now,
     )
     identifiers, merged = await repository.aliases(session, person.lead_key)
-    scored = LeadScored(
-        lead_key=person.lead_key,
-        model_version=model.version,
-        score=result.total,
-        fit=result.fit,
-        engagement=result.engagement,
-        tier=result.tier,
-        qualified=result.qualified,
+    scored = scored_event(
+        model,
+        person.lead_key,
+        received,
+        profile,
+        result,
         newly_qualified=newly_qualified,
-        reasons=result.reasons,
-        scored_at=now,
-        received_at=received.received_at,
-        source=received.source,
-        lead=Lead.model_validate(profile.fields),
-        grade=result.grade,
-        fit_grade=result.fit_grade,
-        engagement_grade=result.engagement_grade,
-        qualified_by=result.qualified_by,
-        disqualified_by=result.disqualified_by,
-        activity=received.activity,
         identifiers=identifiers,
         merged_from=merged,
-        first_touch=profile.first_touch,
-        last_touch=profile.last_touch,
-        touches=profile.touches,
+        now=now,
     )
     await enqueue(
         session,

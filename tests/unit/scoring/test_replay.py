@@ -1,4 +1,4 @@
-"""Identity resolution in memory, and the README tour: the example config puts each lead in its tier."""
+"""Identity resolution in memory; the README tour: the example config puts each lead in its tier."""
 
 from __future__ import annotations
 
@@ -75,8 +75,10 @@ def test_a_call_from_a_known_number_merges_into_the_form_profile() -> None:
     assert (first.tier, second.tier, second.newly_qualified) == ("watch", "mql", True)
     assert second.identifiers == sorted([form.lead_key, call.lead_key])
     assert second.touches == 2
-    assert second.first_touch is not None and second.first_touch.activity == "pricing_page"
-    assert second.last_touch is not None and second.last_touch.activity == "inbound_call"
+    assert second.first_touch is not None
+    assert second.first_touch.activity == "pricing_page"
+    assert second.last_touch is not None
+    assert second.last_touch.activity == "inbound_call"
     assert second.lead.job_title == "Operations Manager"
 
 
@@ -105,7 +107,8 @@ def test_an_event_linking_two_profiles_merges_them_and_qualifies_once() -> None:
         T0 + timedelta(minutes=1),
     )
 
-    assert by_phone.newly_qualified and by_email.newly_qualified
+    assert by_phone.newly_qualified
+    assert by_email.newly_qualified
     assert linked.newly_qualified is False
     assert linked.lead_key == by_phone.lead_key
     assert linked.merged_from == [by_email.lead_key]

@@ -93,6 +93,8 @@ def _lead(doc: Any, number: int) -> LeadReceived:
 
 
 def _short(exc: Exception) -> str:
+    if isinstance(exc, orjson.JSONDecodeError):
+        return f"not valid JSON ({exc})."
     if isinstance(exc, ValidationError):
         return "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]

@@ -20,10 +20,10 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import WithJsonSchema
 
 from leadflow.conditions import Condition
 from leadflow.scoring_model import (
@@ -32,10 +32,8 @@ from leadflow.scoring_model import (
     Grades,
     HandRaise,
     Qualification,
+    first_given,
     known_grades,
-)
-from leadflow.scoring_model import (
-    first_given as _first,
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -122,14 +120,6 @@ class Scoring(_Model):
     watch_threshold: int | None = None
     hand_raise_activities: list[str] = Field(default_factory=lambda: ["demo_request"])
     rules: list[ScoringRule] = Field(default_factory=list)
-    engagement_half_life: Duration | None = None
-    caps: dict[str, int] = Field(default_factory=dict)
-    grades: Grades = Field(default_factory=Grades)
-    mql_grades: list[str] = Field(default_factory=list)
-    hand_raises: list[HandRaise] = Field(default_factory=list)
-    purchased_list_min_engagement: int = Field(default=1, ge=1)
-    campaigns: dict[str, CampaignOverride] = Field(default_factory=dict)
-    domains: Domains = Field(default_factory=Domains)
 
     @field_validator("watch_threshold")
     @classmethod
@@ -146,6 +136,16 @@ class Scoring(_Model):
         if duplicates:
             raise ValueError(f"scoring rule names must be unique; repeated: {duplicates}.")
         return self
+
+    # The scoring model beyond points and thresholds (see leadflow.scoring_model).
+    engagement_half_life: Duration | None = None
+    caps: dict[str, int] = Field(default_factory=dict)
+    grades: Grades = Field(default_factory=Grades)
+    mql_grades: list[str] = Field(default_factory=list)
+    hand_raises: list[HandRaise] = Field(default_factory=list)
+    purchased_list_min_engagement: int = Field(default=1, ge=1)
+    campaigns: dict[str, CampaignOverride] = Field(default_factory=dict)
+    domains: Domains = Field(default_factory=Domains)
 
     @field_validator("rules")
     @classmethod
@@ -210,12 +210,12 @@ class Scoring(_Model):
             return base
         return Qualification(
             campaign=campaign,
-            mql_threshold=_first(override.mql_threshold, base.mql_threshold),
-            watch_threshold=_first(override.watch_threshold, base.watch_threshold),
-            hand_raise_activities=_first(
+            mql_threshold=first_given(override.mql_threshold, base.mql_threshold),
+            watch_threshold=first_given(override.watch_threshold, base.watch_threshold),
+            hand_raise_activities=first_given(
                 override.hand_raise_activities, base.hand_raise_activities
             ),
-            mql_grades=_first(override.mql_grades, base.mql_grades),
+            mql_grades=first_given(override.mql_grades, base.mql_grades),
         )
 
 

@@ -75,7 +75,7 @@ def score(
         for rule in model.rules
         if rule.group == "fit" and all_match(rule.when, profile_doc)
     ]
-    engagement_rules = [rule for rule in model.rules if rule.group == "engagement"]
+    by_activity = _engagement_rules(model)
     engagement_hits: list[_Hit] = []
     seen: dict[str, int] = defaultdict(int)
     hand_raise: str | None = None
@@ -83,7 +83,7 @@ def score(
     for touch in ordered:
         seen[touch.activity] += 1
         doc = touch_document(fields, known, touch, seen[touch.activity])
-        for rule in engagement_rules:
+        for rule in by_activity.get(touch.activity.strip().lower(), by_activity[_ANY]):
             if all_match(rule.when, doc):
                 engagement_hits.append(_Hit(rule, _engagement_reason(model, rule, touch, now)))
         if hand_raise is None:
@@ -117,6 +117,40 @@ def score(
         qualified_by=qualified_by,
         disqualified_by=disqualified_by,
     )
+
+
+_ANY = "\x00any"
+_INDEXES: dict[int, tuple[Scoring, dict[str, list[ScoringRule]]]] = {}
+
+
+def _engagement_rules(model: Scoring) -> dict[str, list[ScoringRule]]:
+    """Engagement rules by the activity they require (most rules test `activity equals X`).
+
+    Rules without such a condition apply to every activity; order stays the model's.
+    Memoised per model: the scoring of one touch then tests only the rules that can fire.
+    """
+    cached = _INDEXES.get(id(model))
+    if cached is not None and cached[0] is model:
+        return cached[1]
+    rules = [r for r in model.rules if r.group == "engagement"]
+    required = {r.name: _required_activity(r) for r in rules}
+    activities = {a for a in required.values() if a is not None}
+    index = {
+        activity: [r for r in rules if required[r.name] in (None, activity)]
+        for activity in activities
+    }
+    index[_ANY] = [r for r in rules if required[r.name] is None]
+    if len(_INDEXES) > 64:
+        _INDEXES.clear()
+    _INDEXES[id(model)] = (model, index)
+    return index
+
+
+def _required_activity(rule: ScoringRule) -> str | None:
+    for condition in rule.when:
+        if condition.field == "activity" and isinstance(condition.equals, str):
+            return condition.equals.strip().lower()
+    return None
 
 
 def touch_document(

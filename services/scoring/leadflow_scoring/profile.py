@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -165,6 +166,11 @@ def _phone(value: Any) -> tuple[str | None, bool | None]:
     """The phone's line type and validity (None when the profile has no phone)."""
     if not isinstance(value, str) or not value:
         return None, None
+    return _phone_facts(value)
+
+
+@lru_cache(maxsize=4096)
+def _phone_facts(value: str) -> tuple[str | None, bool | None]:
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:

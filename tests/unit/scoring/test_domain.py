@@ -552,3 +552,18 @@ def test_describe_renders_conditions() -> None:
 
 def test_condition_model_is_reused() -> None:
     assert isinstance(MODEL.rules[0].when[0], Condition)
+
+
+def test_rules_without_an_activity_condition_see_every_touch_and_case_does_not_matter() -> None:
+    model = Scoring(
+        version="x",
+        mql_threshold=1000,
+        rules=[
+            rule("any-long-call", "engagement", 7, {"field": "call_duration_s", "gte": 60}),
+            rule("webinar", "engagement", 5, {"field": "activity", "equals": "Webinar"}),
+        ],
+    )
+    touches = [touch("webinar", call_duration_s=90), touch("inbound_call", call_duration_s=90)]
+
+    assert score(model, {}, touches, T0).engagement == 19
+    assert score(model.model_copy(), {}, touches, T0).engagement == 19

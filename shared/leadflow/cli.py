@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import os
 import signal
@@ -164,6 +165,120 @@ def config_check(
         f"{len(config.reps)} reps, {len(config.routing.rules)} routing rules, "
         f"{len(config.sla.policies)} SLA policies."
     )
+
+
+@config_app.command("schema")
+def config_schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to a file (default: stdout).")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the configuration file (for editors and CI)."""
+    import orjson
+
+    from leadflow.config import LeadflowConfig
+
+    schema = LeadflowConfig.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Leadflow configuration"
+    text = orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    if output is None:
+        typer.echo(text.decode())
+    else:
+        output.write_bytes(text + b"\n")
+        console.print(f"wrote {output}")
+
+
+def _load_or_exit(path: Path) -> Any:
+    try:
+        return load_config(path)
+    except ConfigFileError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]{exc.path}:[/red] {problem}")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def simulate(
+    history: Annotated[
+        Path, typer.Argument(help="JSON lines: lead.received events or webhook bodies.")
+    ],
+    config: Annotated[Path, typer.Option("--config", help="The candidate configuration.")],
+    current: Annotated[
+        Path | None,
+        typer.Option(help="The configuration to compare with (default: LEADFLOW_CONFIG)."),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the full report as JSON here.")
+    ] = None,
+    show: Annotated[int, typer.Option(help="How many changed leads to list.")] = 20,
+) -> None:
+    """Replay leads through scoring and routing under a candidate config; report what changes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from leadflow import simulate as sim
+
+    candidate_config = _load_or_exit(config)
+    current_config = _load_or_exit(current or Settings().config)
+    try:
+        leads = sim.read_history(history)
+    except (OSError, sim.HistoryError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        outcomes = []
+        for name, cfg in (("current", current_config), ("candidate", candidate_config)):
+            task = progress.add_task(f"{name:9} {cfg.scoring.version}", total=len(leads))
+            outcomes.append(sim.replay(cfg, leads, functools.partial(progress.advance, task)))
+    report = sim.compare(outcomes[0], outcomes[1], len(leads))
+    out = Console()
+    out.print(f"{report.events} events, {report.leads} people")
+    for title, counts in (("tier", report.tiers), ("grade", report.grades)):
+        table = Table(title=f"by {title}")
+        table.add_column(title)
+        table.add_column("current", justify="right")
+        table.add_column("candidate", justify="right")
+        table.add_column("change", justify="right")
+        for value in sorted(set(counts["current"]) | set(counts["candidate"])):
+            a, b = counts["current"].get(value, 0), counts["candidate"].get(value, 0)
+            table.add_row(value, str(a), str(b), f"{b - a:+d}" if a != b else "")
+        out.print(table)
+    if report.tier_moves:
+        out.print("tier moves: " + ", ".join(f"{k}: {v}" for k, v in report.tier_moves.items()))
+    table = Table(
+        title=f"{len(report.changed)} leads change (first {min(show, len(report.changed))})"
+    )
+    for column in ("lead", "tier", "grade", "assignment"):
+        table.add_column(column)
+    for change in report.changed[:show]:
+        a, b = change["current"], change["candidate"]
+        table.add_row(
+            change["lead_key"],
+            _arrow(a["tier"], b["tier"]),
+            _arrow(a["grade"], b["grade"]),
+            _arrow(_assignee(a), _assignee(b)),
+        )
+    out.print(table)
+    if json_out is not None:
+        json_out.write_bytes(report.as_json())
+        console.print(f"wrote {json_out}")
+
+
+def _arrow(a: str, b: str) -> str:
+    return a if a == b else f"{a} -> {b}"
+
+
+def _assignee(outcome: dict[str, Any]) -> str:
+    if outcome["team"] is None:
+        return "-"
+    return f"{outcome['team']}/{outcome['rep'] or 'queued'}"
 
 
 @webhook_app.command("send")

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import WithJsonSchema
 
 from leadflow.conditions import Condition
 from leadflow.schedules import (
@@ -31,6 +32,15 @@ from leadflow.schedules import (
     holiday_calendar,
     known_zone,
     normalize_domain,
+)
+from leadflow.scoring_model import (
+    CampaignOverride,
+    Domains,
+    Grades,
+    HandRaise,
+    Qualification,
+    first_given,
+    known_grades,
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -52,7 +62,19 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": _DURATION.pattern},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "A duration: 30s, 5m, 1.5h, 2d, or a number of seconds.",
+        }
+    ),
+]
 
 
 class _Model(BaseModel):
@@ -177,6 +199,28 @@ class ScoringRule(_Model):
     group: Literal["fit", "engagement"]
     points: int
     when: list[Condition] = Field(min_length=1)
+    description: str = ""
+    # Caps and decay: a rule's points across all its touches, its bucket, its half-life.
+    max_points: int | None = Field(default=None, ge=0)
+    category: str | None = Field(default=None, pattern=_NAME)
+    half_life: Duration | None = None
+    decays: bool = True
+    # A negative rule that takes the lead out of the funnel whatever its score.
+    disqualify: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScoringRule:
+        if self.group == "fit" and self.half_life is not None:
+            raise ReferenceProblem(
+                ("half_life",), f"fit rule {self.name!r} cannot decay: fit describes the profile."
+            )
+        if self.half_life is not None and self.half_life.total_seconds() <= 0:
+            raise ReferenceProblem(("half_life",), "half_life must be longer than zero.")
+        if self.disqualify and self.points > 0:
+            raise ReferenceProblem(
+                ("points",), f"disqualifying rule {self.name!r} cannot add points; use 0 or less."
+            )
+        return self
 
 
 class Scoring(_Model):
@@ -203,6 +247,87 @@ class Scoring(_Model):
         if duplicates:
             raise ValueError(f"scoring rule names must be unique; repeated: {duplicates}.")
         return self
+
+    # The scoring model beyond points and thresholds (see leadflow.scoring_model).
+    engagement_half_life: Duration | None = None
+    caps: dict[str, int] = Field(default_factory=dict)
+    grades: Grades = Field(default_factory=Grades)
+    mql_grades: list[str] = Field(default_factory=list)
+    hand_raises: list[HandRaise] = Field(default_factory=list)
+    purchased_list_min_engagement: int = Field(default=1, ge=1)
+    campaigns: dict[str, CampaignOverride] = Field(default_factory=dict)
+    domains: Domains = Field(default_factory=Domains)
+
+    @field_validator("rules")
+    @classmethod
+    def _rule_names_once(cls, rules: list[ScoringRule]) -> list[ScoringRule]:
+        seen: set[str] = set()
+        for i, rule in enumerate(rules):
+            if rule.name in seen:
+                raise ReferenceProblem((i, "name"), f"scoring rule {rule.name!r} is defined twice.")
+            seen.add(rule.name)
+        return rules
+
+    @field_validator("engagement_half_life")
+    @classmethod
+    def _positive_half_life(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value.total_seconds() <= 0:
+            raise ValueError("engagement_half_life must be longer than zero.")
+        return value
+
+    @field_validator("mql_grades")
+    @classmethod
+    def _grades_exist(cls, value: list[str]) -> list[str]:
+        return known_grades(value) or []
+
+    @model_validator(mode="after")
+    def _references(self) -> Scoring:
+        buckets = {"fit", "engagement"} | {r.category for r in self.rules if r.category}
+        for name, cap in self.caps.items():
+            if name not in buckets:
+                raise ReferenceProblem(
+                    ("caps", name),
+                    f"cap {name!r} matches no rule category; use fit, engagement or one of "
+                    f"{sorted(buckets - {'fit', 'engagement'})}.",
+                )
+            if cap < 0:
+                raise ReferenceProblem(("caps", name), f"cap {name!r} must not be negative.")
+        for name, campaign in self.campaigns.items():
+            mql = (
+                campaign.mql_threshold if campaign.mql_threshold is not None else self.mql_threshold
+            )
+            watch = campaign.watch_threshold
+            if watch is None:
+                watch = self.watch_threshold
+            if watch is not None and watch >= mql:
+                raise ReferenceProblem(
+                    ("campaigns", name),
+                    f"campaign {name!r}: watch_threshold {watch} must be below its "
+                    f"mql_threshold {mql}.",
+                )
+        return self
+
+    def for_campaign(self, campaign: str | None) -> Qualification:
+        """The thresholds and hand-raises that apply to a lead of `campaign`."""
+        override = self.campaigns.get(campaign or "")
+        base = Qualification(
+            campaign=None,
+            mql_threshold=self.mql_threshold,
+            watch_threshold=self.watch_threshold,
+            hand_raise_activities=self.hand_raise_activities,
+            mql_grades=self.mql_grades,
+        )
+        if override is None:
+            return base
+        return Qualification(
+            campaign=campaign,
+            mql_threshold=first_given(override.mql_threshold, base.mql_threshold),
+            watch_threshold=first_given(override.watch_threshold, base.watch_threshold),
+            hand_raise_activities=first_given(
+                override.hand_raise_activities, base.hand_raise_activities
+            ),
+            mql_grades=first_given(override.mql_grades, base.mql_grades),
+        )
 
 
 class Person(_Model):

@@ -91,6 +91,23 @@ class ScoreReason(_Payload):
     group: Literal["fit", "engagement", "qualification"]
     points: int
     detail: str = ""
+    # How the points came about: before decay and caps, the share decay kept, and when.
+    base_points: int | None = None
+    decay: float = 1.0
+    half_life_s: float | None = None
+    age_s: float | None = None
+    occurred_at: AwareDatetime | None = None
+    disqualifies: bool = False
+
+
+class TouchPoint(_Payload):
+    """Where a person came from at one touch: for first-touch and last-touch attribution."""
+
+    source: str
+    activity: str
+    occurred_at: AwareDatetime
+    campaign: str | None = None
+    utm_source: str | None = None
 
 
 class LeadScored(_Payload):
@@ -109,6 +126,18 @@ class LeadScored(_Payload):
     received_at: AwareDatetime
     source: str
     lead: Lead
+    # Added by the scoring model: defaults keep events written before them readable.
+    grade: str = ""
+    fit_grade: str = ""
+    engagement_grade: str = ""
+    qualified_by: str | None = None
+    disqualified_by: list[str] = Field(default_factory=list)
+    activity: str = ""
+    identifiers: list[str] = Field(default_factory=list)
+    merged_from: list[str] = Field(default_factory=list)
+    first_touch: TouchPoint | None = None
+    last_touch: TouchPoint | None = None
+    touches: int = 0
 
 
 class LeadAssigned(_Payload):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 
 from pydantic import ValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadflow.bus import Publisher, Record
@@ -32,6 +32,9 @@ EventHandler = Callable[[AsyncSession, Envelope, datetime], Awaitable[None]]
 Clock = Callable[[], datetime]
 
 _TRANSIENT = (OperationalError, InterfaceError)
+# PostgreSQL aborts one transaction of a deadlock (40P01) or a serialization conflict (40001);
+# running it again is the documented remedy, and nothing about the event is wrong.
+_RETRY_SQLSTATES = {"40P01", "40001"}
 _MAX_BACKOFF_S = 5.0
 
 
@@ -137,7 +140,9 @@ class EventProcessor:
         while True:
             try:
                 return await attempt()
-            except _TRANSIENT:
+            except DBAPIError as exc:
+                if not is_transient(exc):
+                    raise
                 log.warning("database unavailable; retrying", extra={"consumer": self._consumer})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_BACKOFF_S)
@@ -162,6 +167,11 @@ class EventProcessor:
             "record dead-lettered",
             extra={"consumer": self._consumer, "reason": reason, "event_id": event_id},
         )
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """Whether running the transaction again may succeed (the event itself is not at fault)."""
+    return isinstance(exc, _TRANSIENT) or getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
 
 
 def _describe(exc: Exception) -> str:

@@ -154,3 +154,19 @@ def activity_event(body: ActivityBody, *, source: str, delivery_id: str, now: da
         time=now,
         event_id=derived_event_id(source, delivery_id),
     )
+
+
+def to_event(
+    body: LeadBody | ActivityBody, *, source: str, delivery_id: str, now: datetime
+) -> Envelope:
+    """The event a canonical body becomes when a `standard` source posts it."""
+    if isinstance(body, LeadBody):
+        return lead_event(
+            body.lead,
+            source=source,
+            kind="standard",
+            delivery_id=delivery_id,
+            activity=body.activity,
+            now=now,
+        )
+    return activity_event(body, source=source, delivery_id=delivery_id, now=now)

@@ -19,11 +19,31 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
 
 @router.get("/leads/{lead_key}/profile")
 async def lead_profile(lead_key: str, session: SessionDep) -> dict[str, object]:
-    """A person's merged profile, current score and tier."""
-    profile = await repository.profile(session, lead_key)
-    if profile is None:
+    """A person's merged profile: score, grade, tier, every reason, identifiers and touches.
+
+    Any of the person's keys works (email key, phone key, or a merged profile's key);
+    the answer always carries the canonical `lead_key`.
+    """
+    live = await repository.live_key(session, lead_key)
+    profile = await repository.profile(session, live) if live is not None else None
+    if live is None or profile is None:
         raise HTTPException(404, f"No lead has the key {lead_key!r}.")
-    return profile
+    identifiers, merged = await repository.aliases(session, live)
+    history = await repository.touches(session, live)
+    return {
+        **{k: v for k, v in profile.items() if k != "merged_into"},
+        "identifiers": identifiers,
+        "merged_from": merged,
+        "touches": [
+            {
+                "activity": t.activity,
+                "source": t.source,
+                "occurred_at": t.occurred_at,
+                "event_id": t.event_id,
+            }
+            for t in history
+        ],
+    }
 
 
 def _handler(runtime: Runtime) -> EventHandler:

@@ -1,70 +1,137 @@
-"""Scoring orchestration: merge the profile, re-score, emit `lead.scored` via the outbox."""
+"""Scoring orchestration: resolve the person, record the touch, re-score, emit `lead.scored`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow.config import Scoring
-from leadflow.events import Envelope, Lead, LeadReceived, LeadScored, derived_event_id, new_event
+from leadflow.events import Envelope, LeadReceived, LeadScored, derived_event_id, new_event
 from leadflow.outbox import enqueue
-from leadflow_scoring import domain, repository
-from leadflow_scoring.metrics import SCORED
+from leadflow_scoring import domain, identity, repository
+from leadflow_scoring.metrics import MERGES, QUALIFIED, SCORED
+from leadflow_scoring.profile import Touch, build_profile, lead_fields, touch_detail
+from leadflow_scoring.replay import scored_event
 
 PRODUCER = "scoring"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The person an event belongs to: their live profile key, its row, and what merged into it."""
+
+    lead_key: str
+    row: dict[str, Any] | None
+    absorbed: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def resolve(
+    session: AsyncSession, received: LeadReceived, event_id: str, now: datetime
+) -> Resolved:
+    """Find (or start) the one profile of the event's person, merging profiles it links.
+
+    Identifier rows are locked first, in key order, then the live profiles they lead
+    to, in key order; a profile merged meanwhile by another transaction is followed
+    to its survivor.
+    """
+    identifiers = identity.identifiers_of(received)
+    owners = await repository.claim_identifiers(session, identifiers, event_id, now)
+    direct = {key for key in owners.values() if key} | {i.key for i in identifiers}
+    pending = sorted(await repository.roots(session, direct))
+    live: dict[str, dict[str, Any]] = {}
+    while pending:
+        key = pending.pop(0)
+        if key in live:
+            continue
+        row = await repository.lock_profile(session, key)
+        if row is None:
+            continue
+        if row["merged_into"] is not None:
+            pending.append(row["merged_into"])
+            continue
+        live[key] = row
+    if not live:
+        root, current, absorbed = received.lead_key, None, []
+    else:
+        heads = [
+            identity.ProfileHead(key, row["first_seen_at"], row["qualified_at"])
+            for key, row in live.items()
+        ]
+        root = identity.survivor(heads).lead_key
+        current = live[root]
+        absorbed = [row for key, row in sorted(live.items()) if key != root]
+        if absorbed:
+            await repository.merge_profiles(
+                session, root, [row["lead_key"] for row in absorbed], now
+            )
+            MERGES.inc(len(absorbed))
+    await repository.attach_identifiers(session, [i.key for i in identifiers], root)
+    return Resolved(root, current, absorbed)
 
 
 async def score_received(
     session: AsyncSession, event: Envelope, model: Scoring, now: datetime
 ) -> LeadScored:
-    """Apply a `lead.received`: record the touch, merge the profile, score, and emit."""
+    """Apply a `lead.received`: resolve the person, record the touch, re-score, and emit."""
     received = event.data
     assert isinstance(received, LeadReceived)
-    touch = domain.Touch(
+    person = await resolve(session, received, event.id, now)
+    touch = Touch(
         activity=received.activity,
         source=received.source,
         occurred_at=received.received_at,
-        detail=_touch_detail(received.lead),
+        detail=touch_detail(received.lead),
+        event_id=event.id,
+        fields=lead_fields(received.lead),
     )
-    await repository.add_touch(session, received.lead_key, event.id, touch)
-    current = await repository.profile(session, received.lead_key)
-    fields = domain.merge_fields(current["fields"] if current else {}, received.lead)
-    result = domain.score(model, fields, await repository.touches(session, received.lead_key))
-    newly_qualified = result.qualified and (current is None or current["qualified_at"] is None)
+    await repository.add_touch(session, person.lead_key, touch)
+    history = await repository.touches(session, person.lead_key)
+    profile = build_profile(history)
+    result = domain.score(model, profile.fields, history, now)
+    earlier = [
+        row["qualified_at"]
+        for row in [person.row, *person.absorbed]
+        if row is not None and row["qualified_at"] is not None
+    ]
+    newly_qualified = result.qualified and not earlier
+    qualified_at = min(earlier) if earlier else (now if result.qualified else None)
     await repository.save_profile(
         session,
         {
-            "lead_key": received.lead_key,
-            "fields": fields,
-            "first_source": current["first_source"] if current else received.source,
-            "last_source": received.source,
-            "first_seen_at": current["first_seen_at"] if current else received.received_at,
-            "last_seen_at": received.received_at,
+            "lead_key": person.lead_key,
+            "fields": profile.fields,
+            "first_source": profile.first_touch.source,
+            "last_source": profile.last_touch.source,
+            "first_seen_at": profile.first_touch.occurred_at,
+            "last_seen_at": profile.last_touch.occurred_at,
             "score": result.total,
             "fit": result.fit,
             "engagement": result.engagement,
             "tier": result.tier,
+            "grade": result.grade,
             "model_version": model.version,
-            "qualified_at": now if newly_qualified else (current or {}).get("qualified_at"),
+            "qualified_at": qualified_at,
+            "reasons": [r.model_dump(mode="json") for r in result.reasons],
+            "first_touch": profile.first_touch.model_dump(mode="json"),
+            "last_touch": profile.last_touch.model_dump(mode="json"),
         },
-        exists=current is not None,
+        exists=person.row is not None,
         now=now,
     )
-    scored = LeadScored(
-        lead_key=received.lead_key,
-        model_version=model.version,
-        score=result.total,
-        fit=result.fit,
-        engagement=result.engagement,
-        tier=result.tier,
-        qualified=result.qualified,
+    identifiers, merged = await repository.aliases(session, person.lead_key)
+    scored = scored_event(
+        model,
+        person.lead_key,
+        received,
+        profile,
+        result,
         newly_qualified=newly_qualified,
-        reasons=result.reasons,
-        scored_at=now,
-        received_at=received.received_at,
-        source=received.source,
-        lead=Lead.model_validate(fields),
+        identifiers=identifiers,
+        merged_from=merged,
+        now=now,
     )
     await enqueue(
         session,
@@ -79,15 +146,6 @@ async def score_received(
         now,
     )
     SCORED.labels(result.tier).inc()
+    if newly_qualified:
+        QUALIFIED.labels(result.qualified_by or "unknown").inc()
     return scored
-
-
-def _touch_detail(lead: Lead) -> dict[str, object]:
-    """What of the event itself (not the person) engagement rules may look at."""
-    detail: dict[str, object] = {
-        "campaign": lead.campaign,
-        "content_asset": lead.content_asset,
-        "call_duration_s": lead.call_duration_s,
-        "utm": lead.utm,
-    }
-    return {k: v for k, v in detail.items() if v not in (None, {}, "")}

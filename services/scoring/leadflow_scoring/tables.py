@@ -1,8 +1,8 @@
-"""The scoring service's tables: one profile per person and the touches behind it."""
+"""The scoring service's tables: one profile per person, their identifiers, and their touches."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Index, Integer, String, Table
+from sqlalchemy import JSON, Column, Index, Integer, String, Table, text
 
 from leadflow.db.tables import Id, UtcDateTime, metadata
 
@@ -22,6 +22,26 @@ lead_profiles = Table(
     Column("model_version", String(64), nullable=False),
     Column("qualified_at", UtcDateTime(), nullable=True),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("grade", String(2), nullable=False, server_default=""),
+    Column("reasons", JSON, nullable=False, server_default=text("'[]'")),
+    Column("first_touch", JSON, nullable=True),
+    Column("last_touch", JSON, nullable=True),
+    # Set when another profile absorbed this one: the person lives on under that key.
+    Column("merged_into", String(64), nullable=True),
+    Index("ix_lead_profiles_merged_into", "merged_into"),
+)
+
+# Every identifier (lead key of an email or phone) belongs to one profile. The row is
+# also the lock that serialises two events of one person arriving on two partitions.
+lead_identifiers = Table(
+    "lead_identifiers",
+    metadata,
+    Column("identifier", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("lead_key", String(64), nullable=True),
+    Column("first_event_id", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_lead_identifiers_lead_key", "lead_key"),
 )
 
 lead_touches = Table(
@@ -34,5 +54,7 @@ lead_touches = Table(
     Column("activity", String(64), nullable=False),
     Column("occurred_at", UtcDateTime(), nullable=False),
     Column("detail", JSON, nullable=False),
+    # What this event said about the person; the profile is folded from these in time order.
+    Column("fields", JSON, nullable=False, server_default=text("'{}'")),
     Index("ix_lead_touches_lead_key_occurred_at", "lead_key", "occurred_at"),
 )

@@ -1,4 +1,4 @@
-"""Scoring arithmetic: profile merging, fit and engagement points, and the resulting tier."""
+"""Scoring arithmetic: fit, decayed and capped engagement, grades, tiers and their reasons."""
 
 from __future__ import annotations
 
@@ -9,59 +9,69 @@ import pytest
 
 from leadflow.conditions import Condition
 from leadflow.config import Scoring, ScoringRule
-from leadflow.events import Company, Lead, ScoreReason
-from leadflow_scoring.domain import Score, Touch, merge_fields, score
+from leadflow.events import Company, Lead
+from leadflow.scoring_model import CampaignOverride, Domains, HandRaise
+from leadflow_scoring.domain import Score, Touch, decay_factor, describe, merge_fields, score
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
 
 
-def rule(name: str, group: Any, points: int, **condition: Any) -> ScoringRule:
-    """A scoring rule with one condition."""
-    return ScoringRule(
-        name=name, group=group, points=points, when=[Condition.model_validate(condition)]
+def rule(
+    name: str, group: Any, points: int, *conditions: dict[str, Any], **extra: Any
+) -> ScoringRule:
+    """A scoring rule with some conditions."""
+    return ScoringRule.model_validate(
+        {"name": name, "group": group, "points": points, "when": list(conditions), **extra}
     )
+
+
+def on(activity: str) -> dict[str, Any]:
+    """The condition `activity == ...`."""
+    return {"field": "activity", "equals": activity}
 
 
 MODEL = Scoring(
     version="test-1",
     mql_threshold=60,
     watch_threshold=30,
-    hand_raise_activities=["demo_request", "contact_sales"],
+    hand_raise_activities=["demo_request"],
     rules=[
-        rule("senior-title", "fit", 25, field="lead.job_title", regex=r"(?i)\b(vp|director)\b"),
-        rule("large-company", "fit", 20, field="lead.company.size", gte=500),
-        rule("target-industry", "fit", 10, field="lead.company.industry", **{"in": ["software"]}),
-        rule("pricing-page", "engagement", 15, field="activity", equals="pricing_page"),
-        rule("webinar", "engagement", 10, field="activity", equals="webinar"),
-        rule("demo-request", "engagement", 40, field="activity", equals="demo_request"),
-        rule("long-call", "engagement", 20, field="call_duration_s", gte=120),
-        rule("spring-campaign", "engagement", 5, field="campaign", equals="spring-26"),
+        rule(
+            "senior-title",
+            "fit",
+            25,
+            {"field": "lead.job_title", "regex": r"(?i)\b(vp|director)\b"},
+        ),
+        rule("large-company", "fit", 20, {"field": "lead.company.size", "gte": 500}),
+        rule("target-industry", "fit", 10, {"field": "lead.company.industry", "in": ["software"]}),
+        rule("pricing-page", "engagement", 15, on("pricing_page")),
+        rule("webinar", "engagement", 10, on("webinar")),
+        rule("demo-request", "engagement", 40, on("demo_request")),
+        rule("long-call", "engagement", 20, {"field": "call_duration_s", "gte": 120}),
     ],
 )
 
 SENIOR_AT_LARGE = {"job_title": "VP Engineering", "company": {"size": 800}}
 
 
-def touch(activity: str, source: str = "web", minutes: int = 0, **detail: Any) -> Touch:
-    """A touch `minutes` after T0."""
+def touch(activity: str, at: datetime = T0, source: str = "web", **detail: Any) -> Touch:
+    """A touch at `at` (T0 by default)."""
     return Touch(
-        activity=activity, source=source, occurred_at=T0 + timedelta(minutes=minutes), detail=detail
+        activity=activity,
+        source=source,
+        occurred_at=at,
+        detail=detail,
+        event_id=f"{activity}-{at.isoformat()}",
     )
 
 
-def fit(rule_name: str, points: int) -> ScoreReason:
-    """The reason a fit rule leaves."""
-    return ScoreReason(rule=rule_name, group="fit", points=points)
+def points_of(result: Score) -> dict[str, int]:
+    """Each reason's points by rule (qualification reasons left out)."""
+    return {r.rule: r.points for r in result.reasons if r.group != "qualification"}
 
 
-def engaged(rule_name: str, points: int, detail: str) -> ScoreReason:
-    """The reason an engagement rule leaves."""
-    return ScoreReason(rule=rule_name, group="engagement", points=points, detail=detail)
-
-
-def qualification(rule_name: str, detail: str) -> ScoreReason:
-    """The reason behind the tier."""
-    return ScoreReason(rule=rule_name, group="qualification", points=0, detail=detail)
+# --- profile merge -------------------------------------------------------------------
 
 
 def test_merge_into_an_empty_profile() -> None:
@@ -93,25 +103,16 @@ def test_merge_latest_non_empty_value_wins(
     assert merge_fields(current, update)["job_title"] == expected
 
 
-@pytest.mark.parametrize(
-    ("current", "update", "expected"),
-    [
-        (True, Lead(consent=False), False),
-        (False, Lead(), False),
-        (None, Lead(consent=True), True),
-    ],
-)
-def test_merge_keeps_explicit_false(current: bool | None, update: Lead, expected: bool) -> None:
-    fields: dict[str, Any] = {} if current is None else {"consent": current}
-
-    assert merge_fields(fields, update)["consent"] is expected
+def test_merge_keeps_a_purchased_list_mark_when_a_later_event_says_nothing() -> None:
+    assert merge_fields({"list_source": "purchased_list"}, Lead(job_title="CTO"))[
+        "list_source"
+    ] == ("purchased_list")
 
 
 def test_merge_nested_fields_key_by_key() -> None:
     current = {
         "company": {"name": "Acme", "size": 50},
         "utm": {"source": "ads", "campaign": "spring"},
-        "custom": {"crm_id": 7},
     }
     update = Lead(company=Company(size=500, industry="software"), utm={"source": "newsletter"})
 
@@ -119,27 +120,9 @@ def test_merge_nested_fields_key_by_key() -> None:
 
     assert merged["company"] == {"name": "Acme", "size": 500, "industry": "software"}
     assert merged["utm"] == {"source": "newsletter", "campaign": "spring"}
-    assert merged["custom"] == {"crm_id": 7}
 
 
-def test_merge_does_not_change_the_current_profile() -> None:
-    current: dict[str, Any] = {"job_title": "Manager", "company": {"name": "Acme"}}
-
-    merge_fields(current, Lead(job_title="VP", company=Company(size=10)))
-
-    assert current == {"job_title": "Manager", "company": {"name": "Acme"}}
-
-
-def test_fit_rules_look_at_the_profile() -> None:
-    result = score(MODEL, {**SENIOR_AT_LARGE, "company": {"size": 800, "industry": "Software"}}, [])
-
-    assert (result.fit, result.engagement, result.total) == (55, 0, 55)
-    assert result.reasons == [
-        fit("senior-title", 25),
-        fit("large-company", 20),
-        fit("target-industry", 10),
-        qualification("watch-list", "55 >= 30"),
-    ]
+# --- fit -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -150,141 +133,437 @@ def test_fit_rules_look_at_the_profile() -> None:
         ({"company": {"size": 499}}, 0),
         ({"company": {"size": 500}}, 20),
         ({"company": {"industry": "SOFTWARE"}}, 10),
+        ({**SENIOR_AT_LARGE, "company": {"size": 800, "industry": "software"}}, 55),
         ({}, 0),
     ],
 )
 def test_fit_points(fields: dict[str, Any], points: int) -> None:
-    assert score(MODEL, fields, []).fit == points
+    assert score(MODEL, fields, [], T0).fit == points
+
+
+def test_fit_reasons_say_what_matched_and_never_decay() -> None:
+    result = score(MODEL, SENIOR_AT_LARGE, [], T0 + 400 * DAY)
+
+    [senior, large] = [r for r in result.reasons if r.group == "fit"]
+    assert (senior.rule, senior.points, senior.base_points, senior.decay) == (
+        "senior-title",
+        25,
+        25,
+        1.0,
+    )
+    assert large.detail == "lead.company.size >= 500; fit never decays"
+
+
+def test_fit_rules_do_not_score_touches() -> None:
+    activity_as_fit = Scoring(
+        version="x", mql_threshold=100, rules=[rule("fit-on-activity", "fit", 50, on("webinar"))]
+    )
+
+    assert score(activity_as_fit, {}, [touch("webinar")], T0).fit == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "fact", "value"),
+    [
+        ({"email": "a@gmail.com"}, "email_type", "personal"),
+        ({"email": "a@mailinator.com"}, "email_type", "disposable"),
+        ({"email": "a@acme.example"}, "email_type", "business"),
+        ({}, "email_type", "none"),
+        ({"email": "a@eu.rival.example"}, "competitor", True),
+        ({"company": {"domain": "https://www.rival.example/about"}}, "competitor", True),
+        ({"email": "a@gmail.com", "company": {"domain": "other.example"}}, "competitor", False),
+        ({"email": "a@bank.example"}, "priority_account", True),
+        ({"email": "a@client.example"}, "customer", True),
+        ({"phone": "+14155550123"}, "phone_valid", True),
+        ({"phone": "+1415555"}, "phone_valid", False),
+        ({"phone": "+18005550123"}, "phone_type", "toll_free"),
+    ],
+)
+def test_facts_rules_can_test(fields: dict[str, Any], fact: str, value: Any) -> None:
+    model = Scoring(
+        version="x",
+        mql_threshold=100,
+        domains=Domains(
+            competitors=["rival.example"],
+            priority_accounts=["bank.example"],
+            customers=["client.example"],
+        ),
+        rules=[rule("fact", "fit", 7, {"field": f"facts.{fact}", "equals": value})],
+    )
+
+    assert score(model, fields, [], T0).fit == 7
+
+
+# --- engagement, decay, caps ----------------------------------------------------------
 
 
 def test_engagement_counts_every_touch() -> None:
     touches = [
         touch("pricing_page"),
-        touch("webinar", source="events", minutes=5),
-        touch("pricing_page", minutes=10),
-        touch("form_fill", minutes=15),
+        touch("webinar", T0 + timedelta(minutes=5), "events"),
+        touch("form_fill"),
     ]
 
-    result = score(MODEL, {}, touches)
+    result = score(MODEL, {}, touches, T0 + timedelta(minutes=5))
 
-    assert (result.fit, result.engagement) == (0, 40)
-    assert result.reasons == [
-        engaged("pricing-page", 15, "pricing_page via web"),
-        engaged("webinar", 10, "webinar via events"),
-        engaged("pricing-page", 15, "pricing_page via web"),
-        qualification("watch-list", "40 >= 30"),
+    assert (result.fit, result.engagement) == (0, 25)
+    assert [(r.rule, r.detail) for r in result.reasons if r.group == "engagement"] == [
+        ("pricing-page", "pricing_page via web, 5m ago; no decay"),
+        ("webinar", "webinar via events, just now; no decay"),
     ]
 
 
 def test_engagement_rules_see_the_touch_detail() -> None:
-    touches = [
-        touch("call", source="phone", call_duration_s=300, campaign="spring-26"),
-        touch("call", source="phone", call_duration_s=60),
-    ]
-
-    result = score(MODEL, {}, touches)
-
-    assert result.engagement == 25
-    assert result.reasons == [
-        engaged("long-call", 20, "call via phone"),
-        engaged("spring-campaign", 5, "call via phone"),
-    ]
-
-
-def test_fit_rules_do_not_score_touches() -> None:
-    activity_as_fit = Scoring(
-        version="x",
-        mql_threshold=100,
-        rules=[rule("fit-on-activity", "fit", 50, field="activity", equals="webinar")],
+    result = score(
+        MODEL, {}, [touch("call", call_duration_s=300), touch("call", call_duration_s=60)], T0
     )
 
-    result = score(activity_as_fit, {}, [touch("webinar")])
-
-    assert (result.fit, result.engagement, result.reasons) == (0, 0, [])
+    assert result.engagement == 20
 
 
 @pytest.mark.parametrize(
-    ("touches", "total", "tier", "last_reason"),
+    ("age", "points", "kept"),
+    [
+        pytest.param(timedelta(0), 40, 1.0, id="new"),
+        pytest.param(14 * DAY, 20, 0.5, id="one-half-life"),
+        pytest.param(28 * DAY, 10, 0.25, id="two-half-lives"),
+        pytest.param(7 * DAY, 28, 0.707107, id="half-a-half-life"),
+        pytest.param(-DAY, 40, 1.0, id="future-touch-counts-as-new"),
+    ],
+)
+def test_engagement_decays_with_its_half_life(age: timedelta, points: int, kept: float) -> None:
+    model = MODEL.model_copy(update={"engagement_half_life": 14 * DAY})
+
+    result = score(model, {}, [touch("demo_request")], T0 + age)
+
+    [reason] = [r for r in result.reasons if r.rule == "demo-request"]
+    assert (reason.points, reason.base_points, reason.decay) == (points, 40, kept)
+    assert reason.half_life_s == 14 * 86400
+    assert reason.occurred_at == T0
+    assert "half-life 14d keeps" in reason.detail
+
+
+def test_a_rule_can_have_its_own_half_life_or_none() -> None:
+    model = Scoring(
+        version="x",
+        mql_threshold=100,
+        engagement_half_life=10 * DAY,
+        rules=[
+            rule("fast", "engagement", 40, on("pricing_page"), half_life="1d"),
+            rule("steady", "engagement", 40, on("pricing_page"), decays=False),
+            rule("default", "engagement", 40, on("pricing_page")),
+        ],
+    )
+
+    result = score(model, {}, [touch("pricing_page")], T0 + 10 * DAY)
+
+    assert points_of(result) == {"fast": 0, "steady": 40, "default": 20}
+
+
+def test_penalties_never_decay() -> None:
+    model = Scoring(
+        version="x",
+        mql_threshold=100,
+        engagement_half_life=DAY,
+        rules=[rule("spam", "engagement", -30, on("spam_report"))],
+    )
+
+    assert score(model, {}, [touch("spam_report")], T0 + 90 * DAY).engagement == -30
+
+
+def test_decay_factor() -> None:
+    assert decay_factor(0, 10) == 1.0
+    assert decay_factor(10, 10) == 0.5
+    assert decay_factor(-5, 10) == 1.0
+
+
+def test_caps_bound_a_rule_a_category_and_a_group_and_say_so() -> None:
+    model = Scoring(
+        version="x",
+        mql_threshold=1000,
+        caps={"content": 25, "engagement": 30},
+        rules=[
+            rule("click", "engagement", 3, on("email_click"), max_points=6),
+            rule("ebook", "engagement", 10, on("download"), category="content"),
+            rule("webinar", "engagement", 10, on("webinar"), category="content"),
+        ],
+    )
+    touches = [touch("email_click")] * 3 + [touch("download")] * 2 + [touch("webinar")] * 2
+
+    result = score(model, {}, touches, T0)
+
+    caps = {r.rule: (r.points, r.base_points) for r in result.reasons if r.rule.startswith("cap:")}
+    assert caps == {"cap:click": (-3, 9), "cap:content": (-15, 40), "cap:engagement": (-1, 31)}
+    assert result.engagement == 30
+    assert sum(r.points for r in result.reasons if r.group == "engagement") == 30
+
+
+def test_negative_points_are_not_capped_away() -> None:
+    model = Scoring(
+        version="x",
+        mql_threshold=1000,
+        caps={"engagement": 10},
+        rules=[
+            rule("visit", "engagement", 10, on("visit")),
+            rule("bounce", "engagement", -5, on("bounce")),
+        ],
+    )
+
+    assert score(model, {}, [touch("visit"), touch("visit"), touch("bounce")], T0).engagement == 5
+
+
+def test_repeat_visits_are_counted_per_activity() -> None:
+    model = Scoring(
+        version="x",
+        mql_threshold=1000,
+        rules=[rule("repeat", "engagement", 5, on("visit"), {"field": "nth", "gte": 2})],
+    )
+    touches = [touch("visit", T0 + i * DAY) for i in range(4)] + [touch("webinar")]
+
+    assert score(model, {}, touches, T0 + 4 * DAY).engagement == 15
+
+
+# --- grades --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "touches", "grade"),
     [
         pytest.param(
-            [touch("pricing_page")], 60, "mql", qualification("threshold", "60 >= 60"), id="at"
+            {**SENIOR_AT_LARGE, "company": {"size": 900, "industry": "software"}},
+            ["demo_request", "pricing_page"],
+            "A1",
+            id="A1",
         ),
+        pytest.param(SENIOR_AT_LARGE, ["webinar"], "B3", id="B3"),
+        pytest.param({"job_title": "VP"}, ["pricing_page", "webinar"], "C2", id="C2"),
+        pytest.param({}, [], "D4", id="D4"),
+    ],
+)
+def test_grade_matrix(fields: dict[str, Any], touches: list[str], grade: str) -> None:
+    result = score(MODEL, fields, [touch(a) for a in touches], T0)
+
+    assert result.grade == grade
+    assert (result.fit_grade, result.engagement_grade) == (grade[0], grade[1])
+
+
+# --- tiers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("touches", "tier", "qualified_by", "why"),
+    [
         pytest.param(
-            [touch("webinar")], 55, "watch", qualification("watch-list", "55 >= 30"), id="below"
-        ),
-        pytest.param(
-            [touch("pricing_page"), touch("webinar")],
-            70,
+            ["pricing_page"],
             "mql",
-            qualification("threshold", "70 >= 60"),
+            "threshold",
+            "score 60 reaches the MQL threshold 60",
+            id="at-bar",
+        ),
+        pytest.param(
+            ["webinar"],
+            "watch",
+            None,
+            "score 55 reaches the watch threshold 30, below the MQL threshold 60",
+            id="watch",
+        ),
+        pytest.param(
+            ["pricing_page", "webinar"],
+            "mql",
+            "threshold",
+            "score 70 reaches the MQL threshold 60",
             id="above",
         ),
     ],
 )
-def test_mql_threshold(
-    touches: list[Touch], total: int, tier: str, last_reason: ScoreReason
-) -> None:
-    result = score(MODEL, SENIOR_AT_LARGE, touches)
+def test_thresholds(touches: list[str], tier: str, qualified_by: str | None, why: str) -> None:
+    result = score(MODEL, SENIOR_AT_LARGE, [touch(a) for a in touches], T0)
 
-    assert (result.total, result.tier, result.qualified) == (total, tier, tier == "mql")
-    assert result.reasons[-1] == last_reason
-
-
-@pytest.mark.parametrize("activity", ["demo_request", "contact_sales"])
-def test_hand_raise_qualifies_below_the_threshold(activity: str) -> None:
-    result = score(MODEL, {}, [touch("webinar"), touch(activity, minutes=1)])
-
-    assert result.total < MODEL.mql_threshold
-    assert (result.tier, result.qualified) == ("mql", True)
-    assert result.reasons[-1] == qualification("hand-raise", f"{activity} is a hand-raise")
+    assert (result.tier, result.qualified_by, result.qualified) == (
+        tier,
+        qualified_by,
+        tier == "mql",
+    )
+    assert (result.reasons[-1].rule, result.reasons[-1].detail) == (
+        "threshold" if tier == "mql" else "watch-list",
+        why,
+    )
 
 
-def test_hand_raise_is_not_needed_above_the_threshold() -> None:
-    result = score(MODEL, SENIOR_AT_LARGE, [touch("demo_request")])
+def test_nurture_says_which_bar_it_is_under() -> None:
+    result = score(MODEL, {"company": {"size": 500}}, [], T0)
 
-    assert result.total == 85
-    assert result.reasons[-1] == qualification("threshold", "85 >= 60")
-    assert [r.rule for r in result.reasons if r.group == "qualification"] == ["threshold"]
+    assert result.tier == "nurture"
+    assert result.reasons[-1].detail == "score 20 is below the watch threshold 30"
+
+
+def test_a_hand_raise_qualifies_below_the_bar() -> None:
+    result = score(MODEL.model_copy(update={"rules": []}), {}, [touch("demo_request")], T0)
+
+    assert (result.total, result.tier, result.qualified_by) == (0, "mql", "hand-raise")
+    assert result.reasons[-1].detail == "demo_request is a hand-raise"
+
+
+BANT = HandRaise.model_validate(
+    {
+        "name": "ivr-bant",
+        "when": [
+            {"field": "activity", "equals": "inbound_call"},
+            {"field": "answers.budget", "equals": "yes"},
+            {"field": "answers.authority", "equals": "yes"},
+            {"field": "answers.timeframe", "in": ["this_quarter"]},
+        ],
+    }
+)
 
 
 @pytest.mark.parametrize(
-    ("fields", "touches", "tier"),
+    ("answers", "tier"),
     [
-        pytest.param({"company": {"size": 500}}, [touch("pricing_page")], "watch", id="35-points"),
-        pytest.param({"company": {"size": 500}}, [touch("webinar")], "watch", id="30-points"),
-        pytest.param({"company": {"size": 500}}, [], "nurture", id="20-fit-points"),
-        pytest.param(
-            {"company": {"industry": "software"}},
-            [touch("webinar")],
-            "nurture",
-            id="20-mixed-points",
-        ),
-        pytest.param({}, [], "nurture", id="0-points"),
+        ({"budget": "yes", "authority": "yes", "timeframe": "this_quarter"}, "mql"),
+        ({"budget": "yes", "authority": "no", "timeframe": "this_quarter"}, "nurture"),
+        ({"budget": "yes", "authority": "yes"}, "nurture"),
     ],
 )
-def test_watch_list_and_nurture(fields: dict[str, Any], touches: list[Touch], tier: str) -> None:
-    result = score(MODEL, fields, touches)
+def test_an_ivr_caller_meeting_bant_is_a_hand_raise(answers: dict[str, str], tier: str) -> None:
+    model = MODEL.model_copy(update={"hand_raises": [BANT]})
+
+    result = score(model, {}, [touch("inbound_call", answers=answers)], T0)
 
     assert result.tier == tier
-    assert result.qualified is False
+    if tier == "mql":
+        assert result.reasons[-1].detail == "inbound_call meets hand-raise ivr-bant"
 
 
-def test_nurture_has_no_qualification_reason() -> None:
-    result = score(MODEL, {"company": {"size": 500}}, [])
+def test_grade_cells_can_qualify_by_themselves() -> None:
+    model = MODEL.model_copy(
+        update={"mql_threshold": 200, "watch_threshold": 10, "mql_grades": ["B3"]}
+    )
 
-    assert result.reasons == [fit("large-company", 20)]
+    result = score(model, SENIOR_AT_LARGE, [touch("webinar")], T0)
 
-
-def test_without_watch_threshold_below_mql_is_nurture() -> None:
-    no_watch = MODEL.model_copy(update={"watch_threshold": None})
-
-    result = score(no_watch, SENIOR_AT_LARGE, [])
-
-    assert (result.total, result.tier) == (45, "nurture")
-    assert result.reasons == [fit("senior-title", 25), fit("large-company", 20)]
+    assert (result.grade, result.tier, result.qualified_by) == ("B3", "mql", "grade")
 
 
-def test_score_total_and_qualified() -> None:
-    assert Score(fit=20, engagement=15, tier="watch", reasons=[]).total == 35
-    assert Score(fit=0, engagement=0, tier="mql", reasons=[]).qualified is True
-    assert Score(fit=90, engagement=0, tier="watch", reasons=[]).qualified is False
+@pytest.mark.parametrize(
+    ("touches", "tier", "held"),
+    [
+        pytest.param([], "watch", True, id="fit-alone-is-held"),
+        pytest.param(["webinar"], "watch", True, id="too-little-engagement"),
+        pytest.param(["pricing_page"], "mql", False, id="enough-engagement"),
+        pytest.param(["demo_request"], "mql", False, id="hand-raise"),
+    ],
+)
+def test_purchased_records_never_qualify_on_fit_alone(
+    touches: list[str], tier: str, held: bool
+) -> None:
+    model = MODEL.model_copy(update={"purchased_list_min_engagement": 15, "mql_threshold": 55})
+    fields = {
+        **SENIOR_AT_LARGE,
+        "company": {"size": 900, "industry": "software"},
+        "list_source": "purchased_list",
+    }
+
+    result = score(model, fields, [touch(a) for a in touches], T0)
+
+    assert result.tier == tier
+    assert ("purchased-list" in [r.rule for r in result.reasons]) is held
+
+
+def test_the_same_record_inbound_qualifies_on_fit() -> None:
+    fields = {**SENIOR_AT_LARGE, "company": {"size": 900, "industry": "software"}}
+
+    assert score(MODEL.model_copy(update={"mql_threshold": 55}), fields, [], T0).tier == "mql"
+
+
+def test_campaign_overrides_apply_to_the_profile_campaign() -> None:
+    model = MODEL.model_copy(update={"campaigns": {"partner": CampaignOverride(mql_threshold=50)}})
+
+    inside = score(model, {**SENIOR_AT_LARGE, "campaign": "partner"}, [touch("webinar")], T0)
+    outside = score(model, {**SENIOR_AT_LARGE, "campaign": "other"}, [touch("webinar")], T0)
+
+    assert (inside.tier, outside.tier) == ("mql", "watch")
+    assert inside.reasons[-1].detail == "score 55 reaches the MQL threshold 50 (campaign partner)"
+
+
+def test_disqualifying_rules_win_over_everything_and_give_reasons() -> None:
+    model = MODEL.model_copy(
+        update={
+            "domains": Domains(competitors=["rival.example"]),
+            "rules": [
+                *MODEL.rules,
+                rule(
+                    "competitor",
+                    "fit",
+                    0,
+                    {"field": "facts.competitor", "equals": True},
+                    disqualify=True,
+                ),
+                rule(
+                    "student",
+                    "fit",
+                    -30,
+                    {"field": "lead.job_title", "regex": "(?i)student"},
+                    disqualify=True,
+                ),
+            ],
+        }
+    )
+    fields = {"email": "x@rival.example", "job_title": "VP and student", "company": {"size": 900}}
+
+    result = score(model, fields, [touch("demo_request")], T0)
+
+    assert (result.tier, result.qualified, result.qualified_by) == ("disqualified", False, None)
+    assert result.disqualified_by == ["competitor", "student"]
+    assert result.reasons[-1].detail == "disqualified by competitor, student"
+    assert [r.rule for r in result.reasons if r.disqualifies] == ["competitor", "student"]
+
+
+def test_reasons_add_up_to_the_score() -> None:
+    model = MODEL.model_copy(update={"engagement_half_life": 7 * DAY, "caps": {"engagement": 50}})
+    touches = [
+        touch("demo_request", T0 - 3 * DAY),
+        touch("pricing_page", T0 - DAY),
+        touch("webinar"),
+    ]
+
+    result = score(model, SENIOR_AT_LARGE, touches, T0)
+
+    assert sum(r.points for r in result.reasons) == result.total
+
+
+def test_describe_renders_conditions() -> None:
+    assert (
+        describe(
+            rule(
+                "r",
+                "fit",
+                1,
+                {"field": "a", "in": ["x", "y"]},
+                {"field": "b", "gte": 2, "lt": 5},
+                {"field": "c", "exists": False},
+                {"field": "d", "prefix": "V"},
+                {"field": "e", "not_equals": "z"},
+            )
+        )
+        == "a in x, y and b >= 2 and b < 5 and c is empty and d starts with V and e is not z"
+    )
+
+
+def test_condition_model_is_reused() -> None:
+    assert isinstance(MODEL.rules[0].when[0], Condition)
+
+
+def test_rules_without_an_activity_condition_see_every_touch_and_case_does_not_matter() -> None:
+    model = Scoring(
+        version="x",
+        mql_threshold=1000,
+        rules=[
+            rule("any-long-call", "engagement", 7, {"field": "call_duration_s", "gte": 60}),
+            rule("webinar", "engagement", 5, {"field": "activity", "equals": "Webinar"}),
+        ],
+    )
+    touches = [touch("webinar", call_duration_s=90), touch("inbound_call", call_duration_s=90)]
+
+    assert score(model, {}, touches, T0).engagement == 19
+    assert score(model.model_copy(), {}, touches, T0).engagement == 19

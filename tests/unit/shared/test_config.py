@@ -121,7 +121,7 @@ def test_example_configuration_loads() -> None:
     assert sorted(config.sources["ivr"].questions) == ["authority", "budget", "need", "timeframe"]
     assert (config.scoring.mql_threshold, config.scoring.watch_threshold) == (60, 40)
     assert config.scoring.hand_raise_activities == ["demo_request"]
-    assert [rule.name for rule in config.scoring.rules] == [
+    assert [rule.name for rule in config.scoring.rules][:8] == [
         "senior-title",
         "manager-title",
         "mid-market-or-larger",
@@ -130,6 +130,14 @@ def test_example_configuration_loads() -> None:
         "pricing-page",
         "content-download",
         "webinar",
+    ]
+    assert [rule.name for rule in config.scoring.rules if rule.disqualify] == [
+        "competitor",
+        "existing-customer",
+        "student",
+        "academic-email",
+        "throwaway-email",
+        "link-in-name",
     ]
     assert [rep.id for rep in config.reps] == ["ana", "ben", "chloe", "dev", "emma", "felix"]
     assert config.rep("chloe").name == "Chloé Martin"
@@ -420,9 +428,7 @@ def test_invalid_configuration_data(change: dict[str, Any], message: str) -> Non
 def test_scoring_rule_names_must_be_unique() -> None:
     rule = {"name": "r", "group": "fit", "points": 1, "when": [{"field": "a", "exists": True}]}
 
-    with pytest.raises(
-        ValidationError, match=r"scoring rule names must be unique; repeated: \['r'\]"
-    ):
+    with pytest.raises(ValidationError, match=r"scoring rule 'r' is defined twice."):
         Scoring.model_validate({"version": "1", "mql_threshold": 10, "rules": [rule, rule]})
 
 

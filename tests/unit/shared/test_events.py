@@ -196,6 +196,12 @@ def test_envelope_is_cloudevents_json() -> None:
         "group": "engagement",
         "points": 40,
         "detail": "x via web",
+        "base_points": None,
+        "decay": 1.0,
+        "half_life_s": None,
+        "age_s": None,
+        "occurred_at": None,
+        "disqualifies": False,
     }
 
 

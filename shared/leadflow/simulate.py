@@ -1,0 +1,171 @@
+"""`leadflow simulate`: replay historical leads through two configurations and compare.
+
+Nothing is written anywhere: scoring and routing run as their pure functions on
+in-memory state. The services are looked up by module name when a simulation runs;
+the common library never imports them at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from leadflow.config import LeadflowConfig
+from leadflow.events import Envelope, LeadReceived, LeadScored, derived_event_id
+
+
+class HistoryError(ValueError):
+    """A line of the history file that is not a lead, with its line number."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where one person ends up after the whole history: tier, grade and assignment."""
+
+    lead_key: str
+    tier: str
+    grade: str
+    score: int
+    team: str | None = None
+    rep: str | None = None
+    rule: str | None = None
+
+
+@dataclass
+class Comparison:
+    """What changes when the candidate configuration replaces the current one."""
+
+    leads: int
+    events: int
+    tiers: dict[str, dict[str, int]]
+    grades: dict[str, dict[str, int]]
+    tier_moves: dict[str, int]
+    changed: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> bytes:
+        """The comparison as indented JSON."""
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+
+
+def read_history(path: Path) -> list[LeadReceived]:
+    """Leads from a JSON-lines file: `lead.received` CloudEvents, or webhook bodies.
+
+    A webhook body (`{"event": "lead", ...}`, as posted to a `standard` source) may carry
+    `received_at` (ISO 8601 with a zone) and `source` next to `event`.
+    """
+    leads: list[LeadReceived] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            leads.append(_lead(orjson.loads(line), number))
+        except (orjson.JSONDecodeError, ValidationError, ValueError) as exc:
+            raise HistoryError(f"{path}:{number}: {_short(exc)}") from exc
+    return sorted(leads, key=lambda lead: lead.received_at)
+
+
+def _lead(doc: Any, number: int) -> LeadReceived:
+    if not isinstance(doc, dict):
+        raise ValueError("each line must be a JSON object.")
+    if "specversion" in doc:
+        event = Envelope.model_validate(doc)
+        if not isinstance(event.data, LeadReceived):
+            raise ValueError(f"a {event.type} event is not a lead; only lead.received replays.")
+        return event.data
+    canonical = importlib.import_module("leadflow_intake.canonical")
+    received_at = datetime.fromisoformat(doc.pop("received_at", datetime.now(UTC).isoformat()))
+    if received_at.tzinfo is None:
+        raise ValueError("received_at needs a time zone, e.g. 2026-11-20T09:30:00Z.")
+    source = str(doc.pop("source", "history"))
+    body = canonical.LeadBody.model_validate(doc)
+    event = canonical.to_event(body, source=source, delivery_id=f"line-{number}", now=received_at)
+    data = event.data
+    assert isinstance(data, LeadReceived)
+    return data
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, orjson.JSONDecodeError):
+        return f"not valid JSON ({exc})."
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+    return str(exc)
+
+
+def route(
+    config: LeadflowConfig, scored: LeadScored, now: datetime, last: dict[str, str | None]
+) -> tuple[str, str | None, str]:
+    """The router's decision for a newly qualified lead: (team, rep or None, rule).
+
+    The one place the simulation calls the router; the rotation pointers in `last`
+    advance as the router's own would.
+    """
+    router = importlib.import_module("leadflow_router.domain")
+    # The simulation starts with no open leads and no run-time overrides.
+    state = router.RoutingState(reps={rep.id: rep for rep in config.reps}, last_turn=dict(last))
+    decision = router.route(config, scored, now, state)
+    if decision.rep_id is not None and decision.by_rotation:
+        last[decision.team] = decision.rep_id
+    return decision.team, decision.rep_id, decision.rule
+
+
+def replay(
+    config: LeadflowConfig, history: list[LeadReceived], step: Callable[[], None] = lambda: None
+) -> dict[str, Outcome]:
+    """Every person's outcome after replaying `history` in time order through `config`."""
+    engine = importlib.import_module("leadflow_scoring.replay").Replay(config.scoring)
+    last: dict[str, str | None] = {team.name: None for team in config.teams}
+    outcomes: dict[str, Outcome] = {}
+    for received in history:
+        event_id = derived_event_id("simulate", received.source, received.delivery_id)
+        scored: LeadScored = engine.apply(received, event_id, received.received_at)
+        for merged in scored.merged_from:
+            outcomes.pop(merged, None)
+        before = outcomes.get(scored.lead_key)
+        team, rep, rule = (before.team, before.rep, before.rule) if before else (None, None, None)
+        if scored.newly_qualified and scored.tier in config.routing.tiers:
+            team, rep, rule = route(config, scored, received.received_at, last)
+        outcomes[scored.lead_key] = Outcome(
+            scored.lead_key, scored.tier, scored.grade, scored.score, team, rep, rule
+        )
+        step()
+    return outcomes
+
+
+def compare(
+    current: Mapping[str, Outcome], candidate: Mapping[str, Outcome], events: int
+) -> Comparison:
+    """Counts per tier and grade under both configurations, and every lead that changed."""
+    keys = sorted(set(current) | set(candidate))
+    moves: Counter[str] = Counter()
+    changed: list[dict[str, Any]] = []
+    for key in keys:
+        a, b = current.get(key), candidate.get(key)
+        if a is None or b is None:
+            continue
+        if a.tier != b.tier:
+            moves[f"{a.tier} -> {b.tier}"] += 1
+        if (a.tier, a.grade, a.team, a.rep) != (b.tier, b.grade, b.team, b.rep):
+            changed.append({"lead_key": key, "current": asdict(a), "candidate": asdict(b)})
+    return Comparison(
+        leads=len(keys),
+        events=events,
+        tiers={"current": _count(current, "tier"), "candidate": _count(candidate, "tier")},
+        grades={"current": _count(current, "grade"), "candidate": _count(candidate, "grade")},
+        tier_moves=dict(sorted(moves.items())),
+        changed=changed,
+    )
+
+
+def _count(outcomes: Mapping[str, Outcome], attr: str) -> dict[str, int]:
+    return dict(sorted(Counter(getattr(o, attr) for o in outcomes.values()).items()))

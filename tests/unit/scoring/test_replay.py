@@ -1,0 +1,148 @@
+"""Identity resolution in memory; the README tour: the example config puts each lead in its tier."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from leadflow.config import load_config
+from leadflow.events import Lead, LeadReceived, lead_key_for
+from leadflow_intake.canonical import LeadBody, to_event
+from leadflow_scoring.identity import Identifier, ProfileHead, identifiers_of, survivor
+from leadflow_scoring.replay import Replay
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = load_config(ROOT / "config" / "example.yaml")
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+EMAIL, PHONE = "omar@northwind.example", "+16135550188"
+
+
+def received(body: dict[str, Any], at: datetime, delivery: str) -> LeadReceived:
+    """A `lead.received` as the intake would publish it for a webhook body."""
+    event = to_event(LeadBody.model_validate(body), source="web", delivery_id=delivery, now=at)
+    assert isinstance(event.data, LeadReceived)
+    return event.data
+
+
+def example(name: str) -> dict[str, Any]:
+    """An example webhook body from examples/."""
+    body: dict[str, Any] = orjson.loads((ROOT / "examples" / name).read_bytes())
+    return body
+
+
+def test_identifiers_of_an_event() -> None:
+    data = LeadReceived(
+        lead_key=lead_key_for(EMAIL),
+        source="web",
+        source_kind="standard",
+        delivery_id="d",
+        received_at=T0,
+        lead=Lead(email=EMAIL, phone=PHONE),
+    )
+
+    assert identifiers_of(data) == sorted(
+        [Identifier(lead_key_for(EMAIL), "email"), Identifier(lead_key_for(PHONE), "phone")],
+        key=lambda i: i.key,
+    )
+
+
+def test_survivor_prefers_the_qualified_then_the_oldest_profile() -> None:
+    old = ProfileHead("lk_b", T0, None)
+    young = ProfileHead("lk_a", T0 + timedelta(days=1), None)
+    qualified = ProfileHead("lk_c", T0 + timedelta(days=2), T0 + timedelta(days=2))
+
+    assert survivor([old, young]) == old
+    assert survivor([young, qualified, old]) == qualified
+    assert (
+        survivor([ProfileHead("lk_z", T0, None), ProfileHead("lk_y", T0, None)]).lead_key == "lk_y"
+    )
+
+
+def test_a_call_from_a_known_number_merges_into_the_form_profile() -> None:
+    replay = Replay(EXAMPLE.scoring)
+    form = received(example("watch.json"), T0, "d1")
+    call = received(example("call.json"), T0 + timedelta(hours=2), "d2")
+
+    first = replay.apply(form, "e1", T0)
+    second = replay.apply(call, "e2", T0 + timedelta(hours=2))
+
+    assert call.lead_key == lead_key_for("+16135550188") != first.lead_key
+    assert second.lead_key == first.lead_key == form.lead_key
+    assert (first.tier, second.tier, second.newly_qualified) == ("watch", "mql", True)
+    assert second.identifiers == sorted([form.lead_key, call.lead_key])
+    assert second.touches == 2
+    assert second.first_touch is not None
+    assert second.first_touch.activity == "pricing_page"
+    assert second.last_touch is not None
+    assert second.last_touch.activity == "inbound_call"
+    assert second.lead.job_title == "Operations Manager"
+
+
+def test_an_event_linking_two_profiles_merges_them_and_qualifies_once() -> None:
+    replay = Replay(EXAMPLE.scoring)
+    by_phone = replay.apply(
+        received({"event": "lead", "activity": "demo_request", "lead": {"phone": PHONE}}, T0, "d1"),
+        "e1",
+        T0,
+    )
+    later = T0 + timedelta(seconds=30)
+    by_email = replay.apply(
+        received(
+            {"event": "lead", "activity": "demo_request", "lead": {"email": EMAIL}}, later, "d2"
+        ),
+        "e2",
+        later,
+    )
+    linked = replay.apply(
+        received(
+            {"event": "lead", "activity": "webinar", "lead": {"email": EMAIL, "phone": PHONE}},
+            T0,
+            "d3",
+        ),
+        "e3",
+        T0 + timedelta(minutes=1),
+    )
+
+    assert by_phone.newly_qualified
+    assert by_email.newly_qualified
+    assert linked.newly_qualified is False
+    assert linked.lead_key == by_phone.lead_key
+    assert linked.merged_from == [by_email.lead_key]
+    assert linked.touches == 3
+
+
+README_TOUR = [
+    ("lead.json", "mql", "A2", "hand-raise"),
+    ("watch.json", "watch", "B3", "watch-list"),
+    ("nurture.json", "nurture", "D3", "nurture"),
+    ("disqualified.json", "disqualified", "A2", "disqualified"),
+    ("purchased.json", "watch", "A4", "watch-list"),
+]
+
+
+@pytest.mark.parametrize(("name", "tier", "grade", "last_reason"), README_TOUR)
+def test_the_example_config_scores_the_tour_leads_into_each_tier(
+    name: str, tier: str, grade: str, last_reason: str
+) -> None:
+    scored = Replay(EXAMPLE.scoring).apply(received(example(name), T0, name), name, T0)
+
+    assert (scored.tier, scored.grade, scored.reasons[-1].rule) == (tier, grade, last_reason)
+    assert all(r.detail for r in scored.reasons)
+    assert scored.model_version == EXAMPLE.scoring.version
+
+
+def test_tour_reasons_read_well() -> None:
+    disqualified = Replay(EXAMPLE.scoring).apply(
+        received(example("disqualified.json"), T0, "x"), "x", T0
+    )
+    purchased = Replay(EXAMPLE.scoring).apply(received(example("purchased.json"), T0, "y"), "y", T0)
+
+    assert disqualified.disqualified_by == ["competitor"]
+    assert disqualified.reasons[-1].detail == "disqualified by competitor"
+    assert [r.detail for r in purchased.reasons if r.rule == "purchased-list"] == [
+        "a purchased-list record does not qualify on fit alone: engagement 0 is below 15"
+    ]

@@ -40,8 +40,11 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 2; }
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
+	  || { echo "make bench needs wrk (apt-get install wrk)"; exit 2; }
 	$(BIN)/python bench/intake.py
+	$(BIN)/python bench/scoring_engine.py
+	$(BIN)/python bench/routing_engine.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -5,16 +5,19 @@ Run: `python bench/routing_engine.py [decisions]`. Prints decisions/s on one cor
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from leadflow.config import LeadflowConfig
 from leadflow.events import Company, Lead, LeadScored
 from leadflow_router.availability import RepLoad
 from leadflow_router.domain import RoutingState, in_play, route
 
+RESULTS = Path(__file__).resolve().parent / "results"
 ZONES = ["Europe/Lisbon", "America/New_York", "Asia/Kolkata", "Europe/Berlin", "Asia/Tokyo"]
 COUNTRIES = ["US", "GB", "DE", "FR", "PT", "IN", "JP", "BR", "ES", "IT"]
 
@@ -119,6 +122,16 @@ def main(n: int) -> None:
     sys.stdout.write(
         f"{n} decisions in {elapsed:.2f} s: {n / elapsed:,.0f} decisions/s (one core)\n"
     )
+    result = {
+        "decisions": n,
+        "seconds": elapsed,
+        "per_second": n / elapsed,
+        "rules": 50,
+        "reps": 500,
+        "target_per_second": 20000,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "routing_engine.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,8 @@ def plan_outcomes(rng: random.Random, lead: DemoLead, arrived_at: datetime) -> l
     low, high, _ = _pick(rng, CONTACT_DELAYS)
     at = arrived_at + timedelta(minutes=rng.uniform(low, high))
     plan = [PlannedOutcome("contacted", at)]
+    if rng.random() < 0.1:
+        return plan  # still being screened
     if rng.random() < 0.45 - 0.3 * lead.quality:
         at += timedelta(hours=rng.uniform(0.2, 24))
         return [*plan, PlannedOutcome("rejected", at, reason=str(_pick(rng, REJECTIONS)[0]))]

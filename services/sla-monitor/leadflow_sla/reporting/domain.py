@@ -221,8 +221,12 @@ def response_seconds(lc: Lifecycle) -> float | None:
 
 
 def speed(lifecycles: Sequence[Lifecycle]) -> SpeedReport:
-    """Median, p90 and HBR's buckets over MQLs; days from hand-off to first contact."""
-    ready = [lc for lc in lifecycles if furthest_stage(lc) >= STAGES.index("mql")]
+    """Median, p90 and HBR's buckets over sales-ready leads; hand-off to first contact.
+
+    Sales-ready: the lead qualified (MQL) or was handed to a rep. Leads sales called on
+    its own while they were still nurture are not part of speed to lead.
+    """
+    ready = [lc for lc in lifecycles if lc.mql_at is not None or lc.assigned_at is not None]
     seconds = [s for s in (response_seconds(lc) for lc in ready) if s is not None]
     counts: Counter[str] = Counter()
     for s in seconds:

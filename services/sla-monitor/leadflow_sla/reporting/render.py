@@ -206,7 +206,8 @@ def _csv(kind: Kind, doc: dict[str, Any]) -> str:
 
 
 def _tables(kind: Kind, doc: dict[str, Any]) -> str:
-    console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
+    # Wide enough for every column: a terminal wraps, a pager (less -S) scrolls.
+    console = Console(file=io.StringIO(), width=1000, force_terminal=False, color_system=None)
     query = doc["query"]
     period = f"{query['from'] or 'the beginning'} to {query['to'] or 'now'}"
     filters = [

@@ -11,12 +11,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 
+from leadflow.cli_reports import demo, report_app
 from leadflow.config import ConfigFileError, load_config
 from leadflow.settings import ConfigError, Settings, get_settings
 
@@ -29,8 +30,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(events_app, name="events")
-report_app = typer.Typer(help="Closed-loop reports: funnel, speed to lead, reasons, ROI.")
 app.add_typer(report_app, name="report")
+app.command("demo")(demo)
 
 console = Console(stderr=True)
 
@@ -206,196 +207,6 @@ def events_tail(
     settings = _settings()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(tail(settings, [settings.topic(t) for t in topics], beginning, typer.echo))
-
-
-# Reports are computed by the SLA monitor's reporting package, looked up by module name.
-_REPORTS_MODULE = "leadflow_sla.reporting.commands"
-
-FromOption = Annotated[
-    str | None,
-    typer.Option("--from", help="First day (2026-11-01) or ISO time; UTC. Default: the start."),
-]
-ToOption = Annotated[
-    str | None,
-    typer.Option("--to", help="Last day, included (or an ISO time, excluded). Default: now."),
-]
-SourceOption = Annotated[str | None, typer.Option(help="Only leads from this source.")]
-CampaignOption = Annotated[str | None, typer.Option(help="Only leads of this campaign.")]
-SegmentOption = Annotated[str | None, typer.Option(help="Only leads of this segment.")]
-TeamOption = Annotated[str | None, typer.Option(help="Only leads owned by this team.")]
-RepOption = Annotated[str | None, typer.Option(help="Only leads owned by this rep.")]
-TouchOption = Annotated[
-    Literal["first", "last"],
-    typer.Option(help="Attribute source, campaign and segment to the first or last touch."),
-]
-FormatOption = Annotated[
-    Literal["table", "csv", "json"], typer.Option("--format", help="Output format.")
-]
-
-
-def _report(kind: str, fmt: str, **options: Any) -> None:
-    settings = _settings()
-    commands = importlib.import_module(_REPORTS_MODULE)
-    try:
-        output = commands.report(kind, settings, fmt, **options)
-    except commands.ReportError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    typer.echo(output, nl=False)
-
-
-@report_app.command("funnel")
-def report_funnel(
-    start: FromOption = None,
-    end: ToOption = None,
-    source: SourceOption = None,
-    campaign: CampaignOption = None,
-    segment: SegmentOption = None,
-    team: TeamOption = None,
-    rep: RepOption = None,
-    touch: TouchOption = "first",
-    by: Annotated[
-        Literal["source", "campaign", "segment", "team", "rep"],
-        typer.Option(help="Break conversion and revenue down by this."),
-    ] = "source",
-    fmt: FormatOption = "table",
-) -> None:
-    """Funnel stages with conversion and leakage, MQL→SQL, conversion and revenue per group."""
-    _report(
-        "funnel",
-        fmt,
-        start=start,
-        end=end,
-        source=source,
-        campaign=campaign,
-        segment=segment,
-        team=team,
-        rep=rep,
-        touch=touch,
-        by=by,
-    )
-
-
-@report_app.command("speed")
-def report_speed(
-    start: FromOption = None,
-    end: ToOption = None,
-    source: SourceOption = None,
-    campaign: CampaignOption = None,
-    segment: SegmentOption = None,
-    team: TeamOption = None,
-    rep: RepOption = None,
-    touch: TouchOption = "first",
-    fmt: FormatOption = "table",
-) -> None:
-    """Speed to lead (median, p90, <5 min … never), hand-off to first contact, per rep."""
-    _report(
-        "speed",
-        fmt,
-        start=start,
-        end=end,
-        source=source,
-        campaign=campaign,
-        segment=segment,
-        team=team,
-        rep=rep,
-        touch=touch,
-    )
-
-
-@report_app.command("reasons")
-def report_reasons(
-    start: FromOption = None,
-    end: ToOption = None,
-    source: SourceOption = None,
-    campaign: CampaignOption = None,
-    segment: SegmentOption = None,
-    team: TeamOption = None,
-    rep: RepOption = None,
-    touch: TouchOption = "first",
-    fmt: FormatOption = "table",
-) -> None:
-    """Rejection (screening) reasons ranked, and why deals were lost."""
-    _report(
-        "reasons",
-        fmt,
-        start=start,
-        end=end,
-        source=source,
-        campaign=campaign,
-        segment=segment,
-        team=team,
-        rep=rep,
-        touch=touch,
-    )
-
-
-@report_app.command("roi")
-def report_roi(
-    start: FromOption = None,
-    end: ToOption = None,
-    source: SourceOption = None,
-    campaign: CampaignOption = None,
-    segment: SegmentOption = None,
-    team: TeamOption = None,
-    rep: RepOption = None,
-    touch: TouchOption = "first",
-    by: Annotated[
-        Literal["segment", "campaign"], typer.Option(help="One row per segment or campaign.")
-    ] = "segment",
-    fmt: FormatOption = "table",
-) -> None:
-    """Maximum cost per lead per segment or campaign, flagged where leads cost more."""
-    _report(
-        "roi",
-        fmt,
-        start=start,
-        end=end,
-        source=source,
-        campaign=campaign,
-        segment=segment,
-        team=team,
-        rep=rep,
-        touch=touch,
-        by=by,
-    )
-
-
-@app.command()
-def demo(
-    url: Annotated[str, typer.Option(help="Intake base URL.")] = "http://127.0.0.1:8000",
-    reports_url: Annotated[
-        str, typer.Option(help="SLA monitor base URL (to see which leads were assigned).")
-    ] = "http://127.0.0.1:8003",
-    rate: Annotated[float, typer.Option(min=0.1, max=100, help="New leads per second.")] = 1.0,
-    duration: Annotated[float, typer.Option(min=1, help="Seconds to send new leads for.")] = 180,
-    seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable mix.")] = None,
-) -> None:
-    """Post a realistic mix of signed leads and CRM outcomes to a running Leadflow."""
-    from leadflow.demo import DemoError, run_demo
-
-    settings = _settings()
-    web, crm = settings.source_secrets("web"), settings.source_secrets("crm")
-    if not web or not crm:
-        console.print("[red]error:[/red] the demo needs secrets for the web and crm sources.")
-        raise typer.Exit(2)
-    try:
-        summary = asyncio.run(
-            run_demo(
-                intake_url=url,
-                reports_url=reports_url,
-                web_secret=web[0],
-                crm_secret=crm[0],
-                rate=rate,
-                duration_s=duration,
-                seed=seed,
-                progress=lambda line: console.print(line),
-            )
-        )
-    except DemoError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    typer.echo(summary)
 
 
 def main() -> None:

@@ -258,8 +258,9 @@ async def run_demo(
         for task in pending:
             task.cancel()
         for task in done:
-            if task.exception() is not None:
-                stats.problems.append(f"a follow-up failed: {task.exception()}")
+            error = task.exception()
+            if error is not None:
+                stats.problems.append(f"a follow-up failed: {type(error).__name__}: {error}")
     return stats.summary()
 
 
@@ -300,7 +301,11 @@ async def _follow_up(
     arrived_at = datetime.fromisoformat(lifecycle["first_touch_at"] or lifecycle["assigned_at"])
     for outcome in plan_outcomes(rng, lead, arrived_at):
         await asyncio.sleep(rng.uniform(0.2, 1.5))
-        response = await crm.post(outcome.body(lead_key, lifecycle.get("rep_id")))
+        try:
+            response = await crm.post(outcome.body(lead_key, lifecycle.get("rep_id")))
+        except httpx.HTTPError as exc:
+            stats.problems.append(f"an outcome was not delivered: {type(exc).__name__}")
+            return
         if response.status_code == 202:
             stats.outcomes += 1
         else:

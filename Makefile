@@ -30,6 +30,10 @@ test-unit: install
 test-integration: install
 	$(BIN)/pytest tests/integration
 
+.PHONY: demo
+demo: install
+	$(BIN)/leadflow demo
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -483,6 +483,54 @@ class Sla(_Model):
         return next((p for p in self.policies if p.applies(tier, team)), None)
 
 
+class ReportingSegment(_Model):
+    """A named group of leads for reports and ROI, defined by conditions on the lead."""
+
+    name: str = Field(pattern=_NAME)
+    when: list[Condition] = Field(default_factory=list)
+    gross_margin: float | None = Field(default=None, gt=0, le=1)
+    target_roi: float | None = Field(default=None, gt=-1)
+    cost_per_lead: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class Reporting(_Model):
+    """Closed-loop reporting: segments, margins, the target ROI and what leads cost.
+
+    A lead belongs to the first segment whose conditions all hold (a segment without
+    conditions takes every lead), else to `other_segment`.
+    """
+
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    gross_margin: float = Field(default=1.0, gt=0, le=1)
+    target_roi: float = Field(default=0.0, gt=-1)
+    other_segment: str = Field(default="other", pattern=_NAME)
+    segments: list[ReportingSegment] = Field(default_factory=list)
+    campaign_costs: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _unique_segment_names(self) -> Reporting:
+        names = [segment.name for segment in self.segments]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"reporting segment names must be unique; repeated: {duplicates}.")
+        if self.other_segment in names:
+            raise ValueError(
+                f"other_segment {self.other_segment!r} is also a segment's name; "
+                "pick a name no segment uses."
+            )
+        return self
+
+    def segment_names(self) -> list[str]:
+        """Every segment a lead can fall in, `other_segment` last."""
+        return [segment.name for segment in self.segments] + [self.other_segment]
+
+    def segment(self, name: str) -> ReportingSegment | None:
+        """The configured segment of this name (None for `other_segment` or unknown)."""
+        return next((s for s in self.segments if s.name == name), None)
+
+
 class LeadflowConfig(_Model):
     """The whole product configuration."""
 
@@ -493,6 +541,7 @@ class LeadflowConfig(_Model):
     routing: Routing
     sla: Sla
     accounts: list[Account] = Field(default_factory=list)
+    reporting: Reporting = Field(default_factory=Reporting)
 
     @field_validator("sources")
     @classmethod

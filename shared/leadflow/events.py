@@ -82,6 +82,8 @@ class LeadActivity(_Payload):
     reason: str | None = None
     amount: float | None = Field(default=None, ge=0)
     currency: str | None = None
+    # The gross profit of a won deal, when the CRM knows it (else reports use a margin).
+    profit: float | None = None
 
 
 class ScoreReason(_Payload):

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 import leadflow_router.tables
 import leadflow_scoring.tables
+import leadflow_sla.reporting.tables
 import leadflow_sla.tables
 from leadflow.bus import Headers, Record
 from leadflow.bus.memory import InMemoryBus
@@ -31,7 +32,12 @@ from leadflow_sla.tables import sla_timers
 from tests.fixtures.stack import CONFIG
 
 # Imported for their tables: the migrations must create every service's tables.
-SERVICE_TABLES = (leadflow_router.tables, leadflow_scoring.tables, leadflow_sla.tables)
+SERVICE_TABLES = (
+    leadflow_router.tables,
+    leadflow_scoring.tables,
+    leadflow_sla.tables,
+    leadflow_sla.reporting.tables,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(consumer_max_attempts=2)

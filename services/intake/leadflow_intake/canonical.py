@@ -75,6 +75,7 @@ class ActivityBody(BaseModel):
     reason: str | None = Field(default=None, max_length=500)
     amount: float | None = Field(default=None, ge=0)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    profit: float | None = Field(default=None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _identified(self) -> ActivityBody:
@@ -86,8 +87,10 @@ class ActivityBody(BaseModel):
             raise ValueError("an activity needs the lead_key, email or phone of its lead.")
         if self.event == "rejected" and not self.reason:
             raise ValueError("a rejection needs a reason.")
-        if self.event in ("won", "lost") and self.amount is None:
-            raise ValueError(f"a {self.event} deal needs its amount.")
+        if self.event == "won" and self.amount is None:
+            raise ValueError("a won deal needs its amount.")
+        if self.profit is not None and self.event != "won":
+            raise ValueError("profit is only reported with a won deal.")
         return self
 
     def key(self) -> str:
@@ -146,6 +149,7 @@ def activity_event(body: ActivityBody, *, source: str, delivery_id: str, now: da
         reason=body.reason,
         amount=body.amount,
         currency=body.currency,
+        profit=body.profit,
     )
     return new_event(
         f"lead.{body.event}",

@@ -18,6 +18,8 @@ from leadflow.runtime import ConsumerSpec, Runtime, SessionDep, consumer_service
 from leadflow.settings import Settings
 from leadflow_sla import domain, repository, service
 from leadflow_sla.metrics import OPEN_TIMERS
+from leadflow_sla.reporting import api as reporting_api
+from leadflow_sla.reporting.consumer import REPORTING_CONSUMER
 from leadflow_sla.settings import SlaSettings
 
 log = logging.getLogger(__name__)
@@ -77,8 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
     return consumer_service(
         "sla-monitor",
         settings,
-        [spec],
-        routers=[router],
+        [spec, REPORTING_CONSUMER],
+        routers=[router, reporting_api.router],
         background=[fire_timers],
         description=__doc__ or "",
     )

@@ -1,0 +1,211 @@
+"""`/v1/reports/...`: funnel, speed to lead, reasons and ROI as JSON; costs per lead (admin)."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import asdict
+from functools import cache
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from leadflow.config import Reporting
+from leadflow.processing import utcnow
+from leadflow.runtime import RuntimeDep, SessionDep
+from leadflow_sla.reporting import domain, render, repository, service
+from leadflow_sla.reporting.metrics import COSTS_CHANGED
+from leadflow_sla.reporting.query import (
+    Dimension,
+    QueryError,
+    ReportQuery,
+    Touchpoint,
+    make_query,
+)
+from leadflow_sla.reporting.roi import CostKind
+from leadflow_sla.reporting.settings import MIN_TOKEN_LENGTH, ReportingSettings
+
+router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+
+def reporting_config(runtime: RuntimeDep) -> Reporting:
+    """The reporting section of the running configuration."""
+    return runtime.settings.app.reporting
+
+
+ReportingDep = Annotated[Reporting, Depends(reporting_config)]
+
+
+def report_query(
+    reporting: ReportingDep,
+    start: Annotated[
+        str | None, Query(alias="from", description="First day (2026-11-01) or ISO time, UTC.")
+    ] = None,
+    end: Annotated[
+        str | None, Query(alias="to", description="Last day (included) or ISO time (excluded).")
+    ] = None,
+    source: Annotated[str | None, Query(max_length=128)] = None,
+    campaign: Annotated[str | None, Query(max_length=200)] = None,
+    segment: Annotated[str | None, Query(max_length=64)] = None,
+    team: Annotated[str | None, Query(max_length=64)] = None,
+    rep: Annotated[str | None, Query(max_length=64)] = None,
+    touch: Annotated[
+        Touchpoint, Query(description="Attribute source, campaign and segment to this touch.")
+    ] = "first",
+) -> ReportQuery:
+    """The checked period and filters of a report request (422 with the field otherwise)."""
+    try:
+        return make_query(
+            reporting,
+            start=start,
+            end=end,
+            source=source,
+            campaign=campaign,
+            segment=segment,
+            team=team,
+            rep=rep,
+            touch=touch,
+        )
+    except QueryError as exc:
+        raise HTTPException(
+            422, [{"loc": ["query", exc.field], "msg": str(exc), "type": "value_error"}]
+        ) from exc
+
+
+QueryDep = Annotated[ReportQuery, Depends(report_query)]
+
+
+@router.get("/funnel")
+async def funnel(session: SessionDep, query: QueryDep, by: Dimension = "source") -> dict[str, Any]:
+    """Stage counts, stage-to-stage conversion and leakage, MQL→SQL, conversion per `by`."""
+    report = await service.funnel_report(session, query, by)
+    return render.document("funnel", query, report, utcnow())
+
+
+@router.get("/speed")
+async def speed(session: SessionDep, query: QueryDep) -> dict[str, Any]:
+    """Speed to lead (median, p90, buckets), hand-off to first contact, per rep."""
+    report = await service.speed_report(session, query)
+    return render.document("speed", query, report, utcnow())
+
+
+@router.get("/reasons")
+async def reasons(session: SessionDep, query: QueryDep) -> dict[str, Any]:
+    """Rejection (screening) reasons ranked, and lost-deal reasons."""
+    report = await service.reasons_report(session, query)
+    return render.document("reasons", query, report, utcnow())
+
+
+@router.get("/roi")
+async def roi(
+    session: SessionDep, reporting: ReportingDep, query: QueryDep, by: CostKind = "segment"
+) -> dict[str, Any]:
+    """Maximum cost per lead per segment or campaign, flagged where leads cost more."""
+    report = await service.roi_report(session, reporting, query, by)
+    return render.document("roi", query, report, utcnow())
+
+
+@router.get("/leads/{lead_key}")
+async def lead_lifecycle(
+    session: SessionDep, lead_key: Annotated[str, Path(max_length=64)]
+) -> dict[str, Any]:
+    """One lead's lifecycle: what reports know about it."""
+    found = await repository.lifecycle(session, lead_key)
+    if found is None:
+        raise HTTPException(404, f"No event of lead {lead_key} has been seen.")
+    return {**asdict(found), "stage": domain.STAGES[domain.furthest_stage(found)]}
+
+
+@cache
+def _admin_token() -> str | None:
+    token = ReportingSettings().admin_token
+    return token.get_secret_value() if token is not None else None
+
+
+def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
+    """Let the request through only with `Authorization: Bearer <LEADFLOW_ADMIN_TOKEN>`."""
+    token = _admin_token()
+    if not token:
+        raise HTTPException(403, "The admin API is off: set LEADFLOW_ADMIN_TOKEN to enable it.")
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise HTTPException(
+            403,
+            f"LEADFLOW_ADMIN_TOKEN is too short; use {MIN_TOKEN_LENGTH} or more random characters.",
+        )
+    scheme, _, offered = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not offered:
+        raise HTTPException(
+            401,
+            "Send the admin token as Authorization: Bearer <token>.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(offered.strip().encode(), token.encode()):
+        raise HTTPException(
+            401, "The bearer token is not the admin token.", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+AdminDep = Depends(require_admin)
+
+
+class CostIn(BaseModel):
+    """What a lead of a segment or campaign actually costs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cost_per_lead: float = Field(ge=0, allow_inf_nan=False)
+
+
+@router.get("/costs")
+async def costs(session: SessionDep, reporting: ReportingDep) -> dict[str, Any]:
+    """Cost per lead of every segment and campaign that has one, and where it comes from."""
+    effective = await service.costs(session, reporting)
+    return {
+        "currency": reporting.currency,
+        "costs": [
+            {"kind": kind, "name": name, **asdict(cost)}
+            for (kind, name), cost in sorted(effective.items())
+        ],
+    }
+
+
+def _known(reporting: Reporting, kind: CostKind, name: str) -> None:
+    if kind == "segment" and name not in reporting.segment_names():
+        raise HTTPException(
+            404,
+            f"No segment is named {name!r}; the configured ones are "
+            f"{', '.join(reporting.segment_names())}.",
+        )
+
+
+@router.put("/costs/{kind}/{name}", dependencies=[AdminDep])
+async def set_cost(
+    runtime: RuntimeDep,
+    reporting: ReportingDep,
+    kind: CostKind,
+    name: Annotated[str, Path(min_length=1, max_length=200)],
+    body: CostIn,
+) -> dict[str, Any]:
+    """Set what a lead of this segment or campaign costs (overrides the configuration)."""
+    _known(reporting, kind, name)
+    async with runtime.sessions() as session, session.begin():
+        await repository.set_cost(session, kind, name, body.cost_per_lead, utcnow())
+    COSTS_CHANGED.labels(kind).inc()
+    return {"kind": kind, "name": name, "cost_per_lead": body.cost_per_lead, "origin": "api"}
+
+
+@router.delete("/costs/{kind}/{name}", status_code=204, dependencies=[AdminDep])
+async def delete_cost(
+    runtime: RuntimeDep,
+    kind: CostKind,
+    name: Annotated[str, Path(min_length=1, max_length=200)],
+) -> Response:
+    """Forget a cost set at run time (the configured one, if any, applies again)."""
+    async with runtime.sessions() as session, session.begin():
+        deleted = await repository.delete_cost(session, kind, name)
+    if not deleted:
+        raise HTTPException(
+            404, f"No cost per lead was set at run time for {kind} {name!r}; nothing to remove."
+        )
+    COSTS_CHANGED.labels(kind).inc()
+    return Response(status_code=204)

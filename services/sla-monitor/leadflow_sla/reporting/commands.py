@@ -1,0 +1,57 @@
+"""`leadflow report funnel|speed|reasons|roi`: the HTTP reports, read from the database."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from leadflow.db.engine import create_engine, session_factory
+from leadflow.processing import utcnow
+from leadflow.settings import Settings
+from leadflow_sla.reporting import render, service
+from leadflow_sla.reporting.query import ReportQuery, make_query
+
+
+class ReportError(Exception):
+    """A report that cannot be made; the message says why and what to do."""
+
+
+def report(kind: render.Kind, settings: Settings, fmt: render.Format, **options: Any) -> str:
+    """The rendered report; `options` are the period, filters, `touch` and `by`."""
+    by = options.pop("by", None)
+    try:
+        query = make_query(settings.app.reporting, **options)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from exc
+    doc = asyncio.run(_document(kind, settings, query, by))
+    return render.render(kind, doc, fmt)
+
+
+async def _document(
+    kind: render.Kind, settings: Settings, query: ReportQuery, by: Any
+) -> dict[str, Any]:
+    reporting = settings.app.reporting
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            result: Any
+            if kind == "funnel":
+                result = await service.funnel_report(session, query, by or "source")
+            elif kind == "speed":
+                result = await service.speed_report(session, query)
+            elif kind == "reasons":
+                result = await service.reasons_report(session, query)
+            else:
+                result = await service.roi_report(session, reporting, query, by or "segment")
+    except DBAPIError as exc:
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        raise ReportError(
+            f"cannot read the reports from {where} ({type(exc.orig).__name__}); "
+            "is LEADFLOW_DATABASE_URL right, and has `leadflow db upgrade` run?"
+        ) from exc
+    finally:
+        await engine.dispose()
+    return render.document(kind, query, result, utcnow())

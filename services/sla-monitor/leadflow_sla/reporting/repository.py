@@ -1,0 +1,124 @@
+"""Every SQL statement of reporting: lifecycles and run-time costs per lead."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow_sla.reporting.lifecycle import Lifecycle
+from leadflow_sla.reporting.query import ReportQuery
+from leadflow_sla.reporting.tables import lead_costs, lead_lifecycles
+
+
+def _dialect(session: AsyncSession) -> Any:
+    """The INSERT ... ON CONFLICT flavour of the session's database."""
+    name = session.bind.dialect.name if session.bind is not None else ""
+    return postgresql if name == "postgresql" else sqlite
+
+
+async def lock_lifecycle(session: AsyncSession, lead_key: str, now: datetime) -> Lifecycle:
+    """The lead's lifecycle (created empty if new), locked until the transaction ends.
+
+    Events of one lead come from several topics, so two consumers of the group may
+    apply events of the same lead at once: the row lock makes them take turns.
+    """
+    await session.execute(
+        _dialect(session)
+        .insert(lead_lifecycles)
+        .values(
+            lead_key=lead_key,
+            touches=0,
+            reassignments=0,
+            contacts=0,
+            won_deals=0,
+            revenue=0.0,
+            reported_profit=0.0,
+            revenue_without_profit=0.0,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
+    row = (
+        await session.execute(
+            select(lead_lifecycles).where(lead_lifecycles.c.lead_key == lead_key).with_for_update()
+        )
+    ).one()
+    return Lifecycle.from_row(dict(row._mapping))
+
+
+async def save_lifecycle(session: AsyncSession, lifecycle: Lifecycle, now: datetime) -> None:
+    """Write the lead's lifecycle back (its row exists: see `lock_lifecycle`)."""
+    await session.execute(
+        update(lead_lifecycles)
+        .where(lead_lifecycles.c.lead_key == lifecycle.lead_key)
+        .values(**lifecycle.as_row(), updated_at=now)
+    )
+
+
+async def lifecycle(session: AsyncSession, lead_key: str) -> Lifecycle | None:
+    """One lead's lifecycle, if any of its events arrived."""
+    row = (
+        await session.execute(select(lead_lifecycles).where(lead_lifecycles.c.lead_key == lead_key))
+    ).one_or_none()
+    return None if row is None else Lifecycle.from_row(dict(row._mapping))
+
+
+async def lifecycles(session: AsyncSession, query: ReportQuery) -> list[Lifecycle]:
+    """Lifecycles of the leads a report covers: first touch in range, filters applied.
+
+    Leads whose arrival is not known yet (an outcome overtook its lead.received) are left
+    out until it is.
+    """
+    c = lead_lifecycles.c
+    touch = query.touch
+    statement = select(lead_lifecycles).where(c.first_touch_at.is_not(None))
+    if query.start is not None:
+        statement = statement.where(c.first_touch_at >= query.start)
+    if query.end is not None:
+        statement = statement.where(c.first_touch_at < query.end)
+    for column, value in (
+        (c[f"{touch}_source"], query.source),
+        (c[f"{touch}_campaign"], query.campaign),
+        (c[f"{touch}_segment"], query.segment),
+        (c.team, query.team),
+        (c.rep_id, query.rep),
+    ):
+        if value is not None:
+            statement = statement.where(column == value)
+    rows = await session.execute(statement.order_by(c.first_touch_at, c.lead_key))
+    return [Lifecycle.from_row(dict(row._mapping)) for row in rows]
+
+
+async def cost_overrides(session: AsyncSession) -> dict[tuple[str, str], float]:
+    """Costs per lead set at run time, by (kind, name)."""
+    rows = await session.execute(
+        select(lead_costs.c.kind, lead_costs.c.name, lead_costs.c.cost_per_lead)
+    )
+    return {(kind, name): float(cost) for kind, name, cost in rows.all()}
+
+
+async def set_cost(
+    session: AsyncSession, kind: str, name: str, cost_per_lead: float, now: datetime
+) -> None:
+    """Set (or replace) the cost per lead of a segment or campaign."""
+    values = {"kind": kind, "name": name, "cost_per_lead": cost_per_lead, "updated_at": now}
+    statement = _dialect(session).insert(lead_costs).values(values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["kind", "name"],
+            set_={"cost_per_lead": cost_per_lead, "updated_at": now},
+        )
+    )
+
+
+async def delete_cost(session: AsyncSession, kind: str, name: str) -> bool:
+    """Forget a run-time cost; False when there was none."""
+    result = await session.execute(
+        delete(lead_costs).where(lead_costs.c.kind == kind, lead_costs.c.name == name)
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1

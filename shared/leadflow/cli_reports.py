@@ -1,0 +1,213 @@
+"""`leadflow report …` (closed-loop reports) and `leadflow demo` (traffic to try them on)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+
+from leadflow.config import ConfigFileError
+from leadflow.settings import ConfigError, Settings, get_settings
+
+report_app = typer.Typer(help="Closed-loop reports: funnel, speed to lead, reasons, ROI.")
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except (ConfigError, ConfigFileError) as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+# Reports are computed by the SLA monitor's reporting package, looked up by module name.
+_REPORTS_MODULE = "leadflow_sla.reporting.commands"
+
+FromOption = Annotated[
+    str | None,
+    typer.Option("--from", help="First day (2026-11-01) or ISO time; UTC. Default: the start."),
+]
+ToOption = Annotated[
+    str | None,
+    typer.Option("--to", help="Last day, included (or an ISO time, excluded). Default: now."),
+]
+SourceOption = Annotated[str | None, typer.Option(help="Only leads from this source.")]
+CampaignOption = Annotated[str | None, typer.Option(help="Only leads of this campaign.")]
+SegmentOption = Annotated[str | None, typer.Option(help="Only leads of this segment.")]
+TeamOption = Annotated[str | None, typer.Option(help="Only leads owned by this team.")]
+RepOption = Annotated[str | None, typer.Option(help="Only leads owned by this rep.")]
+TouchOption = Annotated[
+    Literal["first", "last"],
+    typer.Option(help="Attribute source, campaign and segment to the first or last touch."),
+]
+FormatOption = Annotated[
+    Literal["table", "csv", "json"], typer.Option("--format", help="Output format.")
+]
+
+
+def _report(kind: str, fmt: str, **options: Any) -> None:
+    settings = _settings()
+    commands = importlib.import_module(_REPORTS_MODULE)
+    try:
+        output = commands.report(kind, settings, fmt, **options)
+    except commands.ReportError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    typer.echo(output, nl=False)
+
+
+@report_app.command("funnel")
+def report_funnel(
+    start: FromOption = None,
+    end: ToOption = None,
+    source: SourceOption = None,
+    campaign: CampaignOption = None,
+    segment: SegmentOption = None,
+    team: TeamOption = None,
+    rep: RepOption = None,
+    touch: TouchOption = "first",
+    by: Annotated[
+        Literal["source", "campaign", "segment", "team", "rep"],
+        typer.Option(help="Break conversion and revenue down by this."),
+    ] = "source",
+    fmt: FormatOption = "table",
+) -> None:
+    """Funnel stages with conversion and leakage, MQL→SQL, conversion and revenue per group."""
+    _report(
+        "funnel",
+        fmt,
+        start=start,
+        end=end,
+        source=source,
+        campaign=campaign,
+        segment=segment,
+        team=team,
+        rep=rep,
+        touch=touch,
+        by=by,
+    )
+
+
+@report_app.command("speed")
+def report_speed(
+    start: FromOption = None,
+    end: ToOption = None,
+    source: SourceOption = None,
+    campaign: CampaignOption = None,
+    segment: SegmentOption = None,
+    team: TeamOption = None,
+    rep: RepOption = None,
+    touch: TouchOption = "first",
+    fmt: FormatOption = "table",
+) -> None:
+    """Speed to lead (median, p90, <5 min … never), hand-off to first contact, per rep."""
+    _report(
+        "speed",
+        fmt,
+        start=start,
+        end=end,
+        source=source,
+        campaign=campaign,
+        segment=segment,
+        team=team,
+        rep=rep,
+        touch=touch,
+    )
+
+
+@report_app.command("reasons")
+def report_reasons(
+    start: FromOption = None,
+    end: ToOption = None,
+    source: SourceOption = None,
+    campaign: CampaignOption = None,
+    segment: SegmentOption = None,
+    team: TeamOption = None,
+    rep: RepOption = None,
+    touch: TouchOption = "first",
+    fmt: FormatOption = "table",
+) -> None:
+    """Rejection (screening) reasons ranked, and why deals were lost."""
+    _report(
+        "reasons",
+        fmt,
+        start=start,
+        end=end,
+        source=source,
+        campaign=campaign,
+        segment=segment,
+        team=team,
+        rep=rep,
+        touch=touch,
+    )
+
+
+@report_app.command("roi")
+def report_roi(
+    start: FromOption = None,
+    end: ToOption = None,
+    source: SourceOption = None,
+    campaign: CampaignOption = None,
+    segment: SegmentOption = None,
+    team: TeamOption = None,
+    rep: RepOption = None,
+    touch: TouchOption = "first",
+    by: Annotated[
+        Literal["segment", "campaign"], typer.Option(help="One row per segment or campaign.")
+    ] = "segment",
+    fmt: FormatOption = "table",
+) -> None:
+    """Maximum cost per lead per segment or campaign, flagged where leads cost more."""
+    _report(
+        "roi",
+        fmt,
+        start=start,
+        end=end,
+        source=source,
+        campaign=campaign,
+        segment=segment,
+        team=team,
+        rep=rep,
+        touch=touch,
+        by=by,
+    )
+
+
+def demo(
+    url: Annotated[str, typer.Option(help="Intake base URL.")] = "http://127.0.0.1:8000",
+    reports_url: Annotated[
+        str, typer.Option(help="SLA monitor base URL (to see which leads were assigned).")
+    ] = "http://127.0.0.1:8003",
+    rate: Annotated[float, typer.Option(min=0.1, max=100, help="New leads per second.")] = 1.0,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds to send new leads for.")] = 180,
+    seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable mix.")] = None,
+) -> None:
+    """Post a realistic mix of signed leads and CRM outcomes to a running Leadflow."""
+    from leadflow.demo import DemoError, run_demo
+
+    settings = _settings()
+    web, crm = settings.source_secrets("web"), settings.source_secrets("crm")
+    if not web or not crm:
+        console.print("[red]error:[/red] the demo needs secrets for the web and crm sources.")
+        raise typer.Exit(2)
+    try:
+        summary = asyncio.run(
+            run_demo(
+                intake_url=url,
+                reports_url=reports_url,
+                web_secret=web[0],
+                crm_secret=crm[0],
+                rate=rate,
+                duration_s=duration,
+                seed=seed,
+                progress=lambda line: console.print(line),
+            )
+        )
+    except DemoError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(summary)

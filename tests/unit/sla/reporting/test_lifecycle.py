@@ -1,0 +1,209 @@
+"""Folding events into a lifecycle: what each event says, and that order never matters."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadflow.config import Reporting
+from leadflow.events import (
+    Envelope,
+    Lead,
+    LeadActivity,
+    LeadAssigned,
+    LeadReceived,
+    LeadScored,
+    LeadUnassigned,
+    new_event,
+)
+from leadflow_sla.reporting.lifecycle import (
+    Handoff,
+    Lifecycle,
+    Outcome,
+    Scoring,
+    Touch,
+    apply,
+    fact_of,
+    segment_of,
+)
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+KEY = "lk_000000000000000000000001"
+REPORTING = Reporting.model_validate(
+    {
+        "segments": [
+            {"name": "enterprise", "when": [{"field": "lead.company.size", "gte": 1000}]},
+            {"name": "demo", "when": [{"field": "activity", "equals": "demo_request"}]},
+        ]
+    }
+)
+
+
+def minutes(n: float) -> datetime:
+    return T0 + timedelta(minutes=n)
+
+
+def received(at: datetime, **lead: object) -> Envelope:
+    activity = str(lead.pop("activity", "form_fill"))
+    data = LeadReceived(
+        lead_key=KEY,
+        source="web",
+        source_kind="standard",
+        delivery_id="d",
+        activity=activity,
+        received_at=at,
+        lead=Lead.model_validate({"email": "x@y.example", **lead}),
+    )
+    return new_event("lead.received", data, source="/test", time=at)
+
+
+def outcome(kind: str, at: datetime, **fields: object) -> Envelope:
+    data = LeadActivity(lead_key=KEY, activity=kind, occurred_at=at, source="crm", **fields)
+    return new_event(f"lead.{kind}", data, source="/test", time=at)
+
+
+def test_segment_is_the_first_matching_one_else_the_catch_all() -> None:
+    big_demo = {"lead": {"company": {"size": 5000}}, "activity": "demo_request"}
+    assert segment_of(REPORTING, big_demo) == "enterprise"
+    assert segment_of(REPORTING, {"lead": {}, "activity": "demo_request"}) == "demo"
+    assert segment_of(REPORTING, {"lead": {"company": {"size": 20}}}) == "other"
+
+
+def test_a_received_lead_is_a_touch_with_utm_source_campaign_and_segment() -> None:
+    event = received(
+        T0,
+        company={"size": 2000},
+        campaign=" spring-webinar ",
+        utm={"source": "linkedin", "campaign": "ignored"},
+    )
+    assert fact_of(event, REPORTING) == Touch(T0, "linkedin", "spring-webinar", "enterprise")
+    plain = received(T0, activity="demo_request", utm={"campaign": "from-utm"})
+    assert fact_of(plain, REPORTING) == Touch(T0, "web", "from-utm", "demo")
+
+
+def test_scored_assigned_and_outcome_events_become_facts() -> None:
+    scored = LeadScored(
+        lead_key=KEY,
+        model_version="v",
+        score=80,
+        fit=40,
+        engagement=40,
+        tier="mql",
+        qualified=True,
+        newly_qualified=True,
+        reasons=[],
+        scored_at=minutes(1),
+        received_at=T0,
+        source="web",
+        lead=Lead(),
+    )
+    assigned = LeadAssigned(
+        lead_key=KEY,
+        assignment_id="a1",
+        rep_id="ana",
+        rep_name="Ana",
+        team="enterprise",
+        rule="r",
+        tier="mql",
+        reason="",
+        assigned_at=minutes(2),
+        received_at=T0,
+    )
+    assert fact_of(new_event("lead.scored", scored, source="/t", time=T0), REPORTING) == Scoring(
+        minutes(1), T0, "mql", True
+    )
+    assert fact_of(
+        new_event("lead.reassigned", assigned, source="/t", time=T0), REPORTING
+    ) == Handoff(minutes(2), "enterprise", "ana", True)
+    won = outcome("won", minutes(9), amount=1000.0, profit=300.0)
+    assert fact_of(won, REPORTING) == Outcome("won", minutes(9), None, 1000.0, 300.0)
+    rejected = outcome("rejected", minutes(5), reason="  No   budget ")
+    assert fact_of(rejected, REPORTING) == Outcome("rejected", minutes(5), "No budget")
+    queued = LeadUnassigned(
+        lead_key=KEY, team="smb", rule="r", tier="mql", reason="", queued_at=T0, received_at=T0
+    )
+    assert fact_of(new_event("lead.unassigned", queued, source="/t", time=T0), REPORTING) is None
+
+
+def fold(facts: list[Touch | Scoring | Handoff | Outcome]) -> Lifecycle:
+    lifecycle = Lifecycle(KEY)
+    for fact in facts:
+        lifecycle = apply(lifecycle, fact)
+    return lifecycle
+
+
+FACTS: list[Touch | Scoring | Handoff | Outcome] = [
+    Touch(minutes(0), "google", "search", "smb"),
+    Touch(minutes(30), "linkedin", None, "enterprise"),
+    Touch(minutes(30), "email", None, "smb"),
+    Scoring(minutes(0.1), minutes(0), "nurture", False),
+    Scoring(minutes(30.1), minutes(30), "mql", True),
+    Scoring(minutes(30.2), minutes(30), "mql", True),
+    Handoff(minutes(31), "enterprise", "ana", False),
+    Handoff(minutes(90), "enterprise", "ben", True),
+    Outcome("contacted", minutes(40)),
+    Outcome("contacted", minutes(35)),
+    Outcome("rejected", minutes(50), "no budget"),
+    Outcome("rejected", minutes(60), "not a decision maker"),
+    Outcome("accepted", minutes(70)),
+    Outcome("converted", minutes(80)),
+    Outcome("won", minutes(100), None, 1000.5, None),
+    Outcome("won", minutes(200), None, 2000.0, 1500.0),
+    Outcome("lost", minutes(150), "price"),
+]
+
+
+def test_the_folded_lifecycle_has_firsts_lasts_counts_and_sums() -> None:
+    lc = fold(FACTS)
+    assert (lc.touches, lc.first_touch_at, lc.first_source, lc.first_campaign) == (
+        3,
+        minutes(0),
+        "google",
+        "search",
+    )
+    # Two touches at the same instant: the tie is broken by the values, not by arrival.
+    assert (lc.last_touch_at, lc.last_source, lc.last_segment) == (
+        minutes(30),
+        "linkedin",
+        "enterprise",
+    )
+    assert (lc.tier, lc.mql_at, lc.ready_at) == ("mql", minutes(30.1), minutes(30))
+    assert (lc.assigned_at, lc.rep_id, lc.owner_since, lc.reassignments) == (
+        minutes(31),
+        "ben",
+        minutes(90),
+        1,
+    )
+    assert (lc.contacted_at, lc.contacts) == (minutes(35), 2)
+    assert (lc.rejected_at, lc.rejection_reason) == (minutes(60), "not a decision maker")
+    assert (lc.accepted_at, lc.converted_at, lc.won_at) == (minutes(70), minutes(80), minutes(100))
+    assert (lc.won_deals, lc.revenue, lc.reported_profit, lc.revenue_without_profit) == (
+        2,
+        3000.5,
+        1500.0,
+        1000.5,
+    )
+    assert (lc.lost_at, lc.lost_reason) == (minutes(150), "price")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.permutations(FACTS))
+def test_any_order_of_the_same_events_gives_the_same_lifecycle(
+    order: list[Touch | Scoring | Handoff | Outcome],
+) -> None:
+    assert fold(order) == fold(FACTS)
+
+
+def test_a_later_score_below_the_bar_does_not_undo_the_mql_moment() -> None:
+    lc = fold(
+        [Scoring(minutes(1), T0, "mql", True), Scoring(minutes(5), minutes(4), "watch", False)]
+    )
+    assert (lc.tier, lc.mql_at, lc.ready_at) == ("watch", minutes(1), T0)
+
+
+def test_the_row_round_trip_keeps_every_field() -> None:
+    lc = replace(fold(FACTS), lead_key=KEY)
+    assert Lifecycle.from_row({**lc.as_row(), "updated_at": T0}) == lc

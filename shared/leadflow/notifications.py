@@ -29,7 +29,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from leadflow.db.engine import is_postgres, session_factory
+from leadflow import leases
+from leadflow.db.engine import session_factory
 from leadflow.db.tables import notifications
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
@@ -167,8 +168,8 @@ def notification_metrics(service: str) -> NotificationMetrics:
 
 
 class NotificationDispatcher:
-    """Sends a producer's due notifications; retries with backoff; never sends one twice
-    concurrently (rows are locked with SKIP LOCKED on PostgreSQL)."""
+    """Sends a producer's due notifications; retries with backoff. Instances of a service
+    take turns through a lease (`notify:<producer>`), so none is sent twice concurrently."""
 
     def __init__(
         self,
@@ -178,7 +179,8 @@ class NotificationDispatcher:
         senders: Mapping[str, Sender],
     ) -> None:
         self._sessions = session_factory(engine)
-        self._lock_rows = is_postgres(engine)
+        self._lease = f"notify:{producer}"
+        self._holder = leases.new_holder()
         self._settings = settings
         self._producer = producer
         self._senders = senders
@@ -193,18 +195,14 @@ class NotificationDispatcher:
     async def dispatch_once(self, now: datetime | None = None) -> int:
         """Try every due notification once; returns how many were delivered."""
         now = now or utcnow()
-        if self._lock_rows:
-            async with self._sessions() as session, session.begin():
-                rows = await self._due(session, now)
-                outcomes = [(row["id"], await self._attempt(row, now)) for row in rows]
-                await self._record(session, outcomes)
-        else:
-            # SQLite has one write lock for the whole file: never hold it while sending.
-            async with self._sessions() as session:
-                rows = await self._due(session, now)
-            outcomes = [(row["id"], await self._attempt(row, now)) for row in rows]
-            async with self._sessions() as session, session.begin():
-                await self._record(session, outcomes)
+        async with self._sessions() as session, session.begin():
+            if not await leases.acquire(session, self._lease, self._holder, utcnow()):
+                return 0  # another instance is sending
+            rows = await self._due(session, now)
+        # No database lock is held while sending (SMTP and webhooks can be slow).
+        outcomes = [(row["id"], await self._attempt(row, now)) for row in rows]
+        async with self._sessions() as session, session.begin():
+            await self._record(session, outcomes)
         return sum(1 for _, values in outcomes if values.get("sent_at") is not None)
 
     async def _due(self, session: AsyncSession, now: datetime) -> list[dict[str, Any]]:
@@ -219,8 +217,6 @@ class NotificationDispatcher:
             .order_by(notifications.c.next_attempt_at, notifications.c.id)
             .limit(DISPATCH_BATCH)
         )
-        if self._lock_rows:
-            query = query.with_for_update(skip_locked=True)
         return [dict(r._mapping) for r in await session.execute(query)]
 
     async def _record(
@@ -291,6 +287,9 @@ class NotificationDispatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        with contextlib.suppress(Exception):
+            async with self._sessions() as session, session.begin():
+                await leases.release(session, self._lease, self._holder, utcnow())
 
 
 async def pending(engine: AsyncEngine, producer: str) -> list[dict[str, Any]]:

@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from leadflow import leases
 from leadflow.bus import Publisher
-from leadflow.db.engine import is_postgres, session_factory
+from leadflow.db.engine import session_factory
 from leadflow.db.tables import outbox
 from leadflow.events import Envelope
+from leadflow.leases import new_holder
 from leadflow.metrics import ConsumerMetrics
 from leadflow.settings import Settings
 from leadflow.topics import topic_for
@@ -42,8 +44,10 @@ class OutboxRelay:
     """Publishes a producer's outbox rows in order, then marks them sent.
 
     A crash after publishing and before marking replays the rows: downstream inboxes
-    drop the duplicates by event id. On PostgreSQL the rows are locked (SKIP LOCKED)
-    while in flight, so several instances of a service relay without overlapping.
+    drop the duplicates by event id. Instances of a service take turns through a lease
+    (`outbox:<producer>`), so two of them never publish the same rows or overtake each
+    other's batches (which could reorder one person's events). No database lock is held
+    while publishing.
     """
 
     def __init__(
@@ -55,7 +59,8 @@ class OutboxRelay:
         metrics: ConsumerMetrics | None = None,
     ) -> None:
         self._sessions = session_factory(engine)
-        self._lock_rows = is_postgres(engine)
+        self._lease = f"outbox:{producer}"
+        self._holder = new_holder()
         self._publisher = publisher
         self._settings = settings
         self._producer = producer
@@ -70,21 +75,24 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Relay up to one batch of pending rows; returns how many were published."""
-        if self._lock_rows:
-            async with self._sessions() as session, session.begin():
-                rows = await self._pending_rows(session)
-                if rows:
-                    await self._publish(rows)
-                    await self._mark_sent(session, [r.id for r in rows])
-        else:
-            # SQLite has one write lock for the whole file: never hold it while publishing.
-            async with self._sessions() as session:
-                rows = await self._pending_rows(session)
-            if rows:
-                await self._publish(rows)
-                async with self._sessions() as session, session.begin():
-                    await self._mark_sent(session, [r.id for r in rows])
+        async with self._sessions() as session, session.begin():
+            if not await leases.acquire(session, self._lease, self._holder, datetime.now(UTC)):
+                return 0  # another instance is relaying
+            rows = await self._pending_rows(session)
+        if not rows:
+            return 0
+        try:
+            await self._publish(rows)
+        except Exception:
+            await self._release()  # let another instance try
+            raise
+        async with self._sessions() as session, session.begin():
+            await self._mark_sent(session, [r.id for r in rows])
         return len(rows)
+
+    async def _release(self) -> None:
+        async with self._sessions() as session, session.begin():
+            await leases.release(session, self._lease, self._holder, datetime.now(UTC))
 
     async def _pending_rows(self, session: AsyncSession) -> list[Row[tuple[int, str, str, bytes]]]:
         query = (
@@ -93,8 +101,6 @@ class OutboxRelay:
             .order_by(outbox.c.id)
             .limit(RELAY_BATCH)
         )
-        if self._lock_rows:
-            query = query.with_for_update(skip_locked=True)
         return list((await session.execute(query)).all())  # type: ignore[arg-type]
 
     async def _publish(self, rows: list[Row[tuple[int, str, str, bytes]]]) -> None:
@@ -167,3 +173,5 @@ class OutboxRelay:
             await self._task
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.relay_once(), self._settings.stop_timeout_s)
+        with contextlib.suppress(Exception):
+            await self._release()  # the next instance need not wait for the lease to expire

@@ -213,3 +213,27 @@ async def test_due_timers_fire_exactly_once_across_two_monitors(database_url: st
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+async def test_two_relays_publish_each_row_once_and_in_order(database_url: str) -> None:
+    engines = [create_engine(database_url) for _ in range(2)]
+    async with session_factory(engines[0])() as session, session.begin():
+        for i in range(1200):
+            await enqueue(session, "test", activity(f"lk_{i % 7}", f"e{i:04d}"), NOW)
+    bus = InMemoryBus()
+    relays = [OutboxRelay(engine, bus, SETTINGS, "test") for engine in engines]
+
+    async def drain(relay: OutboxRelay) -> None:
+        for _ in range(200):
+            if await relay.pending() == 0:
+                return
+            await relay.relay_once()
+            await asyncio.sleep(0)
+
+    try:
+        await asyncio.gather(*(drain(relay) for relay in relays))
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    ids = [Envelope.from_bytes(v).id for v in bus.values("leads.activity")]
+    assert ids == [f"e{i:04d}" for i in range(1200)]

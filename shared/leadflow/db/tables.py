@@ -105,3 +105,11 @@ notifications = Table(
         "next_attempt_at",
     ),
 )
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)

@@ -169,7 +169,8 @@ def notification_metrics(service: str) -> NotificationMetrics:
 
 class NotificationDispatcher:
     """Sends a producer's due notifications; retries with backoff. Instances of a service
-    take turns through a lease (`notify:<producer>`), so none is sent twice concurrently."""
+    take turns, one batch at a time, through a lease (`notify:<producer>`), so none is sent
+    twice concurrently."""
 
     def __init__(
         self,
@@ -197,12 +198,17 @@ class NotificationDispatcher:
         now = now or utcnow()
         async with self._sessions() as session, session.begin():
             if not await leases.acquire(session, self._lease, self._holder, utcnow()):
-                return 0  # another instance is sending
+                return 0  # another instance is sending a batch
             rows = await self._due(session, now)
-        # No database lock is held while sending (SMTP and webhooks can be slow).
+            if not rows:
+                await leases.release(session, self._lease, self._holder, utcnow())
+                return 0
+        # No database lock is held while sending (SMTP and webhooks can be slow); the
+        # lease covers the batch until its outcomes are recorded.
         outcomes = [(row["id"], await self._attempt(row, now)) for row in rows]
         async with self._sessions() as session, session.begin():
             await self._record(session, outcomes)
+            await leases.release(session, self._lease, self._holder, utcnow())
         return sum(1 for _, values in outcomes if values.get("sent_at") is not None)
 
     async def _due(self, session: AsyncSession, now: datetime) -> list[dict[str, Any]]:
@@ -287,9 +293,6 @@ class NotificationDispatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(Exception):
-            async with self._sessions() as session, session.begin():
-                await leases.release(session, self._lease, self._holder, utcnow())
 
 
 async def pending(engine: AsyncEngine, producer: str) -> list[dict[str, Any]]:

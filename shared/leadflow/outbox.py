@@ -45,9 +45,9 @@ class OutboxRelay:
 
     A crash after publishing and before marking replays the rows: downstream inboxes
     drop the duplicates by event id. Instances of a service take turns through a lease
-    (`outbox:<producer>`), so two of them never publish the same rows or overtake each
-    other's batches (which could reorder one person's events). No database lock is held
-    while publishing.
+    (`outbox:<producer>`) held for one batch at a time, so two of them never publish the
+    same rows or overtake each other's batches (which could reorder one person's events).
+    No database lock is held while publishing.
     """
 
     def __init__(
@@ -77,10 +77,11 @@ class OutboxRelay:
         """Relay up to one batch of pending rows; returns how many were published."""
         async with self._sessions() as session, session.begin():
             if not await leases.acquire(session, self._lease, self._holder, datetime.now(UTC)):
-                return 0  # another instance is relaying
+                return 0  # another instance is relaying a batch
             rows = await self._pending_rows(session)
-        if not rows:
-            return 0
+            if not rows:
+                await leases.release(session, self._lease, self._holder, datetime.now(UTC))
+                return 0
         try:
             await self._publish(rows)
         except Exception:
@@ -88,6 +89,7 @@ class OutboxRelay:
             raise
         async with self._sessions() as session, session.begin():
             await self._mark_sent(session, [r.id for r in rows])
+            await leases.release(session, self._lease, self._holder, datetime.now(UTC))
         return len(rows)
 
     async def _release(self) -> None:
@@ -173,5 +175,3 @@ class OutboxRelay:
             await self._task
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.relay_once(), self._settings.stop_timeout_s)
-        with contextlib.suppress(Exception):
-            await self._release()  # the next instance need not wait for the lease to expire

@@ -118,7 +118,7 @@ async def test_an_mql_is_scored_assigned_round_robin_and_breached_once(
     pipeline.now = T0 + timedelta(seconds=1)
     await pipeline.fire_timers()
     assert pipeline.events(topics.ALERTS) == []
-    pipeline.now = T0 + timedelta(seconds=3)
+    pipeline.now = T0 + timedelta(seconds=6)
     await pipeline.fire_timers()
     await pipeline.fire_timers()
     alerts = [e.data for e in pipeline.events(topics.ALERTS)]

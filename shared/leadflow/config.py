@@ -7,11 +7,12 @@ Validation errors name the file and line of the offending value, so that
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 import yaml
 from pydantic import (
     BaseModel,
@@ -29,6 +30,9 @@ from leadflow.conditions import Condition
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME = r"^[a-z][a-z0-9_-]*$"
+_TIME_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -46,6 +50,27 @@ def parse_duration(value: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def parse_time_range(value: Any) -> tuple[time, time | None]:
+    """`"09:00-17:30"` as (start, end); an end of `24:00` is returned as None (midnight)."""
+    if isinstance(value, tuple):
+        return value
+    match = _TIME_RANGE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a time range; write e.g. 09:00-17:30.")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
+        raise ValueError(f"{value!r} is not a time range; hours go 00-24, minutes 00-59.")
+    start, end = time(h1, m1), None if h2 == 24 else time(h2, m2)
+    if end is not None and end <= start:
+        raise ValueError(
+            f"{value!r} ends before it starts; split a shift across midnight into two days."
+        )
+    return start, end
+
+
+TimeRange = Annotated[tuple[time, time | None], BeforeValidator(parse_time_range)]
 
 
 class _Model(BaseModel):
@@ -109,6 +134,10 @@ class Rep(_Model):
     email: str
     timezone: str = "UTC"
     active: bool = True
+    # The rep's calendar (SLA business time): shifts per weekday in the rep's time zone,
+    # and the country whose public holidays are days off. None: Monday-Friday 09:00-17:00.
+    working_hours: dict[Weekday, list[TimeRange]] | None = None
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
 
     @field_validator("timezone")
     @classmethod
@@ -117,6 +146,22 @@ class Rep(_Model):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Lisbon).") from exc
+        return value
+
+    @field_validator("working_hours")
+    @classmethod
+    def _some_working_time(
+        cls, value: dict[str, list[tuple[time, time | None]]] | None
+    ) -> dict[str, list[tuple[time, time | None]]] | None:
+        if value is not None and not any(value.values()):
+            raise ValueError("working_hours must give at least one shift, e.g. mon: [09:00-17:00].")
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is not None and value not in holidays.list_supported_countries():
+            raise ValueError(f"{value!r} is not a country the holidays calendar knows.")
         return value
 
 
@@ -154,26 +199,79 @@ class Routing(_Model):
 
 
 class SlaPolicy(_Model):
-    """A follow-up window for leads of some tiers and teams (empty list: any)."""
+    """A follow-up window for leads of some tiers, teams, sources and rules (empty list: any).
+
+    The ladder: a warning to the rep at `warn_at_percent` of the window, a breach alert to
+    the manager when it closes, and an escalation (the router reassigns) `escalate_after`
+    later, at most `max_escalations` times per lead. `clock: business` counts only the
+    rep's working hours (time zone, shifts, public holidays); `wall` counts every minute.
+    """
 
     name: str = Field(pattern=_NAME)
     window: Duration
     tiers: list[str] = Field(default_factory=list)
     teams: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+    clock: Literal["wall", "business"] = "wall"
+    warn_at_percent: int | None = Field(default=None, gt=0, lt=100)
+    escalate_after: Duration | None = None
+    max_escalations: int = Field(default=1, ge=0)
 
-    def applies(self, tier: str, team: str) -> bool:
+    @field_validator("window")
+    @classmethod
+    def _positive_window(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("window must be longer than zero, e.g. 5m.")
+        return value
+
+    def applies(
+        self, tier: str, team: str, source: str | None = None, rule: str | None = None
+    ) -> bool:
         """Whether this policy covers a lead of `tier` assigned within `team`."""
-        return (not self.tiers or tier in self.tiers) and (not self.teams or team in self.teams)
+        return (
+            (not self.tiers or tier in self.tiers)
+            and (not self.teams or team in self.teams)
+            and (not self.sources or source in self.sources)
+            and (not self.rules or rule in self.rules)
+        )
+
+
+SlaStage = Literal["warning", "breached", "escalated"]
+_ALERTING_STAGES: list[SlaStage] = ["breached", "escalated"]
+
+
+class SlaWebhook(_Model):
+    """Where SLA alerts are posted: plain JSON (the alert) or a Slack-compatible `{"text"}`."""
+
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["json", "slack"] = "json"
+    stages: list[SlaStage] = Field(default_factory=lambda: _ALERTING_STAGES.copy(), min_length=1)
+    teams: list[str] = Field(default_factory=list)
+    # Name of the environment variable holding a `whsec_` secret to sign JSON posts with.
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
+
+    def wants(self, stage: str, team: str) -> bool:
+        """Whether this webhook subscribes to alerts of `stage` for `team`."""
+        return stage in self.stages and (not self.teams or team in self.teams)
 
 
 class Sla(_Model):
-    """SLA policies; the first that applies to an assignment sets its window."""
+    """SLA policies (the first that applies sets the window) and where alerts go."""
 
     policies: list[SlaPolicy] = Field(min_length=1)
+    email: bool = True
+    webhooks: list[SlaWebhook] = Field(default_factory=list)
 
-    def policy_for(self, tier: str, team: str) -> SlaPolicy | None:
-        """The first policy covering this tier and team, if any."""
-        return next((p for p in self.policies if p.applies(tier, team)), None)
+    def policy_for(
+        self, tier: str, team: str, source: str | None = None, rule: str | None = None
+    ) -> SlaPolicy | None:
+        """The first policy covering this tier, team, source and rule, if any."""
+        return next((p for p in self.policies if p.applies(tier, team, source, rule)), None)
+
+    def policy(self, name: str) -> SlaPolicy | None:
+        """The policy called `name`, if it is still configured."""
+        return next((p for p in self.policies if p.name == name), None)
 
 
 class LeadflowConfig(_Model):
@@ -223,7 +321,24 @@ class LeadflowConfig(_Model):
                 ("routing", "fallback_team"),
                 f"routing.fallback_team {self.routing.fallback_team!r} is not a team.",
             )
+        self._sla_references_resolve(team_names)
         return self
+
+    def _sla_references_resolve(self, team_names: set[str]) -> None:
+        for i, policy in enumerate(self.sla.policies):
+            for j, team_name in enumerate(policy.teams):
+                if team_name not in team_names:
+                    raise ReferenceProblem(
+                        ("sla", "policies", i, "teams", j),
+                        f"SLA policy {policy.name!r} names unknown team {team_name!r}.",
+                    )
+        for i, hook in enumerate(self.sla.webhooks):
+            for j, team_name in enumerate(hook.teams):
+                if team_name not in team_names:
+                    raise ReferenceProblem(
+                        ("sla", "webhooks", i, "teams", j),
+                        f"SLA webhook names unknown team {team_name!r}.",
+                    )
 
     def rep(self, rep_id: str) -> Rep:
         """The rep with this id."""

@@ -61,6 +61,7 @@ async def route_scored(
             reason=decision.reason,
             assigned_at=now,
             received_at=scored.received_at,
+            source=scored.source,
         )
         type_ = "lead.assigned"
     else:

@@ -119,6 +119,11 @@ def consumer_service(
         runtime.checks.update(ready_checks or {})
         app.state.runtime = runtime
         relay.start()
+        # Background work (e.g. SLA timers firing from the database) starts before the
+        # consumers: joining a consumer group can take a while after a restart.
+        runtime.tasks = [
+            asyncio.create_task(job(runtime), name=f"{name}-background") for job in background
+        ]
         for spec in specs:
             processor = EventProcessor(
                 consumer=spec.group,
@@ -135,9 +140,6 @@ def consumer_service(
             )
             await runner.start()
             runtime.consumers.append(runner)
-        runtime.tasks = [
-            asyncio.create_task(job(runtime), name=f"{name}-background") for job in background
-        ]
         runtime.tasks.append(asyncio.create_task(_watch_lag(runtime), name=f"{name}-lag"))
         log.info("service started", extra={"service": name})
         try:

@@ -61,7 +61,7 @@ sla:
       window: 2s
       rules: [burst]
     - name: restart
-      window: 8s
+      window: 20s
       rules: [restart]
     - name: slow
       window: 1h
@@ -387,9 +387,10 @@ async def test_each_alert_fires_once_across_two_monitors_sigkill_mid_fire_and_re
         await wait_for(reader, burst, count=10)
         sla.stack.kill("sla-monitor")  # SIGKILL while the alerts are firing
         killed_at = len([e for e in reader.events if burst(e)])
-        sla.stack.start("sla-monitor")
+        sla.stack.start("sla-monitor", wait=False)
         await wait_for(reader, burst, count=len(lead_keys), timeout_s=60)
         await drain(reader, 2.0)
+    sla.stack.wait_ready("sla-monitor", timeout_s=180)
 
     assert killed_at < len(lead_keys), "the monitor was killed after firing everything"
     ids_per_lead = {
@@ -425,10 +426,12 @@ async def test_a_restart_recovers_every_open_timer(
     until(opened)
     sla.stack.stop()  # every monitor down before anything is due
     down_at = utcnow()
-    due_at = min(e.data.assigned_at for e in events) + timedelta(seconds=8)  # type: ignore[union-attr]
+    # 20 s leave room for a consumer group still rebalancing after the previous test's SIGKILL.
+    due_at = min(e.data.assigned_at for e in events) + timedelta(seconds=20)  # type: ignore[union-attr]
     assert down_at < due_at, "the monitors took too long to stop"
     await asyncio.sleep((due_at - down_at).total_seconds() + 1)  # due while nobody watches
-    sla.stack.start(*sla.monitors)
+    # Timers fire from the database while the consumers still (re)join their group.
+    sla.stack.start(*sla.monitors, wait=False)
 
     recovered = of_type("sla.breached", lead_keys)
     async with TopicReader(sla.stack.bootstrap, ["leads.alerts"]) as reader:
@@ -439,6 +442,8 @@ async def test_a_restart_recovers_every_open_timer(
     assert len({(e.subject, e.id) for e in reader.events if recovered(e)}) == 20
     assert all(alert_of(e).fired_at > down_at for e in found)
     assert all(alert_of(e).late_by_s > 1 for e in found)
+    for monitor in sla.monitors:
+        sla.stack.wait_ready(monitor, timeout_s=180)
 
 
 def test_readiness_reports_the_timers(sla: SlaStack) -> None:

@@ -462,7 +462,8 @@ async def test_a_restart_recovers_every_open_timer(
     assert all(alert_of(e).late_by_s > 4 for e in found)
     sla.stack.wait_ready("sla-monitor", timeout_s=180)
     for monitor in sla.monitors[1:]:  # one consumer joins the group at a time
-        sla.stack.start(monitor)
+        sla.stack.start(monitor, wait=False)
+        sla.stack.wait_ready(monitor, timeout_s=180)
 
 
 def test_readiness_reports_the_timers(sla: SlaStack) -> None:

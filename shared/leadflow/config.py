@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import holidays
 import yaml
 from pydantic import (
     BaseModel,
@@ -377,6 +378,13 @@ class Rep(_Model):
             holiday_calendar(self.country, self.subdivision)
         return self
 
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is not None and value not in holidays.list_supported_countries():
+            raise ValueError(f"{value!r} is not a country the holidays calendar knows.")
+        return value
+
 
 class Team(_Model):
     """Reps who share leads, the way they share them, and their manager."""
@@ -461,26 +469,79 @@ class Routing(_Model):
 
 
 class SlaPolicy(_Model):
-    """A follow-up window for leads of some tiers and teams (empty list: any)."""
+    """A follow-up window for leads of some tiers, teams, sources and rules (empty list: any).
+
+    The ladder: a warning to the rep at `warn_at_percent` of the window, a breach alert to
+    the manager when it closes, and an escalation (the router reassigns) `escalate_after`
+    later, at most `max_escalations` times per lead. `clock: business` counts only the
+    rep's working hours (time zone, shifts, public holidays); `wall` counts every minute.
+    """
 
     name: str = Field(pattern=_NAME)
     window: Duration
     tiers: list[str] = Field(default_factory=list)
     teams: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+    clock: Literal["wall", "business"] = "wall"
+    warn_at_percent: int | None = Field(default=None, gt=0, lt=100)
+    escalate_after: Duration | None = None
+    max_escalations: int = Field(default=1, ge=0)
 
-    def applies(self, tier: str, team: str) -> bool:
+    @field_validator("window")
+    @classmethod
+    def _positive_window(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("window must be longer than zero, e.g. 5m.")
+        return value
+
+    def applies(
+        self, tier: str, team: str, source: str | None = None, rule: str | None = None
+    ) -> bool:
         """Whether this policy covers a lead of `tier` assigned within `team`."""
-        return (not self.tiers or tier in self.tiers) and (not self.teams or team in self.teams)
+        return (
+            (not self.tiers or tier in self.tiers)
+            and (not self.teams or team in self.teams)
+            and (not self.sources or source in self.sources)
+            and (not self.rules or rule in self.rules)
+        )
+
+
+SlaStage = Literal["warning", "breached", "escalated"]
+_ALERTING_STAGES: list[SlaStage] = ["breached", "escalated"]
+
+
+class SlaWebhook(_Model):
+    """Where SLA alerts are posted: plain JSON (the alert) or a Slack-compatible `{"text"}`."""
+
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["json", "slack"] = "json"
+    stages: list[SlaStage] = Field(default_factory=lambda: _ALERTING_STAGES.copy(), min_length=1)
+    teams: list[str] = Field(default_factory=list)
+    # Name of the environment variable holding a `whsec_` secret to sign JSON posts with.
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
+
+    def wants(self, stage: str, team: str) -> bool:
+        """Whether this webhook subscribes to alerts of `stage` for `team`."""
+        return stage in self.stages and (not self.teams or team in self.teams)
 
 
 class Sla(_Model):
-    """SLA policies; the first that applies to an assignment sets its window."""
+    """SLA policies (the first that applies sets the window) and where alerts go."""
 
     policies: list[SlaPolicy] = Field(min_length=1)
+    email: bool = True
+    webhooks: list[SlaWebhook] = Field(default_factory=list)
 
-    def policy_for(self, tier: str, team: str) -> SlaPolicy | None:
-        """The first policy covering this tier and team, if any."""
-        return next((p for p in self.policies if p.applies(tier, team)), None)
+    def policy_for(
+        self, tier: str, team: str, source: str | None = None, rule: str | None = None
+    ) -> SlaPolicy | None:
+        """The first policy covering this tier, team, source and rule, if any."""
+        return next((p for p in self.policies if p.applies(tier, team, source, rule)), None)
+
+    def policy(self, name: str) -> SlaPolicy | None:
+        """The policy called `name`, if it is still configured."""
+        return next((p for p in self.policies if p.name == name), None)
 
 
 class ReportingSegment(_Model):
@@ -595,7 +656,24 @@ class LeadflowConfig(_Model):
                         f"and {account.name!r}; give it to one.",
                     )
                 owners[domain] = account.name
+        self._sla_references_resolve(team_names)
         return self
+
+    def _sla_references_resolve(self, team_names: set[str]) -> None:
+        for i, policy in enumerate(self.sla.policies):
+            for j, team_name in enumerate(policy.teams):
+                if team_name not in team_names:
+                    raise ReferenceProblem(
+                        ("sla", "policies", i, "teams", j),
+                        f"SLA policy {policy.name!r} names unknown team {team_name!r}.",
+                    )
+        for i, hook in enumerate(self.sla.webhooks):
+            for j, team_name in enumerate(hook.teams):
+                if team_name not in team_names:
+                    raise ReferenceProblem(
+                        ("sla", "webhooks", i, "teams", j),
+                        f"SLA webhook names unknown team {team_name!r}.",
+                    )
 
     def rep(self, rep_id: str) -> Rep:
         """The rep with this id."""

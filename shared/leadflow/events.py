@@ -156,6 +156,8 @@ class LeadAssigned(_Payload):
     assigned_at: AwareDatetime
     received_at: AwareDatetime
     previous_rep_ids: list[str] = Field(default_factory=list)
+    # The source the lead came from (SLA policies can differ by source).
+    source: str | None = None
 
 
 class LeadUnassigned(_Payload):

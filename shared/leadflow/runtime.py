@@ -42,6 +42,8 @@ class Runtime:
     metrics: ConsumerMetrics
     consumers: list[KafkaConsumerRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Extra readiness checks of the service (name -> is it ready?), shown on /readyz.
+    checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class ConsumerSpec:
     topics: list[str]
     accepts: set[str]
     handler: Callable[[Runtime], EventHandler]
+    # Called after each consumed batch's transaction (besides waking the outbox relay).
+    after_commit: Callable[[], None] | None = None
 
 
 Background = Callable[[Runtime], Coroutine[Any, Any, None]]
@@ -97,6 +101,7 @@ def consumer_service(
     routers: Sequence[APIRouter] = (),
     background: Sequence[Background] = (),
     description: str = "",
+    ready_checks: dict[str, Callable[[], bool]] | None = None,
 ) -> FastAPI:
     """A FastAPI app that runs `specs` as consumer groups for as long as it is served."""
 
@@ -111,8 +116,14 @@ def consumer_service(
         runtime = Runtime(
             name, settings, engine, session_factory(engine), publisher, relay, metrics
         )
+        runtime.checks.update(ready_checks or {})
         app.state.runtime = runtime
         relay.start()
+        # Background work (e.g. SLA timers firing from the database) starts before the
+        # consumers: joining a consumer group can take a while after a restart.
+        runtime.tasks = [
+            asyncio.create_task(job(runtime), name=f"{name}-background") for job in background
+        ]
         for spec in specs:
             processor = EventProcessor(
                 consumer=spec.group,
@@ -122,16 +133,13 @@ def consumer_service(
                 dead_letters=publisher,
                 settings=settings,
                 metrics=metrics,
-                after_commit=relay.wake,
+                after_commit=_after_commit(relay, spec.after_commit),
             )
             runner = KafkaConsumerRunner(
                 settings, spec.group, [settings.topic(t) for t in spec.topics], processor
             )
             await runner.start()
             runtime.consumers.append(runner)
-        runtime.tasks = [
-            asyncio.create_task(job(runtime), name=f"{name}-background") for job in background
-        ]
         runtime.tasks.append(asyncio.create_task(_watch_lag(runtime), name=f"{name}-lag"))
         log.info("service started", extra={"service": name})
         try:
@@ -162,6 +170,17 @@ def consumer_service(
     return app
 
 
+def _after_commit(relay: OutboxRelay, extra: Callable[[], None] | None) -> Callable[[], None]:
+    if extra is None:
+        return relay.wake
+
+    def both() -> None:
+        relay.wake()
+        extra()
+
+    return both
+
+
 async def _ready(app: FastAPI) -> dict[str, Any]:
     runtime: Runtime | None = getattr(app.state, "runtime", None)
     if runtime is None:
@@ -170,6 +189,7 @@ async def _ready(app: FastAPI) -> dict[str, Any]:
         "consumers": all(c.running for c in runtime.consumers),
         "outbox_relay": runtime.relay.healthy,
         "background": all(not t.done() for t in runtime.tasks),
+        **{name: check() for name, check in runtime.checks.items()},
     }
     try:
         async with runtime.engine.connect() as conn:

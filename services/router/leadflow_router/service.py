@@ -266,6 +266,7 @@ async def _apply(
             assigned_at=now,
             received_at=scored.received_at,
             previous_rep_ids=previous,
+            source=scored.source,
         )
         type_ = "lead.reassigned" if kind == "reassign" else "lead.assigned"
     else:

@@ -1,86 +1,134 @@
-"""The SLA monitor: follow-up timers from `leads.assigned`, alerts on `leads.alerts`."""
+"""The SLA monitor: follow-up windows from `leads.assigned`, a ladder of alerts on `leads.alerts`,
+emails and webhooks to reps and managers, and the managers' view of open and overdue leads."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import datetime
-from typing import Any
 
-from fastapi import APIRouter, FastAPI
+import httpx
+from fastapi import FastAPI
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
+from leadflow.config import LeadflowConfig
 from leadflow.events import Envelope
+from leadflow.notifications import EmailSender, NotificationDispatcher, Sender, WebhookSender
 from leadflow.processing import EventHandler, utcnow
-from leadflow.runtime import ConsumerSpec, Runtime, SessionDep, consumer_service
+from leadflow.runtime import ConsumerSpec, Runtime, consumer_service
 from leadflow.settings import Settings
 from leadflow_sla import domain, repository, service
-from leadflow_sla.metrics import OPEN_TIMERS
+from leadflow_sla.api import router
+from leadflow_sla.metrics import OPEN_TIMERS, OPEN_WINDOWS, OVERDUE_WINDOWS
 from leadflow_sla.reporting import api as reporting_api
 from leadflow_sla.reporting.consumer import REPORTING_CONSUMER
+from leadflow_sla.scheduler import TimerScheduler
 from leadflow_sla.settings import SlaSettings
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["sla"])
+
+def webhook_secrets(config: LeadflowConfig) -> dict[str, str]:
+    """Signing secrets of the alert webhooks, read from the variables the config names."""
+    secrets: dict[str, str] = {}
+    for hook in config.sla.webhooks:
+        if hook.secret_env and os.environ.get(hook.secret_env):
+            secrets[hook.url] = os.environ[hook.secret_env]
+    return secrets
 
 
-@router.get("/sla/open")
-async def open_leads(session: SessionDep, team: str | None = None) -> dict[str, Any]:
-    """Open follow-up windows, soonest due first, with how overdue each one is."""
-    now = utcnow()
-    timers = await repository.open_by_team(session, team)
-    return {
-        "now": now,
-        "open": [
-            {**t, "overdue": t["due_at"] <= now, "age_s": (now - t["assigned_at"]).total_seconds()}
-            for t in timers
-        ],
-    }
+class Monitor:
+    """The SLA monitor's moving parts: the consumer's handler, the timers, the dispatcher."""
 
+    def __init__(self, sla_settings: SlaSettings) -> None:
+        self.sla_settings = sla_settings
+        self.scheduler = TimerScheduler(
+            horizon_s=sla_settings.horizon_s, horizon_max=sla_settings.horizon_max
+        )
 
-def _handler(runtime: Runtime) -> EventHandler:
-    config = runtime.settings.app
+    def handler(self, runtime: Runtime) -> EventHandler:
+        """Open and close windows; tell the scheduler about the timers opened."""
+        config = runtime.settings.app
 
-    async def handle(session: AsyncSession, event: Envelope, now: datetime) -> None:
-        await service.on_event(session, event, config, now)
+        async def handle(session: AsyncSession, event: Envelope, now: datetime) -> None:
+            await service.on_event(session, event, config, now, self.scheduler.hint)
 
-    return handle
+        return handle
 
+    async def run_timers(self, runtime: Runtime) -> None:
+        """Fire due timers and send their notifications until cancelled."""
+        config = runtime.settings.app
+        router_url = self.sla_settings.router_url
+        async with httpx.AsyncClient() as client:
+            webhooks = WebhookSender(client, webhook_secrets(config))
+            senders: dict[str, Sender] = {
+                "email": EmailSender(runtime.settings),
+                "webhook": webhooks,
+                "slack": webhooks,
+            }
+            dispatcher = NotificationDispatcher(
+                runtime.engine, runtime.settings, service.PRODUCER, senders
+            )
+            dispatcher.start()
 
-async def fire_timers(runtime: Runtime) -> None:
-    """Fire due timers forever; each firing commits with its outbox row, then relays."""
-    config = runtime.settings.app
-    router_url = SlaSettings().router_url
-    while True:
-        try:
-            async with runtime.sessions() as session, session.begin():
-                fired = await service.fire_due(session, config, router_url, utcnow())
-                open_count = await repository.count_open(session)
-            OPEN_TIMERS.set(open_count)
-            if fired:
-                runtime.relay.wake()
-                continue
-        except (OperationalError, InterfaceError):
-            log.warning("database unavailable; timers will fire when it is back")
-        await asyncio.sleep(runtime.settings.sla_poll_s)
+            async def load(until: datetime, limit: int) -> list[datetime]:
+                async with runtime.sessions() as session:
+                    return await repository.due_times(session, until, limit)
+
+            async def fire(now: datetime) -> int:
+                async with runtime.sessions() as session, session.begin():
+                    fired = await service.fire_due(session, config, router_url, now)
+                if fired:
+                    runtime.relay.wake()
+                    dispatcher.wake()
+                return fired
+
+            try:
+                await self.scheduler.run(load, fire)
+            finally:
+                await dispatcher.stop()
+
+    async def refresh_gauges(self, runtime: Runtime) -> None:
+        """Recount open timers and windows at a slow cadence (cheap with a million rows)."""
+        teams = [t.name for t in runtime.settings.app.teams]
+        while True:
+            try:
+                async with runtime.sessions() as session:
+                    now = utcnow()
+                    OPEN_TIMERS.set(await repository.count_open_timers(session))
+                    rows = await repository.open_counts(session, now)
+                opened = dict.fromkeys(teams, 0)
+                late = dict.fromkeys(teams, 0)
+                for row in rows:
+                    opened[row["team"]] = opened.get(row["team"], 0) + row["open"]
+                    late[row["team"]] = late.get(row["team"], 0) + int(row["overdue"] or 0)
+                for team, count in opened.items():
+                    OPEN_WINDOWS.labels(team).set(count)
+                    OVERDUE_WINDOWS.labels(team).set(late[team])
+            except (OperationalError, InterfaceError, OSError):
+                log.warning("database unavailable; SLA gauges not refreshed")
+            await asyncio.sleep(self.sla_settings.gauge_interval_s)
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The SLA monitor's ASGI app."""
+    monitor = Monitor(SlaSettings())
     spec = ConsumerSpec(
         group="leadflow-sla-monitor",
         topics=[topics.ASSIGNED, topics.ACTIVITY],
         accepts={"lead.assigned", "lead.reassigned", *domain.STOPPING_ACTIVITIES},
-        handler=_handler,
+        handler=monitor.handler,
+        after_commit=monitor.scheduler.flush_hints,
     )
     return consumer_service(
         "sla-monitor",
         settings,
         [spec, REPORTING_CONSUMER],
         routers=[router, reporting_api.router],
-        background=[fire_timers],
+        background=[monitor.run_timers, monitor.refresh_gauges],
         description=__doc__ or "",
+        ready_checks={"timers_loaded": lambda: monitor.scheduler.loaded},
     )

@@ -33,13 +33,59 @@ def breach_message(
     assigned_at: datetime,
     now: datetime,
     lead_url: str,
+    due_at: datetime | None = None,
 ) -> str:
-    """What the manager reads: who missed which lead, by how much, and where to look."""
-    overdue = (now - assigned_at - window).total_seconds()
+    """What the manager reads: who missed which lead, by how much, and where to look.
+
+    `due_at` is when the window closed (in business time it is later than
+    `assigned_at + window`); it defaults to the wall-clock close.
+    """
+    overdue = (now - (due_at or assigned_at + window)).total_seconds()
     assigned_utc = assigned_at.astimezone(UTC)
     return (
         f"{rep_name} ({team}) has not contacted lead {lead_key} within the "
         f"{describe_lateness(window.total_seconds())} {policy} window: assigned "
         f"{assigned_utc:%Y-%m-%d %H:%M} UTC, now {describe_lateness(overdue)} overdue. "
         f"Routing record: {lead_url}"
+    )
+
+
+def warning_message(
+    *,
+    rep_name: str,
+    lead_key: str,
+    policy: str,
+    window: timedelta,
+    due_at: datetime,
+    now: datetime,
+    lead_url: str,
+) -> str:
+    """What the rep reads before the window closes: which lead, when it is due, where to look."""
+    left = (due_at - now).total_seconds()
+    return (
+        f"{rep_name}, lead {lead_key} is still waiting for your first contact: the "
+        f"{describe_lateness(window.total_seconds())} {policy} window closes at "
+        f"{due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC (in {describe_lateness(left)}). "
+        f"Routing record: {lead_url}"
+    )
+
+
+def escalation_message(
+    *,
+    rep_name: str,
+    team: str,
+    lead_key: str,
+    policy: str,
+    window_due_at: datetime,
+    now: datetime,
+    escalation: int,
+    max_escalations: int,
+    lead_url: str,
+) -> str:
+    """What the manager reads when a missed lead is taken from the rep and routed again."""
+    overdue = (now - window_due_at).total_seconds()
+    return (
+        f"{rep_name} ({team}) still has not contacted lead {lead_key}, "
+        f"{describe_lateness(overdue)} after the {policy} window closed: the lead is being "
+        f"reassigned (escalation {escalation} of {max_escalations}). Routing record: {lead_url}"
     )

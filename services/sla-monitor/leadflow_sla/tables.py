@@ -1,11 +1,13 @@
-"""The SLA monitor's tables: durable follow-up timers (the rows are the truth)."""
+"""The SLA monitor's tables: follow-up windows and their durable timers (the rows are the truth)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, String, Table, UniqueConstraint
+from sqlalchemy import Column, Float, Index, Integer, String, Table, UniqueConstraint
 
 from leadflow.db.tables import Id, UtcDateTime, metadata
 
+# One row per stage of an assignment's ladder (warning, breached, escalated); the monitor
+# fires the open ones whose due time has come, each exactly once (open -> fired).
 sla_timers = Table(
     "sla_timers",
     metadata,
@@ -23,4 +25,34 @@ sla_timers = Table(
     UniqueConstraint("assignment_id", "stage"),
     Index("ix_sla_timers_status_due_at", "status", "due_at"),
     Index("ix_sla_timers_lead_key", "lead_key"),
+)
+
+# One row per assignment under a policy: open until the lead is contacted (or accepted,
+# rejected, converted) or reassigned; what managers see as open and overdue leads.
+sla_windows = Table(
+    "sla_windows",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("assignment_id", String(64), nullable=False, unique=True),
+    Column("lead_key", String(64), nullable=False),
+    Column("policy", String(64), nullable=False),
+    Column("clock", String(16), nullable=False),
+    Column("window_s", Float, nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("rep_id", String(64), nullable=False),
+    Column("team", String(64), nullable=False),
+    # Escalations of this lead before this assignment (its previous reps).
+    Column("escalations", Integer, nullable=False),
+    Column("assigned_at", UtcDateTime(), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("outcome", String(16), nullable=True),
+    Column("warned_at", UtcDateTime(), nullable=True),
+    Column("breached_at", UtcDateTime(), nullable=True),
+    Column("escalated_at", UtcDateTime(), nullable=True),
+    Column("contacted_at", UtcDateTime(), nullable=True),
+    Column("closed_at", UtcDateTime(), nullable=True),
+    Index("ix_sla_windows_status_team_due_at", "status", "team", "due_at"),
+    Index("ix_sla_windows_status_rep_id_due_at", "status", "rep_id", "due_at"),
+    Index("ix_sla_windows_lead_key_status", "lead_key", "status"),
 )

@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from leadflow_sla.domain import STOPPING_ACTIVITIES, breach_message, describe_lateness, due_at
+from leadflow_sla.domain import (
+    STOPPING_ACTIVITIES,
+    breach_message,
+    describe_lateness,
+    due_at,
+    escalation_message,
+    warning_message,
+)
 
 ASSIGNED = datetime(2026, 11, 26, 9, 58, 30, tzinfo=UTC)
 
@@ -139,3 +146,61 @@ def test_breach_message_shows_the_assignment_time_in_utc() -> None:
 )
 def test_stopping_activities(event_type: str, stops: bool) -> None:
     assert (event_type in STOPPING_ACTIVITIES) is stops
+
+
+def test_breach_message_counts_lateness_from_the_business_time_due() -> None:
+    # Assigned Friday 16:58; in business time the 5-minute window closed Monday 09:03.
+    friday = datetime(2026, 11, 27, 16, 58, tzinfo=UTC)
+    monday_due = datetime(2026, 11, 30, 9, 3, tzinfo=UTC)
+
+    message = breach_message(
+        rep_name="Ana",
+        team="smb",
+        lead_key="lk_1",
+        policy="p",
+        window=timedelta(minutes=5),
+        assigned_at=friday,
+        now=monday_due + timedelta(minutes=2),
+        lead_url="u",
+        due_at=monday_due,
+    )
+
+    assert "now 2 min overdue" in message
+
+
+def test_warning_message() -> None:
+    message = warning_message(
+        rep_name="Ana Silva",
+        lead_key="lk_1",
+        policy="hot-mql",
+        window=timedelta(minutes=5),
+        due_at=ASSIGNED + timedelta(minutes=5),
+        now=ASSIGNED + timedelta(minutes=4),
+        lead_url="http://router/v1/leads/lk_1/routing",
+    )
+
+    assert message == (
+        "Ana Silva, lead lk_1 is still waiting for your first contact: the 5 min hot-mql "
+        "window closes at 2026-11-26 10:03 UTC (in 1 min). "
+        "Routing record: http://router/v1/leads/lk_1/routing"
+    )
+
+
+def test_escalation_message() -> None:
+    message = escalation_message(
+        rep_name="Ben Carter",
+        team="enterprise",
+        lead_key="lk_1",
+        policy="hot-mql",
+        window_due_at=ASSIGNED,
+        now=ASSIGNED + timedelta(minutes=15, seconds=20),
+        escalation=1,
+        max_escalations=2,
+        lead_url="http://router/v1/leads/lk_1/routing",
+    )
+
+    assert message == (
+        "Ben Carter (enterprise) still has not contacted lead lk_1, 15 min after the hot-mql "
+        "window closed: the lead is being reassigned (escalation 1 of 2). "
+        "Routing record: http://router/v1/leads/lk_1/routing"
+    )

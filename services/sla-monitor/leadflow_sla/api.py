@@ -1,0 +1,172 @@
+"""The sales managers' API: open and overdue leads per team and per rep, with age and due time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from leadflow.processing import utcnow
+from leadflow.runtime import RuntimeDep, SessionDep
+from leadflow_sla import repository
+
+router = APIRouter(prefix="/v1/sla", tags=["sla"])
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many leads.")]
+
+
+def _view(window: dict[str, Any], now: datetime, names: dict[str, str]) -> dict[str, Any]:
+    stage = next(
+        (
+            s
+            for s, c in (
+                ("escalated", "escalated_at"),
+                ("breached", "breached_at"),
+                ("warning", "warned_at"),
+            )
+            if window.get(c) is not None
+        ),
+        None,
+    )
+    overdue_by = (now - window["due_at"]).total_seconds()
+    return {
+        "lead_key": window["lead_key"],
+        "assignment_id": window["assignment_id"],
+        "team": window["team"],
+        "rep_id": window["rep_id"],
+        "rep_name": names.get(window["rep_id"], window["rep_id"]),
+        "policy": window["policy"],
+        "clock": window["clock"],
+        "tier": window["tier"],
+        "assigned_at": window["assigned_at"],
+        "due_at": window["due_at"],
+        "age_s": round((now - window["assigned_at"]).total_seconds(), 3),
+        "overdue": overdue_by >= 0,
+        "overdue_by_s": round(max(0.0, overdue_by), 3),
+        "last_alert": stage,
+    }
+
+
+def _known(runtime: RuntimeDep, team: str | None, rep: str | None) -> dict[str, str]:
+    config = runtime.settings.app
+    if team is not None and team not in {t.name for t in config.teams}:
+        raise HTTPException(404, f"There is no team {team!r}; GET /v1/sla/summary lists them.")
+    if rep is not None and rep not in {r.id for r in config.reps}:
+        raise HTTPException(404, f"There is no rep {rep!r}; GET /v1/sla/summary lists them.")
+    return {r.id: r.name for r in config.reps}
+
+
+@router.get("/open")
+async def open_leads(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    team: str | None = None,
+    rep: str | None = None,
+    overdue: bool = False,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    """Leads waiting for their first contact, soonest due first; `overdue=true`: only late ones."""
+    names = _known(runtime, team, rep)
+    now = utcnow()
+    windows = await repository.open_windows(
+        session, now, team=team, rep_id=rep, overdue_only=overdue, limit=limit
+    )
+    return {"now": now, "open": [_view(w, now, names) for w in windows]}
+
+
+@router.get("/summary")
+async def summary(session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Per team and per rep: open leads, overdue leads, the oldest one's age, the next due time."""
+    config = runtime.settings.app
+    now = utcnow()
+    rows = await repository.open_counts(session, now)
+    teams: dict[str, dict[str, Any]] = {
+        t.name: {
+            "team": t.name,
+            "manager": t.manager.name,
+            "open": 0,
+            "overdue": 0,
+            "oldest_age_s": None,
+            "next_due_at": None,
+            "reps": [],
+        }
+        for t in config.teams
+    }
+    names = {r.id: r.name for r in config.reps}
+    for row in rows:
+        team = teams.setdefault(
+            row["team"],
+            {
+                "team": row["team"],
+                "manager": None,
+                "open": 0,
+                "overdue": 0,
+                "oldest_age_s": None,
+                "next_due_at": None,
+                "reps": [],
+            },
+        )
+        age = round((now - row["oldest_assigned_at"]).total_seconds(), 3)
+        team["reps"].append(
+            {
+                "rep_id": row["rep_id"],
+                "rep_name": names.get(row["rep_id"], row["rep_id"]),
+                "open": row["open"],
+                "overdue": int(row["overdue"] or 0),
+                "oldest_age_s": age,
+                "next_due_at": row["next_due_at"],
+            }
+        )
+        team["open"] += row["open"]
+        team["overdue"] += int(row["overdue"] or 0)
+        team["oldest_age_s"] = max(team["oldest_age_s"] or 0.0, age)
+        if team["next_due_at"] is None or row["next_due_at"] < team["next_due_at"]:
+            team["next_due_at"] = row["next_due_at"]
+    return {"now": now, "teams": list(teams.values())}
+
+
+@router.get("/teams/{team}")
+async def team_leads(
+    team: str, session: SessionDep, runtime: RuntimeDep, limit: Limit = 100
+) -> dict[str, Any]:
+    """A team's open leads and, separately, the overdue ones."""
+    names = _known(runtime, team, None)
+    now = utcnow()
+    windows = await repository.open_windows(session, now, team=team, limit=limit)
+    late = await repository.open_windows(session, now, team=team, overdue_only=True, limit=limit)
+    return {
+        "now": now,
+        "team": team,
+        "open": [_view(w, now, names) for w in windows],
+        "overdue": [_view(w, now, names) for w in late],
+    }
+
+
+@router.get("/reps/{rep_id}")
+async def rep_leads(
+    rep_id: str, session: SessionDep, runtime: RuntimeDep, limit: Limit = 100
+) -> dict[str, Any]:
+    """A rep's open leads and, separately, the overdue ones."""
+    names = _known(runtime, None, rep_id)
+    now = utcnow()
+    windows = await repository.open_windows(session, now, rep_id=rep_id, limit=limit)
+    late = await repository.open_windows(
+        session, now, rep_id=rep_id, overdue_only=True, limit=limit
+    )
+    return {
+        "now": now,
+        "rep_id": rep_id,
+        "rep_name": names[rep_id],
+        "open": [_view(w, now, names) for w in windows],
+        "overdue": [_view(w, now, names) for w in late],
+    }
+
+
+@router.get("/leads/{lead_key}")
+async def lead_windows(lead_key: str, session: SessionDep) -> dict[str, Any]:
+    """Every follow-up window a lead had, with each stage's due time and what became of it."""
+    history = await repository.lead_history(session, lead_key)
+    if not history:
+        raise HTTPException(404, f"No follow-up window was opened for lead {lead_key!r}.")
+    return {"lead_key": lead_key, "windows": history}

@@ -348,6 +348,69 @@ async def test_the_ladder_warns_alerts_escalates_and_restarts_for_the_new_rep(
     assert metric(sla, "leadflow_sla_timer_lateness_seconds_count") >= 5
 
 
+def test_readiness_reports_the_timers(sla: SlaStack) -> None:
+    body = httpx.get(f"{sla.url()}/readyz").json()
+
+    assert body["ready"] is True
+    assert body["timers_loaded"] is True
+
+
+async def shift_windows(sla: SlaStack, assignment_ids: set[str], by: timedelta) -> None:
+    """Move these windows and their timers `by` into the past (time passing while down)."""
+    engine = create_engine(sla.stack.database_url)
+    try:
+        async with engine.begin() as conn:
+            for table in (sla_windows, sla_timers):
+                rows = await conn.execute(
+                    select(table.c.id, table.c.assigned_at, table.c.due_at).where(
+                        table.c.assignment_id.in_(assignment_ids)
+                    )
+                )
+                for row_id, assigned_at, due_at in rows.all():
+                    await conn.execute(
+                        update(table)
+                        .where(table.c.id == row_id)
+                        .values(assigned_at=assigned_at - by, due_at=due_at - by)
+                    )
+    finally:
+        await engine.dispose()
+
+
+async def test_a_restart_recovers_every_open_timer(
+    sla: SlaStack, publisher: KafkaPublisher
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    events = [assignment(f"lk_restart_{run}_{i}", "ben", "restart", utcnow()) for i in range(20)]
+    lead_keys = {e.subject for e in events}
+    await publish(publisher, *events)
+
+    def opened() -> bool:
+        rows = httpx.get(f"{sla.url()}/v1/sla/reps/ben", params={"limit": 1000}).json()["open"]
+        return len({w["lead_key"] for w in rows} & lead_keys) == 20
+
+    until(opened, timeout_s=60)
+    sla.stack.stop()  # every monitor down (the group is stable: no member was killed yet)
+    down_at = utcnow()
+    # An hour passes while nobody watches: the windows fall due during the outage.
+    await shift_windows(sla, {e.data.assignment_id for e in events}, timedelta(hours=1, seconds=5))  # type: ignore[union-attr]
+    # Timers fire from the database while the consumers still (re)join their group.
+    sla.stack.start("sla-monitor", wait=False)
+
+    recovered = of_type("sla.breached", lead_keys)
+    async with TopicReader(sla.stack.bootstrap, ["leads.alerts"]) as reader:
+        found = await wait_for(reader, recovered, count=20)
+        await drain(reader, 1.5)
+
+    assert {e.subject for e in found} == lead_keys
+    assert len({(e.subject, e.id) for e in reader.events if recovered(e)}) == 20
+    assert all(alert_of(e).fired_at > down_at for e in found)
+    assert all(alert_of(e).late_by_s > 4 for e in found)
+    sla.stack.wait_ready("sla-monitor", timeout_s=180)
+    for monitor in sla.monitors[1:]:  # one consumer joins the group at a time
+        sla.stack.start(monitor, wait=False)
+        sla.stack.wait_ready(monitor, timeout_s=180)
+
+
 async def alert_rows(sla: SlaStack, assignment_ids: set[str]) -> tuple[Counter[str], list[str]]:
     """Timer statuses of these assignments, and the alert event ids in the outbox."""
     engine = create_engine(sla.stack.database_url)
@@ -408,66 +471,3 @@ async def test_each_alert_fires_once_across_two_monitors_sigkill_mid_fire_and_re
         if found and found.group(0) in lead_keys:
             message_ids.setdefault(found.group(0), set()).add(message["Message-ID"])
     assert all(len(ids) == 1 for ids in message_ids.values())
-
-
-async def shift_windows(sla: SlaStack, assignment_ids: set[str], by: timedelta) -> None:
-    """Move these windows and their timers `by` into the past (time passing while down)."""
-    engine = create_engine(sla.stack.database_url)
-    try:
-        async with engine.begin() as conn:
-            for table in (sla_windows, sla_timers):
-                rows = await conn.execute(
-                    select(table.c.id, table.c.assigned_at, table.c.due_at).where(
-                        table.c.assignment_id.in_(assignment_ids)
-                    )
-                )
-                for row_id, assigned_at, due_at in rows.all():
-                    await conn.execute(
-                        update(table)
-                        .where(table.c.id == row_id)
-                        .values(assigned_at=assigned_at - by, due_at=due_at - by)
-                    )
-    finally:
-        await engine.dispose()
-
-
-async def test_a_restart_recovers_every_open_timer(
-    sla: SlaStack, publisher: KafkaPublisher
-) -> None:
-    run = uuid.uuid4().hex[:6]
-    events = [assignment(f"lk_restart_{run}_{i}", "ben", "restart", utcnow()) for i in range(20)]
-    lead_keys = {e.subject for e in events}
-    await publish(publisher, *events)
-
-    def opened() -> bool:
-        rows = httpx.get(f"{sla.url()}/v1/sla/reps/ben", params={"limit": 1000}).json()["open"]
-        return len({w["lead_key"] for w in rows} & lead_keys) == 20
-
-    until(opened, timeout_s=60)
-    sla.stack.stop()  # every monitor down
-    down_at = utcnow()
-    # An hour passes while nobody watches: the windows fall due during the outage.
-    await shift_windows(sla, {e.data.assignment_id for e in events}, timedelta(hours=1, seconds=5))  # type: ignore[union-attr]
-    # Timers fire from the database while the consumers still (re)join their group.
-    sla.stack.start("sla-monitor", wait=False)
-
-    recovered = of_type("sla.breached", lead_keys)
-    async with TopicReader(sla.stack.bootstrap, ["leads.alerts"]) as reader:
-        found = await wait_for(reader, recovered, count=20)
-        await drain(reader, 1.5)
-
-    assert {e.subject for e in found} == lead_keys
-    assert len({(e.subject, e.id) for e in reader.events if recovered(e)}) == 20
-    assert all(alert_of(e).fired_at > down_at for e in found)
-    assert all(alert_of(e).late_by_s > 4 for e in found)
-    sla.stack.wait_ready("sla-monitor", timeout_s=180)
-    for monitor in sla.monitors[1:]:  # one consumer joins the group at a time
-        sla.stack.start(monitor, wait=False)
-        sla.stack.wait_ready(monitor, timeout_s=180)
-
-
-def test_readiness_reports_the_timers(sla: SlaStack) -> None:
-    body = httpx.get(f"{sla.url()}/readyz").json()
-
-    assert body["ready"] is True
-    assert body["timers_loaded"] is True

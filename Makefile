@@ -46,9 +46,10 @@ format: install
 bench: install
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
 	  || { echo "make bench needs wrk (apt-get install wrk)"; exit 2; }
-	$(BIN)/python bench/intake.py
+	PYTHONPATH=. $(BIN)/python bench/intake.py
 	$(BIN)/python bench/scoring_engine.py
 	$(BIN)/python bench/routing_engine.py
+	PYTHONPATH=. $(BIN)/python bench/end_to_end.py --rate 500 --seconds 10
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -133,11 +133,13 @@ async def test_redelivered_webhook_is_answered_alike_and_assigned_once(stack: St
 
 
 async def test_contact_within_the_window_stops_the_timer(stack: Stack) -> None:
-    response = stack.post("web", lead_body("quick.contact@bigco.example"))
+    lead = lead_body("quick.contact@mittel.example", country="DE", company={"size": 300})
+    response = stack.post("web", lead)
     lead_key = response.json()["lead_key"]
     async with topics_reader(stack) as reader:
         [assigned] = await wait_for(reader, about(lead_key, "lead.assigned"))
         assert isinstance(assigned.data, LeadAssigned)
+        assert assigned.data.rule == "dach-to-felix"
         contacted = stack.post(
             "crm",
             {
@@ -148,7 +150,7 @@ async def test_contact_within_the_window_stops_the_timer(stack: Stack) -> None:
             },
         )
         assert contacted.status_code == 202, contacted.text
-        await drain(reader, 6.5)  # past the 5 s window
+        await drain(reader, 16.5)  # past the 15 s window of DACH leads
         assert not [e for e in reader.events if about(lead_key, "sla.breached")(e)]
 
 

@@ -95,7 +95,11 @@ async def read_assignments(
 ) -> None:
     """Record when each lead's `lead.assigned` becomes readable."""
     consumer = AIOKafkaConsumer(
-        "leads.assigned", bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        "leads.assigned",
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        fetch_max_wait_ms=10,
     )
     await consumer.start()
     try:

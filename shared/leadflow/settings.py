@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = Field(default=10_000, ge=500)
     consumer_heartbeat_ms: int = Field(default=3_000, ge=100)
     consumer_rebalance_timeout_ms: int = Field(default=30_000, ge=500)
+    # How long the broker may hold a fetch open waiting for data: a floor on each hop's latency.
+    consumer_fetch_max_wait_ms: int = Field(default=50, ge=0)
     publish_timeout_s: float = Field(default=5.0, gt=0)
     stop_timeout_s: float = Field(default=10.0, gt=0)
     outbox_poll_s: float = Field(default=0.5, gt=0)

@@ -111,6 +111,7 @@ class KafkaConsumerRunner:
             session_timeout_ms=settings.consumer_session_timeout_ms,
             heartbeat_interval_ms=settings.consumer_heartbeat_ms,
             rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         )
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()

@@ -31,9 +31,9 @@ from leadflow.events import Envelope, LeadActivity, LeadAssigned, SlaAlert, new_
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
 from leadflow_sla.tables import sla_timers, sla_windows
-from tests.fixtures.alert_receivers import HookLog, SmtpInbox, smtp_server, webhook_server
 from tests.fixtures.broker import TopicReader, running_broker
 from tests.fixtures.databases import migrated_database_url
+from tests.fixtures.receivers import Hooks, Mailbox, smtp_server, webhook_server
 from tests.fixtures.stack import CONFIG, Stack
 
 pytestmark = pytest.mark.integration
@@ -72,8 +72,8 @@ class SlaStack:
     """Two SLA monitors, their broker and database, and the receivers of their alerts."""
 
     stack: Stack
-    inbox: SmtpInbox
-    hooks: HookLog
+    inbox: Mailbox
+    hooks: Hooks
     monitors: tuple[str, ...]
 
     def url(self, name: str = "sla-monitor") -> str:
@@ -224,7 +224,7 @@ def alert_of(event: Envelope) -> SlaAlert:
     return event.data
 
 
-def emails_about(inbox: SmtpInbox, lead_key: str) -> list[tuple[str, str]]:
+def emails_about(inbox: Mailbox, lead_key: str) -> list[tuple[str, str]]:
     """(To, Subject) of the emails about a lead."""
     return [(m["To"], m["Subject"]) for m in inbox.snapshot() if lead_key in m["Subject"]]
 
@@ -309,9 +309,7 @@ async def test_the_ladder_warns_alerts_escalates_and_restarts_for_the_new_rep(
 
     # Webhooks: signed JSON, and Slack's {"text"} shape, for breaches and escalations.
     def posts(path: str) -> list[dict[str, Any]]:
-        return [
-            orjson.loads(body) for _, body in sla.hooks.snapshot(path) if lead_key in body.decode()
-        ]
+        return [orjson.loads(body) for _, body in sla.hooks.at(path) if lead_key in body.decode()]
 
     until(lambda: len(posts("/json")) == 3 and len(posts("/slack")) == 3)
     assert sorted(p["type"] for p in posts("/json")) == [
@@ -319,7 +317,7 @@ async def test_the_ladder_warns_alerts_escalates_and_restarts_for_the_new_rep(
         "sla.breached",
         "sla.escalated",
     ]
-    for headers, body in sla.hooks.snapshot("/json"):
+    for headers, body in sla.hooks.at("/json"):
         Webhook(HOOK_SECRET).verify(body, headers)  # raises unless signed with the secret
     assert all(set(p) == {"text"} and lead_key in p["text"] for p in posts("/slack"))
 

@@ -196,6 +196,9 @@ class NotificationDispatcher:
     async def dispatch_once(self, now: datetime | None = None) -> int:
         """Try every due notification once; returns how many were delivered."""
         now = now or utcnow()
+        async with self._sessions() as session:
+            if not await self._due(session, now, limit=1):
+                return 0  # an idle poll reads, and never writes the lease
         async with self._sessions() as session, session.begin():
             if not await leases.acquire(session, self._lease, self._holder, utcnow()):
                 return 0  # another instance is sending a batch
@@ -211,7 +214,9 @@ class NotificationDispatcher:
             await leases.release(session, self._lease, self._holder, utcnow())
         return sum(1 for _, values in outcomes if values.get("sent_at") is not None)
 
-    async def _due(self, session: AsyncSession, now: datetime) -> list[dict[str, Any]]:
+    async def _due(
+        self, session: AsyncSession, now: datetime, limit: int = DISPATCH_BATCH
+    ) -> list[dict[str, Any]]:
         query = (
             select(notifications)
             .where(
@@ -221,7 +226,7 @@ class NotificationDispatcher:
                 notifications.c.next_attempt_at <= now,
             )
             .order_by(notifications.c.next_attempt_at, notifications.c.id)
-            .limit(DISPATCH_BATCH)
+            .limit(limit)
         )
         return [dict(r._mapping) for r in await session.execute(query)]
 

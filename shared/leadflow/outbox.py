@@ -75,6 +75,8 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Relay up to one batch of pending rows; returns how many were published."""
+        if not await self._anything_pending():
+            return 0  # an idle poll reads, and never writes the lease
         async with self._sessions() as session, session.begin():
             if not await leases.acquire(session, self._lease, self._holder, datetime.now(UTC)):
                 return 0  # another instance is relaying a batch
@@ -91,6 +93,15 @@ class OutboxRelay:
             await self._mark_sent(session, [r.id for r in rows])
             await leases.release(session, self._lease, self._holder, datetime.now(UTC))
         return len(rows)
+
+    async def _anything_pending(self) -> bool:
+        async with self._sessions() as session:
+            query = (
+                select(outbox.c.id)
+                .where(outbox.c.producer == self._producer, outbox.c.sent_at.is_(None))
+                .limit(1)
+            )
+            return (await session.execute(query)).first() is not None
 
     async def _release(self) -> None:
         async with self._sessions() as session, session.begin():

@@ -13,6 +13,7 @@ import uvicorn
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -162,6 +163,7 @@ def consumer_service(
         title=f"Leadflow {name}",
         description=description,
         lifespan=lifespan,
+        telemetry=telemetry(settings),
     )
     add_probe_routes(app, ready=_ready)
     add_metrics_route(app)
@@ -220,6 +222,11 @@ async def _watch_lag(runtime: Runtime) -> None:
         for runner in runtime.consumers:
             lag += await runner.lag()
         runtime.metrics.consumer_lag.set(lag)
+
+
+def telemetry(settings: Settings) -> TelemetryConfig:
+    """FastAPI's OpenTelemetry switches: all on with `LEADFLOW_OTEL=true`, else all off."""
+    return {"tracing": settings.otel, "metrics": settings.otel, "logs": settings.otel}
 
 
 def serve(app: FastAPI, settings: Settings, port: int) -> None:

@@ -14,9 +14,9 @@ from leadflow.bus import Publisher
 from leadflow.bus.kafka import KafkaPublisher
 from leadflow.metrics import add_metrics_route
 from leadflow.problems import PROBLEM_JSON, install_problem_handlers
-from leadflow.runtime import add_probe_routes, wait_for_broker
+from leadflow.runtime import add_probe_routes, telemetry, wait_for_broker
 from leadflow.settings import Settings
-from leadflow_intake.api import Intake, router
+from leadflow_intake.api import Intake, add_webhook_route
 from leadflow_intake.delivery import Delivery
 from leadflow_intake.settings import IntakeSettings
 from leadflow_intake.spool import Spool
@@ -57,11 +57,12 @@ def create_app(
         title="Leadflow intake",
         description=__doc__ or "",
         lifespan=lifespan,
+        telemetry=telemetry(settings),
     )
     install_problem_handlers(app)
+    add_webhook_route(app)
     add_probe_routes(app, ready=_ready)
     add_metrics_route(app)
-    app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

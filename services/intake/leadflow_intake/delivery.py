@@ -85,14 +85,12 @@ class Delivery:
     async def _publish_directly(self, messages: list[SpooledEvent]) -> str:
         """'' when the broker acknowledged in time; else why not (timeout or error)."""
         started = time.perf_counter()
-        attempt = asyncio.ensure_future(
-            self._publisher.publish_many([(m.topic, m.key, m.value) for m in messages])
-        )
         try:
-            await asyncio.wait_for(asyncio.shield(attempt), self._intake.spool_after_s)
+            # A publish that times out is not withdrawn: it may still succeed later, and
+            # the spooled copy keeps the same event id, so consumers' inboxes drop one.
+            async with asyncio.timeout(self._intake.spool_after_s):
+                await self._publisher.publish_many([(m.topic, m.key, m.value) for m in messages])
         except TimeoutError:
-            # The attempt may still succeed later: the relayed copy keeps the same event id.
-            attempt.add_done_callback(_consume_outcome)
             self.broker_ok = False
             return "timeout"
         except Exception:
@@ -157,9 +155,3 @@ class Delivery:
     def _update_gauges(self) -> None:
         SPOOL_DEPTH.set(self.spool.depth)
         SPOOL_BYTES.set(self.spool.bytes)
-
-
-def _consume_outcome(task: asyncio.Future[None]) -> None:
-    """Retrieve a late publish attempt's outcome so that it is never reported as lost."""
-    if not task.cancelled() and task.exception() is not None:
-        log.info("a timed-out publish attempt failed later; its event is in the spool")

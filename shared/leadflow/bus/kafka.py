@@ -67,7 +67,10 @@ class KafkaPublisher:
             await self._producer.send(topic, value, key=key.encode())
             for topic, key, value in messages
         ]
-        await asyncio.wait_for(asyncio.gather(*futures), self._settings.publish_timeout_s)
+        # Awaited one by one (no gather task): this is every webhook's hot path.
+        async with asyncio.timeout(self._settings.publish_timeout_s):
+            for future in futures:
+                await future
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -21,7 +21,8 @@ from leadflow.events import Envelope
 
 @dataclass(frozen=True)
 class WebhookRequest:
-    """What an adapter sees of a request: method, the URL the sender signed, headers, body."""
+    """What an adapter sees of a request: method, URL (as the sender signed it, for the kinds
+    that sign it), headers, body."""
 
     method: str
     url: str
@@ -65,6 +66,9 @@ class Adapter(Protocol):
 
     kind: str
     media_types: frozenset[str]
+    # Whether the signature covers the full request URL (then `WebhookRequest.url` is the
+    # URL as the sender saw it; otherwise just the path).
+    signs_url: bool
     default_mapping: Mapping[str, str]
 
     def authenticate(

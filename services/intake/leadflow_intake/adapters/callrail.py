@@ -38,6 +38,7 @@ class CallRailAdapter:
 
     kind = "callrail"
     media_types = frozenset({"application/json"})
+    signs_url = False
     default_mapping: Mapping[str, str] = MappingProxyType(
         {
             "phone": "customer_phone_number",

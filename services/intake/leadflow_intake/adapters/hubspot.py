@@ -78,6 +78,7 @@ class HubSpotAdapter:
 
     kind = "hubspot"
     media_types = frozenset({"application/json"})
+    signs_url = True
     default_mapping: Mapping[str, str] = MappingProxyType(
         {
             "email": "email",

@@ -29,6 +29,7 @@ class MarketoAdapter:
 
     kind = "marketo"
     media_types = frozenset({"application/json"})
+    signs_url = False
     default_mapping: Mapping[str, str] = MappingProxyType(
         {
             "email": "email",

@@ -39,6 +39,7 @@ class StandardAdapter:
 
     kind = "standard"
     media_types = frozenset({"application/json"})
+    signs_url = False
     default_mapping: Mapping[str, str] = MappingProxyType({})
 
     def authenticate(

@@ -88,6 +88,7 @@ class TwilioAdapter:
 
     kind = "twilio"
     media_types = frozenset({"application/x-www-form-urlencoded"})
+    signs_url = True
     default_mapping: Mapping[str, str] = MappingProxyType(
         {
             "phone": "From",

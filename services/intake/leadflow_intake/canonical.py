@@ -127,7 +127,8 @@ def lead_event(
         delivery_id=delivery_id,
         activity=activity,
         received_at=now,
-        lead=Lead.model_validate(lead.model_dump()),
+        # Exactly the `Lead` fields, without LeadIn's validators, and without dumping first.
+        lead=Lead.model_validate(vars(lead)),
     )
     return new_event(
         "lead.received",

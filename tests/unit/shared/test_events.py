@@ -9,10 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from leadflow import topics
 from leadflow.events import (
+    EVENT_NAMESPACE,
     PAYLOAD_TYPES,
     Company,
     Envelope,
@@ -336,6 +339,12 @@ def test_derived_event_id_is_deterministic() -> None:
     assert derived_event_id("web", "d-1") == "344dbc91-8b02-5965-ad3c-9e0c88476a89"
     assert derived_event_id("web", "d-1") == derived_event_id("web", "d-1")
     assert uuid.UUID(derived_event_id("web", "d-1")).version == 5
+
+
+@given(parts=st.lists(st.text(max_size=40), min_size=1, max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_derived_event_id_is_the_uuid5_of_the_joined_parts(parts: list[str]) -> None:
+    assert derived_event_id(*parts) == str(uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts)))
 
 
 @pytest.mark.parametrize(

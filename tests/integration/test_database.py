@@ -141,7 +141,9 @@ async def test_a_failing_event_is_rolled_back_alone(engine: AsyncEngine) -> None
 class FailingBus(InMemoryBus):
     """A broker that is down."""
 
-    async def publish_many(self, messages: list[tuple[str, str, bytes]]) -> None:
+    async def publish_many(
+        self, messages: list[tuple[str, str, bytes]], *, timeout_s: float | None = None
+    ) -> None:
         raise ConnectionError("broker down")
 
     async def publish(

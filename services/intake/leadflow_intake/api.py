@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Path, Request
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leadflow.problems import Problem, ProblemDetails
@@ -31,6 +33,8 @@ from leadflow_intake.settings import IntakeSettings
 from leadflow_intake.spool import SpoolError
 from leadflow_intake.urls import signed_url
 
+log = logging.getLogger(__name__)
+
 
 class Intake:
     """What the webhook route needs: settings, rate limits and the way to the broker."""
@@ -39,6 +43,11 @@ class Intake:
         self.settings = settings
         self.intake = intake
         self.delivery = delivery
+        # Secrets are read once, at start: a rotation restarts the intake with both secrets.
+        self.sources = {
+            name: SourceContext(name, config, settings.source_secrets(name))
+            for name, config in settings.app.sources.items()
+        }
         self.rate_limits = RateLimits(
             {
                 name: source.rate_limit
@@ -143,6 +152,9 @@ class WebhookFastPath:
             response = await receive_webhook(request, source)
         except Problem as problem:
             response = problem.response(path)
+        except ClientDisconnect:
+            log.info("a sender hung up before its webhook was read", extra={"source": source})
+            return
         await response(scope, receive, send)
 
 
@@ -176,9 +188,10 @@ def _source_metrics(label: str) -> tuple[Counter, Histogram]:
 
 
 async def _receive(request: Request, intake: Intake, name: str) -> dict[str, Any]:
-    config = intake.settings.app.sources.get(name)
-    if config is None:
+    source = intake.sources.get(name)
+    if source is None:
         raise Problem(404, "unknown_source", f"No source named {name!r} is configured.")
+    config = source.config
     adapter = adapter_for(config.kind)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in adapter.media_types:
@@ -200,7 +213,6 @@ async def _receive(request: Request, intake: Intake, name: str) -> dict[str, Any
         body=body,
         query=request.query_params if request.scope["query_string"] else {},
     )
-    source = SourceContext(name, config, intake.settings.source_secrets(name))
     try:
         if not source.secrets:
             raise AuthenticationError(f"Source {name!r} has no secret configured.")
@@ -249,9 +261,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise Problem(413, "body_too_large", f"The body is over the {limit}-byte limit.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:  # the ASGI messages themselves: lighter than `request.stream()`
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise Problem(413, "body_too_large", f"The body is over the {limit}-byte limit.")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

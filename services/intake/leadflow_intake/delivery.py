@@ -90,8 +90,9 @@ class Delivery:
         try:
             # A publish that times out is not withdrawn: it may still succeed later, and
             # the spooled copy keeps the same event id, so consumers' inboxes drop one.
-            async with asyncio.timeout(self._intake.spool_after_s):
-                await self._publisher.publish_many([(m.topic, m.key, m.value) for m in messages])
+            await self._publisher.publish_many(
+                [(m.topic, m.key, m.value) for m in messages], timeout_s=self._intake.spool_after_s
+            )
         except TimeoutError:
             self.broker_ok = False
             return "timeout"

@@ -31,7 +31,13 @@ class Publisher(Protocol):
         self, topic: str, key: str, value: bytes, headers: Headers | None = None
     ) -> None: ...
 
-    async def publish_many(self, messages: list[tuple[str, str, bytes]]) -> None: ...
+    async def publish_many(
+        self, messages: list[tuple[str, str, bytes]], *, timeout_s: float | None = None
+    ) -> None:
+        """Publish in order; raises TimeoutError when not all are acknowledged within
+        `timeout_s` (default: the publisher's own bound). A timed-out publish is not
+        withdrawn: its messages may still arrive."""
+        ...
 
 
 class BatchProcessor(Protocol):

@@ -61,14 +61,17 @@ class KafkaPublisher:
             self._settings.publish_timeout_s,
         )
 
-    async def publish_many(self, messages: list[tuple[str, str, bytes]]) -> None:
-        """Publish messages in order (per partition) and wait until all are acknowledged."""
+    async def publish_many(
+        self, messages: list[tuple[str, str, bytes]], *, timeout_s: float | None = None
+    ) -> None:
+        """Publish messages in order (per partition) and wait until all are acknowledged
+        (within `timeout_s`, default `publish_timeout_s`)."""
         futures = [
             await self._producer.send(topic, value, key=key.encode())
             for topic, key, value in messages
         ]
         # Awaited one by one (no gather task): this is every webhook's hot path.
-        async with asyncio.timeout(self._settings.publish_timeout_s):
+        async with asyncio.timeout(timeout_s or self._settings.publish_timeout_s):
             for future in futures:
                 await future
 

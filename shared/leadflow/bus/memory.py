@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections import defaultdict
 
@@ -24,10 +25,13 @@ class InMemoryBus:
         partition = zlib.crc32(key.encode()) % self.partitions
         log.append(Record(topic, partition, len(log), key.encode(), value, list(headers or [])))
 
-    async def publish_many(self, messages: list[tuple[str, str, bytes]]) -> None:
-        """Append several messages in order."""
-        for topic, key, value in messages:
-            await self.publish(topic, key, value)
+    async def publish_many(
+        self, messages: list[tuple[str, str, bytes]], *, timeout_s: float | None = None
+    ) -> None:
+        """Append several messages in order (within `timeout_s`, when given)."""
+        async with asyncio.timeout(timeout_s):
+            for topic, key, value in messages:
+                await self.publish(topic, key, value)
 
     def values(self, topic: str) -> list[bytes]:
         """Every message value published on `topic`, in order."""

@@ -113,14 +113,17 @@ def test_a_crm_activity_is_published_on_the_activity_topic(
 
 
 def test_rotated_secrets_are_all_accepted(
-    client: TestClient, bus: InMemoryBus, monkeypatch: pytest.MonkeyPatch
+    bus: InMemoryBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old, new = "whsec_b2xkLXNlY3JldC0wMDAwMDAwMDAwMDA=", "whsec_bmV3LXNlY3JldC0wMDAwMDAwMDAwMDA="
     monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", f"{new},{old}")
+    # Secrets are read when the intake starts, so the rotation is a restart with both.
+    app = create_app(Settings(config=CONFIG), IntakeSettings(spool_dir=tmp_path), publisher=bus)
 
-    assert post(client, lead_body("a@example.com"), secret=old).status_code == 202
-    assert post(client, lead_body("b@example.com"), secret=new, msg_id="m2").status_code == 202
-    assert post(client, lead_body("c@example.com"), msg_id="m3").status_code == 401
+    with TestClient(app) as client:
+        assert post(client, lead_body("a@example.com"), secret=old).status_code == 202
+        assert post(client, lead_body("b@example.com"), secret=new, msg_id="m2").status_code == 202
+        assert post(client, lead_body("c@example.com"), msg_id="m3").status_code == 401
     assert len(published(bus)) == 2
 
 

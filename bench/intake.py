@@ -48,7 +48,7 @@ def signed_requests(count: int) -> list[tuple[bytes, dict[str, str]]]:
                     "email": f"bench.{i}@bigco{i % 97}.example",
                     "first_name": "Bench",
                     "job_title": "VP Operations",
-                    "phone": "+14155550123",
+                    "phone": f"+1415{2_000_000 + i * 37:07d}",  # distinct, valid
                     "company": {"name": "Bigco", "size": 1500, "industry": "software"},
                     "country": "US",
                     "utm": {"source": "bench", "medium": "cpc"},

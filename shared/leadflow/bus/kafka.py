@@ -10,7 +10,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from leadflow.bus import BatchProcessor, Headers, Record
 from leadflow.settings import Settings
@@ -23,7 +25,15 @@ _RETRY_MAX_S = 30.0
 
 
 class KafkaPublisher:
-    """Publishes with acks=all; idempotence is a setting (some brokers refuse it)."""
+    """Publishes with acks=all; idempotence is a setting (some brokers refuse it).
+
+    `publish_many` calls are coalesced by one pump task: it takes every call queued
+    since its last round, writes their messages as one record batch per partition (in
+    call order), waits for the broker to acknowledge those batches, and settles each
+    call. Under load, that is one batch per partition per round trip instead of one
+    future, partitioner and accumulator round per message; and a round starts only when
+    the previous one is acknowledged, so messages of one key never overtake each other.
+    """
 
     def __init__(self, settings: Settings, client_id: str) -> None:
         self._settings = settings
@@ -35,11 +45,16 @@ class KafkaPublisher:
             linger_ms=1,
             request_timeout_ms=int(settings.publish_timeout_s * 1000),
         )
+        self._partitioner = DefaultPartitioner()
+        self._queue: list[_Call] = []
+        self._work: asyncio.Future[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
         self.started = False
 
     async def start(self) -> None:
         """Connect to the cluster."""
         await self._producer.start()
+        self._pump = asyncio.create_task(self._run_pump(), name="kafka-publisher-pump")
         self.started = True
 
     async def stop(self) -> None:
@@ -47,6 +62,14 @@ class KafkaPublisher:
         if not self.started:
             return
         self.started = False
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        for call in self._queue:
+            if not call.done.done():
+                call.done.set_exception(KafkaError("the publisher stopped"))
+        self._queue = []
         try:
             await asyncio.wait_for(self._producer.stop(), self._settings.stop_timeout_s)
         except (TimeoutError, KafkaError):
@@ -65,15 +88,100 @@ class KafkaPublisher:
         self, messages: list[tuple[str, str, bytes]], *, timeout_s: float | None = None
     ) -> None:
         """Publish messages in order (per partition) and wait until all are acknowledged
-        (within `timeout_s`, default `publish_timeout_s`)."""
-        futures = [
-            await self._producer.send(topic, value, key=key.encode())
-            for topic, key, value in messages
-        ]
-        # Awaited one by one (no gather task): this is every webhook's hot path.
+        (within `timeout_s`, default `publish_timeout_s`).
+
+        A call that times out before the pump took its messages is withdrawn; after that,
+        its messages may still be published.
+        """
+        if not messages:
+            return
+        if not self.started or self._pump is None or self._pump.done():
+            raise KafkaError("the publisher is not running")
+        call = _Call(messages, asyncio.get_running_loop().create_future())
+        self._queue.append(call)
+        if self._work is not None and not self._work.done():
+            self._work.set_result(None)
         async with asyncio.timeout(timeout_s or self._settings.publish_timeout_s):
-            for future in futures:
-                await future
+            await call.done
+
+    async def _run_pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._work = loop.create_future()
+                await self._work
+            calls = [call for call in self._queue if not call.done.done()]
+            self._queue = []
+            if calls:
+                await self._round(calls)
+
+    async def _round(self, calls: list[_Call]) -> None:
+        """Write the calls' messages as one batch per partition; settle each call."""
+        # One slot per batch, filled when the batch is handed to the producer.
+        sent: list[asyncio.Future[Any] | None] = []
+        try:
+            open_batches: dict[tuple[str, int], tuple[BatchBuilder, int]] = {}
+            partitions: dict[str, list[int]] = {}
+            for call in calls:
+                for topic, key, value in call.messages:
+                    raw_key = key.encode()
+                    if topic not in partitions:
+                        partitions[topic] = sorted(await self._producer.partitions_for(topic))
+                    partition = self._partitioner(raw_key, partitions[topic], partitions[topic])
+                    batch, index = open_batches.get((topic, partition), (None, -1))
+                    if (
+                        batch is None
+                        or batch.append(timestamp=None, key=raw_key, value=value) is None
+                    ):
+                        if batch is not None:  # full: send it, start another
+                            sent[index] = await self._producer.send_batch(
+                                batch, topic, partition=partition
+                            )
+                        batch = self._producer.create_batch()
+                        if batch.append(timestamp=None, key=raw_key, value=value) is None:
+                            raise MessageSizeTooLargeError(
+                                f"a {len(value)}-byte message does not fit in a record batch"
+                            )
+                        index = len(sent)
+                        sent.append(None)
+                        open_batches[(topic, partition)] = (batch, index)
+                    call.batches.add(index)
+            for (topic, partition), (batch, index) in open_batches.items():
+                sent[index] = await self._producer.send_batch(batch, topic, partition=partition)
+        except Exception as exc:  # every call of the round gets the error
+            for call in calls:
+                if not call.done.done():
+                    call.done.set_exception(exc)
+            for future in sent:
+                if future is not None:
+                    future.add_done_callback(_retrieve)
+            return
+        outcomes = await asyncio.gather(*(f for f in sent if f is not None), return_exceptions=True)
+        for call in calls:
+            if call.done.done():  # its caller stopped waiting
+                continue
+            failed = [outcomes[i] for i in call.batches if isinstance(outcomes[i], BaseException)]
+            if failed:
+                call.done.set_exception(failed[0])
+            else:
+                call.done.set_result(None)
+
+
+class _Call:
+    """One `publish_many` call waiting for the batches that hold its messages."""
+
+    __slots__ = ("batches", "done", "messages")
+
+    def __init__(self, messages: list[tuple[str, str, bytes]], done: asyncio.Future[None]) -> None:
+        self.messages = messages
+        self.done = done
+        self.batches: set[int] = set()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark an outcome nobody waits for any more as seen."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -165,7 +165,7 @@ async def receive_webhook(
     """Receive one webhook from a configured source."""
     started = time.perf_counter()
     intake: Intake = request.app.state.intake
-    label = source if source in intake.settings.app.sources else "unknown"
+    label = source if source in intake.sources else "unknown"
     accepted, latency = _source_metrics(label)
     try:
         answer = await _receive(request, intake, source)

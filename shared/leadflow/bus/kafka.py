@@ -48,6 +48,7 @@ class KafkaPublisher:
             request_timeout_ms=int(settings.publish_timeout_s * 1000),
         )
         self._queue: list[_Call] = []
+        self._in_round: list[_Call] = []
         self._work: asyncio.Future[None] | None = None
         self._pump: asyncio.Task[None] | None = None
         self.started = False
@@ -67,10 +68,9 @@ class KafkaPublisher:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
-        for call in self._queue:
-            if not call.done.done():
-                call.done.set_exception(KafkaError("the publisher stopped"))
-        self._queue = []
+        # Their messages may still go out with the producer's last flush.
+        _fail(self._in_round + self._queue, KafkaError("the publisher stopped"))
+        self._queue, self._in_round = [], []
         try:
             await asyncio.wait_for(self._producer.stop(), self._settings.stop_timeout_s)
         except (TimeoutError, KafkaError):
@@ -111,53 +111,24 @@ class KafkaPublisher:
             if not self._queue:
                 self._work = loop.create_future()
                 await self._work
-            calls = [call for call in self._queue if not call.done.done()]
+            self._in_round = [call for call in self._queue if not call.done.done()]
             self._queue = []
-            if calls:
-                await self._round(calls)
+            if self._in_round:
+                await self._round(self._in_round)
+            self._in_round = []
 
     async def _round(self, calls: list[_Call]) -> None:
         """Write the calls' messages as one batch per partition; settle each call."""
-        # One slot per batch, filled when the batch is handed to the producer.
-        sent: list[asyncio.Future[Any] | None] = []
+        sent: list[asyncio.Future[Any]] = []
         try:
-            open_batches: dict[tuple[str, int], tuple[BatchBuilder, int]] = {}
-            partitions: dict[str, list[int]] = {}
-            for call in calls:
-                for topic, key, value in call.messages:
-                    raw_key = key.encode()
-                    if topic not in partitions:
-                        partitions[topic] = sorted(await self._producer.partitions_for(topic))
-                    partition = partition_for(raw_key, partitions[topic])
-                    batch, index = open_batches.get((topic, partition), (None, -1))
-                    if (
-                        batch is None
-                        or batch.append(timestamp=None, key=raw_key, value=value) is None
-                    ):
-                        if batch is not None:  # full: send it, start another
-                            sent[index] = await self._producer.send_batch(
-                                batch, topic, partition=partition
-                            )
-                        batch = self._producer.create_batch()
-                        if batch.append(timestamp=None, key=raw_key, value=value) is None:
-                            raise MessageSizeTooLargeError(
-                                f"a {len(value)}-byte message does not fit in a record batch"
-                            )
-                        index = len(sent)
-                        sent.append(None)
-                        open_batches[(topic, partition)] = (batch, index)
-                    call.batches.add(index)
-            for (topic, partition), (batch, index) in open_batches.items():
-                sent[index] = await self._producer.send_batch(batch, topic, partition=partition)
+            for topic, partition, batch in await self._batches(calls):
+                sent.append(await self._producer.send_batch(batch, topic, partition=partition))
         except Exception as exc:  # every call of the round gets the error
-            for call in calls:
-                if not call.done.done():
-                    call.done.set_exception(exc)
-            for future in sent:
-                if future is not None:
-                    future.add_done_callback(_retrieve)
+            _fail(calls, exc)
+            for future in sent:  # already handed over: nobody waits for them any more
+                future.add_done_callback(_retrieve)
             return
-        outcomes = await asyncio.gather(*(f for f in sent if f is not None), return_exceptions=True)
+        outcomes = await asyncio.gather(*sent, return_exceptions=True)
         for call in calls:
             if call.done.done():  # its caller stopped waiting
                 continue
@@ -166,6 +137,40 @@ class KafkaPublisher:
                 call.done.set_exception(failed[0])
             else:
                 call.done.set_result(None)
+
+    async def _batches(self, calls: list[_Call]) -> list[tuple[str, int, BatchBuilder]]:
+        """The calls' messages in record batches, in the order to send them: one open batch
+        per partition, another when it is full. Each call notes the batches it is in."""
+        batches: list[tuple[str, int, BatchBuilder]] = []
+        open_batch: dict[tuple[str, int], int] = {}
+        partitions: dict[str, list[int]] = {}
+        for call in calls:
+            for topic, key, value in call.messages:
+                raw_key = key.encode()
+                if topic not in partitions:
+                    partitions[topic] = sorted(await self._producer.partitions_for(topic))
+                partition = partition_for(raw_key, partitions[topic])
+                index = open_batch.get((topic, partition))
+                if (
+                    index is None
+                    or batches[index][2].append(timestamp=None, key=raw_key, value=value) is None
+                ):
+                    batch = self._producer.create_batch()
+                    if batch.append(timestamp=None, key=raw_key, value=value) is None:
+                        raise MessageSizeTooLargeError(
+                            f"a {len(value)}-byte message does not fit in a record batch"
+                        )
+                    index = open_batch[(topic, partition)] = len(batches)
+                    batches.append((topic, partition, batch))
+                call.batches.add(index)
+        return batches
+
+
+def _fail(calls: list[_Call], error: BaseException) -> None:
+    """Settle every call still waiting with `error`."""
+    for call in calls:
+        if not call.done.done():
+            call.done.set_exception(error)
 
 
 def murmur2(data: bytes) -> int:

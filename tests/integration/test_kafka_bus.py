@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 
@@ -19,7 +20,7 @@ from leadflow.bus.kafka import (
 )
 from leadflow.settings import Settings
 from leadflow.topics import ALL, DLQ, SCORED
-from tests.fixtures.broker import TopicReader, running_broker
+from tests.fixtures.broker import TopicReader, running_broker, running_broker_process
 
 pytestmark = pytest.mark.integration
 
@@ -190,3 +191,31 @@ async def test_a_publish_to_a_stopped_publisher_fails_at_once(settings: Settings
     await publisher.stop()
     with pytest.raises(KafkaError):
         await publisher.publish_many([("bus.stopped", "k", b"v")], timeout_s=1)
+
+
+async def test_calls_time_out_each_at_its_own_limit_while_the_broker_is_paused() -> None:
+    with running_broker_process() as (bootstrap, broker):
+        settings = Settings(kafka_bootstrap=bootstrap, publish_timeout_s=30, stop_timeout_s=2)
+        await ensure_topics(settings, ["bus.paused"])
+        publisher = KafkaPublisher(settings, "test")
+        await publisher.start()
+        try:
+            await publisher.publish_many([("bus.paused", "k", b"before")])
+            broker.send_signal(signal.SIGSTOP)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+
+            async def timed(limit: float) -> float:
+                with pytest.raises(TimeoutError):
+                    await publisher.publish_many([("bus.paused", "k", b"v")], timeout_s=limit)
+                return loop.time() - started
+
+            # A later call with a shorter limit must not wait for the earlier, longer one.
+            limits = [1.2, 0.3, 0.6]
+            waited = await asyncio.gather(*(timed(limit) for limit in limits))
+            assert waited[1] < waited[2] < waited[0], waited
+            for limit, took in zip(limits, waited, strict=True):
+                assert limit <= took < limit + 0.5, (limit, took)
+        finally:
+            broker.send_signal(signal.SIGCONT)
+            await publisher.stop()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import struct
 from collections.abc import Callable, Collection, Iterable
@@ -33,6 +35,9 @@ class KafkaPublisher:
     call. Under load, that is one batch per partition per round trip instead of one
     future, partitioner and accumulator round per message; and a round starts only when
     the previous one is acknowledged, so messages of one key never overtake each other.
+
+    Callers' time limits are kept in one heap swept by one timer, not one timer per call
+    (a timer per call cost about a tenth of the intake's CPU under load).
     """
 
     def __init__(self, settings: Settings, client_id: str) -> None:
@@ -51,6 +56,10 @@ class KafkaPublisher:
         self._in_round: list[_Call] = []
         self._work: asyncio.Future[None] | None = None
         self._pump: asyncio.Task[None] | None = None
+        # (deadline, sequence, call): the calls that may still time out, earliest first.
+        self._deadlines: list[tuple[float, int, _Call]] = []
+        self._sequence = itertools.count()
+        self._sweep: asyncio.TimerHandle | None = None
         self.started = False
 
     async def start(self) -> None:
@@ -70,7 +79,10 @@ class KafkaPublisher:
                 await self._pump
         # Their messages may still go out with the producer's last flush.
         _fail(self._in_round + self._queue, KafkaError("the publisher stopped"))
-        self._queue, self._in_round = [], []
+        self._queue, self._in_round, self._deadlines = [], [], []
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         try:
             await asyncio.wait_for(self._producer.stop(), self._settings.stop_timeout_s)
         except (TimeoutError, KafkaError):
@@ -98,12 +110,35 @@ class KafkaPublisher:
             return
         if not self.started or self._pump is None or self._pump.done():
             raise KafkaError("the publisher is not running")
-        call = _Call(messages, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        call = _Call(messages, loop.create_future())
         self._queue.append(call)
         if self._work is not None and not self._work.done():
             self._work.set_result(None)
-        async with asyncio.timeout(timeout_s or self._settings.publish_timeout_s):
-            await call.done
+        deadline = loop.time() + (timeout_s or self._settings.publish_timeout_s)
+        heapq.heappush(self._deadlines, (deadline, next(self._sequence), call))
+        if self._sweep is None or deadline < self._sweep.when():
+            self._schedule_sweep(loop, deadline)
+        await call.done
+
+    def _schedule_sweep(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep = loop.call_at(when, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail the calls whose time is up with TimeoutError; forget the settled ones."""
+        self._sweep = None
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done.done()):
+            call = heapq.heappop(deadlines)[2]
+            if not call.done.done():
+                call.done.set_exception(
+                    TimeoutError("the broker did not acknowledge the messages in time")
+                )
+        if deadlines:
+            self._schedule_sweep(loop, deadlines[0][0])
 
     async def _run_pump(self) -> None:
         loop = asyncio.get_running_loop()

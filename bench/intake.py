@@ -101,8 +101,16 @@ def _ms(value: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, Any]:
-    """Drive `url` with wrk; returns requests/s, p50/p99 (ms) and errors."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, script: Path, seconds: int, connections: int, pid: int) -> dict[str, Any]:
+    """Drive `url` with wrk; returns requests/s, p50/p99 (ms), errors, and the server's CPU
+    per request and share of a core (less sensitive than requests/s to a drifting machine)."""
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         [
             "wrk",
@@ -118,14 +126,18 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str,
         capture_output=True,
         text=True,
     ).stdout
+    cpu = cpu_seconds(pid) - cpu_before
     latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.MULTILINE))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)$", out, re.MULTILINE)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": _ms(latency["50"]),
         "p99_ms": _ms(latency["99"]),
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        "requests": requests,
+        "server_cpu_us_per_request": cpu * 1e6 / max(requests, 1),
+        "server_cpu_share": cpu / seconds,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "",
     }
@@ -137,6 +149,10 @@ def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "requests_per_s": statistics.median(r["requests_per_s"] for r in rounds),
         "p50_ms": statistics.median(r["p50_ms"] for r in rounds),
         "p99_ms": statistics.median(r["p99_ms"] for r in rounds),
+        "server_cpu_us_per_request": statistics.median(
+            r["server_cpu_us_per_request"] for r in rounds
+        ),
+        "server_cpu_share": statistics.median(r["server_cpu_share"] for r in rounds),
         "requests": sum(r["requests"] for r in rounds),
         "non_2xx": sum(r["non_2xx"] for r in rounds),
         "socket_errors": "; ".join(r["socket_errors"] for r in rounds if r["socket_errors"]),
@@ -257,15 +273,14 @@ def main() -> int:
         # Warm both up, then measure them in turn, round after round: a shared machine's
         # speed drifts, and alternating exposes both servers to the same drift. Each
         # figure is the median over the rounds.
-        run_wrk(f"http://127.0.0.1:{bare_port}", script, 3, args.connections)
-        run_wrk(f"http://127.0.0.1:{intake_port}", script, 3, args.connections)
+        bare_url, intake_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{intake_port}"
+        run_wrk(bare_url, script, 3, args.connections, bare.pid)
+        run_wrk(intake_url, script, 3, args.connections, intake.pid)
         bare_rounds, intake_rounds = [], []
         for _ in range(args.rounds):
-            bare_rounds.append(
-                run_wrk(f"http://127.0.0.1:{bare_port}", script, args.seconds, args.connections)
-            )
+            bare_rounds.append(run_wrk(bare_url, script, args.seconds, args.connections, bare.pid))
             intake_rounds.append(
-                run_wrk(f"http://127.0.0.1:{intake_port}", script, args.seconds, args.connections)
+                run_wrk(intake_url, script, args.seconds, args.connections, intake.pid)
             )
         bare_result, intake_result = median_of(bare_rounds), median_of(intake_rounds)
         metrics = httpx.get(f"http://127.0.0.1:{intake_port}/metrics").text
@@ -305,14 +320,18 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"intake-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    print(f"{'':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+    print(
+        f"{'':<28}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>8}"
+        f"{'CPU us/req':>12}{'CPU share':>10}"
+    )
     for name, row in (
         ("bare FastAPI endpoint", bare_result),
         ("intake (sign+validate+ack)", intake_result),
     ):
         print(
-            f"{name:<24}{row['requests_per_s']:>10.0f}{row['p50_ms']:>10.2f}"
-            f"{row['p99_ms']:>10.2f}{row['non_2xx']:>10}"
+            f"{name:<28}{row['requests_per_s']:>8.0f}{row['p50_ms']:>8.2f}"
+            f"{row['p99_ms']:>8.2f}{row['non_2xx']:>8}"
+            f"{row['server_cpu_us_per_request']:>12.0f}{row['server_cpu_share']:>10.0%}"
         )
     print(
         f"ratio intake / bare: {result['ratio_intake_over_bare']:.2f} (target >= 0.60); "

@@ -23,7 +23,8 @@ from leadflow_intake.normalize import normalize_email, normalize_phone
 
 
 class LeadIn(Lead):
-    """A lead as a sender posts it: an email or a phone is required."""
+    """A lead as a sender posts it: an email or a valid phone is required; with an email,
+    a phone that is a number but not a valid one is kept (scoring marks it invalid)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -34,10 +35,13 @@ class LeadIn(Lead):
         if self.email:
             self.email = _field("email", normalize_email, self.email)
         if self.phone:
-            self.phone = _field("phone", lambda v: normalize_phone(v, self.country), self.phone)
+            self.phone = _field("phone", self._phone, self.phone)
         if not self.email and not self.phone:
             raise ValueError("a lead needs an email or a phone number to be identified.")
         return self
+
+    def _phone(self, value: str) -> str:
+        return normalize_phone(value, self.country, require_valid=not self.email)
 
     def identity(self) -> str:
         """The normalized email, else the E.164 phone."""

@@ -112,7 +112,11 @@ def validate_lead(data: dict[str, Any], mapping: Mapping[str, str], prefix: str 
                 normalize(value)
             else:
                 country = data.get("country")
-                normalize_phone(value, country if isinstance(country, str) else None)
+                normalize_phone(
+                    value,
+                    country if isinstance(country, str) else None,
+                    require_valid=not _present(data.get("email")),
+                )
         except ValueError as exc:
             errors.append({"field": sender_field(name), "message": f"{name} {exc}"})
     if errors:

@@ -56,8 +56,14 @@ def normalize_email(value: str) -> str:
     return result.normalized.lower()
 
 
-def normalize_phone(value: str, country: str | None = None) -> str:
-    """The E.164 form of a phone number; raises ValueError when it is not a valid number."""
+def normalize_phone(value: str, country: str | None = None, *, require_valid: bool = True) -> str:
+    """The E.164 form of a phone number; raises ValueError when it is not a phone number, or,
+    with `require_valid`, when it is not a valid number (e.g. too short for its country).
+
+    A lead that has an email as well keeps an invalid phone (`require_valid=False`): the
+    lead is not lost for a mistyped number, and scoring marks the phone invalid (a negative
+    fact rules can test) and never links people through it.
+    """
     region = country.upper() if country and len(country) == 2 else None
     try:
         number = phonenumbers.parse(value, region)
@@ -65,6 +71,6 @@ def normalize_phone(value: str, country: str | None = None) -> str:
         raise ValueError(
             "is not a phone number; use E.164 (+14155550123) or give the lead's country."
         ) from exc
-    if not phonenumbers.is_valid_number(number):
+    if require_valid and not phonenumbers.is_valid_number(number):
         raise ValueError("is not a valid phone number.")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 from leadflow.events import LeadReceived, lead_key_for
+from leadflow_scoring.profile import phone_facts
 
 IdentifierKind = Literal["email", "phone", "key"]
 
@@ -30,11 +31,15 @@ class ProfileHead:
 
 
 def identifiers_of(received: LeadReceived) -> list[Identifier]:
-    """Every identifier of an event (email key, phone key, and the event's own key), sorted."""
+    """Every identifier of an event (email key, phone key, and the event's own key), sorted.
+
+    A phone that is not a valid number (kept on a lead that has an email) identifies
+    nobody: "+1 415 555" typed by two people must not make them one person.
+    """
     found: dict[str, IdentifierKind] = {}
     if received.lead.email:
         found[lead_key_for(received.lead.email)] = "email"
-    if received.lead.phone:
+    if received.lead.phone and phone_facts(received.lead.phone)[1]:
         found.setdefault(lead_key_for(received.lead.phone), "phone")
     found.setdefault(received.lead_key, "key")
     return [Identifier(key, kind) for key, kind in sorted(found.items())]

@@ -166,11 +166,12 @@ def _phone(value: Any) -> tuple[str | None, bool | None]:
     """The phone's line type and validity (None when the profile has no phone)."""
     if not isinstance(value, str) or not value:
         return None, None
-    return _phone_facts(value)
+    return phone_facts(value)
 
 
 @lru_cache(maxsize=4096)
-def _phone_facts(value: str) -> tuple[str | None, bool | None]:
+def phone_facts(value: str) -> tuple[str | None, bool]:
+    """An E.164 phone's line type and whether it is a valid number."""
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:

@@ -194,6 +194,14 @@ def test_a_body_that_is_not_json_is_415(client: TestClient, bus: InMemoryBus) ->
         ({"event": "lead", "lead": {"first_name": "Ann"}}, "lead", "email or a phone"),
         ({"event": "lead", "lead": {"email": "not-an-email"}}, "lead", "email"),
         ({"event": "lead", "lead": {"phone": "12"}}, "lead", "phone"),
+        # Alone, a phone must be a valid number: it is the lead's identity.
+        ({"event": "lead", "lead": {"phone": "+1415555"}}, "lead", "phone is not a valid phone"),
+        # With an email, the phone must still be a phone number.
+        (
+            {"event": "lead", "lead": {"email": "a@example.com", "phone": "n/a"}},
+            "lead",
+            "phone is not a phone number",
+        ),
         (
             {"event": "lead", "lead": {"email": "a@example.com", "company": {"size": -3}}},
             "lead.company.size",
@@ -226,6 +234,17 @@ def test_invalid_bodies_are_422_with_field_errors(
         for e in problem["errors"]
     ), problem["errors"]
     assert published(bus) == []
+
+
+def test_a_lead_with_an_email_keeps_a_mistyped_phone(client: TestClient, bus: InMemoryBus) -> None:
+    # Refusing the lead would lose it for a typo; scoring marks the phone invalid instead.
+    response = post(client, lead_body("ana@example.com", phone="+1 415 555"))
+
+    assert response.status_code == 202
+    [event] = published(bus)
+    assert isinstance(event.data, LeadReceived)
+    assert event.data.lead.phone == "+1415555"
+    assert event.data.lead_key == lead_key_for("ana@example.com")
 
 
 def test_malformed_json_is_422(client: TestClient, bus: InMemoryBus) -> None:

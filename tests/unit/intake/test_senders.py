@@ -306,7 +306,36 @@ def test_callrail_without_a_caller_is_422(client: TestClient, bus: InMemoryBus) 
     assert "customer_phone_number" in problem["errors"][0]["field"]
 
 
+def test_callrail_caller_that_is_not_a_valid_number_is_422(
+    client: TestClient, bus: InMemoryBus
+) -> None:
+    # The caller's number is the lead's only identity: it must be a valid one.
+    call = {**senders.callrail_call("CAL12"), "customer_phone_number": "+1415555"}
+    problem = refusal(send(client, "callrail", senders.callrail(call)), 422)
+    assert problem["errors"][0]["field"] == "customer_phone_number"
+    assert "not a valid phone" in problem["errors"][0]["message"]
+    assert published(bus) == []
+
+
 # --- marketo --------------------------------------------------------------------------
+
+
+def test_marketo_lead_with_a_mistyped_phone_is_kept(client: TestClient, bus: InMemoryBus) -> None:
+    body = senders.marketo_lead("jo@globex.example", phone="(415) 555-01")
+    response = send(client, "marketo", senders.marketo(body))
+
+    assert response.status_code == 202, response.text
+    lead = published(bus)[0].data
+    assert isinstance(lead, LeadReceived)
+    assert lead.lead.phone == "+141555501"
+    assert lead.lead.email == "jo@globex.example"
+
+
+def test_marketo_phone_that_is_not_a_number_is_422(client: TestClient, bus: InMemoryBus) -> None:
+    body = senders.marketo_lead("jo@globex.example", phone="ask reception")
+    problem = refusal(send(client, "marketo", senders.marketo(body)), 422)
+    assert problem["errors"][0]["field"] == "phone"
+    assert published(bus) == []
 
 
 def test_marketo_template_with_the_shared_secret(client: TestClient, bus: InMemoryBus) -> None:

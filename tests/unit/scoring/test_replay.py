@@ -115,6 +115,23 @@ def test_an_event_linking_two_profiles_merges_them_and_qualifies_once() -> None:
     assert linked.touches == 3
 
 
+def test_a_mistyped_phone_links_nobody_and_costs_fit_points() -> None:
+    replay = Replay(EXAMPLE.scoring)
+    mistyped = "+1 415 555"  # a phone number, but not a valid one: kept on leads with an email
+
+    def lead(email: str, delivery: str) -> dict[str, Any]:
+        body = {"event": "lead", "activity": "webinar", "lead": {"email": email, "phone": mistyped}}
+        return replay.apply(received(body, T0, delivery), delivery, T0).model_dump()
+
+    ana, bo = lead("ana@northwind.example", "d1"), lead("bo@contoso.example", "d2")
+
+    assert ana["lead"]["phone"] == bo["lead"]["phone"] == "+1415555"
+    assert ana["lead_key"] != bo["lead_key"]
+    assert ana["identifiers"] == [lead_key_for("ana@northwind.example")]
+    assert bo["merged_from"] == []
+    assert "invalid-phone" in [r["rule"] for r in ana["reasons"]]
+
+
 README_TOUR = [
     ("lead.json", "mql", "A2", "hand-raise"),
     ("watch.json", "watch", "B3", "watch-list"),

@@ -17,7 +17,7 @@ from leadflow.metrics import add_metrics_route
 from leadflow.problems import PROBLEM_JSON, install_problem_handlers
 from leadflow.runtime import add_probe_routes, telemetry, wait_for_broker
 from leadflow.settings import Settings
-from leadflow_intake.api import Intake, add_webhook_route
+from leadflow_intake.api import Intake, WebhookApp, add_webhook_route
 from leadflow_intake.delivery import Delivery
 from leadflow_intake.settings import IntakeSettings
 from leadflow_intake.spool import Spool
@@ -59,7 +59,7 @@ def create_app(
                 await kafka.stop()
             spool.close()
 
-    app = FastAPI(
+    app = WebhookApp(
         title="Leadflow intake",
         description=__doc__ or "",
         lifespan=lifespan,

@@ -15,6 +15,7 @@ from leadflow.bus.memory import InMemoryBus
 from leadflow.events import Envelope, LeadActivity, LeadReceived, lead_key_for
 from leadflow.settings import DEV_SECRETS, Settings
 from leadflow.webhooks import sign
+from leadflow_intake.adapters.standard import StandardAdapter
 from leadflow_intake.app import create_app
 from leadflow_intake.settings import IntakeSettings
 from tests.fixtures.stack import CONFIG, lead_body
@@ -245,6 +246,23 @@ def test_a_lead_with_an_email_keeps_a_mistyped_phone(client: TestClient, bus: In
     assert isinstance(event.data, LeadReceived)
     assert event.data.lead.phone == "+1415555"
     assert event.data.lead_key == lead_key_for("ana@example.com")
+
+
+def test_a_bug_is_a_500_problem_and_nothing_is_published(
+    client: TestClient,
+    bus: InMemoryBus,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in an adapter")
+
+    monkeypatch.setattr(StandardAdapter, "parse", broken)
+    problem = refusal(post(client, lead_body("ana@example.com")), 500)
+
+    assert "retry" in problem["detail"].lower()
+    assert published(bus) == []
+    assert any(r.exc_info and "a bug in an adapter" in str(r.exc_info[1]) for r in caplog.records)
 
 
 def test_malformed_json_is_422(client: TestClient, bus: InMemoryBus) -> None:

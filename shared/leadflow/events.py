@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
 
@@ -246,6 +247,26 @@ class Envelope(BaseModel):
     def from_bytes(cls, raw: bytes) -> Envelope:
         """Parse and validate an event; raises ValueError when it is not one."""
         return cls.model_validate(orjson.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class SerializedEvent:
+    """An event ready to publish: its CloudEvents JSON, and the id, type and subject (the
+    Kafka key) that routing it and answering for it need, without parsing it again."""
+
+    id: str
+    type: str
+    subject: str
+    value: bytes
+
+    @classmethod
+    def of(cls, event: Envelope) -> SerializedEvent:
+        """The serialized form of an envelope."""
+        return cls(event.id, event.type, event.subject, event.to_bytes())
+
+    def envelope(self) -> Envelope:
+        """The event parsed and validated."""
+        return Envelope.from_bytes(self.value)
 
 
 def new_event(

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from leadflow.bus import Publisher
-from leadflow.events import Envelope
+from leadflow.events import SerializedEvent
 from leadflow.settings import Settings
 from leadflow.topics import topic_for
 from leadflow_intake.metrics import PUBLISH_SECONDS, RELAYED, SPOOL_BYTES, SPOOL_DEPTH, SPOOLED
@@ -67,10 +67,10 @@ class Delivery:
         """Whether the relay task is alive."""
         return self._relay is not None and not self._relay.done()
 
-    async def submit(self, events: Sequence[Envelope]) -> None:
+    async def submit(self, events: Sequence[SerializedEvent]) -> None:
         """Hand events to the broker or the spool; raises SpoolError when neither can keep them."""
         messages = [
-            SpooledEvent(self._settings.topic(topic_for(e.type)), e.subject, e.to_bytes())
+            SpooledEvent(self._settings.topic(topic_for(e.type)), e.subject, e.value)
             for e in events
         ]
         if not messages:

@@ -15,7 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from leadflow.config import MAPPING_PREFIXES
-from leadflow.events import Envelope
+from leadflow.events import SerializedEvent
 from leadflow_intake.adapters.base import InvalidPayload, SourceContext
 from leadflow_intake.canonical import LeadIn, lead_event
 from leadflow_intake.normalize import normalize_email, normalize_phone
@@ -158,7 +158,7 @@ def mapped_lead_event(
     now: datetime,
     extra: Mapping[str, Any] | None = None,
     prefix: str = "",
-) -> Envelope:
+) -> SerializedEvent:
     """The `lead.received` event of a mapped payload (its delivery id overridable by mapping)."""
     data, meta = map_fields(mapping, read)
     for group, values in (extra or {}).items():

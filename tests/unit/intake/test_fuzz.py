@@ -185,7 +185,12 @@ def test_adapters_parse_any_json_into_events_or_field_errors(source: str, body: 
         return
     for event in parsed.events:
         assert event.subject.startswith("lk_")
-        assert event.to_bytes()
+        envelope = event.envelope()  # the JSON is a valid event of its type and key
+        assert (envelope.id, envelope.type, envelope.subject) == (
+            event.id,
+            event.type,
+            event.subject,
+        )
 
 
 @given(

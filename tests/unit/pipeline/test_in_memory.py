@@ -58,8 +58,8 @@ class Pipeline:
             activity=parsed.activity,
             now=self.now,
         )
-        await self.bus.publish(topics.RECEIVED, event.subject, event.to_bytes())
-        return event
+        await self.bus.publish(topics.RECEIVED, event.subject, event.value)
+        return event.envelope()
 
     async def run(self) -> None:
         """Deliver everything pending through every stage, relaying outboxes in between."""

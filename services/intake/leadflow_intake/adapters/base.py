@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from leadflow.config import Source
-from leadflow.events import Envelope
+from leadflow.events import SerializedEvent
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class SourceContext:
 class Parsed:
     """The events of one delivery, in order, and how many items it carried that were ignored."""
 
-    events: list[Envelope]
+    events: list[SerializedEvent]
     ignored: int = 0
 
 

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from pydantic import TypeAdapter, ValidationError
 
 from leadflow import webhooks as signatures
+from leadflow.events import SerializedEvent
 from leadflow.problems import field_errors
 from leadflow_intake.adapters.base import (
     AuthenticationError,
@@ -75,7 +76,9 @@ class StandardAdapter:
                 now=now,
             )
         else:
-            event = activity_event(body, source=source.name, delivery_id=delivery_id, now=now)
+            event = SerializedEvent.of(
+                activity_event(body, source=source.name, delivery_id=delivery_id, now=now)
+            )
         return Parsed([event])
 
 

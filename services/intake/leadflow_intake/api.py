@@ -207,6 +207,11 @@ async def accept(scope: Scope, receive: Receive, source: str) -> bytes:
     except Problem as problem:
         WEBHOOKS.labels(label, problem.reason).inc()
         raise
+    except ClientDisconnect:
+        raise
+    except Exception:
+        WEBHOOKS.labels(label, _FAILED.reason).inc()
+        raise
     finally:
         latency.observe(time.perf_counter() - started)
     accepted.inc()

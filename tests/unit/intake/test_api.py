@@ -263,6 +263,8 @@ def test_a_bug_is_a_500_problem_and_nothing_is_published(
     assert "retry" in problem["detail"].lower()
     assert published(bus) == []
     assert any(r.exc_info and "a bug in an adapter" in str(r.exc_info[1]) for r in caplog.records)
+    metrics = client.get("/metrics").text
+    assert 'leadflow_intake_webhooks_total{outcome="internal_error",source="web"} 1.0' in metrics
 
 
 def test_malformed_json_is_422(client: TestClient, bus: InMemoryBus) -> None:

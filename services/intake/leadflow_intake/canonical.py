@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from leadflow.events import (
+    MAX_INT,
     ActivityKind,
     Company,
     Envelope,
@@ -31,6 +42,13 @@ class LeadIn(Lead):
 
     company: Company = Field(default_factory=Company)
 
+    @field_validator("custom")
+    @classmethod
+    def _custom_fits_an_event(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:
+            _check_json_value(value, "custom")
+        return value
+
     @model_validator(mode="after")
     def _identity(self) -> LeadIn:
         if self.email:
@@ -49,11 +67,31 @@ class LeadIn(Lead):
         return self.email or self.phone or ""
 
 
+def _check_json_value(value: Any, path: str) -> None:
+    """Refuse what the event's JSON cannot carry as given: a number that is not finite
+    (`Infinity`, `1e999`) or an integer beyond 64 bits (raises ValueError naming where)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path} is not a finite number.")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise ValueError(f"{path} is an integer beyond 64 bits.")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_json_value(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{path}.{index}")
+
+
 def _field(name: str, normalize: Callable[[str], str], value: str) -> str:
+    """The normalized value; an error located at the field itself (`lead.phone`, not `lead`),
+    though it is found by the model's validator (the phone needs the country)."""
     try:
         return normalize(value)
     except ValueError as exc:
-        raise ValueError(f"{name} {exc}") from exc
+        error = PydanticCustomError("value_error", "{message}", {"message": f"{name} {exc}"})
+        raise ValidationError.from_exception_data(
+            "lead", [InitErrorDetails(type=error, loc=(name,), input=value)]
+        ) from exc
 
 
 class LeadBody(BaseModel):
@@ -78,7 +116,7 @@ class ActivityBody(BaseModel):
     occurred_at: AwareDatetime
     rep_id: str | None = None
     reason: str | None = Field(default=None, max_length=500)
-    amount: float | None = Field(default=None, ge=0)
+    amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     profit: float | None = Field(default=None, allow_inf_nan=False)
 

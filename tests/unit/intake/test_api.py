@@ -196,12 +196,12 @@ def test_a_body_that_is_not_json_is_415(client: TestClient, bus: InMemoryBus) ->
         ({"event": "lead", "lead": {"email": "not-an-email"}}, "lead", "email"),
         ({"event": "lead", "lead": {"phone": "12"}}, "lead", "phone"),
         # Alone, a phone must be a valid number: it is the lead's identity.
-        ({"event": "lead", "lead": {"phone": "+1415555"}}, "lead", "phone is not a valid phone"),
+        ({"event": "lead", "lead": {"phone": "+1415555"}}, "lead.phone", "is not a valid phone"),
         # With an email, the phone must still be a phone number.
         (
             {"event": "lead", "lead": {"email": "a@example.com", "phone": "n/a"}},
-            "lead",
-            "phone is not a phone number",
+            "lead.phone",
+            "is not a phone number",
         ),
         (
             {"event": "lead", "lead": {"email": "a@example.com", "company": {"size": -3}}},
@@ -234,6 +234,38 @@ def test_invalid_bodies_are_422_with_field_errors(
         e["field"].startswith(field) and says.lower() in e["message"].lower()
         for e in problem["errors"]
     ), problem["errors"]
+    assert published(bus) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "says"),
+    [
+        (b'{"custom": {"score": Infinity}}', "lead.custom", "custom.score is not a finite"),
+        (b'{"custom": {"ids": [1, 1e999]}}', "lead.custom", "custom.ids.1 is not a finite"),
+        (b'{"custom": {"id": 123456789012345678901234567890}}', "lead.custom", "beyond 64 bits"),
+        (b'{"company": {"size": 123456789012345678901234567890}}', "lead.company.size", "less"),
+        (b'{"call_duration_s": 99999999999999999999}', "lead.call_duration_s", "less"),
+    ],
+)
+def test_numbers_an_event_cannot_carry_are_422(
+    client: TestClient, bus: InMemoryBus, raw: bytes, field: str, says: str
+) -> None:
+    # Before: an infinite number became null in the event, a huge integer was a 500.
+    lead = b'{"email": "a@example.com", ' + raw[1:]
+    body = b'{"event": "lead", "lead": ' + lead + b"}"
+    problem = refusal(post(client, body), 422)
+
+    assert any(e["field"] == field and says in e["message"] for e in problem["errors"]), problem
+    assert published(bus) == []
+
+
+def test_a_won_deal_of_an_infinite_amount_is_422(client: TestClient, bus: InMemoryBus) -> None:
+    body = (
+        b'{"event": "won", "email": "a@example.com", "occurred_at": "2026-11-26T10:00:00Z",'
+        b' "amount": 1e999}'
+    )
+    problem = refusal(post(client, body), 422)
+    assert problem["errors"][0]["field"] == "amount"
     assert published(bus) == []
 
 

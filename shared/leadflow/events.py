@@ -19,10 +19,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 EVENT_NAMESPACE = uuid.UUID("6f0d6f3e-3b1a-4d0c-9a55-1e7d2b5f0c11")
 _NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
 
-# The largest integer an event carries: a signed 64-bit one, as JSON libraries and databases
-# read them (a bigger one is refused at intake rather than lost or mangled downstream).
-MAX_INT = 2**63 - 1
-
 ActivityKind = Literal["contacted", "accepted", "rejected", "converted", "won", "lost"]
 Tier = Literal["mql", "watch", "nurture", "disqualified"]
 
@@ -36,7 +32,7 @@ class Company(_Payload):
 
     name: str | None = None
     domain: str | None = None
-    size: int | None = Field(default=None, ge=0, le=MAX_INT)
+    size: int | None = Field(default=None, ge=0)
     industry: str | None = None
 
 
@@ -59,7 +55,7 @@ class Lead(_Payload):
     product_interest: str | None = None
     consent: bool | None = None
     answers: dict[str, str] = Field(default_factory=dict)
-    call_duration_s: int | None = Field(default=None, ge=0, le=MAX_INT)
+    call_duration_s: int | None = Field(default=None, ge=0)
     # None means "not said" (an inbound touch): a later update must not erase "purchased_list".
     list_source: Literal["inbound", "purchased_list", "event", "partner"] | None = None
     custom: dict[str, Any] = Field(default_factory=dict)

@@ -183,7 +183,8 @@ class WebhookFastPath:
 _FAILED = Problem(
     500,
     "internal_error",
-    "The webhook could not be handled; nothing of it was kept. Retry the delivery later.",
+    "The webhook could not be handled. Retry the delivery later: a redelivery is never "
+    "duplicated downstream.",
 )
 
 
@@ -204,6 +205,10 @@ async def accept(scope: Scope, receive: Receive, source: str) -> bytes:
     accepted, latency = _source_metrics(label)
     try:
         answer = await _receive(scope, receive, intake, source)
+        accepted.inc()
+        if answer["ignored"]:
+            EVENTS_IGNORED.labels(label).inc(answer["ignored"])
+        return orjson.dumps(answer)
     except Problem as problem:
         WEBHOOKS.labels(label, problem.reason).inc()
         raise
@@ -214,10 +219,6 @@ async def accept(scope: Scope, receive: Receive, source: str) -> bytes:
         raise
     finally:
         latency.observe(time.perf_counter() - started)
-    accepted.inc()
-    if answer["ignored"]:
-        EVENTS_IGNORED.labels(label).inc(answer["ignored"])
-    return orjson.dumps(answer)
 
 
 @functools.cache

@@ -20,7 +20,6 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from leadflow.events import (
-    MAX_INT,
     ActivityKind,
     Company,
     Envelope,
@@ -33,6 +32,16 @@ from leadflow.events import (
 )
 from leadflow_intake.normalize import normalize_email, normalize_phone
 
+# The largest integer intake accepts into an event: a signed 64-bit one, as JSON libraries
+# and databases read them (a bigger one is refused here rather than mangled downstream).
+MAX_INT = 2**63 - 1
+
+
+class CompanyIn(Company):
+    """The company as a sender posts it."""
+
+    size: int | None = Field(default=None, ge=0, le=MAX_INT)
+
 
 class LeadIn(Lead):
     """A lead as a sender posts it: an email or a valid phone is required; with an email,
@@ -40,7 +49,8 @@ class LeadIn(Lead):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    company: Company = Field(default_factory=Company)
+    company: CompanyIn = Field(default_factory=CompanyIn)
+    call_duration_s: int | None = Field(default=None, ge=0, le=MAX_INT)
 
     @field_validator("custom")
     @classmethod

@@ -81,9 +81,20 @@ def merge_values(current: Mapping[str, Any], update: Mapping[str, Any]) -> dict[
     for name, value in update.items():
         if isinstance(value, dict):
             merged[name] = {**merged.get(name, {}), **value}
+        elif name == "phone" and _mistyped_over_valid(merged.get(name), value):
+            continue  # a later typo must not cost the person the number that works
         elif value not in ("", []):
             merged[name] = value
     return merged
+
+
+def _mistyped_over_valid(current: Any, update: Any) -> bool:
+    return (
+        isinstance(current, str)
+        and isinstance(update, str)
+        and phone_facts(current)[1]
+        and not phone_facts(update)[1]
+    )
 
 
 def build_profile(touches: Iterable[Touch]) -> Profile:

@@ -129,7 +129,9 @@ class KafkaPublisher:
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         """Fail the calls whose time is up with TimeoutError; forget the settled ones."""
         self._sweep = None
-        now = loop.time()
+        # A timer may fire a little before its deadline (uvloop counts whole milliseconds):
+        # what is due within the next millisecond is due now, or the sweep would spin.
+        now = loop.time() + 0.001
         deadlines = self._deadlines
         while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done.done()):
             call = heapq.heappop(deadlines)[2]
@@ -198,6 +200,7 @@ class KafkaPublisher:
                     index = open_batch[(topic, partition)] = len(batches)
                     batches.append((topic, partition, batch))
                 call.batches.add(index)
+            call.messages = []  # in the batches now; the call may wait in the heap a while
         return batches
 
 

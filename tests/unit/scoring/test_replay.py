@@ -132,6 +132,23 @@ def test_a_mistyped_phone_links_nobody_and_costs_fit_points() -> None:
     assert "invalid-phone" in [r["rule"] for r in ana["reasons"]]
 
 
+def test_a_later_mistyped_phone_does_not_replace_the_number_that_works() -> None:
+    replay = Replay(EXAMPLE.scoring)
+    first = {"event": "lead", "activity": "webinar", "lead": {"email": EMAIL, "phone": PHONE}}
+    typo = {
+        "event": "lead",
+        "activity": "pricing_page",
+        "lead": {"email": EMAIL, "phone": "+1 613 55"},
+    }
+    later = T0 + timedelta(hours=1)
+    replay.apply(received(first, T0, "d1"), "e1", T0)
+    scored = replay.apply(received(typo, later, "d2"), "e2", later)
+
+    assert scored.lead.phone == PHONE
+    assert "invalid-phone" not in [r.rule for r in scored.reasons]
+    assert scored.touches == 2
+
+
 README_TOUR = [
     ("lead.json", "mql", "A2", "hand-raise"),
     ("watch.json", "watch", "B3", "watch-list"),

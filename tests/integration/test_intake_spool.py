@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from leadflow.events import lead_key_for
-from tests.fixtures.broker import TopicReader, running_broker_process
+from tests.fixtures.broker import TopicReader, pause, running_broker_process
 from tests.fixtures.databases import migrated_database_url
 from tests.fixtures.stack import Stack, lead_body
 from tests.integration.test_end_to_end import assignment_rows, drain, wait_for
@@ -66,7 +66,7 @@ async def test_broker_paused_mid_stream_loses_and_duplicates_nothing(
             sent.setdefault(response.json()["lead_key"], []).append(response.json()["event_id"])
 
     post(emails[:12])
-    broker.send_signal(signal.SIGSTOP)
+    pause(broker)
     try:
         post(emails[12:24])
         during = readyz(stack)

@@ -20,7 +20,7 @@ from leadflow.bus.kafka import (
 )
 from leadflow.settings import Settings
 from leadflow.topics import ALL, DLQ, SCORED
-from tests.fixtures.broker import TopicReader, running_broker, running_broker_process
+from tests.fixtures.broker import TopicReader, pause, running_broker, running_broker_process
 
 pytestmark = pytest.mark.integration
 
@@ -201,7 +201,7 @@ async def test_calls_time_out_each_at_its_own_limit_while_the_broker_is_paused()
         await publisher.start()
         try:
             await publisher.publish_many([("bus.paused", "k", b"before")])
-            broker.send_signal(signal.SIGSTOP)
+            pause(broker)
             loop = asyncio.get_running_loop()
             started = loop.time()
 

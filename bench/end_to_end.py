@@ -36,6 +36,7 @@ from leadflow.settings import DEV_SECRETS
 from leadflow.webhooks import sign
 from tests.fixtures.broker import free_port
 from tests.fixtures.databases import create_postgres_database, drop_postgres_database
+from tests.fixtures.stack import wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -163,21 +164,6 @@ async def measure(intake: str, bootstrap: str, rate: float, seconds: float) -> d
     }
 
 
-def wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Block until the service answers /readyz."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"a service exited; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"a service did not become ready; see {log}")
-
-
 def main() -> int:
     """Run the measurement; prints a line and writes JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -215,7 +201,7 @@ def main() -> int:
                 command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
             )
             processes.append(process)
-            wait_ready(ports[name], process, log)
+            wait_ready(name, f"http://127.0.0.1:{ports[name]}", process, log, timeout_s=90)
         result = asyncio.run(
             measure(f"http://127.0.0.1:{ports['intake']}", bootstrap, args.rate, args.seconds)
         )

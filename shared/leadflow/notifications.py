@@ -200,18 +200,18 @@ class NotificationDispatcher:
             if not await self._due(session, now, limit=1):
                 return 0  # an idle poll reads, and never writes the lease
         async with self._sessions() as session, session.begin():
-            if not await leases.acquire(session, self._lease, self._holder, utcnow()):
+            if not await leases.acquire(session, self._lease, self._holder):
                 return 0  # another instance is sending a batch
             rows = await self._due(session, now)
             if not rows:
-                await leases.release(session, self._lease, self._holder, utcnow())
+                await leases.release(session, self._lease, self._holder)
                 return 0
         # No database lock is held while sending (SMTP and webhooks can be slow); the
         # lease covers the batch until its outcomes are recorded.
         outcomes = [(row["id"], await self._attempt(row, now)) for row in rows]
         async with self._sessions() as session, session.begin():
             await self._record(session, outcomes)
-            await leases.release(session, self._lease, self._holder, utcnow())
+            await leases.release(session, self._lease, self._holder)
         return sum(1 for _, values in outcomes if values.get("sent_at") is not None)
 
     async def _due(

@@ -78,20 +78,21 @@ class OutboxRelay:
         if not await self._anything_pending():
             return 0  # an idle poll reads, and never writes the lease
         async with self._sessions() as session, session.begin():
-            if not await leases.acquire(session, self._lease, self._holder, datetime.now(UTC)):
+            if not await leases.acquire(session, self._lease, self._holder):
                 return 0  # another instance is relaying a batch
             rows = await self._pending_rows(session)
             if not rows:
-                await leases.release(session, self._lease, self._holder, datetime.now(UTC))
+                await leases.release(session, self._lease, self._holder)
                 return 0
         try:
-            await self._publish(rows)
+            async with leases.kept(self._sessions, self._lease, self._holder):
+                await self._publish(rows)
         except Exception:
             await self._release()  # let another instance try
             raise
         async with self._sessions() as session, session.begin():
             await self._mark_sent(session, [r.id for r in rows])
-            await leases.release(session, self._lease, self._holder, datetime.now(UTC))
+            await leases.release(session, self._lease, self._holder)
         return len(rows)
 
     async def _anything_pending(self) -> bool:
@@ -105,7 +106,7 @@ class OutboxRelay:
 
     async def _release(self) -> None:
         async with self._sessions() as session, session.begin():
-            await leases.release(session, self._lease, self._holder, datetime.now(UTC))
+            await leases.release(session, self._lease, self._holder)
 
     async def _pending_rows(self, session: AsyncSession) -> list[Row[tuple[int, str, str, bytes]]]:
         query = (

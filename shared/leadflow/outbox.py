@@ -147,7 +147,8 @@ class OutboxRelay:
                 )
             )
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Relay whenever woken (or every `outbox_poll_s`) until cancelled."""
         pruned_at = datetime.now(UTC)
         while True:
             with contextlib.suppress(TimeoutError):
@@ -176,7 +177,7 @@ class OutboxRelay:
 
     def start(self) -> None:
         """Relay in the background until stopped."""
-        self._task = asyncio.create_task(self._run(), name=f"outbox-{self._producer}")
+        self._task = asyncio.create_task(self.run(), name=f"outbox-{self._producer}")
 
     async def stop(self) -> None:
         """Relay what is pending (bounded), then stop."""

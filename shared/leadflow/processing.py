@@ -11,31 +11,36 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
 
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadflow.bus import Publisher, Record
 from leadflow.db.engine import session_factory
 from leadflow.events import Envelope
+from leadflow.faults import InfrastructureUnavailable, describe, is_transient
 from leadflow.inbox import first_delivery
 from leadflow.metrics import ConsumerMetrics
 from leadflow.settings import Settings
 from leadflow.topics import DLQ
 
+__all__ = [
+    "EventHandler",
+    "EventProcessor",
+    "InfrastructureUnavailable",
+    "PoisonEvent",
+    "is_transient",
+    "utcnow",
+]
+
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[AsyncSession, Envelope, datetime], Awaitable[None]]
 Clock = Callable[[], datetime]
-
-_TRANSIENT = (OperationalError, InterfaceError)
-# PostgreSQL aborts one transaction of a deadlock (40P01) or a serialization conflict (40001);
-# running it again is the documented remedy, and nothing about the event is wrong.
-_RETRY_SQLSTATES = {"40P01", "40001"}
-_MAX_BACKOFF_S = 5.0
 
 
 def utcnow() -> datetime:
@@ -48,7 +53,18 @@ class PoisonEvent(ValueError):
 
 
 class EventProcessor:
-    """Applies a batch of records in one transaction; isolates and dead-letters failures."""
+    """Applies a batch of records in one transaction; isolates and dead-letters poison.
+
+    The contract with the consumer that calls `process`:
+    * it returns once every record's effects are committed, or the record is dead-lettered
+      as poison (not an event, or an event its handler fails on every time while the
+      database answers); the records' offsets may then be committed;
+    * it raises `InfrastructureUnavailable` when the database or the broker cannot be used
+      (connection refused or reset, server starting up or shutting down, disk full, a
+      locked SQLite file, a deadlock victim, the dead-letter topic unreachable). Nothing
+      is dead-lettered for that: the caller keeps the offsets, waits and hands over the
+      same records again; what was committed before the fault is dropped by the inbox.
+    """
 
     def __init__(
         self,
@@ -64,6 +80,7 @@ class EventProcessor:
         clock: Clock = utcnow,
     ) -> None:
         self._consumer = consumer
+        self._engine = engine
         self._sessions = session_factory(engine)
         self._handler = handler
         self._accepts = accepts
@@ -74,24 +91,31 @@ class EventProcessor:
         self._clock = clock
 
     async def process(self, records: list[Record]) -> None:
-        """Apply every record once; returns when all effects are committed or dead-lettered."""
+        """Apply every record once; raises InfrastructureUnavailable to be called again."""
         started = perf_counter()
         events: list[tuple[Record, Envelope]] = []
+        poison: list[_DeadLetter] = []
         for record in records:
             try:
                 events.append((record, Envelope.from_bytes(record.value)))
             except ValueError as exc:  # orjson.JSONDecodeError and ValidationError included
-                await self._dead_letter(record, "invalid_event", _describe(exc))
+                poison.append(_DeadLetter(record, "invalid_event", _describe(exc)))
         counts: Counter[str] = Counter()
         try:
-            counts = await self._with_retries(lambda: self._apply(events))
-        except Exception:
+            counts = await self._apply(events)
+        except Exception as exc:
+            if is_transient(exc):
+                raise InfrastructureUnavailable(describe(exc)) from exc
             log.warning(
                 "batch failed; applying its events one by one",
                 extra={"consumer": self._consumer, "records": len(events)},
             )
             for record, event in events:
-                counts += await self._apply_alone(record, event)
+                counts += await self._apply_alone(record, event, poison)
+        # Dead letters go out last, in offset order: if the batch meets an outage first,
+        # it is handed over again and nothing was dead-lettered twice.
+        for letter in sorted(poison, key=lambda p: (p.record.partition, p.record.offset)):
+            await self._dead_letter(letter)
         self._after_commit()
         for type_, count in counts.items():
             if type_ == "duplicate":
@@ -115,53 +139,58 @@ class EventProcessor:
                 counts[event.type] += 1
         return counts
 
-    async def _apply_alone(self, record: Record, event: Envelope) -> Counter[str]:
+    async def _apply_alone(
+        self, record: Record, event: Envelope, poison: list[_DeadLetter]
+    ) -> Counter[str]:
         attempts = self._settings.consumer_max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                return await self._with_retries(lambda: self._apply([(record, event)]))
+                return await self._apply([(record, event)])
             except PoisonEvent as exc:
-                await self._dead_letter(record, "rejected_event", str(exc), event.id)
+                poison.append(_DeadLetter(record, "rejected_event", str(exc), event.id))
                 return Counter()
             except Exception as exc:
+                # A handler error is the event's fault only while the database answers:
+                # a connection lost in the middle of a handler can surface as anything.
+                if is_transient(exc) or not await self._database_answers():
+                    raise InfrastructureUnavailable(describe(exc)) from exc
                 if attempt == attempts:
                     log.exception(
                         "event failed every attempt; dead-lettering it",
                         extra={"consumer": self._consumer, "event_id": event.id},
                     )
-                    await self._dead_letter(record, "handler_error", _describe(exc), event.id)
+                    poison.append(_DeadLetter(record, "handler_error", _describe(exc), event.id))
                     return Counter()
                 await asyncio.sleep(0.05 * 2**attempt)
         return Counter()  # pragma: no cover - the loop always returns
 
-    async def _with_retries(self, attempt: Callable[[], Awaitable[Counter[str]]]) -> Counter[str]:
-        """Retry while the database is unreachable or locked: that is nobody's poison."""
-        delay = 0.05
-        while True:
-            try:
-                return await attempt()
-            except DBAPIError as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("database unavailable; retrying", extra={"consumer": self._consumer})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_BACKOFF_S)
+    async def _database_answers(self) -> bool:
+        try:
+            async with self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
-    async def _dead_letter(
-        self, record: Record, reason: str, message: str, event_id: str | None = None
-    ) -> None:
+    async def _dead_letter(self, letter: _DeadLetter) -> None:
+        record, reason, event_id = letter.record, letter.reason, letter.event_id
         headers = [
             ("leadflow-error-reason", reason.encode()),
-            ("leadflow-error-message", message[:2000].encode()),
+            ("leadflow-error-message", letter.message[:2000].encode()),
             ("leadflow-consumer", self._consumer.encode()),
             ("leadflow-original-topic", record.topic.encode()),
             ("leadflow-original-partition", str(record.partition).encode()),
             ("leadflow-original-offset", str(record.offset).encode()),
         ]
         key = record.key.decode(errors="replace") if record.key else (event_id or "")
-        await self._dead_letters.publish(
-            self._settings.topic(DLQ), key, record.value, headers + list(record.headers)
-        )
+        try:
+            await self._dead_letters.publish(
+                self._settings.topic(DLQ), key, record.value, headers + list(record.headers)
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                raise InfrastructureUnavailable(f"dead-letter topic: {describe(exc)}") from exc
+            raise
         self._metrics.dead_lettered.labels(reason).inc()
         log.warning(
             "record dead-lettered",
@@ -169,9 +198,14 @@ class EventProcessor:
         )
 
 
-def is_transient(exc: DBAPIError) -> bool:
-    """Whether running the transaction again may succeed (the event itself is not at fault)."""
-    return isinstance(exc, _TRANSIENT) or getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
+@dataclass(frozen=True, slots=True)
+class _DeadLetter:
+    """A record to dead-letter once its batch is done, and why."""
+
+    record: Record
+    reason: str
+    message: str
+    event_id: str | None = None
 
 
 def _describe(exc: Exception) -> str:

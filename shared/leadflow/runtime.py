@@ -1,16 +1,16 @@
-"""What every consuming service runs: database, publisher, outbox relay, consumer, HTTP probes."""
+"""What every consuming service runs: database, publisher, outbox relay, consumers, probes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import uvicorn
-from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
@@ -20,14 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from leadflow import topics
 from leadflow.bus.kafka import KafkaConsumerRunner, KafkaPublisher, ensure_topics
 from leadflow.db.engine import create_engine, session_factory
+from leadflow.faults import describe, is_transient
 from leadflow.metrics import ConsumerMetrics, add_metrics_route, consumer_metrics
 from leadflow.outbox import OutboxRelay
 from leadflow.processing import EventHandler, EventProcessor
 from leadflow.settings import Settings
+from leadflow.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
-STARTUP_RETRY_S = 60.0
+# A readiness probe answers quickly even when the database does not.
+READY_DATABASE_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -41,8 +44,10 @@ class Runtime:
     publisher: KafkaPublisher
     relay: OutboxRelay
     metrics: ConsumerMetrics
+    supervisor: Supervisor
     consumers: list[KafkaConsumerRunner] = field(default_factory=list)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Set once the topics exist and the publisher is connected.
+    broker_ready: asyncio.Event = field(default_factory=asyncio.Event)
     # Extra readiness checks of the service (name -> is it ready?), shown on /readyz.
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
@@ -59,6 +64,7 @@ class ConsumerSpec:
     after_commit: Callable[[], None] | None = None
 
 
+# Long-running work of a service besides its consumers, run under the supervisor by name.
 Background = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 
@@ -81,17 +87,36 @@ SessionDep = Annotated[AsyncSession, Depends(session_dep)]
 
 
 async def wait_for_broker(settings: Settings) -> None:
-    """Create the topics, retrying while the broker is still starting."""
-    deadline = asyncio.get_running_loop().time() + STARTUP_RETRY_S
+    """Create the topics, waiting for as long as the broker is away."""
+    delay = 0.25
     while True:
         try:
             await ensure_topics(settings, topics.ALL)
             return
-        except (KafkaError, OSError):
-            if asyncio.get_running_loop().time() > deadline:
+        except Exception as exc:
+            if not is_transient(exc):
                 raise
-            log.info("waiting for the Kafka broker", extra={"bootstrap": settings.kafka_bootstrap})
-            await asyncio.sleep(1)
+            log.info(
+                "waiting for the Kafka broker",
+                extra={"bootstrap": settings.kafka_bootstrap, "reason": describe(exc)},
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, settings.retry_backoff_max_s)
+
+
+async def connect_broker(settings: Settings, publisher: KafkaPublisher) -> None:
+    """Create the topics and connect `publisher`, waiting for as long as the broker is away."""
+    await wait_for_broker(settings)
+    delay = 0.25
+    while True:
+        try:
+            await publisher.start()
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, settings.retry_backoff_max_s)
 
 
 def consumer_service(
@@ -100,31 +125,44 @@ def consumer_service(
     specs: list[ConsumerSpec],
     *,
     routers: Sequence[APIRouter] = (),
-    background: Sequence[Background] = (),
+    background: Mapping[str, Background] | None = None,
     description: str = "",
     ready_checks: dict[str, Callable[[], bool]] | None = None,
 ) -> FastAPI:
-    """A FastAPI app that runs `specs` as consumer groups for as long as it is served."""
+    """A FastAPI app that runs `specs` as consumer groups for as long as it is served.
+
+    The service starts whether or not the database and the broker are up: its consumers,
+    outbox relay and `background` jobs run under one supervisor, wait for what they need
+    and restart after an error; `/readyz` says what is missing meanwhile.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await wait_for_broker(settings)
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url,
+            connect_timeout_s=settings.database_connect_timeout_s,
+            statement_timeout_s=settings.database_statement_timeout_s,
+        )
         publisher = KafkaPublisher(settings, name)
-        await publisher.start()
         metrics = consumer_metrics(name.replace("-", "_"))
         relay = OutboxRelay(engine, publisher, settings, name, metrics)
+        supervisor = Supervisor(name, backoff_max_s=settings.retry_backoff_max_s)
         runtime = Runtime(
-            name, settings, engine, session_factory(engine), publisher, relay, metrics
+            name, settings, engine, session_factory(engine), publisher, relay, metrics, supervisor
         )
         runtime.checks.update(ready_checks or {})
         app.state.runtime = runtime
-        relay.start()
+
+        async def kafka() -> None:
+            await connect_broker(settings, publisher)
+            runtime.broker_ready.set()
+
+        supervisor.spawn("kafka", kafka)
+        supervisor.spawn("outbox-relay", relay.run)
         # Background work (e.g. SLA timers firing from the database) starts before the
         # consumers: joining a consumer group can take a while after a restart.
-        runtime.tasks = [
-            asyncio.create_task(job(runtime), name=f"{name}-background") for job in background
-        ]
+        for job_name, job in (background or {}).items():
+            supervisor.spawn(job_name, functools.partial(job, runtime))
         for spec in specs:
             processor = EventProcessor(
                 consumer=spec.group,
@@ -139,21 +177,17 @@ def consumer_service(
             runner = KafkaConsumerRunner(
                 settings, spec.group, [settings.topic(t) for t in spec.topics], processor
             )
-            await runner.start()
             runtime.consumers.append(runner)
-        runtime.tasks.append(asyncio.create_task(_watch_lag(runtime), name=f"{name}-lag"))
+            supervisor.spawn(f"consumer:{spec.group}", functools.partial(_consume, runtime, runner))
+        supervisor.spawn("lag-watcher", functools.partial(_watch_lag, runtime))
         log.info("service started", extra={"service": name})
         try:
             yield
         finally:
             log.info("service stopping", extra={"service": name})
-            for task in runtime.tasks:
-                task.cancel()
-            for task in runtime.tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
             for runner in runtime.consumers:
                 await runner.stop()
+            await supervisor.stop()
             await relay.stop()
             await publisher.stop()
             await engine.dispose()
@@ -172,6 +206,11 @@ def consumer_service(
     return app
 
 
+async def _consume(runtime: Runtime, runner: KafkaConsumerRunner) -> None:
+    await runtime.broker_ready.wait()
+    await runner.run()
+
+
 def _after_commit(relay: OutboxRelay, extra: Callable[[], None] | None) -> Callable[[], None]:
     if extra is None:
         return relay.wake
@@ -184,22 +223,35 @@ def _after_commit(relay: OutboxRelay, extra: Callable[[], None] | None) -> Calla
 
 
 async def _ready(app: FastAPI) -> dict[str, Any]:
+    """Ready while the service can do its work; otherwise `reasons` says what is missing."""
     runtime: Runtime | None = getattr(app.state, "runtime", None)
     if runtime is None:
-        return {"ready": False, "starting": True}
+        return {"ready": False, "starting": True, "reasons": ["starting"]}
+    reasons: list[str] = []
+    if not runtime.broker_ready.is_set():
+        reasons.append("broker: not connected yet")
+    for runner in runtime.consumers:
+        if runner.paused is not None:
+            reasons.append(f"consumer {runner.group} paused: {runner.paused}")
+    if not runtime.relay.healthy:
+        reasons.append("outbox relay: failing")
+    failing = runtime.supervisor.failing()
+    reasons += [f"task {name} failing: {error}" for name, error in failing.items()]
     checks: dict[str, Any] = {
-        "consumers": all(c.running for c in runtime.consumers),
+        "consumers": all(r.running and r.paused is None for r in runtime.consumers),
         "outbox_relay": runtime.relay.healthy,
-        "background": all(not t.done() for t in runtime.tasks),
+        "background": not failing,
         **{name: check() for name, check in runtime.checks.items()},
     }
+    reasons += [f"{name}: not ready" for name in runtime.checks if not checks[name]]
     try:
-        async with runtime.engine.connect() as conn:
+        async with asyncio.timeout(READY_DATABASE_TIMEOUT_S), runtime.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         checks["database"] = True
-    except Exception:
+    except Exception as exc:
         checks["database"] = False
-    return {"ready": all(checks.values()), **checks}
+        reasons.append(f"database: {describe(exc)}")
+    return {"ready": not reasons, **checks, "reasons": reasons}
 
 
 def add_probe_routes(app: FastAPI, ready: Callable[[FastAPI], Awaitable[dict[str, Any]]]) -> None:
@@ -222,6 +274,7 @@ async def _watch_lag(runtime: Runtime) -> None:
         for runner in runtime.consumers:
             lag += await runner.lag()
         runtime.metrics.consumer_lag.set(lag)
+        runtime.supervisor.ok("lag-watcher")
 
 
 def telemetry(settings: Settings) -> TelemetryConfig:

@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_idempotence: bool = False
     kafka_client_id: str = "leadflow"
+    # Connecting to a managed cluster (MSK, Confluent Cloud): TLS and SASL for every client.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    # Durability of the topics Leadflow creates: 3 and 2 on a real cluster, so that an
+    # acknowledged event survives the loss of a broker (1 and unset for one local broker).
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_min_insync_replicas: int | None = Field(default=None, ge=1)
     topic_prefix: str = ""
     topic_partitions: int = Field(default=3, ge=1)
     consumer_batch_max: int = Field(default=200, ge=1)
@@ -61,6 +73,12 @@ class Settings(BaseSettings):
     # How long the broker may hold a fetch open waiting for data: a floor on each hop's latency.
     consumer_fetch_max_wait_ms: int = Field(default=50, ge=0)
     publish_timeout_s: float = Field(default=5.0, gt=0)
+    # Bounds on waiting for PostgreSQL, so that a server that vanished without closing its
+    # connections (a network partition) is noticed and retried instead of waited on forever.
+    database_connect_timeout_s: float = Field(default=10.0, gt=0)
+    database_statement_timeout_s: float = Field(default=60.0, gt=0)
+    # The longest pause between two attempts while the database or the broker is away.
+    retry_backoff_max_s: float = Field(default=5.0, gt=0)
     stop_timeout_s: float = Field(default=10.0, gt=0)
     outbox_poll_s: float = Field(default=0.5, gt=0)
     sla_poll_s: float = Field(default=0.25, gt=0)
@@ -82,6 +100,30 @@ class Settings(BaseSettings):
     notify_backoff_s: float = Field(default=1.0, gt=0)
     notify_backoff_max_s: float = Field(default=300.0, gt=0)
     notify_poll_s: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _kafka_options_fit_together(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"LEADFLOW_KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol}: set "
+                "LEADFLOW_KAFKA_SASL_USERNAME and LEADFLOW_KAFKA_SASL_PASSWORD too."
+            )
+        if (
+            self.kafka_min_insync_replicas is not None
+            and self.kafka_min_insync_replicas > self.kafka_replication_factor
+        ):
+            raise ValueError(
+                "LEADFLOW_KAFKA_MIN_INSYNC_REPLICAS is larger than "
+                "LEADFLOW_KAFKA_REPLICATION_FACTOR: no write could ever be acknowledged."
+            )
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError(
+                "LEADFLOW_KAFKA_SSL_CERTFILE and LEADFLOW_KAFKA_SSL_KEYFILE go together "
+                "(a client certificate needs its key)."
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_infrastructure(self) -> Settings:

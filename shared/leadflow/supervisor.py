@@ -5,7 +5,7 @@ long as the process does. If one raises, the supervisor logs the traceback, coun
 restart (`leadflow_task_restarts_total{service,task}`), waits with a capped, doubling
 backoff and starts it again. A task that has failed `failing_after` times in a row is
 reported by `failing()` (and so by `/readyz`) until a run of it stays up for
-`healthy_after_s` or says it succeeded (`Supervisor.ok(name)`), so that an operator sees
+`healthy_after_s` (5 s) or says it succeeded (`Supervisor.ok(name)`), so that an operator sees
 which part is stuck while it retries by itself.
 
 A task that returns normally is finished and is not restarted; cancelling the
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from prometheus_client import Counter
+
+from leadflow.faults import describe
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ class Supervisor:
         failing_after: int = 3,
         backoff_min_s: float = 0.2,
         backoff_max_s: float = 10.0,
-        healthy_after_s: float = 30.0,
+        healthy_after_s: float = 5.0,
     ) -> None:
         self.service = service
         self._failing_after = failing_after
@@ -113,6 +115,8 @@ class Supervisor:
         delay = self._backoff_min_s
         while True:
             started = loop.time()
+            # A run that stays up for `healthy_after_s` has recovered: forget the failures.
+            settle = loop.call_later(self._healthy_after_s, self.ok, supervised.name)
             try:
                 await supervised.work()
                 return
@@ -120,10 +124,9 @@ class Supervisor:
                 raise
             except Exception as exc:
                 if loop.time() - started >= self._healthy_after_s:
-                    supervised.failures = 0
                     delay = self._backoff_min_s
                 supervised.failures += 1
-                supervised.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                supervised.last_error = describe(exc)
                 _restarts().labels(self.service, supervised.name).inc()
                 log.exception(
                     "background task failed; restarting it",
@@ -134,5 +137,7 @@ class Supervisor:
                         "retry_in_s": round(delay, 3),
                     },
                 )
+            finally:
+                settle.cancel()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._backoff_max_s)

@@ -13,11 +13,11 @@ from datetime import datetime
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
 from leadflow.events import Envelope
+from leadflow.faults import is_transient
 from leadflow.notifications import EmailSender, NotificationDispatcher, WebhookSender
 from leadflow.problems import install_problem_handlers
 from leadflow.processing import EventHandler, utcnow
@@ -103,7 +103,9 @@ def _queue_retries(router_settings: RouterSettings, options: NotifyOptions) -> B
                         break
                     after_id = seen[-1]
                 QUEUED.set(waiting)
-            except (OperationalError, InterfaceError):
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 log.warning("database unavailable; queued leads will be retried later")
 
     return run
@@ -141,7 +143,10 @@ def create_app(settings: Settings, router_settings: RouterSettings | None = None
         settings,
         [_handler(options)],
         routers=[api.router, admin.router],
-        background=[_notifications(router_settings), _queue_retries(router_settings, options)],
+        background={
+            "notifications": _notifications(router_settings),
+            "queue-retry": _queue_retries(router_settings, options),
+        },
         description=__doc__ or "",
     )
     install_problem_handlers(app)

@@ -10,12 +10,12 @@ from datetime import datetime
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
 from leadflow.config import LeadflowConfig
 from leadflow.events import Envelope
+from leadflow.faults import is_transient
 from leadflow.notifications import EmailSender, NotificationDispatcher, Sender, WebhookSender
 from leadflow.processing import EventHandler, utcnow
 from leadflow.runtime import ConsumerSpec, Runtime, consumer_service
@@ -108,7 +108,9 @@ class Monitor:
                 for team, count in opened.items():
                     OPEN_WINDOWS.labels(team).set(count)
                     OVERDUE_WINDOWS.labels(team).set(late[team])
-            except (OperationalError, InterfaceError, OSError):
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 log.warning("database unavailable; SLA gauges not refreshed")
             await asyncio.sleep(self.sla_settings.gauge_interval_s)
 
@@ -128,7 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings,
         [spec, REPORTING_CONSUMER],
         routers=[router, reporting_api.router],
-        background=[monitor.run_timers, monitor.refresh_gauges],
+        background={"timers": monitor.run_timers, "gauges": monitor.refresh_gauges},
         description=__doc__ or "",
         ready_checks={"timers_loaded": lambda: monitor.scheduler.loaded},
     )

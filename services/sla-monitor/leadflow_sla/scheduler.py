@@ -16,8 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
+from leadflow.faults import is_transient
 from leadflow.processing import Clock, utcnow
 from leadflow_sla.metrics import HORIZON_TIMERS
 
@@ -112,7 +111,12 @@ class TimerScheduler:
         while True:
             try:
                 fired = await self.step(load_horizon, fire_due)
-            except (OperationalError, InterfaceError, OSError):
+            except Exception as exc:
+                # Anything else is a bug: the supervisor restarts the loop, and the timers
+                # are rows in the database, so nothing is lost meanwhile.
+                if not is_transient(exc):
+                    self._reload_at = None
+                    raise
                 log.warning("database unavailable; timers will fire when it is back")
                 self._reload_at = None
                 await asyncio.sleep(RETRY_S)

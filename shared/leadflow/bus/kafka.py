@@ -1,4 +1,7 @@
-"""Kafka on aiokafka: an acks=all publisher and a manual-commit batch consumer."""
+"""Kafka on aiokafka: an acks=all publisher, topics, tail and dead-letter replay.
+
+The manual-commit batch consumer is in `leadflow.bus.consumer` (re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -8,22 +11,23 @@ import heapq
 import itertools
 import logging
 import struct
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from leadflow.bus import BatchProcessor, Headers, Record
+from leadflow.bus import Headers
+from leadflow.bus.consumer import KafkaConsumerRunner
+from leadflow.bus.options import connection_options, topic_configs
 from leadflow.settings import Settings
 from leadflow.topics import DLQ
 
-log = logging.getLogger(__name__)
+__all__ = ["KafkaConsumerRunner", "KafkaPublisher", "ensure_topics", "replay_dead_letters", "tail"]
 
-_RETRY_MIN_S = 0.5
-_RETRY_MAX_S = 30.0
+log = logging.getLogger(__name__)
 
 
 class KafkaPublisher:
@@ -43,7 +47,7 @@ class KafkaPublisher:
     def __init__(self, settings: Settings, client_id: str) -> None:
         self._settings = settings
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **connection_options(settings),
             client_id=f"{settings.kafka_client_id}-{client_id}",
             acks="all",
             enable_idempotence=settings.kafka_idempotence,
@@ -257,152 +261,22 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Waits for the batch in flight to finish (and commit) before partitions move."""
-
-    def __init__(self, batch_lock: asyncio.Lock, group: str) -> None:
-        self._batch_lock = batch_lock
-        self._group = group
-
-    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
-        async with self._batch_lock:
-            log.info("partitions revoked", extra={"group": self._group, "count": len(revoked)})
-
-    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"group": self._group, "count": len(assigned)})
-
-
-class KafkaConsumerRunner:
-    """Consumes `getmany` batches, hands them to a processor, then commits their offsets.
-
-    Offsets are committed only after the processor returned, i.e. after its database
-    transaction committed, so a crash anywhere replays the batch (at-least-once) and
-    the processor's inbox makes the replay a no-op.
-    """
-
-    def __init__(
-        self, settings: Settings, group: str, topics: list[str], processor: BatchProcessor
-    ) -> None:
-        self._settings = settings
-        self.group = group
-        self._topics = topics
-        self._processor = processor
-        self._batch_lock = asyncio.Lock()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=f"{settings.kafka_client_id}-{group}",
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            session_timeout_ms=settings.consumer_session_timeout_ms,
-            heartbeat_interval_ms=settings.consumer_heartbeat_ms,
-            rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
-            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
-        )
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
-        self.running = False
-
-    async def start(self) -> None:
-        """Join the group and start consuming in the background."""
-        self._consumer.subscribe(
-            self._topics, listener=_CommitOnRevoke(self._batch_lock, self.group)
-        )
-        await self._consumer.start()
-        self.running = True
-        self._task = asyncio.create_task(self._run(), name=f"consume-{self.group}")
-
-    async def _run(self) -> None:
-        retry_delay = _RETRY_MIN_S
-        try:
-            while not self._stopping.is_set():
-                batches = await self._consumer.getmany(
-                    timeout_ms=self._settings.consumer_poll_ms,
-                    max_records=self._settings.consumer_batch_max,
-                )
-                if not batches:
-                    continue
-                async with self._batch_lock:
-                    if await self._process(batches):
-                        retry_delay = _RETRY_MIN_S
-                        continue
-                # The batch could not be applied (e.g. the dead-letter topic is unreachable):
-                # rewind to its first records and try again, without committing anything.
-                for tp, messages in batches.items():
-                    self._consumer.seek(tp, messages[0].offset)
-                await asyncio.sleep(retry_delay)
-                retry_delay = min(retry_delay * 2, _RETRY_MAX_S)
-        finally:
-            self.running = False
-
-    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> bool:
-        records = [_record(message) for messages in batches.values() for message in messages]
-        try:
-            await self._processor.process(records)
-        except Exception:
-            log.exception("batch failed; it will be retried", extra={"group": self.group})
-            return False
-        try:
-            await self._consumer.commit(
-                {tp: messages[-1].offset + 1 for tp, messages in batches.items()}
-            )
-        except KafkaError:
-            # Typically a rebalance took the partitions away: their new owner replays
-            # the batch, and its inbox drops what was already applied.
-            log.warning("offset commit failed; the batch will be replayed", exc_info=True)
-        return True
-
-    async def lag(self) -> int:
-        """Messages between this group's position and the end of its assigned partitions."""
-        total = 0
-        for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
-            if high is None:
-                continue
-            with contextlib.suppress(KafkaError, AssertionError):
-                total += max(0, high - await self._consumer.position(tp))
-        return total
-
-    async def stop(self) -> None:
-        """Finish the batch in flight, commit it, and leave the group (bounded)."""
-        self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self._settings.stop_timeout_s)
-            except TimeoutError:
-                self._task.cancel()
-            except Exception:
-                log.warning("consumer task ended with an error", extra={"group": self.group})
-        try:
-            await asyncio.wait_for(self._consumer.stop(), self._settings.stop_timeout_s)
-        except (TimeoutError, KafkaError):
-            log.warning("kafka consumer did not stop cleanly within the bound")
-        self.running = False
-
-
-def _record(message: Any) -> Record:
-    return Record(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        headers=list(message.headers or []),
-    )
-
-
 async def ensure_topics(settings: Settings, names: Iterable[str]) -> None:
-    """Create the topics that do not exist yet (with the configured partition count)."""
+    """Create the topics that do not exist yet (with the configured partitions, replication
+    factor and `min.insync.replicas`)."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=f"{settings.kafka_client_id}-admin",
+        **connection_options(settings), client_id=f"{settings.kafka_client_id}-admin"
     )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(settings.topic(name), settings.topic_partitions, 1)
+            NewTopic(
+                settings.topic(name),
+                settings.topic_partitions,
+                settings.kafka_replication_factor,
+                topic_configs=topic_configs(settings),
+            )
             for name in names
             if settings.topic(name) not in existing
         ]
@@ -419,7 +293,7 @@ async def tail(
     """Emit every message of `topics` as it arrives (no consumer group, nothing committed)."""
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **connection_options(settings),
         auto_offset_reset="earliest" if beginning else "latest",
         enable_auto_commit=False,
         group_id=None,
@@ -447,7 +321,7 @@ async def replay_dead_letters(
     """
     reader = AIOKafkaConsumer(
         settings.topic(DLQ),
-        bootstrap_servers=settings.kafka_bootstrap,
+        **connection_options(settings),
         group_id=REPLAY_GROUP,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

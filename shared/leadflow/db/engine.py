@@ -11,11 +11,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine for `url`; SQLite files get their folder, WAL and immediate write locks."""
+def create_engine(
+    url: str,
+    *,
+    connect_timeout_s: float = 10.0,
+    statement_timeout_s: float | None = 60.0,
+    **kwargs: Any,
+) -> AsyncEngine:
+    """An engine for `url`; SQLite files get their folder, WAL and immediate write locks.
+
+    On PostgreSQL, connecting and each statement are bounded (`connect_timeout_s`,
+    `statement_timeout_s`): a server that vanished without closing its connections is
+    then an error to retry, not a wait that never ends; pooled connections are checked
+    before use, so a restarted server costs one failed ping, not a failed transaction.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
+        if parsed.get_driver_name() == "asyncpg":
+            connect_args = {"timeout": connect_timeout_s, "command_timeout": statement_timeout_s}
+            kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
         return _create_async_engine(url, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -128,6 +128,34 @@ class Kept:
 
 
 @contextlib.asynccontextmanager
+async def heartbeat(
+    beat: Callable[[], Awaitable[bool]], period_s: float, name: str
+) -> AsyncIterator[None]:
+    """Call `beat()` every `period_s` while the body runs, until it returns False.
+
+    A beat that raises is logged and tried again at the next period: what it renews
+    expires by itself if the database stays away, and the work checks before it acts.
+    """
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                if not await beat():
+                    return
+            except Exception:
+                log.warning("renewal failed; retrying", extra={"renewing": name}, exc_info=True)
+
+    task = asyncio.create_task(loop(), name=f"heartbeat-{name}")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
 async def kept(
     sessions: async_sessionmaker[AsyncSession],
     name: str,
@@ -137,24 +165,16 @@ async def kept(
     """Renew `holder`'s lease every third of `ttl` while the body runs (the lease is held)."""
     state = Kept()
 
-    async def heartbeat() -> None:
-        while not state.lost.is_set():
-            await asyncio.sleep(ttl.total_seconds() / 3)
-            try:
-                async with sessions() as session, session.begin():
-                    if not await renew(session, name, holder, ttl):
-                        state.lost.set()
-                        log.warning("lease taken by another holder", extra={"lease": name})
-            except Exception:  # the next beat retries; expiry bounds the damage
-                log.warning("lease renewal failed", extra={"lease": name}, exc_info=True)
+    async def beat() -> bool:
+        async with sessions() as session, session.begin():
+            if await renew(session, name, holder, ttl):
+                return True
+        state.lost.set()
+        log.warning("lease taken by another holder", extra={"lease": name})
+        return False
 
-    task = asyncio.create_task(heartbeat(), name=f"lease-{name}")
-    try:
+    async with heartbeat(beat, ttl.total_seconds() / 3, f"lease-{name}"):
         yield state
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 __all__ = [
@@ -164,6 +184,7 @@ __all__ = [
     "database_now",
     "database_time_after",
     "expires_at",
+    "heartbeat",
     "kept",
     "new_holder",
     "release",

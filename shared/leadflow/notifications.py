@@ -4,54 +4,53 @@ A service queues a notification in the transaction that decided it (like the out
 under a dedupe key such as `sla:<assignment>:breached:email:<address>`: a replayed event
 cannot queue it twice. A dispatcher then sends due rows, retries failures with
 exponential backoff, and gives up after `LEADFLOW_NOTIFY_MAX_ATTEMPTS`, counting both.
-A crash between a send and its bookkeeping resends once; emails carry a Message-ID and
-webhooks a `webhook-id` derived from the dedupe key, so receivers can drop the copy.
+
+Rows are claimed one by one (`notification_claims`), so several instances share the work
+and none sends a row another holds. Sends to different targets run at once (up to
+`concurrency`), each target's in order: a receiver that answers slowly holds up only its
+own notifications. A crash between a send and its bookkeeping resends once; emails carry
+a Message-ID and webhooks a `webhook-id` derived from the dedupe key, so receivers can
+drop the copy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from functools import cache
-from typing import Any, Literal, Protocol
+from typing import Any
 
-import aiosmtplib
-import httpx
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadflow import leases
+from leadflow import notification_claims as claims
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import notifications
+from leadflow.delivery import (
+    Channel,
+    EmailSender,
+    Notification,
+    Sender,
+    WebhookSender,
+    header_text,
+)
+from leadflow.notification_claims import Claimed, Outcome
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
-from leadflow.webhooks import sign
 
 log = logging.getLogger(__name__)
 
-Channel = Literal["email", "webhook", "slack"]
-DISPATCH_BATCH = 50
-
-
-@dataclass(frozen=True)
-class Notification:
-    """One message to one recipient on one channel."""
-
-    channel: Channel
-    target: str
-    subject: str
-    body: str
-    dedupe_key: str
-    payload: Mapping[str, Any]
+DISPATCH_BATCH = 50  # rows one dispatcher holds at most
+PER_TARGET = 10  # rows of one target claimed at a time; the rest wait for any instance
+CONCURRENCY = 8  # targets one dispatcher sends to at once
+RELEASE_TIMEOUT_S = 5.0
 
 
 async def queue(
@@ -63,7 +62,7 @@ async def queue(
         "channel": notification.channel,
         "target": notification.target,
         "dedupe_key": notification.dedupe_key,
-        "subject": notification.subject[:300],
+        "subject": header_text(notification.subject)[:300],
         "body": notification.body,
         "payload": dict(notification.payload),
         "created_at": now,
@@ -75,72 +74,6 @@ async def queue(
     stmt = module.insert(notifications).values(values).on_conflict_do_nothing()
     result = await session.execute(stmt)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-class Sender(Protocol):
-    """Delivers one notification or raises."""
-
-    async def send(self, notification: Notification) -> None: ...
-
-
-class EmailSender:
-    """Sends email over SMTP (`LEADFLOW_SMTP_*`)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    async def send(self, notification: Notification) -> None:
-        """Send one email; raises on any SMTP failure."""
-        s = self._settings
-        message = EmailMessage()
-        message["From"] = s.smtp_sender
-        message["To"] = notification.target
-        message["Subject"] = notification.subject
-        domain = s.smtp_sender.rpartition("@")[2] or "leadflow.local"
-        message["Message-ID"] = f"<{_digest(notification.dedupe_key)}@{domain}>"
-        message.set_content(notification.body)
-        await aiosmtplib.send(
-            message,
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            start_tls=s.smtp_starttls,
-            use_tls=s.smtp_tls,
-            timeout=s.notify_timeout_s,
-        )
-
-
-class WebhookSender:
-    """POSTs JSON; signed with Standard Webhooks when the target's secret is known."""
-
-    def __init__(self, client: httpx.AsyncClient, secrets: Mapping[str, str] | None = None) -> None:
-        self._client = client
-        self._secrets = dict(secrets or {})
-
-    async def send(self, notification: Notification) -> None:
-        """POST the notification; raises unless the receiver answers 2xx."""
-        if notification.channel == "slack":
-            body = httpx.Request("POST", "/", json={"text": notification.body}).content
-        else:
-            body = httpx.Request("POST", "/", json=dict(notification.payload)).content
-        msg_id = f"msg_{_digest(notification.dedupe_key)}"
-        timestamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-        }
-        secret = self._secrets.get(notification.target)
-        if secret:
-            headers["webhook-signature"] = sign(secret, msg_id, timestamp, body)
-        response = await self._client.post(notification.target, content=body, headers=headers)
-        if not response.is_success:
-            raise RuntimeError(f"the receiver answered {response.status_code}")
-
-
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -167,10 +100,17 @@ def notification_metrics(service: str) -> NotificationMetrics:
     )
 
 
+def claim_ttl_for(timeout_s: float) -> timedelta:
+    """How long a claim lasts unrenewed: several sends' time limit, and at least 30 s."""
+    return timedelta(seconds=max(30.0, 3 * timeout_s))
+
+
 class NotificationDispatcher:
-    """Sends a producer's due notifications; retries with backoff. Instances of a service
-    take turns, one batch at a time, through a lease (`notify:<producer>`), so none is sent
-    twice concurrently."""
+    """Sends a producer's due notifications, targets concurrently; retries with backoff.
+
+    `run()` is the long-running loop (it raises on a database error, for a supervisor
+    to restart it); `dispatch_once()` claims and sends one round and returns.
+    """
 
     def __init__(
         self,
@@ -178,14 +118,26 @@ class NotificationDispatcher:
         settings: Settings,
         producer: str,
         senders: Mapping[str, Sender],
+        *,
+        concurrency: int = CONCURRENCY,
+        claim_ttl: timedelta | None = None,
     ) -> None:
+        self._ttl = claim_ttl or claim_ttl_for(settings.notify_timeout_s)
+        if self._ttl.total_seconds() <= settings.notify_timeout_s:
+            raise ValueError(
+                f"The notification claim lasts {self._ttl.total_seconds():g} s, not longer than "
+                f"one send may take (LEADFLOW_NOTIFY_TIMEOUT_S={settings.notify_timeout_s:g}); "
+                "give it more time than that."
+            )
         self._sessions = session_factory(engine)
-        self._lease = f"notify:{producer}"
         self._holder = leases.new_holder()
         self._settings = settings
         self._producer = producer
         self._senders = senders
         self._metrics = notification_metrics(producer.replace("-", "_"))
+        self._slots = asyncio.Semaphore(concurrency)
+        self._held: set[int] = set()  # rows claimed here and not yet recorded
+        self._busy: set[str] = set()  # targets with claimed rows here
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -194,103 +146,151 @@ class NotificationDispatcher:
         self._wake.set()
 
     async def dispatch_once(self, now: datetime | None = None) -> int:
-        """Try every due notification once; returns how many were delivered."""
-        now = now or utcnow()
+        """Claim due notifications once and send them; returns how many were delivered."""
+        groups = await self._claim(now or utcnow())
+        if not groups:
+            return 0
+        try:
+            async with self._renewing():
+                return sum(await _all([self._send_group(rows, now) for rows in groups]))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._release(), RELEASE_TIMEOUT_S)
+            raise
+
+    async def run(self) -> None:
+        """Send due notifications whenever woken (or every `notify_poll_s`) until cancelled.
+
+        A database error ends the run (raised, after its sends are cancelled and its claims
+        given up where the database still answers), so a supervisor restarts it.
+        """
+        await self._release()  # what an earlier run of this dispatcher left claimed
+        sending: set[asyncio.Task[int]] = set()
+        try:
+            async with self._renewing():
+                while True:
+                    for task in [t for t in sending if t.done()]:
+                        sending.discard(task)
+                        task.result()  # a send group's database error ends the run
+                    for rows in await self._claim(utcnow()):
+                        sending.add(asyncio.create_task(self._send_group(rows, None)))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._settings.notify_poll_s)
+                    self._wake.clear()
+        finally:
+            for task in sending:
+                task.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._release(), RELEASE_TIMEOUT_S)
+
+    async def _claim(self, now: datetime) -> list[list[Claimed]]:
+        """Claim due rows of targets not busy here; grouped by target, oldest first."""
+        room = DISPATCH_BATCH - len(self._held)
+        if room <= 0:
+            return []
         async with self._sessions() as session:
-            if not await self._due(session, now, limit=1):
-                return 0  # an idle poll reads, and never writes the lease
+            candidates = await claims.due(session, self._producer, now, 4 * room, self._busy)
+        chosen = claims.pick(candidates, room, PER_TARGET)
+        if not chosen:
+            return []  # an idle poll reads, and never writes
         async with self._sessions() as session, session.begin():
-            if not await leases.acquire(session, self._lease, self._holder):
-                return 0  # another instance is sending a batch
-            rows = await self._due(session, now)
-            if not rows:
-                await leases.release(session, self._lease, self._holder)
-                return 0
-        # No database lock is held while sending (SMTP and webhooks can be slow); the
-        # lease covers the batch until its outcomes are recorded.
-        outcomes = [(row["id"], await self._attempt(row, now)) for row in rows]
+            rows = await claims.claim(session, chosen, self._holder, now, self._ttl)
+        groups: dict[str, list[Claimed]] = {}
+        for row in rows:
+            groups.setdefault(row.notification.target, []).append(row)
+        self._held.update(row.id for row in rows)
+        self._busy.update(groups)
+        return list(groups.values())
+
+    async def _send_group(self, rows: list[Claimed], now: datetime | None) -> int:
+        """Send one target's rows in order, once a slot is free; returns how many arrived."""
+        delivered = 0
+        try:
+            async with self._slots:
+                for row in rows:
+                    delivered += await self._send(row, now)
+        finally:
+            self._busy.discard(rows[0].notification.target)
+            self._held.difference_update(row.id for row in rows)
+            self._wake.set()  # the target is free again
+        return delivered
+
+    async def _send(self, row: Claimed, now: datetime | None) -> int:
         async with self._sessions() as session, session.begin():
-            await self._record(session, outcomes)
-            await leases.release(session, self._lease, self._holder)
-        return sum(1 for _, values in outcomes if values.get("sent_at") is not None)
-
-    async def _due(
-        self, session: AsyncSession, now: datetime, limit: int = DISPATCH_BATCH
-    ) -> list[dict[str, Any]]:
-        query = (
-            select(notifications)
-            .where(
-                notifications.c.producer == self._producer,
-                notifications.c.sent_at.is_(None),
-                notifications.c.failed_at.is_(None),
-                notifications.c.next_attempt_at <= now,
+            still_ours = await claims.take(session, row.id, self._holder, self._ttl)
+        if not still_ours:
+            log.warning(
+                "notification claim lost before sending; another dispatcher has it",
+                extra={"notification": row.id, "channel": row.notification.channel},
             )
-            .order_by(notifications.c.next_attempt_at, notifications.c.id)
-            .limit(limit)
-        )
-        return [dict(r._mapping) for r in await session.execute(query)]
-
-    async def _record(
-        self, session: AsyncSession, outcomes: list[tuple[int, dict[str, Any]]]
-    ) -> None:
-        for row_id, values in outcomes:
-            await session.execute(
-                update(notifications).where(notifications.c.id == row_id).values(values)
+            return 0
+        outcome = await self._attempt(row, now or utcnow())
+        async with self._sessions() as session, session.begin():
+            recorded = await claims.finish(session, row.id, self._holder, outcome)
+        if not recorded:
+            log.warning(
+                "notification claim lost while sending; it may be sent again",
+                extra={"notification": row.id, "channel": row.notification.channel},
             )
+        self._held.discard(row.id)
+        return 1 if outcome.sent_at is not None else 0
 
-    async def _attempt(self, row: dict[str, Any], now: datetime) -> dict[str, Any]:
-        notification = Notification(
-            channel=row["channel"],
-            target=row["target"],
-            subject=row["subject"],
-            body=row["body"],
-            dedupe_key=row["dedupe_key"],
-            payload=row["payload"],
-        )
-        sender = self._senders.get(row["channel"])
-        attempts = row["attempts"] + 1
+    async def _attempt(self, row: Claimed, now: datetime) -> Outcome:
+        channel = row.notification.channel
+        sender = self._senders.get(channel)
+        attempts = row.attempts + 1
         try:
             if sender is None:
-                raise RuntimeError(f"no sender is configured for channel {row['channel']!r}")
-            await asyncio.wait_for(sender.send(notification), self._settings.notify_timeout_s)
+                raise RuntimeError(f"no sender is configured for channel {channel!r}")
+            await asyncio.wait_for(sender.send(row.notification), self._settings.notify_timeout_s)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:1000]
             if attempts >= self._settings.notify_max_attempts:
-                self._metrics.failed.labels(row["channel"]).inc()
+                self._metrics.failed.labels(channel).inc()
                 log.warning(
                     "notification given up",
-                    extra={"channel": row["channel"], "attempts": attempts, "error": error},
+                    extra={"channel": channel, "attempts": attempts, "error": error},
                 )
-                return {"attempts": attempts, "failed_at": now, "last_error": error}
-            self._metrics.retried.labels(row["channel"]).inc()
+                return Outcome(attempts, failed_at=now, last_error=error)
+            self._metrics.retried.labels(channel).inc()
             delay = min(
                 self._settings.notify_backoff_s * 2 ** (attempts - 1),
                 self._settings.notify_backoff_max_s,
             )
-            return {
-                "attempts": attempts,
-                "next_attempt_at": now + timedelta(seconds=delay),
-                "last_error": error,
-            }
-        self._metrics.sent.labels(row["channel"]).inc()
-        return {"attempts": attempts, "sent_at": now, "last_error": None}
+            return Outcome(
+                attempts, next_attempt_at=now + timedelta(seconds=delay), last_error=error
+            )
+        self._metrics.sent.labels(channel).inc()
+        return Outcome(attempts, sent_at=now)
 
-    async def _run(self) -> None:
+    def _renewing(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Renew the claims held here every third of their TTL while sends go on."""
+
+        async def beat() -> bool:
+            if self._held:
+                async with self._sessions() as session, session.begin():
+                    await claims.renew(session, self._held, self._holder, self._ttl)
+            return True
+
+        name = f"notify-{self._producer}"
+        return leases.heartbeat(beat, self._ttl.total_seconds() / 3, name)
+
+    async def _release(self) -> None:
+        async with self._sessions() as session, session.begin():
+            await claims.release(session, self._producer, self._holder)
+
+    async def _keep_running(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.notify_poll_s)
-            self._wake.clear()
             try:
-                while await self.dispatch_once() == DISPATCH_BATCH:
-                    pass
-            except asyncio.CancelledError:
-                raise
+                await self.run()
             except Exception:
-                log.warning("notification dispatch failed; retrying", exc_info=True)
+                log.warning("notification dispatch failed; restarting it", exc_info=True)
+            await asyncio.sleep(self._settings.notify_poll_s)
 
     def start(self) -> None:
-        """Dispatch in the background until stopped."""
-        self._task = asyncio.create_task(self._run(), name=f"notify-{self._producer}")
+        """Dispatch in the background until stopped (restarting after an error)."""
+        self._task = asyncio.create_task(self._keep_running(), name=f"notify-{self._producer}")
 
     async def stop(self) -> None:
         """Stop dispatching (what is due stays queued for the next start)."""
@@ -298,6 +298,17 @@ class NotificationDispatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+async def _all(work: list[Coroutine[Any, Any, int]]) -> list[int]:
+    """Run `work` concurrently; on the first error cancel the rest and raise that error."""
+    tasks = [asyncio.create_task(w) for w in work]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def pending(engine: AsyncEngine, producer: str) -> list[dict[str, Any]]:
@@ -314,11 +325,13 @@ async def pending(engine: AsyncEngine, producer: str) -> list[dict[str, Any]]:
 
 
 __all__ = [
+    "Channel",
     "EmailSender",
     "Notification",
     "NotificationDispatcher",
     "Sender",
     "WebhookSender",
+    "claim_ttl_for",
     "pending",
     "queue",
 ]

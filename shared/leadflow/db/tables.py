@@ -98,6 +98,9 @@ notifications = Table(
     Column("sent_at", UtcDateTime(), nullable=True),
     Column("failed_at", UtcDateTime(), nullable=True),
     Column("last_error", Text, nullable=True),
+    # Which dispatcher is sending the row, until when (by the database's clock).
+    Column("claimed_by", String(128), nullable=True),
+    Column("claimed_until", UtcDateTime(), nullable=True),
     Index(
         "ix_notifications_producer_sent_at_next_attempt_at",
         "producer",

@@ -1,0 +1,194 @@
+"""Who sends which notification: rows claimed one by one, until a time on the database's clock.
+
+A dispatcher claims due rows (`claimed_by`, `claimed_until`), renews its claims while it
+works, takes each row once more just before sending it (so one that lost a claim — paused
+past its expiry, say — sends nothing more), and clears the claim when it records the
+outcome. Another instance takes a row only once its claim has expired by the database's
+clock. On PostgreSQL claims skip rows another transaction is claiming
+(`FOR UPDATE SKIP LOCKED`); on SQLite the write lock serializes them. Every statement of
+the dispatcher about claims is here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Dialect, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow.db.tables import notifications
+from leadflow.delivery import Notification
+from leadflow.leases import database_now, database_time_after
+
+n = notifications.c
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A notification this dispatcher has claimed, as it was when claimed."""
+
+    id: int
+    attempts: int
+    next_attempt_at: datetime
+    notification: Notification
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt left behind: sent, failed for good, or due again later."""
+
+    attempts: int
+    sent_at: datetime | None = None
+    failed_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+
+
+def _dialect(session: AsyncSession) -> Dialect:
+    if session.bind is None:
+        raise RuntimeError("claims need a session bound to an engine.")
+    return session.bind.dialect
+
+
+def _unfinished() -> ColumnElement[bool]:
+    return and_(n.sent_at.is_(None), n.failed_at.is_(None))
+
+
+def _unclaimed(dialect: Dialect) -> ColumnElement[bool]:
+    return or_(n.claimed_until.is_(None), n.claimed_until < database_now(dialect))
+
+
+async def due(
+    session: AsyncSession,
+    producer: str,
+    now: datetime,
+    limit: int,
+    skip_targets: Collection[str] = (),
+) -> list[tuple[int, str]]:
+    """(id, target) of due, unclaimed rows, oldest first, leaving out `skip_targets`."""
+    query = (
+        select(n.id, n.target)
+        .where(
+            n.producer == producer,
+            _unfinished(),
+            n.next_attempt_at <= now,
+            _unclaimed(_dialect(session)),
+        )
+        .order_by(n.next_attempt_at, n.id)
+        .limit(limit)
+    )
+    if skip_targets:
+        query = query.where(n.target.not_in(list(skip_targets)))
+    return [(row.id, row.target) for row in await session.execute(query)]
+
+
+def pick(candidates: Iterable[tuple[int, str]], limit: int, per_target: int) -> list[int]:
+    """Up to `limit` ids in order, at most `per_target` of one target (pure)."""
+    taken: dict[str, int] = {}
+    chosen: list[int] = []
+    for row_id, target in candidates:
+        if len(chosen) >= limit:
+            break
+        if taken.get(target, 0) < per_target:
+            taken[target] = taken.get(target, 0) + 1
+            chosen.append(row_id)
+    return chosen
+
+
+async def claim(
+    session: AsyncSession, ids: list[int], holder: str, now: datetime, ttl: timedelta
+) -> list[Claimed]:
+    """Claim those of `ids` still due and unclaimed for `ttl`; returns them, oldest first."""
+    dialect = _dialect(session)
+    free = (
+        select(n.id)
+        .where(n.id.in_(ids), _unfinished(), n.next_attempt_at <= now, _unclaimed(dialect))
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        update(notifications)
+        .where(n.id.in_(free.scalar_subquery()))
+        .values(claimed_by=holder, claimed_until=database_time_after(dialect, ttl))
+        .returning(
+            n.id,
+            n.attempts,
+            n.next_attempt_at,
+            n.channel,
+            n.target,
+            n.subject,
+            n.body,
+            n.dedupe_key,
+            n.payload,
+        )
+    )
+    claimed = [
+        Claimed(
+            id=row.id,
+            attempts=row.attempts,
+            next_attempt_at=row.next_attempt_at,
+            notification=Notification(
+                channel=row.channel,
+                target=row.target,
+                subject=row.subject,
+                body=row.body,
+                dedupe_key=row.dedupe_key,
+                payload=row.payload,
+            ),
+        )
+        for row in result
+    ]
+    return sorted(claimed, key=lambda c: (c.next_attempt_at, c.id))
+
+
+async def take(session: AsyncSession, row_id: int, holder: str, ttl: timedelta) -> bool:
+    """Renew `holder`'s claim on one unfinished row for `ttl`; False if it is no longer theirs."""
+    # Only a claim writes `claimed_by`, so a row still naming `holder` was not taken by
+    # anyone else since — even if the claim lapsed a moment ago.
+    result = await session.execute(
+        update(notifications)
+        .where(n.id == row_id, n.claimed_by == holder, _unfinished())
+        .values(claimed_until=database_time_after(_dialect(session), ttl))
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def renew(session: AsyncSession, ids: Collection[int], holder: str, ttl: timedelta) -> int:
+    """Renew `holder`'s claims on `ids` for `ttl`; returns how many are still theirs."""
+    result = await session.execute(
+        update(notifications)
+        .where(n.id.in_(list(ids)), n.claimed_by == holder)
+        .values(claimed_until=database_time_after(_dialect(session), ttl))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def finish(session: AsyncSession, row_id: int, holder: str, outcome: Outcome) -> bool:
+    """Record an attempt's outcome and clear the claim; False if the row was not `holder`'s."""
+    values: dict[str, object] = {
+        "attempts": outcome.attempts,
+        "last_error": outcome.last_error,
+        "claimed_by": None,
+        "claimed_until": None,
+    }
+    if outcome.sent_at is not None:
+        values["sent_at"] = outcome.sent_at
+    if outcome.failed_at is not None:
+        values["failed_at"] = outcome.failed_at
+    if outcome.next_attempt_at is not None:
+        values["next_attempt_at"] = outcome.next_attempt_at
+    result = await session.execute(
+        update(notifications).where(n.id == row_id, n.claimed_by == holder).values(values)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def release(session: AsyncSession, producer: str, holder: str) -> int:
+    """Give up every claim of `holder` now (nothing of theirs is in flight); returns how many."""
+    result = await session.execute(
+        update(notifications)
+        .where(n.producer == producer, n.claimed_by == holder, _unfinished())
+        .values(claimed_by=None, claimed_until=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -291,5 +291,8 @@ def serve(app: FastAPI, settings: Settings, port: int) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.stop_timeout_s),
+        # The peer's address stays the peer's: a service that counts callers decides itself
+        # which proxies' X-Forwarded-For to believe (the intake's LEADFLOW_INTAKE_TRUSTED_PROXIES).
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()

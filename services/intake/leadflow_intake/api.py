@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from leadflow.problems import Problem, ProblemDetails
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
+from leadflow.supervisor import Supervisor
 from leadflow_intake.adapters import adapter_for
 from leadflow_intake.adapters.base import (
     AuthenticationError,
@@ -28,6 +29,7 @@ from leadflow_intake.adapters.base import (
     content_delivery_id,
 )
 from leadflow_intake.delivery import Delivery
+from leadflow_intake.guards import Guards
 from leadflow_intake.metrics import EVENTS_IGNORED, REQUEST_SECONDS, WEBHOOKS
 from leadflow_intake.ratelimit import RateLimits
 from leadflow_intake.settings import IntakeSettings
@@ -40,10 +42,19 @@ log = logging.getLogger(__name__)
 class Intake:
     """What the webhook route needs: settings, rate limits and the way to the broker."""
 
-    def __init__(self, settings: Settings, intake: IntakeSettings, delivery: Delivery) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        intake: IntakeSettings,
+        delivery: Delivery,
+        supervisor: Supervisor,
+    ) -> None:
         self.settings = settings
         self.intake = intake
         self.delivery = delivery
+        self.supervisor = supervisor
+        self.guards = Guards(intake)
+        self.not_stored_headers = {"Retry-After": str(intake.retry_after_s)}
         # Secrets are read once, at start: a rotation restarts the intake with both secrets.
         self.sources = {
             name: SourceContext(name, config, settings.source_secrets(name))
@@ -82,8 +93,9 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
         413: "The body is over the size limit.",
         415: "The body's content type is not the one this source's kind sends.",
         422: "The body is not a valid lead or activity; `errors` names each field.",
-        429: "The source is over its rate limit; retry after `Retry-After` seconds.",
-        503: "The event could not be stored; retry later.",
+        429: "Over a rate limit (the source's, one person's, or this address's failed "
+        "requests); retry after `Retry-After` seconds.",
+        503: "The event could not be stored; retry after `Retry-After` seconds.",
     }.items()
 }
 
@@ -231,19 +243,11 @@ def _source_metrics(label: str) -> tuple[Counter, Histogram]:
 async def _receive(scope: Scope, receive: Receive, intake: Intake, name: str) -> dict[str, Any]:
     source = intake.sources.get(name)
     if source is None:
+        intake.guards.failed(scope, time.monotonic())
         raise Problem(404, "unknown_source", f"No source named {name!r} is configured.")
     config = source.config
     adapter = adapter_for(config.kind)
     headers = Headers(scope=scope)
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in adapter.media_types:
-        expected = " or ".join(sorted(adapter.media_types))
-        raise Problem(
-            415,
-            "unsupported_media_type",
-            f"Source {name!r} ({config.kind}) takes {expected} "
-            f"(got {content_type or 'no content type'}).",
-        )
     body = await _read_body(receive, headers, intake.intake.max_body_bytes)
     webhook = WebhookRequest(
         method=scope["method"],
@@ -261,29 +265,44 @@ async def _receive(scope: Scope, receive: Receive, intake: Intake, name: str) ->
         delivery_id = adapter.authenticate(
             webhook, source, now=time.time(), tolerance_s=intake.intake.signature_tolerance_s
         )
-        wait = intake.rate_limits.retry_after(name, time.monotonic())
-        if wait:
-            raise Problem(
-                429,
-                "rate_limited",
-                f"Source {name!r} is over its rate limit; retry in {wait} s.",
-                headers={"Retry-After": str(wait)},
-            )
+    except AuthenticationError as exc:
+        intake.guards.failed(scope, time.monotonic())
+        raise Problem(401, "bad_signature", str(exc)) from exc
+    # Only an authenticated sender learns what a source takes.
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in adapter.media_types:
+        expected = " or ".join(sorted(adapter.media_types))
+        raise Problem(
+            415,
+            "unsupported_media_type",
+            f"Source {name!r} ({config.kind}) takes {expected} "
+            f"(got {content_type or 'no content type'}).",
+        )
+    now = time.monotonic()
+    wait = intake.rate_limits.retry_after(name, now)
+    if wait:
+        raise Problem(
+            429,
+            "rate_limited",
+            f"Source {name!r} is over its rate limit; retry in {wait} s.",
+            headers={"Retry-After": str(wait)},
+        )
+    try:
         parsed = adapter.parse(
             webhook, source, delivery_id=delivery_id or content_delivery_id(body), now=utcnow()
         )
-    except AuthenticationError as exc:
-        raise Problem(401, "bad_signature", str(exc)) from exc
     except InvalidPayload as exc:
         raise Problem(422, "invalid_body", exc.detail, errors=exc.errors) from exc
+    intake.guards.check_people(parsed.events, now)
     try:
         await intake.delivery.submit(parsed.events)
     except SpoolError as exc:
         raise Problem(
             503,
             "not_stored",
-            "The event could not be stored right now; retry the delivery later.",
-            headers={"Retry-After": "5"},
+            "The event could not be stored right now (the broker and the local spool both "
+            "refused it); retry the delivery later.",
+            headers=intake.not_stored_headers,
         ) from exc
     # The `Accepted` shape, built directly: this is the hot path.
     events = [{"event_id": e.id, "lead_key": e.subject} for e in parsed.events]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
@@ -30,33 +29,49 @@ from leadflow.events import (
     lead_key_for,
     new_event,
 )
+from leadflow_intake.bounds import MAX_INT, Domain, Key, Name, Text, check_custom
 from leadflow_intake.normalize import normalize_email, normalize_phone
-
-# The largest integer intake accepts into an event: a signed 64-bit one, as JSON libraries
-# and databases read them (a bigger one is refused here rather than mangled downstream).
-MAX_INT = 2**63 - 1
 
 
 class CompanyIn(Company):
     """The company as a sender posts it."""
 
+    name: Name | None = None
+    domain: Domain | None = None
     size: int | None = Field(default=None, ge=0, le=MAX_INT)
+    industry: Name | None = None
 
 
 class LeadIn(Lead):
     """A lead as a sender posts it: an email or a valid phone is required; with an email,
-    a phone that is a number but not a valid one is kept (scoring marks it invalid)."""
+    a phone that is a number but not a valid one is kept (scoring marks it invalid).
+
+    Text fields are single-line and bounded (see `bounds`); `email` and `phone` are
+    bounded by their own checks.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    first_name: Name | None = None
+    last_name: Name | None = None
+    job_title: Name | None = None
     company: CompanyIn = Field(default_factory=CompanyIn)
+    country: Name | None = None
+    region: Name | None = None
+    city: Name | None = None
+    language: Key | None = None
+    campaign: Name | None = None
+    utm: dict[Key, Text] = Field(default_factory=dict)
+    content_asset: Name | None = None
+    product_interest: Name | None = None
+    answers: dict[Key, Text] = Field(default_factory=dict)
     call_duration_s: int | None = Field(default=None, ge=0, le=MAX_INT)
 
     @field_validator("custom")
     @classmethod
     def _custom_fits_an_event(cls, value: dict[str, Any]) -> dict[str, Any]:
         if value:
-            _check_json_value(value, "custom")
+            check_custom(value)
         return value
 
     @model_validator(mode="after")
@@ -75,21 +90,6 @@ class LeadIn(Lead):
     def identity(self) -> str:
         """The normalized email, else the E.164 phone."""
         return self.email or self.phone or ""
-
-
-def _check_json_value(value: Any, path: str) -> None:
-    """Refuse what the event's JSON cannot carry as given: a number that is not finite
-    (`Infinity`, `1e999`) or an integer beyond 64 bits (raises ValueError naming where)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{path} is not a finite number.")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-        raise ValueError(f"{path} is an integer beyond 64 bits.")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_json_value(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_json_value(item, f"{path}.{index}")
 
 
 def _field(name: str, normalize: Callable[[str], str], value: str) -> str:
@@ -124,8 +124,8 @@ class ActivityBody(BaseModel):
     email: str | None = None
     phone: str | None = None
     occurred_at: AwareDatetime
-    rep_id: str | None = None
-    reason: str | None = Field(default=None, max_length=500)
+    rep_id: Name | None = None
+    reason: Text | None = None
     amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     profit: float | None = Field(default=None, allow_inf_nan=False)

@@ -97,7 +97,13 @@ def validate_lead(data: dict[str, Any], mapping: Mapping[str, str], prefix: str 
     """The canonical lead; raises InvalidPayload with errors named by the sender's fields."""
 
     def sender_field(target: str) -> str:
-        return prefix + mapping.get(target, target)
+        # The longest mapped part of the location names it (`custom.id.a` -> `leadId.a`).
+        parts = target.split(".")
+        for cut in range(len(parts), 0, -1):
+            mapped = mapping.get(".".join(parts[:cut]))
+            if mapped is not None:
+                return prefix + ".".join([mapped, *parts[cut:]])
+        return prefix + target
 
     errors: list[dict[str, Any]] = []
     for name, normalize in (("email", normalize_email), ("phone", None)):

@@ -112,6 +112,9 @@ class Spool:
         self._cursor = (0, 0)
         self._sizes: dict[int, int] = {}
         self._pending: list[int] = []  # records per segment still to relay, by segment order
+        # A failed append that could not be cut back leaves bytes past the last good record:
+        # the next append starts a new segment rather than write behind them.
+        self._cut_failed = False
         self.depth = 0
         self.bytes = 0
 
@@ -190,8 +193,13 @@ class Spool:
         data = b"".join(encode(event) for event in events)
         with self._lock:
             try:
-                if not self._segments or self._sizes[self._segments[-1]] >= self.segment_bytes:
+                if (
+                    self._cut_failed
+                    or not self._segments
+                    or self._sizes[self._segments[-1]] >= self.segment_bytes
+                ):
                     self._new_segment()
+                    self._cut_failed = False
                 number = self._segments[-1]
                 fd = os.open(self._path(number), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
@@ -218,6 +226,7 @@ class Spool:
             with self._path(number).open("r+b") as file:
                 file.truncate(self._sizes[number])
         except OSError:
+            self._cut_failed = True
             log.exception("spool: cannot cut a failed append", extra={"segment": number})
 
     def _new_segment(self) -> None:
@@ -247,25 +256,62 @@ class Spool:
             return batch
 
     def commit(self, batch: SpoolBatch) -> None:
-        """Mark a peeked batch as relayed (durably), dropping the segments it finished."""
+        """Mark a peeked batch as relayed (durably), dropping the segments it finished.
+
+        The new cursor is written first and the state changed only once it is on disk: a
+        write that fails (OSError) leaves the spool as it was, and the commit can be retried.
+        """
         if not batch.events:
             return
         with self._lock:
-            for number, _ in batch.positions:
-                self._pending[self._segments.index(number)] -= 1
-            self.depth -= len(batch.events)
-            self._cursor = batch.positions[-1]
-            finished: list[int] = []
-            while self._segments and self._segments[0] != self._cursor[0]:
-                finished.append(self._drop_first())
-            number, offset = self._cursor
-            if offset >= self._sizes[number] and (len(self._segments) > 1 or self.depth == 0):
-                finished.append(self._drop_first())
-                self._cursor = (self._segments[0] if self._segments else number + 1, 0)
+            cursor = batch.positions[-1]
+            depth = self.depth - len(batch.events)
+            index = self._segments.index(cursor[0])
+            done = index  # segments wholly behind the cursor
+            number, offset = cursor
+            if offset >= self._sizes[number] and (index < len(self._segments) - 1 or depth == 0):
+                done = index + 1
+                following = self._segments[done] if done < len(self._segments) else number + 1
+                cursor = (following, 0)
             # The cursor moves past a segment before the segment is deleted.
-            self._write_cursor()
-            for done in finished:
-                self._path(done).unlink(missing_ok=True)
+            self._write_cursor(cursor)
+            for segment, _ in batch.positions:
+                self._pending[self._segments.index(segment)] -= 1
+            self.depth = depth
+            self._cursor = cursor
+            finished = [self._drop_first() for _ in range(done)]
+        for segment in finished:
+            try:
+                self._path(segment).unlink(missing_ok=True)
+            except OSError:
+                # Behind the cursor: the next open deletes it.
+                log.warning("spool: cannot delete a relayed segment", extra={"segment": segment})
+
+    def probe(self) -> None:
+        """Check that the next append could write: its segment opens for appending and a
+        block can be written and synced in the directory; raises SpoolError."""
+        with self._lock:
+            if (
+                self._cut_failed
+                or not self._segments
+                or (self._sizes[self._segments[-1]] >= self.segment_bytes)
+            ):
+                target = self._path(self._segments[-1] + 1 if self._segments else self._cursor[0])
+            else:
+                target = self._path(self._segments[-1])
+        probe = self.directory / "probe"
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                if os.write(fd, bytes(4096)) != 4096:
+                    raise OSError(28, "short write")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            probe.unlink()
+        except OSError as exc:
+            raise SpoolError(f"the spool cannot write yet: {exc.strerror or exc}.") from exc
 
     def _drop_first(self) -> int:
         number = self._segments.pop(0)
@@ -273,10 +319,10 @@ class Spool:
         self.bytes -= self._sizes.pop(number)
         return number
 
-    def _write_cursor(self) -> None:
+    def _write_cursor(self, cursor: tuple[int, int]) -> None:
         temporary = self.directory / "cursor.tmp"
         with temporary.open("w") as file:
-            file.write(f"{self._cursor[0]} {self._cursor[1]}\n")
+            file.write(f"{cursor[0]} {cursor[1]}\n")
             file.flush()
             os.fsync(file.fileno())
         temporary.replace(self.directory / "cursor")

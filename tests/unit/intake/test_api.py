@@ -241,9 +241,13 @@ def test_invalid_bodies_are_422_with_field_errors(
 @pytest.mark.parametrize(
     ("raw", "field", "says"),
     [
-        (b'{"custom": {"score": Infinity}}', "lead.custom", "custom.score is not a finite"),
-        (b'{"custom": {"ids": [1, 1e999]}}', "lead.custom", "custom.ids.1 is not a finite"),
-        (b'{"custom": {"id": 123456789012345678901234567890}}', "lead.custom", "beyond 64 bits"),
+        (b'{"custom": {"score": Infinity}}', "lead.custom.score", "custom.score is not a finite"),
+        (b'{"custom": {"ids": [1, 1e999]}}', "lead.custom.ids.1", "custom.ids.1 is not a finite"),
+        (
+            b'{"custom": {"id": 123456789012345678901234567890}}',
+            "lead.custom.id",
+            "beyond 64 bits",
+        ),
         (b'{"company": {"size": 123456789012345678901234567890}}', "lead.company.size", "less"),
         (b'{"call_duration_s": 99999999999999999999}', "lead.call_duration_s", "less"),
     ],

@@ -258,9 +258,20 @@ def test_twilio_tampered_parameter_is_401(client: TestClient, bus: InMemoryBus) 
     assert published(bus) == []
 
 
-def test_twilio_json_is_415(client: TestClient, bus: InMemoryBus) -> None:
-    response = client.post("/v1/webhooks/ivr", json={"From": "+14155550100"})
+def test_twilio_json_is_415_once_the_sender_is_authenticated(
+    client: TestClient, bus: InMemoryBus
+) -> None:
+    # Unsigned, a wrong content type tells nothing about the source (not even its kind).
+    unsigned = client.post("/v1/webhooks/ivr", json={"From": "+14155550100"})
+    assert "x-twilio-signature" in refusal(unsigned, 401)["detail"]
+    assert "form" not in unsigned.text
+    # Signed with the account's token (a widget set to send JSON), the sender is told
+    # what the source takes.
+    signed = senders.twilio(senders.ivr_call("CA415"), IVR_URL)
+    headers = {**signed.headers, "content-type": "application/json"}
+    response = client.post("/v1/webhooks/ivr", content=signed.body, headers=headers)
     assert "application/x-www-form-urlencoded" in refusal(response, 415)["detail"]
+    assert published(bus) == []
 
 
 def test_twilio_token_rotation_accepts_both(

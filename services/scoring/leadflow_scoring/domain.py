@@ -1,26 +1,32 @@
 """Scoring arithmetic: pure functions of a profile, its touches, the model and `now`.
 
 Fit rules test the profile once; engagement rules test each touch, and their points
-fade with the touch's age (half-life). Caps bound a rule, a category and a group.
-The grade (A-D x 1-4) and the tier follow, and every step leaves a reason.
+fade with the touch's age (half-life). Older touches may come tallied per rule instead
+(`tally`), so a person with many touches costs no more than one with a few. Caps bound
+a rule, a category and a group. The grade (A-D x 1-4) and the tier follow, and every
+step leaves a reason.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leadflow.conditions import Condition, all_match
+from leadflow.conditions import all_match
 from leadflow.config import Scoring, ScoringRule
 from leadflow.events import ScoreReason, Tier
 from leadflow.scoring_model import Qualification
+from leadflow_scoring import tally
 from leadflow_scoring.profile import Touch, facts, merge_fields, touch_order
+from leadflow_scoring.reasons import cap as cap_reason
+from leadflow_scoring.reasons import decay_factor, describe, engagement_reason, fit_reason
+from leadflow_scoring.reasons import why as tier_reason
+from leadflow_scoring.rules import rulebook
 
-__all__ = ["Score", "Touch", "decay_factor", "merge_fields", "score"]
+__all__ = ["Score", "Touch", "decay_factor", "describe", "merge_fields", "score"]
 
 
 @dataclass(frozen=True)
@@ -58,34 +64,39 @@ class _Hit:
     reason: ScoreReason
 
 
-def decay_factor(age_s: float, half_life_s: float) -> float:
-    """The share of points kept after `age_s` seconds: 1.0 when new, 0.5 at one half-life."""
-    return float(0.5 ** (max(0.0, age_s) / half_life_s))
-
-
 def score(
-    model: Scoring, fields: Mapping[str, Any], touches: Sequence[Touch], now: datetime
+    model: Scoring,
+    fields: Mapping[str, Any],
+    touches: Sequence[Touch],
+    now: datetime,
+    settled: tally.Tally | None = None,
 ) -> Score:
-    """Score a profile at `now`: fit on its fields, engagement on each touch, then the tier."""
+    """Score a profile at `now`: fit on its fields, engagement on each touch, then the tier.
+
+    `settled` tallies the person's touches older than `touches` (see `tally`); without
+    it, `touches` are all of them.
+    """
+    book = rulebook(model)
     ordered = sorted(touches, key=touch_order)
     known = facts(model.domains, fields)
     profile_doc = {"lead": fields, "facts": known}
     fit_hits = [
-        _Hit(rule, _fit_reason(rule))
+        _Hit(rule, fit_reason(rule))
         for rule in model.rules
         if rule.group == "fit" and all_match(rule.when, profile_doc)
     ]
-    by_activity = _engagement_rules(model)
-    engagement_hits: list[_Hit] = []
-    seen: dict[str, int] = defaultdict(int)
-    hand_raise: str | None = None
     qualification = model.for_campaign(fields.get("campaign"))
+    engagement_hits = [
+        _Hit(rule, reason) for rule, reason in tally.hits(book, settled, profile_doc, now)
+    ]
+    seen: dict[str, int] = defaultdict(int, settled.seen if settled else {})
+    hand_raise = tally.hand_raise(book, qualification, settled, profile_doc)
     for touch in ordered:
         seen[touch.activity] += 1
         doc = touch_document(fields, known, touch, seen[touch.activity])
-        for rule in by_activity.get(touch.activity.strip().lower(), by_activity[_ANY]):
+        for rule in book.rules_for(touch.activity):
             if all_match(rule.when, doc):
-                engagement_hits.append(_Hit(rule, _engagement_reason(model, rule, touch, now)))
+                engagement_hits.append(_Hit(rule, engagement_reason(model, rule, touch, now)))
         if hand_raise is None:
             hand_raise = _hand_raise(model, qualification, touch, doc)
     fit, fit_caps = _group_total(model, "fit", fit_hits)
@@ -119,40 +130,6 @@ def score(
     )
 
 
-_ANY = "\x00any"
-_INDEXES: dict[int, tuple[Scoring, dict[str, list[ScoringRule]]]] = {}
-
-
-def _engagement_rules(model: Scoring) -> dict[str, list[ScoringRule]]:
-    """Engagement rules by the activity they require (most rules test `activity equals X`).
-
-    Rules without such a condition apply to every activity; order stays the model's.
-    Memoised per model: the scoring of one touch then tests only the rules that can fire.
-    """
-    cached = _INDEXES.get(id(model))
-    if cached is not None and cached[0] is model:
-        return cached[1]
-    rules = [r for r in model.rules if r.group == "engagement"]
-    required = {r.name: _required_activity(r) for r in rules}
-    activities = {a for a in required.values() if a is not None}
-    index = {
-        activity: [r for r in rules if required[r.name] in (None, activity)]
-        for activity in activities
-    }
-    index[_ANY] = [r for r in rules if required[r.name] is None]
-    if len(_INDEXES) > 64:
-        _INDEXES.clear()
-    _INDEXES[id(model)] = (model, index)
-    return index
-
-
-def _required_activity(rule: ScoringRule) -> str | None:
-    for condition in rule.when:
-        if condition.field == "activity" and isinstance(condition.equals, str):
-            return condition.equals.strip().lower()
-    return None
-
-
 def touch_document(
     fields: Mapping[str, Any], known: Mapping[str, Any], touch: Touch, nth: int
 ) -> dict[str, Any]:
@@ -165,87 +142,6 @@ def touch_document(
         "source": touch.source,
         "nth": nth,
     }
-
-
-def _fit_reason(rule: ScoringRule) -> ScoreReason:
-    return ScoreReason(
-        rule=rule.name,
-        group="fit",
-        points=rule.points,
-        detail=f"{rule.description or describe(rule)}; fit never decays",
-        base_points=rule.points,
-        disqualifies=rule.disqualify,
-    )
-
-
-def _engagement_reason(
-    model: Scoring, rule: ScoringRule, touch: Touch, now: datetime
-) -> ScoreReason:
-    age_s = max(0.0, (now - touch.occurred_at).total_seconds())
-    half_life = rule.half_life or model.engagement_half_life
-    what = f"{touch.activity} via {touch.source}"
-    if rule.description:
-        what = f"{rule.description} ({what})"
-    if rule.points <= 0 or not rule.decays or half_life is None:
-        # Penalties never fade: a decaying penalty would raise the score as time passes.
-        return ScoreReason(
-            rule=rule.name,
-            group="engagement",
-            points=rule.points,
-            detail=f"{what}, {_age(age_s)}; no decay",
-            base_points=rule.points,
-            age_s=age_s,
-            occurred_at=touch.occurred_at,
-            disqualifies=rule.disqualify,
-        )
-    half_life_s = half_life.total_seconds()
-    kept = decay_factor(age_s, half_life_s)
-    points = math.floor(rule.points * kept + 0.5)
-    return ScoreReason(
-        rule=rule.name,
-        group="engagement",
-        points=points,
-        detail=(
-            f"{what}, {_age(age_s)}; half-life {_age(half_life_s, ago=False)} keeps "
-            f"{kept:.0%} of {rule.points}"
-        ),
-        base_points=rule.points,
-        decay=round(kept, 6),
-        half_life_s=half_life_s,
-        age_s=age_s,
-        occurred_at=touch.occurred_at,
-        disqualifies=rule.disqualify,
-    )
-
-
-def describe(rule: ScoringRule) -> str:
-    """A rule's conditions in words, e.g. `lead.company.size >= 200`."""
-    return " and ".join(_condition_text(c) for c in rule.when)
-
-
-def _condition_text(c: Condition) -> str:
-    if c.exists is not None:
-        return f"{c.field} {'is set' if c.exists else 'is empty'}"
-    if c.equals is not None:
-        return f"{c.field} is {c.equals}"
-    if c.not_equals is not None:
-        return f"{c.field} is not {c.not_equals}"
-    if c.in_ is not None:
-        return f"{c.field} in {', '.join(map(str, c.in_))}"
-    if c.prefix is not None:
-        return f"{c.field} starts with {c.prefix}"
-    if c.regex is not None:
-        return f"{c.field} matches the rule's pattern"
-    bounds = [(">=", c.gte), (">", c.gt), ("<=", c.lte), ("<", c.lt)]
-    return " and ".join(f"{c.field} {op} {v:g}" for op, v in bounds if v is not None)
-
-
-def _age(seconds: float, *, ago: bool = True) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            text = f"{seconds / size:.3g}{unit}"
-            return f"{text} ago" if ago else text
-    return "just now" if ago else f"{seconds:.3g}s"
 
 
 def _hand_raise(
@@ -273,31 +169,21 @@ def _group_total(model: Scoring, group: str, hits: list[_Hit]) -> tuple[int, lis
     for name, points in positive.items():
         rule = rules[name]
         if rule.max_points is not None and points > rule.max_points:
-            caps.append(_cap(group, name, points, rule.max_points, f"rule {name}"))
+            caps.append(cap_reason(group, name, points, rule.max_points, f"rule {name}"))
             points = rule.max_points
         buckets[rule.category or f"rule:{name}"] += points
     total = 0
     for bucket, points in buckets.items():
         cap = model.caps.get(bucket)
         if cap is not None and points > cap:
-            caps.append(_cap(group, bucket, points, cap, f"category {bucket}"))
+            caps.append(cap_reason(group, bucket, points, cap, f"category {bucket}"))
             points = cap
         total += points
     group_cap = model.caps.get(group)
     if group_cap is not None and total > group_cap:
-        caps.append(_cap(group, group, total, group_cap, f"{group}"))
+        caps.append(cap_reason(group, group, total, group_cap, f"{group}"))
         total = group_cap
     return total + negative, caps
-
-
-def _cap(group: str, name: str, points: int, cap: int, what: str) -> ScoreReason:
-    return ScoreReason(
-        rule=f"cap:{name}",
-        group="fit" if group == "fit" else "engagement",
-        points=cap - points,
-        detail=f"{what} counts at most {cap} points ({points} earned)",
-        base_points=points,
-    )
 
 
 def _tier(
@@ -319,10 +205,10 @@ def _tier(
         return (
             "disqualified",
             None,
-            [_why("disqualified", "disqualified by " + ", ".join(disqualified_by))],
+            [tier_reason("disqualified", "disqualified by " + ", ".join(disqualified_by))],
         )
     if hand_raise is not None:
-        return "mql", "hand-raise", [_why("hand-raise", hand_raise)]
+        return "mql", "hand-raise", [tier_reason("hand-raise", hand_raise)]
     reached = None
     if total >= q.mql_threshold:
         reached = ("threshold", f"score {total} reaches {bar}")
@@ -331,7 +217,7 @@ def _tier(
     held: list[ScoreReason] = []
     if reached is not None and purchased and engagement < min_engagement:
         held = [
-            _why(
+            tier_reason(
                 "purchased-list",
                 f"a purchased-list record does not qualify on fit alone: engagement {engagement} "
                 f"is below {min_engagement}",
@@ -339,22 +225,18 @@ def _tier(
         ]
         reached = None
     if reached is not None:
-        return "mql", reached[0], [_why(*reached)]
+        return "mql", reached[0], [tier_reason(*reached)]
     if q.watch_threshold is not None and total >= q.watch_threshold:
         return (
             "watch",
             None,
             [
                 *held,
-                _why(
+                tier_reason(
                     "watch-list",
                     f"score {total} reaches the watch threshold {q.watch_threshold}, below {bar}",
                 ),
             ],
         )
     below = bar if q.watch_threshold is None else f"the watch threshold {q.watch_threshold}"
-    return "nurture", None, [*held, _why("nurture", f"score {total} is below {below}")]
-
-
-def _why(rule: str, detail: str) -> ScoreReason:
-    return ScoreReason(rule=rule, group="qualification", points=0, detail=detail)
+    return "nurture", None, [*held, tier_reason("nurture", f"score {total} is below {below}")]

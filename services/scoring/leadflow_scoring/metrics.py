@@ -14,3 +14,7 @@ MERGES = Counter(
     "leadflow_scoring_profiles_merged_total",
     "Profiles absorbed into another when an event showed they are one person.",
 )
+REFOLDS = Counter(
+    "leadflow_scoring_aggregates_refolded_total",
+    "Person aggregates folded again from all their touches (after the engagement rules changed).",
+)

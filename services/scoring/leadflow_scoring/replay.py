@@ -1,8 +1,8 @@
 """Scoring in memory: the service's resolve -> touch -> score steps with no database.
 
 `leadflow simulate` replays historical leads through it; it follows the same rules as
-`service.score_received` (identity merge survivor, profile folding, exactly-once
-qualification), so a simulation predicts what the service would do.
+`service.score_received` (identity merge survivor, the person's aggregate and its
+score, exactly-once qualification), so a simulation predicts what the service would do.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from datetime import datetime
 
 from leadflow.config import Scoring
 from leadflow.events import Lead, LeadReceived, LeadScored
-from leadflow_scoring import domain, identity
-from leadflow_scoring.profile import Profile, Touch, build_profile, lead_fields, touch_detail
+from leadflow_scoring import aggregate, domain, identity
+from leadflow_scoring.aggregate import Aggregate
+from leadflow_scoring.profile import Profile, Touch, lead_fields, touch_detail
 
 
 @dataclass
 class _Person:
     lead_key: str
     first_seen_at: datetime
-    touches: list[Touch] = field(default_factory=list)
+    state: Aggregate = field(default_factory=Aggregate)
     qualified_at: datetime | None = None
     merged: list[str] = field(default_factory=list)
 
@@ -49,7 +50,7 @@ class Replay:
         earlier = [p.qualified_at for p in people if p.qualified_at is not None]
         for other in people:
             if other is not root:
-                root.touches += other.touches
+                root.state = aggregate.merge(root.state, other.state, self.model)
                 root.merged += [other.lead_key, *other.merged]
                 del self._people[other.lead_key]
                 for key, owner in self._owner.items():
@@ -57,19 +58,17 @@ class Replay:
                         self._owner[key] = root.lead_key
         for i in ids:
             self._owner[i.key] = root.lead_key
-        root.touches.append(
-            Touch(
-                activity=received.activity,
-                source=received.source,
-                occurred_at=received.received_at,
-                detail=touch_detail(received.lead),
-                event_id=event_id,
-                fields=lead_fields(received.lead),
-            )
+        touch = Touch(
+            activity=received.activity,
+            source=received.source,
+            occurred_at=received.received_at,
+            detail=touch_detail(received.lead),
+            event_id=event_id,
+            fields=lead_fields(received.lead),
         )
-        profile = build_profile(root.touches)
+        root.state = aggregate.apply(root.state, touch, self.model)
+        profile, result = aggregate.evaluate(root.state, self.model, now)
         root.first_seen_at = profile.first_touch.occurred_at
-        result = domain.score(self.model, profile.fields, root.touches, now)
         newly = result.qualified and not earlier
         if earlier:
             root.qualified_at = min(earlier)

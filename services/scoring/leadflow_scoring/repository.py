@@ -85,7 +85,10 @@ async def lock_profile(session: AsyncSession, lead_key: str) -> dict[str, Any] |
 async def merge_profiles(
     session: AsyncSession, survivor: str, absorbed: Collection[str], now: datetime
 ) -> None:
-    """Move the absorbed profiles' touches to the survivor and mark them merged into it."""
+    """Move the absorbed profiles' touches to the survivor and mark them merged into it.
+
+    The absorbed aggregates are dropped: the caller merges them (loaded with the locked rows).
+    """
     absorbed = list(absorbed)
     await session.execute(
         update(lead_touches).where(lead_touches.c.lead_key.in_(absorbed)).values(lead_key=survivor)
@@ -98,7 +101,7 @@ async def merge_profiles(
                 lead_profiles.c.merged_into.in_(absorbed),
             )
         )
-        .values(merged_into=survivor, updated_at=now)
+        .values(merged_into=survivor, aggregate=None, updated_at=now)
     )
 
 
@@ -127,7 +130,7 @@ async def add_touch(session: AsyncSession, lead_key: str, touch: Touch) -> bool:
 
 
 async def touches(session: AsyncSession, lead_key: str) -> list[Touch]:
-    """A person's touches, oldest first."""
+    """A person's touches, oldest first (every one: not for the path of each event)."""
     rows = await session.execute(
         select(lead_touches)
         .where(lead_touches.c.lead_key == lead_key)
@@ -184,8 +187,9 @@ async def live_key(session: AsyncSession, key: str) -> str | None:
 
 
 async def profile(session: AsyncSession, lead_key: str) -> dict[str, Any] | None:
-    """A profile row as stored (no lock)."""
+    """A profile row as stored (no lock), without scoring's aggregate."""
+    columns = [c for c in lead_profiles.c if c.name != "aggregate"]
     row = (
-        await session.execute(select(lead_profiles).where(lead_profiles.c.lead_key == lead_key))
+        await session.execute(select(*columns).where(lead_profiles.c.lead_key == lead_key))
     ).first()
     return dict(row._mapping) if row is not None else None

@@ -1,4 +1,8 @@
-"""Scoring orchestration: resolve the person, record the touch, re-score, emit `lead.scored`."""
+"""Scoring orchestration: resolve the person, record the touch, re-score, emit `lead.scored`.
+
+A person is scored from their aggregate (`lead_profiles.aggregate`), updated with the new
+touch: the work of an event does not grow with the person's touches.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow.config import Scoring
 from leadflow.events import Envelope, LeadReceived, LeadScored, derived_event_id, new_event
 from leadflow.outbox import enqueue
-from leadflow_scoring import domain, identity, repository
-from leadflow_scoring.metrics import MERGES, QUALIFIED, SCORED
-from leadflow_scoring.profile import Touch, build_profile, lead_fields, touch_detail
+from leadflow_scoring import aggregate, identity, repository, snapshot
+from leadflow_scoring.aggregate import Aggregate
+from leadflow_scoring.metrics import MERGES, QUALIFIED, REFOLDS, SCORED
+from leadflow_scoring.profile import Touch, lead_fields, touch_detail
 from leadflow_scoring.replay import scored_event
 
 PRODUCER = "scoring"
@@ -72,6 +77,39 @@ async def resolve(
     return Resolved(root, current, absorbed)
 
 
+async def person_state(
+    session: AsyncSession, person: Resolved, touch: Touch | None, model: Scoring
+) -> Aggregate:
+    """The person's aggregate (merged from every profile resolved), with `touch` applied.
+
+    Their touches are read only when an aggregate cannot be used: one tallied under
+    other engagement rules, or none stored.
+    """
+    states: list[Aggregate] = []
+    for row in (r for r in [person.row, *person.absorbed] if r is not None):
+        state = _stored(row, model)
+        if state is None:
+            REFOLDS.inc()
+            # merge_profiles moved every absorbed touch here, and the new touch is in too.
+            return aggregate.fold(await repository.touches(session, person.lead_key), model)
+        states.append(state)
+    merged = states[0] if states else Aggregate()
+    for state in states[1:]:
+        merged = aggregate.merge(merged, state, model)
+    return aggregate.apply(merged, touch, model) if touch is not None else merged
+
+
+def _stored(row: dict[str, Any], model: Scoring) -> Aggregate | None:
+    """A profile row's aggregate with its pending touches folded; None if it cannot be used."""
+    document = row.get("aggregate")
+    if document is None:
+        return None
+    state, pending = snapshot.load(document)
+    if not aggregate.is_current(state, model):
+        return None
+    return aggregate.fold(pending, model, state) if pending else state
+
+
 async def score_received(
     session: AsyncSession, event: Envelope, model: Scoring, now: datetime
 ) -> LeadScored:
@@ -87,10 +125,9 @@ async def score_received(
         event_id=event.id,
         fields=lead_fields(received.lead),
     )
-    await repository.add_touch(session, person.lead_key, touch)
-    history = await repository.touches(session, person.lead_key)
-    profile = build_profile(history)
-    result = domain.score(model, profile.fields, history, now)
+    added = await repository.add_touch(session, person.lead_key, touch)
+    state = await person_state(session, person, touch if added else None, model)
+    profile, result = aggregate.evaluate(state, model, now)
     earlier = [
         row["qualified_at"]
         for row in [person.row, *person.absorbed]
@@ -117,6 +154,7 @@ async def score_received(
             "reasons": [r.model_dump(mode="json") for r in result.reasons],
             "first_touch": profile.first_touch.model_dump(mode="json"),
             "last_touch": profile.last_touch.model_dump(mode="json"),
+            "aggregate": snapshot.dump(state),
         },
         exists=person.row is not None,
         now=now,

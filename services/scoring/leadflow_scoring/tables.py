@@ -28,6 +28,9 @@ lead_profiles = Table(
     Column("last_touch", JSON, nullable=True),
     # Set when another profile absorbed this one: the person lives on under that key.
     Column("merged_into", String(64), nullable=True),
+    # What scoring keeps of the person (leadflow_scoring.snapshot): an event reads this
+    # instead of every touch. Empty once the profile is merged into another.
+    Column("aggregate", JSON, nullable=True),
     Index("ix_lead_profiles_merged_into", "merged_into"),
 )
 
@@ -44,6 +47,8 @@ lead_identifiers = Table(
     Index("ix_lead_identifiers_lead_key", "lead_key"),
 )
 
+# Every touch, append-only: the profile API lists them, and a person is folded again from
+# them only when the engagement rules change; scoring an event never reads them.
 lead_touches = Table(
     "lead_touches",
     metadata,

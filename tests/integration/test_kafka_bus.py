@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Iterator
@@ -10,7 +11,9 @@ from collections.abc import Iterator
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+from prometheus_client import REGISTRY
 
+from leadflow.broker import start_broker
 from leadflow.bus import Record
 from leadflow.bus.kafka import (
     KafkaConsumerRunner,
@@ -18,9 +21,16 @@ from leadflow.bus.kafka import (
     ensure_topics,
     replay_dead_letters,
 )
+from leadflow.faults import InfrastructureUnavailable
 from leadflow.settings import Settings
 from leadflow.topics import ALL, DLQ, SCORED
-from tests.fixtures.broker import TopicReader, pause, running_broker, running_broker_process
+from tests.fixtures.broker import (
+    TopicReader,
+    free_port,
+    pause,
+    running_broker,
+    running_broker_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +229,89 @@ async def test_calls_time_out_each_at_its_own_limit_while_the_broker_is_paused()
         finally:
             broker.send_signal(signal.SIGCONT)
             await publisher.stop()
+
+
+class Outage:
+    """A processor whose database is away for its first `failures` batches."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.values: list[bytes] = []
+        self.paused_seen: list[str | None] = []
+        self.runner: KafkaConsumerRunner | None = None
+
+    async def process(self, records: list[Record]) -> None:
+        if self.runner is not None:
+            self.paused_seen.append(self.runner.paused)
+        if self.failures:
+            self.failures -= 1
+            raise InfrastructureUnavailable("ConnectionRefusedError: Connect call failed")
+        self.values.extend(r.value for r in records)
+
+
+def paused_metric(group: str) -> float | None:
+    return REGISTRY.get_sample_value("leadflow_consumer_paused", {"group": group})
+
+
+async def test_a_consumer_pauses_through_an_outage_and_resumes_where_it_was(
+    settings: Settings,
+) -> None:
+    topic = "bus.outage"
+    await ensure_topics(settings, [topic])
+    await publish(settings, topic, [b"1", b"2", b"3"])
+    outage = Outage(failures=3)
+    runner = KafkaConsumerRunner(settings, "g-outage", [topic], outage)
+    outage.runner = runner
+    await runner.start()
+    try:
+        await until(lambda: outage.values == [b"1", b"2", b"3"])
+        # While the outage lasted it said so, with the reason; then it resumed.
+        assert outage.paused_seen[0] is None
+        assert (
+            outage.paused_seen[1:4]
+            == ["InfrastructureUnavailable: ConnectionRefusedError: Connect call failed"] * 3
+        )
+        assert runner.paused is None
+        assert paused_metric("g-outage") == 0
+    finally:
+        await runner.stop()
+    # Offsets were committed only once the records were applied: nothing is read twice.
+    await publish(settings, topic, [b"4"])
+    after = Recorder()
+    runner = KafkaConsumerRunner(settings, "g-outage", [topic], after)
+    await runner.start()
+    await until(lambda: after.values == [b"4"])
+    await runner.stop()
+
+
+async def test_a_consumer_started_before_its_broker_waits_for_it() -> None:
+    port = free_port()
+    settings = Settings(
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        consumer_poll_ms=100,
+        stop_timeout_s=5,
+        consumer_session_timeout_ms=2000,
+        consumer_heartbeat_ms=500,
+        consumer_rebalance_timeout_ms=2000,
+        retry_backoff_max_s=0.5,
+    )
+    recorder = Recorder()
+    runner = KafkaConsumerRunner(settings, "g-late", ["bus.late"], recorder)
+    task = asyncio.create_task(runner.run())
+    try:
+        await until(lambda: runner.paused is not None and "broker" in runner.paused)
+        assert paused_metric("g-late") == 1
+        broker = start_broker(port)
+        try:
+            await ensure_topics(settings, ["bus.late"])
+            await publish(settings, "bus.late", [b"hello"])
+            await until(lambda: recorder.values == [b"hello"], timeout_s=30)
+            assert runner.paused is None
+        finally:
+            await runner.stop()
+            broker.terminate()
+            broker.wait(10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

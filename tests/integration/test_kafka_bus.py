@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY
 
@@ -315,3 +317,19 @@ async def test_a_consumer_started_before_its_broker_waits_for_it() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_topics_are_created_with_the_configured_durability(settings: Settings) -> None:
+    durable = settings.model_copy(update={"kafka_min_insync_replicas": 1})
+    await ensure_topics(durable, ["bus.durable"])
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, "bus.durable")]
+        )
+        [resource] = described.resources
+        entries = resource[-1]  # (error, message, type, name, config entries)
+        assert ("min.insync.replicas", "1") in [(e[0], e[1]) for e in entries]
+    finally:
+        await admin.close()

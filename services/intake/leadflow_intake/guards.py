@@ -71,12 +71,12 @@ class Guards:
         keys = [e.subject for e in events if e.type == "lead.received"]
         if not keys:
             return
-        wait = retry_after(self.people.take_all(keys, now))
-        if wait:
+        over = self.people.take_all(keys, now)
+        if over:
+            wait = retry_after(max(over.values()))
             raise Problem(
                 429,
                 "identity_rate_limited",
-                f"Too many webhooks for one person ({', '.join(sorted(set(keys)))}); "
-                f"retry in {wait} s.",
+                f"Too many webhooks for one person ({', '.join(sorted(over))}); retry in {wait} s.",
                 headers={"Retry-After": str(wait)},
             )

@@ -106,13 +106,13 @@ class KeyedLimit:
             return 0.0
         return (1 - bucket[0]) / self.rate
 
-    def take_all(self, keys: Iterable[str], now: float) -> float:
-        """Take a token for each key if every one has a token; else take none and return
-        the longest wait (so a refused delivery costs none of its keys a token)."""
+    def take_all(self, keys: Iterable[str], now: float) -> dict[str, float]:
+        """Take a token for each key if every one has a token, and return {}; else take none
+        and return the keys without one, with their waits (so a refused delivery costs
+        none of its keys a token)."""
         distinct = dict.fromkeys(keys)
-        longest = max((self.wait(key, now) for key in distinct), default=0.0)
-        if longest > 0:
-            return longest
-        for key in distinct:
-            self.take(key, now)
-        return 0.0
+        over = {key: wait for key in distinct if (wait := self.wait(key, now)) > 0}
+        if not over:
+            for key in distinct:
+                self.take(key, now)
+        return over

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +99,106 @@ def test_an_unwritable_directory_is_a_spool_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(SpoolError, match="cannot open"):
         opened(blocker / "spool")
+
+
+def failing(error: int, calls: list[str] | None = None) -> Callable[..., Any]:
+    """A stand-in for an `os` call that fails as a full or broken disk does."""
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        if calls is not None:
+            calls.append("failed")
+        raise OSError(error, os.strerror(error))
+
+    return fail
+
+
+def test_a_cursor_that_cannot_be_written_leaves_the_spool_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = opened(tmp_path, segment_bytes=4096)
+    spool.append([event(i) for i in range(100)])
+    batch = spool.peek(60)
+
+    with monkeypatch.context() as disk:
+        disk.setattr(os, "fsync", failing(errno.EIO))
+        with pytest.raises(OSError, match="Input/output error"):
+            spool.commit(batch)
+    # Nothing moved: the same batch is pending, and committing it again works.
+    assert spool.depth == 100
+    assert spool.peek(60).events == batch.events
+    spool.commit(batch)
+    assert spool.depth == 40
+    spool.close()
+
+    reopened = opened(tmp_path, segment_bytes=4096)
+    assert drain(reopened) == [event(i) for i in range(60, 100)]
+
+
+def test_an_append_that_cannot_be_cut_back_is_followed_by_a_new_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = opened(tmp_path)
+    spool.append([event(1)])
+    real_write = os.write
+
+    def torn(fd: int, data: bytes) -> int:
+        # Half the records reach the disk, then it fails (and cannot be cut back).
+        real_write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as disk:
+        disk.setattr(os, "write", torn)
+        disk.setattr(Path, "open", failing(errno.EIO))
+        with pytest.raises(SpoolError, match="No space left"):
+            spool.append([event(2), event(3)])
+    spool.append([event(4)])
+
+    assert len(list(tmp_path.glob("*.seg"))) == 2
+    assert drain(spool) == [event(1), event(4)]
+    spool.close()
+
+
+def test_what_follows_a_torn_append_survives_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = opened(tmp_path)
+    spool.append([event(1)])
+    real_write = os.write
+
+    def torn(fd: int, data: bytes) -> int:
+        real_write(fd, bytes(data)[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as disk:
+        disk.setattr(os, "write", torn)
+        disk.setattr(Path, "open", failing(errno.EIO))
+        with pytest.raises(SpoolError):
+            spool.append([event(2)])
+    spool.append([event(3)])
+    spool.close()
+
+    # The torn bytes were never answered 202: set aside, and nothing accepted is lost.
+    reopened = opened(tmp_path)
+    assert drain(reopened) == [event(1), event(3)]
+    assert len(list(tmp_path.glob("*.seg.corrupt"))) == 1
+
+
+def test_the_probe_says_whether_the_disk_writes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = opened(tmp_path)
+    with monkeypatch.context() as disk:
+        disk.setattr(os, "write", failing(errno.ENOSPC))
+        with pytest.raises(SpoolError, match="No space left"):
+            spool.probe()
+    spool.probe()
+    assert not (tmp_path / "probe").exists()
+
+
+def test_the_probe_checks_the_segment_the_next_append_needs(tmp_path: Path) -> None:
+    spool = opened(tmp_path)
+    (tmp_path / f"{0:012d}.seg").mkdir()  # what the first append would create
+    with pytest.raises(SpoolError):
+        spool.probe()
+    with pytest.raises(SpoolError):
+        spool.append([event(1)])

@@ -15,6 +15,7 @@ from leadflow.bus import Publisher
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import outbox
 from leadflow.events import Envelope
+from leadflow.faults import describe, is_transient
 from leadflow.leases import new_holder
 from leadflow.metrics import ConsumerMetrics
 from leadflow.settings import Settings
@@ -166,9 +167,13 @@ class OutboxRelay:
                     pruned_at = now
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                # An outage is reported once, when it starts; a bug with its traceback.
+                if not is_transient(exc):
+                    log.exception("outbox relay failed; retrying")
+                elif self.healthy:
+                    log.warning("outbox relay waiting", extra={"reason": describe(exc)})
                 self.healthy = False
-                log.warning("outbox relay failed; retrying", exc_info=True)
                 if self._metrics is not None:
                     # Keep the backlog gauge moving while the broker is away.
                     with contextlib.suppress(Exception):

@@ -63,7 +63,8 @@ async def queue(
         "target": notification.target,
         "dedupe_key": notification.dedupe_key,
         "subject": header_text(notification.subject)[:300],
-        "body": notification.body,
+        # PostgreSQL text cannot hold NUL; nothing a person reads needs one.
+        "body": notification.body.replace("\x00", ""),
         "payload": dict(notification.payload),
         "created_at": now,
         "attempts": 0,

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks.webhooks import Webhook
 
@@ -172,3 +172,50 @@ async def test_a_slack_webhook_gets_text_and_gives_up_after_max_attempts(
     assert row.failed_at is not None
     assert "503" in row.last_error
     assert await pending(engine, "sla-monitor") == []
+
+
+async def test_an_email_whose_subject_has_line_breaks_is_delivered_on_one_line(
+    engine: AsyncEngine, smtp: tuple[int, Inbox]
+) -> None:
+    port, inbox = smtp
+    settings = Settings(smtp_port=port, smtp_sender="alerts@leadflow.example")
+    company = "Acme\r\nBcc: everyone@example.com\u2028Ltd\x1b"
+    async with session_factory(engine)() as session, session.begin():
+        # Stored as it came, like rows queued before subjects were cleaned or by another writer.
+        await session.execute(
+            insert(notifications).values(
+                producer="router",
+                channel="email",
+                target="grace@example.com",
+                dedupe_key="router:e1:rep:email",
+                subject=f"New lead for you: {company}",
+                body="A HOT lead is for you.",
+                payload={},
+                created_at=NOW,
+                attempts=0,
+                next_attempt_at=NOW,
+            )
+        )
+        # A NUL, which PostgreSQL cannot store in text, is dropped when queued.
+        note = Notification(
+            "email",
+            "grace@example.com",
+            f"Lead reassigned: {company}\x00",
+            f"Company: {company}\x00",
+            "router:e2",
+            {},
+        )
+        assert await queue(session, "router", note, NOW)
+
+    dispatcher = NotificationDispatcher(
+        engine, settings, "router", {"email": EmailSender(settings)}
+    )
+    assert await dispatcher.dispatch_once(NOW) == 2
+
+    assert sorted(m["Subject"] for m in inbox.messages) == [
+        "Lead reassigned: Acme Bcc: everyone@example.com Ltd",
+        "New lead for you: Acme Bcc: everyone@example.com Ltd",
+    ]
+    assert [m["Bcc"] for m in inbox.messages] == [None, None]
+    assert any("Company: Acme" in m.get_payload() for m in inbox.messages)
+    assert await pending(engine, "router") == []

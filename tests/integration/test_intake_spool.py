@@ -37,6 +37,11 @@ def paused_stack(
         for url in migrated_database_url(request.param, tmp):
             stack = Stack(bootstrap, url, tmp, env={"LEADFLOW_INTAKE_SPOOL_AFTER_S": "0.3"})
             stack.start()
+            # Ready means webhooks are kept (by the spool, until the broker is reached): wait
+            # until they go straight to the broker, so the pause is what makes them spool.
+            deadline = time.monotonic() + 30
+            while readyz(stack)["degraded"] and time.monotonic() < deadline:
+                time.sleep(0.1)
             try:
                 yield stack, broker
             finally:

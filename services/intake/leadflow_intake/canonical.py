@@ -29,8 +29,33 @@ from leadflow.events import (
     lead_key_for,
     new_event,
 )
-from leadflow_intake.bounds import MAX_INT, Domain, Key, Name, Text, check_custom
+from leadflow_intake.bounds import (
+    MAX_INT,
+    Domain,
+    Key,
+    Name,
+    Text,
+    check_custom,
+    make_single_line,
+    single_line_map,
+)
 from leadflow_intake.normalize import normalize_email, normalize_phone
+
+# The text fields made single-line (see `bounds`).
+_LEAD_TEXT = (
+    "first_name",
+    "last_name",
+    "job_title",
+    "country",
+    "region",
+    "city",
+    "language",
+    "campaign",
+    "content_asset",
+    "product_interest",
+)
+_COMPANY_TEXT = ("name", "domain", "industry")
+_ACTIVITY_TEXT = ("rep_id", "reason")
 
 
 class CompanyIn(Company):
@@ -76,6 +101,12 @@ class LeadIn(Lead):
 
     @model_validator(mode="after")
     def _identity(self) -> LeadIn:
+        make_single_line(self, _LEAD_TEXT)
+        make_single_line(self.company, _COMPANY_TEXT)
+        if self.utm:
+            self.utm = single_line_map(self.utm)
+        if self.answers:
+            self.answers = single_line_map(self.answers)
         if self.email:
             self.email = _field("email", normalize_email, self.email)
         if self.phone:
@@ -132,6 +163,7 @@ class ActivityBody(BaseModel):
 
     @model_validator(mode="after")
     def _identified(self) -> ActivityBody:
+        make_single_line(self, _ACTIVITY_TEXT)
         if self.email:
             self.email = _field("email", normalize_email, self.email)
         if self.phone:

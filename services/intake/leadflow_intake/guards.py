@@ -68,10 +68,15 @@ class Guards:
         each person of the delivery when none is)."""
         if self.people is None:
             return
-        keys = [e.subject for e in events if e.type == "lead.received"]
-        if not keys:
-            return
-        over = self.people.take_all(keys, now)
+        if len(events) == 1:  # nearly every delivery: one take, which refuses atomically
+            [event] = events
+            if event.type != "lead.received":
+                return
+            wait = self.people.take(event.subject, now)
+            over = {event.subject: wait} if wait else {}
+        else:
+            keys = [e.subject for e in events if e.type == "lead.received"]
+            over = self.people.take_all(keys, now)
         if over:
             wait = retry_after(max(over.values()))
             raise Problem(

@@ -53,10 +53,8 @@ def apply(state: Aggregate, touch: Touch, model: Scoring) -> Aggregate:
     bare = replace(touch, fields={})
     settled = state.settled
     recent = list(state.recent)
-    if settled is not None and stamp < settled.newest:
-        settled = tally.settle(settled, book, bare)
-    else:
-        bisect.insort(recent, bare, key=touch_order)
+    # A touch older than every recent one (it came late) is tallied at once.
+    bisect.insort(recent, bare, key=touch_order)
     while len(recent) > state.keep:
         settled = tally.settle(settled, book, recent.pop(0))
     return Aggregate(

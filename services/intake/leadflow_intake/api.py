@@ -268,6 +268,8 @@ async def _receive(scope: Scope, receive: Receive, intake: Intake, name: str) ->
     except AuthenticationError as exc:
         intake.guards.failed(scope, time.monotonic())
         raise Problem(401, "bad_signature", str(exc)) from exc
+    except InvalidPayload as exc:  # a body the signature cannot even be checked on
+        raise Problem(422, "invalid_body", exc.detail, errors=exc.errors) from exc
     # Only an authenticated sender learns what a source takes.
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in adapter.media_types:

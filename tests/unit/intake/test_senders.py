@@ -424,3 +424,13 @@ def test_twilio_public_base_url_is_the_url_checked(tmp_path: Path, bus: InMemory
         as_received = send(client, "ivr", senders.twilio(senders.ivr_call("CApub2"), IVR_URL))
     assert as_public.status_code == 202, as_public.text
     refusal(as_received, 401)
+
+
+def test_a_twilio_body_that_is_not_utf8_is_422_not_500(
+    client: TestClient, bus: InMemoryBus
+) -> None:
+    signed = senders.twilio(senders.ivr_call("CA8"), IVR_URL)
+    garbled = senders.Signed(signed.body + b"&Digits=\xff\xfe", signed.headers)
+    problem = refusal(send(client, "ivr", garbled), 422)
+    assert "UTF-8" in problem["detail"]
+    assert published(bus) == []

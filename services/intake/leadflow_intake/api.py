@@ -299,6 +299,7 @@ async def _receive(scope: Scope, receive: Receive, intake: Intake, name: str) ->
     try:
         await intake.delivery.submit(parsed.events)
     except SpoolError as exc:
+        intake.guards.give_back(parsed.events)
         raise Problem(
             503,
             "not_stored",

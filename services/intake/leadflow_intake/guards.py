@@ -85,3 +85,10 @@ class Guards:
                 f"Too many webhooks for one person ({', '.join(sorted(over))}); retry in {wait} s.",
                 headers={"Retry-After": str(wait)},
             )
+
+    def give_back(self, events: Sequence[SerializedEvent]) -> None:
+        """Return what `check_people` took for a delivery that was then not stored (503):
+        a sender retrying it is not refused for the intake's own trouble."""
+        if self.people is not None:
+            for key in dict.fromkeys(e.subject for e in events if e.type == "lead.received"):
+                self.people.give_back(key)

@@ -106,6 +106,12 @@ class KeyedLimit:
             return 0.0
         return (1 - bucket[0]) / self.rate
 
+    def give_back(self, key: str) -> None:
+        """Return a token taken for work that was then not done."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket[0] = min(self.burst, bucket[0] + 1)
+
     def take_all(self, keys: Iterable[str], now: float) -> dict[str, float]:
         """Take a token for each key if every one has a token, and return {}; else take none
         and return the keys without one, with their waits (so a refused delivery costs

@@ -244,3 +244,19 @@ def test_a_relay_that_keeps_failing_is_restarted_and_named_until_it_works(
         wait_until(lambda: client.get("/readyz").json()["spool"]["depth"] == 0)
         assert "failing" not in client.get("/readyz").json()
     assert emails_on(bus) == [f"r{i}@example.com" for i in range(3)]
+
+
+def test_retries_of_a_webhook_that_was_not_stored_do_not_use_up_its_persons_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = SwitchableBus()
+    bus.state = "down"
+    body = lead_body("patient@example.com")
+    with intake_client(tmp_path, bus, identity_burst=2) as client:
+        with monkeypatch.context() as disk:
+            disk.setattr(os, "write", no_space)
+            for _ in range(5):
+                refusal(send(client, "web", senders.standard(body, msg_id="msg_retried")), 503)
+        wait_until(lambda: client.get("/readyz").status_code == 200)
+        stored = send(client, "web", senders.standard(body, msg_id="msg_retried"))
+    assert stored.status_code == 202, stored.text

@@ -48,8 +48,15 @@ bench: install
 	  || { echo "make bench needs wrk (apt-get install wrk)"; exit 2; }
 	PYTHONPATH=. $(BIN)/python bench/intake.py
 	$(BIN)/python bench/scoring_engine.py
+	PYTHONPATH=. $(BIN)/python bench/scoring_history.py
 	$(BIN)/python bench/routing_engine.py
 	PYTHONPATH=. $(BIN)/python bench/end_to_end.py --rate 500 --seconds 10
+
+.PHONY: chaos
+# Random (seeded) infrastructure faults under a steady lead stream; see README "Chaos".
+# Pass options with CHAOS_ARGS, e.g. make chaos CHAOS_ARGS="--seconds 60 --seed 7".
+chaos: install
+	PYTHONPATH=. $(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

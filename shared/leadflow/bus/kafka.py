@@ -75,6 +75,9 @@ class KafkaPublisher:
     async def stop(self) -> None:
         """Flush and disconnect, bounded: aiokafka's stop can hang when the broker is gone."""
         if not self.started:
+            # Never connected (the broker stayed away): close the client all the same.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), self._settings.stop_timeout_s)
             return
         self.started = False
         if self._pump is not None:

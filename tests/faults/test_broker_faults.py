@@ -40,7 +40,7 @@ async def test_intake_starts_without_a_broker_and_relays_when_it_arrives(
 
 
 async def test_broker_paused_mid_stream(bed: FaultBed) -> None:
-    async def fault(bed: FaultBed) -> None:
+    async def fault(bed: FaultBed, _stream: LeadStream) -> None:
         bed.broker.pause()
         try:
             await asyncio.sleep(8.0)
@@ -51,7 +51,7 @@ async def test_broker_paused_mid_stream(bed: FaultBed) -> None:
 
 
 async def test_broker_connections_reset_then_blackholed(bed: FaultBed) -> None:
-    async def fault(bed: FaultBed) -> None:
+    async def fault(bed: FaultBed, _stream: LeadStream) -> None:
         proxy = bed.broker.proxy
         for _ in range(3):
             proxy.reset_once()

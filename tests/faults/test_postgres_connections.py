@@ -13,6 +13,7 @@ import pytest
 
 from tests.fixtures.faultbed import FaultBed, through_fault
 from tests.fixtures.faultproxy import FaultProxy
+from tests.fixtures.leadstream import LeadStream
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -23,7 +24,7 @@ def _proxy(bed: FaultBed) -> FaultProxy:
 
 
 async def test_connections_reset_then_refused(pg_bed: FaultBed) -> None:
-    async def fault(bed: FaultBed) -> None:
+    async def fault(bed: FaultBed, _stream: LeadStream) -> None:
         proxy = _proxy(bed)
         for _ in range(3):  # a server that drops its sessions now and then
             proxy.reset_once()
@@ -36,18 +37,18 @@ async def test_connections_reset_then_refused(pg_bed: FaultBed) -> None:
 
 
 async def test_connections_delayed(pg_bed: FaultBed) -> None:
-    async def fault(bed: FaultBed) -> None:
+    async def fault(bed: FaultBed, _stream: LeadStream) -> None:
         _proxy(bed).delay(0.2)  # every packet, both ways
-        await asyncio.sleep(8.0)
+        await asyncio.sleep(6.0)
         _proxy(bed).pass_through()
 
     await through_fault(pg_bed, fault, "pg-delay")
 
 
 async def test_connections_blackholed(pg_bed: FaultBed) -> None:
-    async def fault(bed: FaultBed) -> None:
+    async def fault(bed: FaultBed, _stream: LeadStream) -> None:
         _proxy(bed).blackhole()  # a partition: nothing gets through, nothing is refused
-        await asyncio.sleep(8.0)
+        await asyncio.sleep(6.0)
         _proxy(bed).pass_through()
 
     await through_fault(pg_bed, fault, "pg-blackhole")

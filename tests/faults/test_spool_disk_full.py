@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.faultbed import FaultBed, fault_bed, through_fault
+from tests.fixtures.leadstream import LeadStream
 
 pytestmark = pytest.mark.integration
 
 
 async def test_spool_disk_full_refuses_with_retry_after_then_recovers(tmp_path: Path) -> None:
-    async def fault(bed: FaultBed) -> None:
+    async def fault(bed: FaultBed, _stream: LeadStream) -> None:
         assert bed.spool_disk is not None
         bed.broker.pause()
         try:

@@ -53,9 +53,12 @@ async def test_broker_paused_mid_stream(bed: FaultBed) -> None:
 async def test_broker_connections_reset_then_blackholed(bed: FaultBed) -> None:
     async def fault(bed: FaultBed, _stream: LeadStream) -> None:
         proxy = bed.broker.proxy
+        before = proxy.connections_total
         for _ in range(3):
             proxy.reset_once()
             await asyncio.sleep(1.0)
+        # The connections reset were the services': they came back through the proxy.
+        assert proxy.connections_total > before
         proxy.blackhole()  # a partition: the broker runs, nothing gets through
         await asyncio.sleep(6.0)
         proxy.pass_through()

@@ -26,9 +26,12 @@ def _proxy(bed: FaultBed) -> FaultProxy:
 async def test_connections_reset_then_refused(pg_bed: FaultBed) -> None:
     async def fault(bed: FaultBed, _stream: LeadStream) -> None:
         proxy = _proxy(bed)
+        before = proxy.connections_total
         for _ in range(3):  # a server that drops its sessions now and then
             proxy.reset_once()
             await asyncio.sleep(1.0)
+        # The sessions reset were the services': they came back through the proxy.
+        assert proxy.connections_total > before
         proxy.reset()  # then refuses every connection for a while
         await asyncio.sleep(5.0)
         proxy.pass_through()

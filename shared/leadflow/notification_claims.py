@@ -1,12 +1,14 @@
 """Who sends which notification: rows claimed one by one, until a time on the database's clock.
 
 A dispatcher claims due rows (`claimed_by`, `claimed_until`), renews its claims while it
-works, takes each row once more just before sending it (so one that lost a claim — paused
-past its expiry, say — sends nothing more), and clears the claim when it records the
-outcome. Another instance takes a row only once its claim has expired by the database's
-clock. On PostgreSQL claims skip rows another transaction is claiming
-(`FOR UPDATE SKIP LOCKED`); on SQLite the write lock serializes them. Every statement of
-the dispatcher about claims is here.
+works, and clears a claim when it records the row's outcome. Another instance takes a row
+only once its claim has expired by the database's clock. Before each send the dispatcher
+makes sure its claim outlasts the send: from when the database last granted or renewed it
+(timed on the dispatcher's monotonic clock from before the statement, less a margin), or
+else by taking the row again here (`take`) — so one that lost a claim (paused past its
+expiry, say) sends nothing more. On PostgreSQL claims skip rows another transaction is
+claiming (`FOR UPDATE SKIP LOCKED`); on SQLite the write lock serializes them. Every
+statement of the dispatcher about claims is here.
 """
 
 from __future__ import annotations
@@ -154,14 +156,17 @@ async def take(session: AsyncSession, row_id: int, holder: str, ttl: timedelta) 
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def renew(session: AsyncSession, ids: Collection[int], holder: str, ttl: timedelta) -> int:
-    """Renew `holder`'s claims on `ids` for `ttl`; returns how many are still theirs."""
+async def renew(
+    session: AsyncSession, ids: Collection[int], holder: str, ttl: timedelta
+) -> list[int]:
+    """Renew `holder`'s claims on `ids` for `ttl`; returns the ids still theirs."""
     result = await session.execute(
         update(notifications)
         .where(n.id.in_(list(ids)), n.claimed_by == holder)
         .values(claimed_until=database_time_after(_dialect(session), ttl))
+        .returning(n.id)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return list(result.scalars())
 
 
 async def finish(session: AsyncSession, row_id: int, holder: str, outcome: Outcome) -> bool:
@@ -182,6 +187,13 @@ async def finish(session: AsyncSession, row_id: int, holder: str, outcome: Outco
         update(notifications).where(n.id == row_id, n.claimed_by == holder).values(values)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def finish_all(
+    session: AsyncSession, holder: str, outcomes: list[tuple[int, Outcome]]
+) -> list[bool]:
+    """`finish` for each (row id, outcome), in the caller's one transaction."""
+    return [await finish(session, row_id, holder, outcome) for row_id, outcome in outcomes]
 
 
 async def release(session: AsyncSession, producer: str, holder: str) -> int:

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadflow import leases
 from leadflow import notification_claims as claims
+from leadflow.coalesce import Coalescer
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import notifications
 from leadflow.delivery import (
@@ -51,6 +52,7 @@ DISPATCH_BATCH = 50  # rows one dispatcher holds at most
 PER_TARGET = 10  # rows of one target claimed at a time; the rest wait for any instance
 CONCURRENCY = 8  # targets one dispatcher sends to at once
 RELEASE_TIMEOUT_S = 5.0
+CLAIM_MARGIN_S = 1.0
 
 
 async def queue(
@@ -137,8 +139,12 @@ class NotificationDispatcher:
         self._senders = senders
         self._metrics = notification_metrics(producer.replace("-", "_"))
         self._slots = asyncio.Semaphore(concurrency)
-        self._held: set[int] = set()  # rows claimed here and not yet recorded
+        # Slack between what this process knows of a claim and the database's expiry.
+        self._margin_s = min(CLAIM_MARGIN_S, self._ttl.total_seconds() / 10)
+        # Rows claimed here and not yet recorded -> the loop time their claim surely lasts.
+        self._held: dict[int, float] = {}
         self._busy: set[str] = set()  # targets with claimed rows here
+        self._recorder: Coalescer[tuple[int, Outcome], bool] = Coalescer(self._record)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -195,47 +201,66 @@ class NotificationDispatcher:
         chosen = claims.pick(candidates, room, PER_TARGET)
         if not chosen:
             return []  # an idle poll reads, and never writes
+        asked_at = asyncio.get_running_loop().time()
         async with self._sessions() as session, session.begin():
             rows = await claims.claim(session, chosen, self._holder, now, self._ttl)
         groups: dict[str, list[Claimed]] = {}
         for row in rows:
             groups.setdefault(row.notification.target, []).append(row)
-        self._held.update(row.id for row in rows)
+        self._confirmed([row.id for row in rows], asked_at)
         self._busy.update(groups)
         return list(groups.values())
 
     async def _send_group(self, rows: list[Claimed], now: datetime | None) -> int:
-        """Send one target's rows in order, once a slot is free; returns how many arrived."""
+        """Send one target's rows in order, once a slot is free; returns how many arrived.
+
+        A row's outcome is recorded while the next row is sent (the records of all groups
+        share transactions), and before the one after: a database that stopped answering
+        stops the group after at most two unrecorded sends.
+        """
         delivered = 0
+        recording: asyncio.Future[bool] | None = None
         try:
             async with self._slots:
                 for row in rows:
-                    delivered += await self._send(row, now)
+                    if not await self._still_ours(row):
+                        log.warning(
+                            "notification claim lost before sending; another dispatcher has it",
+                            extra={"notification": row.id, "channel": row.notification.channel},
+                        )
+                        continue
+                    outcome = await self._attempt(row, now or utcnow())
+                    delivered += outcome.sent_at is not None
+                    if recording is not None:
+                        await recording
+                    recording = self._recorder.submit((row.id, outcome))
+                if recording is not None:
+                    await recording
         finally:
             self._busy.discard(rows[0].notification.target)
-            self._held.difference_update(row.id for row in rows)
+            for row in rows:
+                self._held.pop(row.id, None)
             self._wake.set()  # the target is free again
         return delivered
 
-    async def _send(self, row: Claimed, now: datetime | None) -> int:
+    def _confirmed(self, ids: list[int], asked_at: float) -> None:
+        """Note that the database granted claims on `ids` for a TTL from after `asked_at`."""
+        # The database dated the claim when it ran the statement, after `asked_at` on this
+        # process's monotonic clock: the claim lasts at least a TTL from then.
+        until = asked_at + self._ttl.total_seconds() - self._margin_s
+        for row_id in ids:
+            self._held[row_id] = until
+
+    async def _still_ours(self, row: Claimed) -> bool:
+        """Whether the claim on `row` will outlast one send, taking it again if unsure."""
+        now = asyncio.get_running_loop().time()
+        if now + self._settings.notify_timeout_s < self._held.get(row.id, now):
+            return True
         async with self._sessions() as session, session.begin():
-            still_ours = await claims.take(session, row.id, self._holder, self._ttl)
-        if not still_ours:
-            log.warning(
-                "notification claim lost before sending; another dispatcher has it",
-                extra={"notification": row.id, "channel": row.notification.channel},
-            )
-            return 0
-        outcome = await self._attempt(row, now or utcnow())
-        async with self._sessions() as session, session.begin():
-            recorded = await claims.finish(session, row.id, self._holder, outcome)
-        if not recorded:
-            log.warning(
-                "notification claim lost while sending; it may be sent again",
-                extra={"notification": row.id, "channel": row.notification.channel},
-            )
-        self._held.discard(row.id)
-        return 1 if outcome.sent_at is not None else 0
+            if not await claims.take(session, row.id, self._holder, self._ttl):
+                return False
+        self._confirmed([row.id], now)
+        return True
 
     async def _attempt(self, row: Claimed, now: datetime) -> Outcome:
         channel = row.notification.channel
@@ -270,14 +295,33 @@ class NotificationDispatcher:
 
         async def beat() -> bool:
             if self._held:
+                ids = list(self._held)
+                asked_at = asyncio.get_running_loop().time()
                 async with self._sessions() as session, session.begin():
-                    await claims.renew(session, self._held, self._holder, self._ttl)
+                    kept = await claims.renew(session, ids, self._holder, self._ttl)
+                self._confirmed([i for i in kept if i in self._held], asked_at)
+                for lost in set(ids) - set(kept):
+                    if lost in self._held:
+                        self._held[lost] = asked_at  # unsure: take it again before sending
             return True
 
         name = f"notify-{self._producer}"
         return leases.heartbeat(beat, self._ttl.total_seconds() / 3, name)
 
+    async def _record(self, outcomes: list[tuple[int, Outcome]]) -> list[bool]:
+        async with self._sessions() as session, session.begin():
+            recorded = await claims.finish_all(session, self._holder, outcomes)
+        for (row_id, _), done in zip(outcomes, recorded, strict=True):
+            self._held.pop(row_id, None)
+            if not done:
+                log.warning(
+                    "notification claim lost while sending; it may be sent again",
+                    extra={"notification": row_id},
+                )
+        return recorded
+
     async def _release(self) -> None:
+        await self._recorder.settle()  # outcomes of finished sends first
         async with self._sessions() as session, session.begin():
             await claims.release(session, self._producer, self._holder)
 

@@ -18,13 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import leadflow.notifications
 from leadflow.db.engine import create_engine, session_factory
-from leadflow.db.tables import notifications
 from leadflow.delivery import message_digest
 from leadflow.notifications import Notification, NotificationDispatcher, WebhookSender, pending
 from leadflow.notifications import queue as queue_notification
@@ -75,7 +73,13 @@ def ids(hooks: Hooks, *paths: str) -> list[str]:
 
 
 def sent_by(hooks: Hooks, path: str) -> list[str]:
+    """The user agent (the sending instance) of each delivery to `path`."""
     return [{k.lower(): v for k, v in h.items()}["user-agent"] for h, _ in hooks.at(path)]
+
+
+def ids_from(hooks: Hooks, path: str, agent: str) -> list[str]:
+    """The webhook-ids delivered to `path` by one instance, in order."""
+    return [i for i, a in zip(ids(hooks, path), sent_by(hooks, path), strict=True) if a == agent]
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 30) -> None:
@@ -228,33 +232,78 @@ async def test_a_host_with_a_skewed_clock_cannot_take_a_live_claim(
     assert set(sent_by(hooks, SLOW)) == {"holder"}
 
 
-async def test_a_dispatcher_that_lost_its_claims_sends_no_more(
-    engine: AsyncEngine, stack: AsyncExitStack
+class PausingSender:
+    """Delivers, then freezes this process's event loop once, as if the process were paused
+    (SIGSTOP, a stalled VM) right after a send: no renewal, no bookkeeping until `resume`."""
+
+    def __init__(self, inner: WebhookSender, on_pause: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_pause = on_pause
+        self.resume = threading.Event()
+
+    async def send(self, notification: Notification) -> None:
+        await self._inner.send(notification)
+        if not self.resume.is_set():
+            self._on_pause()
+            self.resume.wait(timeout=60)  # blocks the whole loop on purpose
+            self.resume.set()
+
+
+def instance_in_its_own_thread(
+    database_url: str, settings: Settings, ttl: timedelta, done: Callable[[int], None]
+) -> threading.Thread:
+    """Another instance: its own thread, event loop, engine and HTTP client."""
+
+    async def dispatch_until_it_sends() -> int:
+        engine = create_engine(database_url)
+        try:
+            async with httpx.AsyncClient(headers={"user-agent": "instance-b"}) as client:
+                other = NotificationDispatcher(
+                    engine, settings, PRODUCER, {"webhook": WebhookSender(client)}, claim_ttl=ttl
+                )
+                for _ in range(600):
+                    if sent := await other.dispatch_once():
+                        return sent
+                    await asyncio.sleep(0.05)
+                return 0
+        finally:
+            await engine.dispose()
+
+    return threading.Thread(target=lambda: done(asyncio.run(dispatch_until_it_sends())))
+
+
+async def test_a_dispatcher_paused_past_its_claims_sends_no_more_of_them(
+    engine: AsyncEngine, database_url: str, stack: AsyncExitStack
 ) -> None:
-    settings = Settings(notify_timeout_s=60)
-    instances = Instances(stack, settings)
-    with gated_receiver() as (url, hooks, gate):
+    settings = Settings(notify_timeout_s=0.5)
+    ttl = timedelta(seconds=2)
+    with webhook_server() as (url, hooks):
         keys = await queue(engine, url, [SLOW] * 3, utcnow() - timedelta(seconds=1))
-        dispatcher = await instances.dispatcher(engine, "paused")
-        sending = asyncio.create_task(dispatcher.dispatch_once())
+        client = httpx.AsyncClient(headers={"user-agent": "instance-a"})
+        await stack.enter_async_context(client)
+        sent_by_b: list[int] = []
 
-        async def first_held() -> bool:
-            return len(hooks.at(SLOW)) == 1
+        def b_done(sent: int) -> None:
+            sent_by_b.append(sent)
+            pausing.resume.set()
 
-        await eventually(first_held, "the first send")
-        # As if this instance had been paused past its claims' expiry and another had
-        # claimed the two rows it had not sent yet.
-        first = hooks.at(SLOW)[0][0]["webhook-id"]
-        async with session_factory(engine)() as session, session.begin():
-            await session.execute(
-                update(notifications)
-                .where(notifications.c.dedupe_key != keys[0])
-                .values(claimed_by="another-host:1:0", claimed_until=utcnow() + timedelta(hours=1))
-            )
-        gate.opened.set()
-        assert await sending == 1
-    assert ids(hooks, SLOW) == [first] == [f"msg_{message_digest(keys[0])}"]
-    assert len(await pending(engine, PRODUCER)) == 2
+        b = instance_in_its_own_thread(database_url, settings, ttl, b_done)
+        pausing = PausingSender(WebhookSender(client), b.start)
+        paused = NotificationDispatcher(
+            engine, settings, PRODUCER, {"webhook": pausing}, claim_ttl=ttl
+        )
+        # a sends the first row and freezes; its claims expire by the database's clock;
+        # b takes all three over; a wakes up and must not send the two it had not sent.
+        assert await paused.dispatch_once() == 1
+        b.join(timeout=60)
+    digests = [f"msg_{message_digest(k)}" for k in keys]
+    by_a = ids_from(hooks, SLOW, "instance-a")
+    by_b = ids_from(hooks, SLOW, "instance-b")
+    assert by_a == digests[:1]
+    # b resends the first (a had not recorded it; same webhook-id) and sends the others.
+    assert sorted(by_b) == sorted(digests)
+    assert sent_by_b == [3]
+    assert await pending(engine, PRODUCER) == []
 
 
 async def test_a_dispatcher_run_raises_when_the_database_fails(tmp_path: Path) -> None:

@@ -30,6 +30,5 @@ async def test_each_service_killed_mid_batch_then_restarted(bed: FaultBed) -> No
             await asyncio.sleep(1.0)  # leads keep coming while it is gone
             restart(bed.stack, name)
             assert_ready_again(bed.stack)
-            await asyncio.sleep(1.0)
 
     await through_fault(bed, fault, f"killed-{bed.database}", rate=8.0, before=16)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass
@@ -72,13 +73,15 @@ async def measure(url: str, scenario: Scenario) -> tuple[float, float]:
                 engine, settings, "bench", {"webhook": WebhookSender(client)}
             )
             started, cpu = time.perf_counter(), time.process_time()
-            dispatcher.start()
+            running = asyncio.create_task(dispatcher.run())
             # The receiver records from its own threads: poll it.
             while sum(len(hooks.at(p)) for p in fast_paths) < scenario.fast:  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
             elapsed = time.perf_counter() - started
             cpu_ms = (time.process_time() - cpu) * 1000 / scenario.fast
-            await dispatcher.stop()
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
         await engine.dispose()
     return elapsed, cpu_ms
 

@@ -146,7 +146,6 @@ class NotificationDispatcher:
         self._busy: set[str] = set()  # targets with claimed rows here
         self._recorder: Coalescer[tuple[int, Outcome], bool] = Coalescer(self._record)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Look for due notifications now."""
@@ -324,25 +323,6 @@ class NotificationDispatcher:
         await self._recorder.settle()  # outcomes of finished sends first
         async with self._sessions() as session, session.begin():
             await claims.release(session, self._producer, self._holder)
-
-    async def _keep_running(self) -> None:
-        while True:
-            try:
-                await self.run()
-            except Exception:
-                log.warning("notification dispatch failed; restarting it", exc_info=True)
-            await asyncio.sleep(self._settings.notify_poll_s)
-
-    def start(self) -> None:
-        """Dispatch in the background until stopped (restarting after an error)."""
-        self._task = asyncio.create_task(self._keep_running(), name=f"notify-{self._producer}")
-
-    async def stop(self) -> None:
-        """Stop dispatching (what is due stays queued for the next start)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 async def _all(work: list[Coroutine[Any, Any, int]]) -> list[int]:

@@ -75,11 +75,7 @@ def _notifications(router_settings: RouterSettings) -> Background:
                 PRODUCER,
                 {"email": EmailSender(settings), "webhook": WebhookSender(client, secrets)},
             )
-            dispatcher.start()
-            try:
-                await asyncio.Event().wait()
-            finally:
-                await dispatcher.stop()
+            await dispatcher.run()
 
     return run
 

@@ -48,6 +48,8 @@ class Monitor:
         self.scheduler = TimerScheduler(
             horizon_s=sla_settings.horizon_s, horizon_max=sla_settings.horizon_max
         )
+        # Set while the notification job runs (it may be restarting after an error).
+        self.dispatcher: NotificationDispatcher | None = None
 
     def handler(self, runtime: Runtime) -> EventHandler:
         """Open and close windows; tell the scheduler about the timers opened."""
@@ -58,38 +60,43 @@ class Monitor:
 
         return handle
 
-    async def run_timers(self, runtime: Runtime) -> None:
-        """Fire due timers and send their notifications until cancelled."""
-        config = runtime.settings.app
-        router_url = self.sla_settings.router_url
+    async def send_notifications(self, runtime: Runtime) -> None:
+        """Send queued alerts (email, webhook, Slack) until cancelled; raises on a database
+        error, to be restarted by the supervisor."""
         async with httpx.AsyncClient() as client:
-            webhooks = WebhookSender(client, webhook_secrets(config))
+            webhooks = WebhookSender(client, webhook_secrets(runtime.settings.app))
             senders: dict[str, Sender] = {
                 "email": EmailSender(runtime.settings),
                 "webhook": webhooks,
                 "slack": webhooks,
             }
-            dispatcher = NotificationDispatcher(
+            self.dispatcher = NotificationDispatcher(
                 runtime.engine, runtime.settings, service.PRODUCER, senders
             )
-            dispatcher.start()
-
-            async def load(until: datetime, limit: int) -> list[datetime]:
-                async with runtime.sessions() as session:
-                    return await repository.due_times(session, until, limit)
-
-            async def fire(now: datetime) -> int:
-                async with runtime.sessions() as session, session.begin():
-                    fired = await service.fire_due(session, config, router_url, now)
-                if fired:
-                    runtime.relay.wake()
-                    dispatcher.wake()
-                return fired
-
             try:
-                await self.scheduler.run(load, fire)
+                await self.dispatcher.run()
             finally:
-                await dispatcher.stop()
+                self.dispatcher = None
+
+    async def run_timers(self, runtime: Runtime) -> None:
+        """Fire due timers until cancelled (their alerts go to the outbox and the dispatcher)."""
+        config = runtime.settings.app
+        router_url = self.sla_settings.router_url
+
+        async def load(until: datetime, limit: int) -> list[datetime]:
+            async with runtime.sessions() as session:
+                return await repository.due_times(session, until, limit)
+
+        async def fire(now: datetime) -> int:
+            async with runtime.sessions() as session, session.begin():
+                fired = await service.fire_due(session, config, router_url, now)
+            if fired:
+                runtime.relay.wake()
+                if self.dispatcher is not None:
+                    self.dispatcher.wake()
+            return fired
+
+        await self.scheduler.run(load, fire)
 
     async def refresh_gauges(self, runtime: Runtime) -> None:
         """Recount open timers and windows at a slow cadence (cheap with a million rows)."""
@@ -130,7 +137,11 @@ def create_app(settings: Settings) -> FastAPI:
         settings,
         [spec, REPORTING_CONSUMER],
         routers=[router, reporting_api.router],
-        background={"timers": monitor.run_timers, "gauges": monitor.refresh_gauges},
+        background={
+            "timers": monitor.run_timers,
+            "notifications": monitor.send_notifications,
+            "gauges": monitor.refresh_gauges,
+        },
         description=__doc__ or "",
         ready_checks={"timers_loaded": lambda: monitor.scheduler.loaded},
     )

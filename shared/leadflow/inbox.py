@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import CursorResult, Insert, insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow.db.statements import insert_new
 from leadflow.db.tables import processed_events
 
 
@@ -15,15 +15,20 @@ async def first_delivery(
     session: AsyncSession, consumer: str, event_id: str, now: datetime
 ) -> bool:
     """Record the event as processed by `consumer`; False when it already was (a redelivery)."""
-    values = {"consumer": consumer, "event_id": event_id, "processed_at": now}
-    dialect = session.bind.dialect.name if session.bind is not None else ""
-    stmt: Insert
-    if dialect == "postgresql":
-        stmt = postgresql.insert(processed_events).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(processed_events).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - other databases are not supported
-        stmt = insert(processed_events).values(values)
-    result = await session.execute(stmt)
-    assert isinstance(result, CursorResult)
-    return result.rowcount == 1
+    return event_id in await first_deliveries(session, consumer, [event_id], now)
+
+
+async def first_deliveries(
+    session: AsyncSession, consumer: str, event_ids: Sequence[str], now: datetime
+) -> set[str]:
+    """Record the events as processed by `consumer`, in one statement; returns the ids that
+    had not been (the others are redeliveries)."""
+    if not event_ids:
+        return set()
+    rows = [
+        {"consumer": consumer, "event_id": event_id, "processed_at": now}
+        for event_id in dict.fromkeys(event_ids)
+    ]
+    stmt = insert_new(session, processed_events).returning(processed_events.c.event_id)
+    result = await session.execute(stmt, rows)
+    return set(result.scalars())

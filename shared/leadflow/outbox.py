@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Row, delete, func, insert, select, update
@@ -29,16 +30,27 @@ KEEP_SENT = timedelta(hours=1)
 
 async def enqueue(session: AsyncSession, producer: str, event: Envelope, now: datetime) -> None:
     """Add `event` to the outbox in the caller's transaction."""
-    await session.execute(
-        insert(outbox).values(
-            producer=producer,
-            topic=topic_for(event.type),
-            key=event.subject,
-            event_id=event.id,
-            payload=event.to_bytes(),
-            created_at=now,
-        )
-    )
+    await enqueue_many(session, producer, [event], now)
+
+
+async def enqueue_many(
+    session: AsyncSession, producer: str, events: Sequence[Envelope], now: datetime
+) -> None:
+    """Add `events` to the outbox in the caller's transaction, in order, in one statement."""
+    if not events:
+        return
+    rows = [
+        {
+            "producer": producer,
+            "topic": topic_for(event.type),
+            "key": event.subject,
+            "event_id": event.id,
+            "payload": event.to_bytes(),
+            "created_at": now,
+        }
+        for event in events
+    ]
+    await session.execute(insert(outbox), rows)
 
 
 class OutboxRelay:

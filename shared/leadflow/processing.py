@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
@@ -23,23 +23,28 @@ from leadflow.bus import Publisher, Record
 from leadflow.db.engine import session_factory
 from leadflow.events import Envelope
 from leadflow.faults import InfrastructureUnavailable, describe, is_transient
-from leadflow.inbox import first_delivery
+from leadflow.inbox import first_deliveries
 from leadflow.metrics import ConsumerMetrics
 from leadflow.settings import Settings
 from leadflow.topics import DLQ
 
 __all__ = [
+    "BatchHandler",
     "EventHandler",
     "EventProcessor",
     "InfrastructureUnavailable",
     "PoisonEvent",
     "is_transient",
+    "one_by_one",
     "utcnow",
 ]
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[AsyncSession, Envelope, datetime], Awaitable[None]]
+# A set-based handler: every new event of the batch at once, in Kafka order; it loads what
+# they need in a few statements, applies them in memory one by one, and writes back in bulk.
+BatchHandler = Callable[[AsyncSession, Sequence[Envelope], datetime], Awaitable[None]]
 Clock = Callable[[], datetime]
 
 
@@ -71,7 +76,8 @@ class EventProcessor:
         *,
         consumer: str,
         engine: AsyncEngine,
-        handler: EventHandler,
+        handler: EventHandler | None = None,
+        batch_handler: BatchHandler | None = None,
         accepts: set[str],
         dead_letters: Publisher,
         settings: Settings,
@@ -82,7 +88,12 @@ class EventProcessor:
         self._consumer = consumer
         self._engine = engine
         self._sessions = session_factory(engine)
-        self._handler = handler
+        if batch_handler is not None and handler is None:
+            self._handle = batch_handler
+        elif handler is not None and batch_handler is None:
+            self._handle = one_by_one(handler)
+        else:
+            raise ValueError("give the processor either a handler or a batch handler")
         self._accepts = accepts
         self._dead_letters = dead_letters
         self._settings = settings
@@ -127,16 +138,20 @@ class EventProcessor:
 
     async def _apply(self, events: list[tuple[Record, Envelope]]) -> Counter[str]:
         counts: Counter[str] = Counter()
+        accepted = [event for _, event in events if event.type in self._accepts]
         async with self._sessions() as session, session.begin():
             now = self._clock()
-            for _, event in events:
-                if event.type not in self._accepts:
-                    continue
-                if not await first_delivery(session, self._consumer, event.id, now):
+            new_ids = await first_deliveries(session, self._consumer, [e.id for e in accepted], now)
+            fresh: list[Envelope] = []
+            for event in accepted:
+                if event.id in new_ids:
+                    new_ids.discard(event.id)  # a copy later in the same batch is a duplicate
+                    fresh.append(event)
+                    counts[event.type] += 1
+                else:
                     counts["duplicate"] += 1
-                    continue
-                await self._handler(session, event, now)
-                counts[event.type] += 1
+            if fresh:
+                await self._handle(session, fresh, now)
         return counts
 
     async def _apply_alone(
@@ -206,6 +221,16 @@ class _DeadLetter:
     reason: str
     message: str
     event_id: str | None = None
+
+
+def one_by_one(handler: EventHandler) -> BatchHandler:
+    """A batch handler that applies each event with `handler`, in order."""
+
+    async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
+        for event in events:
+            await handler(session, event, now)
+
+    return handle
 
 
 def _describe(exc: Exception) -> str:

@@ -23,7 +23,7 @@ from leadflow.db.engine import create_engine, session_factory
 from leadflow.faults import describe, is_transient
 from leadflow.metrics import ConsumerMetrics, add_metrics_route, consumer_metrics
 from leadflow.outbox import OutboxRelay
-from leadflow.processing import EventHandler, EventProcessor
+from leadflow.processing import BatchHandler, EventHandler, EventProcessor
 from leadflow.settings import Settings
 from leadflow.supervisor import Supervisor
 
@@ -59,7 +59,9 @@ class ConsumerSpec:
     group: str
     topics: list[str]
     accepts: set[str]
-    handler: Callable[[Runtime], EventHandler]
+    # One of the two: a handler per event, or a set-based handler per batch.
+    handler: Callable[[Runtime], EventHandler] | None = None
+    batch_handler: Callable[[Runtime], BatchHandler] | None = None
     # Called after each consumed batch's transaction (besides waking the outbox relay).
     after_commit: Callable[[], None] | None = None
 
@@ -167,7 +169,8 @@ def consumer_service(
             processor = EventProcessor(
                 consumer=spec.group,
                 engine=engine,
-                handler=spec.handler(runtime),
+                handler=spec.handler(runtime) if spec.handler else None,
+                batch_handler=spec.batch_handler(runtime) if spec.batch_handler else None,
                 accepts=spec.accepts,
                 dead_letters=publisher,
                 settings=settings,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,7 +24,7 @@ from leadflow.db.tables import metadata, outbox
 from leadflow.events import Envelope, LeadActivity, new_event
 from leadflow.inbox import first_delivery
 from leadflow.metrics import consumer_metrics
-from leadflow.outbox import OutboxRelay, enqueue
+from leadflow.outbox import OutboxRelay, enqueue, enqueue_many
 from leadflow.processing import EventProcessor, PoisonEvent
 from leadflow.settings import Settings
 from leadflow_sla import service as sla_service
@@ -239,3 +239,47 @@ async def test_two_relays_publish_each_row_once_and_in_order(database_url: str) 
             await engine.dispose()
     ids = [Envelope.from_bytes(v).id for v in bus.values("leads.activity")]
     assert ids == [f"e{i:04d}" for i in range(1200)]
+
+
+async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once_in_order(
+    engine: AsyncEngine,
+) -> None:
+    calls: list[list[str]] = []
+
+    async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
+        calls.append([e.id for e in events])
+        await enqueue_many(session, "test", events, now)
+
+    bus = InMemoryBus()
+    proc = EventProcessor(
+        consumer="batch",
+        engine=engine,
+        batch_handler=handle,
+        accepts={"lead.contacted"},
+        dead_letters=bus,
+        settings=SETTINGS,
+        metrics=consumer_metrics("test"),
+        clock=lambda: NOW,
+    )
+    first = [activity(f"lk_{i}", f"e-{i}") for i in range(4)]
+    await proc.process([record(e.to_bytes(), i) for i, e in enumerate(first)])
+    # Redelivered events and a copy within the batch are dropped by the inbox.
+    again = [first[2], activity("lk_9", "e-9"), first[0], activity("lk_9", "e-9")]
+    await proc.process([record(e.to_bytes(), 4 + i) for i, e in enumerate(again)])
+
+    assert calls == [["e-0", "e-1", "e-2", "e-3"], ["e-9"]]
+    async with engine.connect() as conn:
+        kept = (await conn.execute(select(outbox.c.event_id).order_by(outbox.c.id))).scalars()
+        assert kept.all() == ["e-0", "e-1", "e-2", "e-3", "e-9"]
+
+
+def test_a_processor_takes_one_kind_of_handler(engine: AsyncEngine) -> None:
+    with pytest.raises(ValueError, match="either a handler or a batch handler"):
+        EventProcessor(
+            consumer="neither",
+            engine=engine,
+            accepts=set(),
+            dead_letters=InMemoryBus(),
+            settings=SETTINGS,
+            metrics=consumer_metrics("test"),
+        )

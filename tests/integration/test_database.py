@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from prometheus_client import REGISTRY
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -283,3 +284,15 @@ def test_a_processor_takes_one_kind_of_handler(engine: AsyncEngine) -> None:
             settings=SETTINGS,
             metrics=consumer_metrics("test"),
         )
+
+
+async def test_statements_sent_to_the_database_are_counted(engine: AsyncEngine) -> None:
+    def sent() -> float:
+        return REGISTRY.get_sample_value("leadflow_sql_statements_total") or 0.0
+
+    before = sent()
+    async with engine.connect() as conn:
+        for _ in range(3):
+            await conn.execute(select(func.count()).select_from(outbox))
+    begin = 1 if engine.dialect.name == "sqlite" else 0  # SQLite's BEGIN IMMEDIATE is one too
+    assert sent() - before == 3 + begin

@@ -43,6 +43,10 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The end-to-end part runs on this PostgreSQL server (SQLite, with a note, if it does not
+# answer). Pass options with E2E_ARGS, e.g. make bench E2E_ARGS="--quick --only rates,burst".
+BENCH_POSTGRES ?= $(or $(LEADFLOW_TEST_POSTGRES_URL),postgresql+asyncpg://postgres@127.0.0.1:5432/postgres)
+
 bench: install
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
 	  || { echo "make bench needs wrk (apt-get install wrk)"; exit 2; }
@@ -50,7 +54,8 @@ bench: install
 	$(BIN)/python bench/scoring_engine.py
 	PYTHONPATH=. $(BIN)/python bench/scoring_history.py
 	$(BIN)/python bench/routing_engine.py
-	PYTHONPATH=. $(BIN)/python bench/end_to_end.py --rate 500 --seconds 10
+	PYTHONPATH=. $(BIN)/python bench/end_to_end.py --postgres '$(BENCH_POSTGRES)' \
+	  --sqlite-if-unreachable $(E2E_ARGS)
 
 .PHONY: chaos
 # Random (seeded) infrastructure faults under a steady lead stream; see README "Chaos".

@@ -1,234 +1,152 @@
-"""`make bench`, end to end: webhook accepted -> `lead.assigned` on Kafka, at a fixed rate.
+"""`make bench`, end to end: webhook accepted -> `lead.assigned` readable on Kafka.
 
-Run from the repository root: `PYTHONPATH=. python bench/end_to_end.py [--rate N]`.
+Run from the repository root:
+`PYTHONPATH=. python bench/end_to_end.py [--postgres URL] [--only rates,search,burst,scale]
+[--quick]`.
 
-Starts its own broker, a fresh database (SQLite by default, or `--postgres URL` of a
-server to create a database on) and the four services as processes; routes a few warm-up
-leads first (consumers join their groups; how long that took is reported as the cold
-start), then posts signed leads open-loop at `--rate` per second for `--seconds`, reads
-`leads.assigned`, and reports the latency from each POST's send to its lead's assignment
-being readable on Kafka (p50, p99, max) and how many were assigned. Writes
-bench/results/end_to_end.json.
+Starts its own broker, a fresh database (on the `--postgres` server, else a SQLite file) and
+every service as processes, on topics of 4 partitions, with the product's settings and
+config/example.yaml; warms each system up (the slowest warm-up lead is the cold start).
+Then, in one run:
+
+* rates: signed demo requests posted open loop at 100, 200 and 500 leads/s (5 s each);
+  latency from each send to its `lead.assigned` (p50/p99/max), how many were routed within
+  20 s of the last send and the backlog left, and SQL statements per consumed event of
+  scoring and the router (their `/metrics` scraped before and after). The rates share one
+  system, except that a run which leaves a backlog is followed by a fresh system.
+* search: the highest rate sustained with p99 <= 100 ms and every lead routed, by
+  bisection from those rates (3 s runs, at most 4, within 100 s).
+* burst: on a fresh system, 10,000 webinar sign-ups (a list import) posted through 32
+  connections as fast as the intake takes them, with a demo request every 0.5 s
+  meanwhile: the time until the last of the burst is routed, and the hot leads' latency.
+* scale: the same 3,000 leads queued while scoring and router are stopped (SIGSTOP), then
+  drained: leads routed per second with 2 instances of each vs 1, each on a fresh system.
+
+Prints a table and writes bench/results/end_to_end.json and end_to_end.png. `--quick`
+shrinks every part (2 s per rate, a 1,000-lead burst, 500 leads to scale) to check the
+bench itself in about two minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer
 
-from leadflow.broker import start_broker
-from leadflow.db.migrate import upgrade
-from leadflow.events import Envelope, lead_key_for
-from leadflow.settings import DEV_SECRETS
-from leadflow.webhooks import sign
-from tests.fixtures.broker import free_port
-from tests.fixtures.databases import create_postgres_database, drop_postgres_database
-from tests.fixtures.stack import wait_ready
+from bench.e2e_phases import QUICK, Sizes, Systems, burst, rates, scale, search
+from bench.e2e_report import plot, table
+from bench.e2e_stack import StackShape, postgres_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-SERVICES = ("intake", "scoring", "router", "sla-monitor")
-ROUTED = {"lead.assigned", "lead.unassigned"}
+PARTS = ("rates", "search", "burst", "scale")
 
 
-def body(i: int, run: str) -> tuple[str, bytes]:
-    """A distinct MQL (demo request from a VP at a large company) and its lead key."""
-    email = f"e2e.{run}.{i}@bigco{i % 97}.example"
-    lead = {
-        "event": "lead",
-        "activity": "demo_request",
-        "lead": {
-            "email": email,
-            "job_title": "VP Operations",
-            "company": {"name": "Bigco", "size": 1500, "industry": "software"},
-            "country": "US",
-        },
-    }
-    return lead_key_for(email), orjson.dumps(lead)
+def log(line: str) -> None:
+    """A progress line with the time, flushed."""
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
 
 
-async def post_all(url: str, rate: float, seconds: float, run: str) -> dict[str, float]:
-    """Post leads open-loop (sends are scheduled, not paced by answers); lead key -> send time."""
-    sent: dict[str, float] = {}
-    count = int(rate * seconds)
-    secret = DEV_SECRETS["web"]
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-
-        async def one(i: int) -> None:
-            key, raw = body(i, run)
-            msg_id, ts = f"msg_{uuid.uuid4().hex}", int(time.time())
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": msg_id,
-                "webhook-timestamp": str(ts),
-                "webhook-signature": sign(secret, msg_id, ts, raw),
-            }
-            sent[key] = time.monotonic()
-            response = await client.post(url, content=raw, headers=headers)
-            if response.status_code != 202:
-                raise RuntimeError(f"intake answered {response.status_code}: {response.text}")
-
-        started = time.monotonic()
-        tasks = []
-        for i in range(count):
-            delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-    return sent
-
-
-async def read_assignments(
-    bootstrap: str, keys: set[str], seen: dict[str, float], deadline: float
-) -> None:
-    """Record when each lead's `lead.assigned` becomes readable."""
-    consumer = AIOKafkaConsumer(
-        "leads.assigned",
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-        fetch_max_wait_ms=10,
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    await consumer.start()
-    try:
-        while time.monotonic() < deadline and not keys <= seen.keys():
-            batches = await consumer.getmany(timeout_ms=100)
-            now = time.monotonic()
-            for messages in batches.values():
-                for message in messages:
-                    event = Envelope.from_bytes(message.value)
-                    # Queued leads (every rep capped) are routed too: the decision is out.
-                    if event.type in ROUTED and event.subject in keys:
-                        seen.setdefault(event.subject, now)
-    finally:
-        await consumer.stop()
-
-
-def percentile(values: list[float], share: float) -> float:
-    """The value below which `share` of `values` fall (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
-
-
-async def warm_up(intake: str, bootstrap: str) -> float:
-    """Post a few leads and wait until all are routed: the consumers have joined their groups
-    and every path is warm. Returns the slowest of them (ms), the cold-start latency."""
-    run = uuid.uuid4().hex[:6]
-    keys = {body(i, run)[0] for i in range(20)}
-    seen: dict[str, float] = {}
-    reader = asyncio.create_task(read_assignments(bootstrap, keys, seen, time.monotonic() + 90))
-    sent = await post_all(f"{intake}/v1/webhooks/web", 20, 1, run)
-    await reader
-    if not keys <= seen.keys():
-        raise RuntimeError("the warm-up leads were not all routed within 90 s")
-    return max(seen[k] - sent[k] for k in keys) * 1000
-
-
-async def measure(intake: str, bootstrap: str, rate: float, seconds: float) -> dict[str, Any]:
-    """Warm the running stack up, then drive it; returns the latency summary."""
-    cold_start_ms = await warm_up(intake, bootstrap)
-    run = uuid.uuid4().hex[:6]
-    keys = {body(i, run)[0] for i in range(int(rate * seconds))}
-    seen: dict[str, float] = {}
-    reader = asyncio.create_task(
-        read_assignments(bootstrap, keys, seen, time.monotonic() + seconds + 60)
-    )
-    sent = await post_all(f"{intake}/v1/webhooks/web", rate, seconds, run)
-    await reader
-    latencies = [(seen[k] - sent[k]) * 1000 for k in sent if k in seen]
-    return {
-        "rate_per_s": rate,
-        "seconds": seconds,
-        "posted": len(sent),
-        "assigned": len(latencies),
-        "p50_ms": percentile(latencies, 0.5) if latencies else None,
-        "p99_ms": percentile(latencies, 0.99) if latencies else None,
-        "max_ms": max(latencies) if latencies else None,
-        "cold_start_ms": cold_start_ms,
-        "target_p99_ms": 100,
-    }
-
-
-def main() -> int:
-    """Run the measurement; prints a line and writes JSON."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rate", type=float, default=500)
-    parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--postgres", help="a PostgreSQL server URL (postgresql+asyncpg://...)")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="leadflow-e2e-"))
-    url = (
-        create_postgres_database(args.postgres)
-        if args.postgres
-        else f"sqlite+aiosqlite:///{work / 'leadflow.db'}"
+    parser.add_argument(
+        "--sqlite-if-unreachable",
+        action="store_true",
+        help="run on SQLite, with a note, when the --postgres server does not answer",
     )
-    upgrade(url)
-    port = free_port()
-    broker = start_broker(port, log=work / "broker.log")
-    bootstrap = f"127.0.0.1:{port}"
-    ports = {name: free_port() for name in SERVICES}
-    env = {
-        **os.environ,
-        "LEADFLOW_DATABASE_URL": url,
-        "LEADFLOW_KAFKA_BOOTSTRAP": bootstrap,
-        "LEADFLOW_INTAKE_SPOOL_DIR": str(work / "spool"),
-        "LEADFLOW_CONSUMER_SESSION_TIMEOUT_MS": "3000",
-        "LEADFLOW_CONSUMER_HEARTBEAT_MS": "500",
-        "LEADFLOW_CONSUMER_REBALANCE_TIMEOUT_MS": "3000",
-        "LEADFLOW_LOG_LEVEL": "WARNING",
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"the parts to run, comma-separated, of {', '.join(PARTS)} (default: all)",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks the bench")
+    parser.add_argument("--rates", help="the open-loop rates, comma-separated (leads/s)")
+    parser.add_argument("--seconds", type=float, help="how long each rate runs")
+    parser.add_argument("--burst", type=int, help="how many leads the burst has")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
+    args = parser.parse_args(argv)
+    unknown = set(args.only.split(",")) - set(PARTS)
+    if unknown:
+        parser.error(f"--only takes {', '.join(PARTS)}; not {', '.join(sorted(unknown))}.")
+    return args
+
+
+def sizes_of(args: argparse.Namespace) -> Sizes:
+    """The sizes the command line asks for."""
+    sizes = QUICK if args.quick else Sizes()
+    if args.rates:
+        sizes = replace(sizes, rates=tuple(float(r) for r in args.rates.split(",")))
+    if args.seconds:
+        sizes = replace(sizes, rate_seconds=args.seconds)
+    if args.burst:
+        sizes = replace(sizes, burst=args.burst)
+    return sizes
+
+
+async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
+    """Every part asked for, in order. A part that fails is reported (its error in
+    `errors`) and the others still run."""
+    parts = args.only.split(",")
+    shape = StackShape(args.postgres)
+    result: dict[str, Any] = {
+        "database": "postgresql" if args.postgres else "sqlite",
+        "partitions": shape.partitions,
+        "quick": args.quick,
+        "errors": {},
     }
-    processes = []
-    try:
-        for name in SERVICES:
-            log = work / f"{name}.log"
-            command = [sys.executable, "-m", "leadflow", name, "--port", str(ports[name])]
-            process = subprocess.Popen(
-                command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-            )
-            processes.append(process)
-            wait_ready(name, f"http://127.0.0.1:{ports[name]}", process, log, timeout_s=90)
-        result = asyncio.run(
-            measure(f"http://127.0.0.1:{ports['intake']}", bootstrap, args.rate, args.seconds)
+    started = time.monotonic()
+    systems = Systems(shape, log)
+
+    async def attempt(part: str, measure: Callable[[], Awaitable[Any]]) -> None:
+        if part not in parts:
+            return
+        try:
+            result[part] = await measure()
+        except Exception as exc:
+            log(f"{part} failed: {exc}")
+            traceback.print_exc()
+            result["errors"][part] = f"{type(exc).__name__}: {exc}"[:2000]
+            await systems.discard()
+
+    await attempt("rates", lambda: rates(systems, sizes, log))
+    await attempt("search", lambda: search(systems, sizes, result.get("rates", []), log))
+    result["cold_start_ms"] = systems.cold_start_ms
+    await systems.discard()
+    await attempt("burst", lambda: burst(shape, sizes, log))
+    await attempt("scale", lambda: scale(args.postgres, sizes, log))
+    result["bench_seconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the parts asked for; print the table; write the JSON and the plot."""
+    args = parse(argv)
+    sizes = sizes_of(args)
+    if args.postgres and args.sqlite_if_unreachable and not postgres_answers(args.postgres):
+        log(
+            "note: no PostgreSQL server answers at the --postgres URL; measuring on SQLite "
+            "instead (the targets are for PostgreSQL: set LEADFLOW_TEST_POSTGRES_URL)"
         )
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        broker.terminate()
-        broker.wait(10)
-        if args.postgres:
-            drop_postgres_database(url)
-    result["database"] = "postgresql" if args.postgres else "sqlite"
-    sys.stdout.write(
-        f"end to end at {args.rate:.0f} leads/s for {args.seconds:.0f} s ({result['database']}): "
-        f"{result['assigned']}/{result['posted']} assigned, p50 {result['p50_ms']:.0f} ms, "
-        f"p99 {result['p99_ms']:.0f} ms, max {result['max_ms']:.0f} ms (target p99 100 ms); "
-        f"before that, warm-up leads took up to {result['cold_start_ms']:.0f} ms\n"
-    )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "end_to_end.json").write_text(
-        orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
-    )
-    return 0
+        args.postgres = None
+    result = asyncio.run(run(args, sizes))
+    print(table(result))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "end_to_end.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    plot(result, args.out / "end_to_end.png")
+    log(f"wrote {args.out / 'end_to_end.json'} and {args.out / 'end_to_end.png'}")
+    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -26,13 +26,13 @@ from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadflow import leases
 from leadflow import notification_claims as claims
 from leadflow.coalesce import Coalescer
 from leadflow.db.engine import session_factory
+from leadflow.db.statements import insert_new
 from leadflow.db.tables import notifications
 from leadflow.delivery import (
     Channel,
@@ -59,7 +59,23 @@ async def queue(
     session: AsyncSession, producer: str, notification: Notification, now: datetime
 ) -> bool:
     """Queue a notification in the caller's transaction; False if its dedupe key was queued."""
-    values = {
+    stmt = insert_new(session, notifications).values(_row(producer, notification, now))
+    result = await session.execute(stmt)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def queue_many(
+    session: AsyncSession, producer: str, notes: Sequence[Notification], now: datetime
+) -> None:
+    """Queue notifications in the caller's transaction, in order, in one statement (those
+    whose dedupe key was queued before are skipped)."""
+    if notes:
+        rows = [_row(producer, note, now) for note in notes]
+        await session.execute(insert_new(session, notifications), rows)
+
+
+def _row(producer: str, notification: Notification, now: datetime) -> dict[str, Any]:
+    return {
         "producer": producer,
         "channel": notification.channel,
         "target": notification.target,
@@ -72,11 +88,6 @@ async def queue(
         "attempts": 0,
         "next_attempt_at": now,
     }
-    dialect = session.bind.dialect.name if session.bind is not None else ""
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(notifications).values(values).on_conflict_do_nothing()
-    result = await session.execute(stmt)
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

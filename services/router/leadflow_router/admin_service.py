@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow.config import LeadflowConfig
-from leadflow_router import repository, roster, roster_repository
-from leadflow_router.availability import local_day_start, off_duty, over_capacity
+from leadflow_router import book_repository, roster, roster_repository
+from leadflow_router.availability import RepLoad, local_day_start, off_duty, over_capacity
 from leadflow_router.metrics import ADMIN_CHANGES
 from leadflow_router.service import current_reps
 
@@ -32,11 +32,12 @@ async def rep_views(
     reps = await current_reps(session, config, rep_ids, now)
     stored = await roster_repository.overrides(session, rep_ids)
     absent = await roster_repository.absences(session, rep_ids, now)
-    loads = await repository.loads(session, {r: local_day_start(reps[r], now) for r in reps})
+    day_starts = {r: local_day_start(rep, now) for r, rep in reps.items()}
+    open_leads, since = await book_repository.tallies(session, rep_ids, set(day_starts.values()))
     views = []
     for rep_id in rep_ids:
         rep = reps[rep_id]
-        load = loads[rep_id]
+        load = RepLoad(today=since[day_starts[rep_id]][rep_id][0], open=open_leads[rep_id])
         reason = off_duty(rep, now) or over_capacity(rep, load)
         views.append(
             {

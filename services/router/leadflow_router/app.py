@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 import httpx
@@ -20,7 +21,7 @@ from leadflow.events import Envelope
 from leadflow.faults import is_transient
 from leadflow.notifications import EmailSender, NotificationDispatcher, WebhookSender
 from leadflow.problems import install_problem_handlers
-from leadflow.processing import EventHandler, utcnow
+from leadflow.processing import BatchHandler, utcnow
 from leadflow.runtime import Background, ConsumerSpec, Runtime, consumer_service
 from leadflow.settings import ConfigError, Settings
 from leadflow_router import admin, api, service
@@ -34,17 +35,12 @@ MIN_TOKEN_LENGTH = 24
 RETRY_PAGE = 100
 
 
-def _handler(options: NotifyOptions) -> ConsumerSpec:
-    def make(runtime: Runtime) -> EventHandler:
+def _consumer(options: NotifyOptions) -> ConsumerSpec:
+    def make(runtime: Runtime) -> BatchHandler:
         config = runtime.settings.app
 
-        async def handle(session: AsyncSession, event: Envelope, now: datetime) -> None:
-            if event.type == "lead.scored":
-                await service.route_scored(session, event, config, now, options)
-            elif event.type == "sla.escalated":
-                await service.reassign_escalated(session, event, config, now, options)
-            else:
-                await service.record_activity(session, event)
+        async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
+            await service.apply_events(session, events, config, now, options)
 
         return handle
 
@@ -52,7 +48,7 @@ def _handler(options: NotifyOptions) -> ConsumerSpec:
         group="leadflow-router",
         topics=[topics.SCORED, topics.ALERTS, topics.ACTIVITY],
         accepts={"lead.scored", "sla.escalated", *service.OUTCOMES},
-        handler=make,
+        batch_handler=make,
     )
 
 
@@ -137,7 +133,7 @@ def create_app(settings: Settings, router_settings: RouterSettings | None = None
     app = consumer_service(
         "router",
         settings,
-        [_handler(options)],
+        [_consumer(options)],
         routers=[api.router, admin.router],
         background={
             "notifications": _notifications(router_settings),

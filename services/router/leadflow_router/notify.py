@@ -1,16 +1,13 @@
-"""Who hears about a routing decision: the rep, the manager, the CRM (queued in the transaction)."""
+"""Who hears about a routing decision: the rep, the manager, the CRM (pure; queued with it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from leadflow.config import LeadflowConfig
+from leadflow.delivery import Notification
 from leadflow.events import Envelope, LeadScored
-from leadflow.notifications import Notification, queue
 from leadflow_router.domain import Decision
 
 PRODUCER = "router"
@@ -56,16 +53,14 @@ def _payload(event: Envelope, scored: LeadScored, why_url: str) -> dict[str, Any
     }
 
 
-async def queue_notifications(
-    session: AsyncSession,
+def notifications_for(
     config: LeadflowConfig,
     options: NotifyOptions,
     scored: LeadScored,
     decision: Decision,
     event: Envelope,
-    now: datetime,
-) -> None:
-    """Queue every notification this decision calls for, once each (dedupe keys)."""
+) -> list[Notification]:
+    """Every notification this decision calls for, each under its own dedupe key."""
     settings = config.routing.notify
     why_url = f"{options.public_url}/v1/leads/{scored.lead_key}/routing"
     key = f"router:{event.id}"
@@ -142,5 +137,4 @@ async def queue_notifications(
                 {},
             )
         )
-    for note in notes:
-        await queue(session, PRODUCER, note, now)
+    return notes

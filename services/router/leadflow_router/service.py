@@ -1,87 +1,66 @@
-"""Routing orchestration: load the state, decide, record, emit through the outbox, notify.
+"""Routing orchestration: a batch of events is loaded, decided in memory, and written back.
 
-Every function runs inside the caller's transaction and never commits. Decisions take the
-routing lock first, so turns, caps and "assigned once" hold across router instances.
+Every function runs inside the caller's transaction and never commits. A batch (one event
+or hundreds, in Kafka order) costs the same few statements:
+1. read the run-time roster of the reps its decisions may touch (overrides, absences) and
+   the scored leads that escalations route again;
+2. lock the routing pools those decisions may touch (`pools.py`), all at once, in order;
+3. load the leads' assignments, the reps' open and recent counts and the teams' turns;
+4. apply each event in order to that state (`handlers.py`), so later events see earlier
+   ones' assignments, turns and loads;
+5. write back in bulk: assignments, decisions, turns, routed leads, outbox, notifications.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow.config import LeadflowConfig, Rep
-from leadflow.events import (
-    Envelope,
-    LeadActivity,
-    LeadAssigned,
-    LeadScored,
-    LeadUnassigned,
-    Payload,
-    SlaAlert,
-    derived_event_id,
-    new_event,
-)
-from leadflow.outbox import enqueue
-from leadflow_router import domain, repository, roster, roster_repository
-from leadflow_router.availability import local_day_start, skip_kind
-from leadflow_router.metrics import ASSIGNMENTS, END_TO_END, REASSIGNMENTS, SKIPPED
-from leadflow_router.notify import NotifyOptions, queue_notifications
+from leadflow.events import Envelope, LeadActivity, LeadScored, SlaAlert
+from leadflow_router import book_repository, domain, handlers, repository, roster, roster_repository
+from leadflow_router.availability import local_day_start
+from leadflow_router.book import RoutingBook
+from leadflow_router.handlers import HANDLERS, OUTCOMES, Batch, close_on_outcome, observe, routes
+from leadflow_router.notify import NotifyOptions
+from leadflow_router.pools import union
 
-log = logging.getLogger(__name__)
-
-PRODUCER = "router"
-SOURCE = "/leadflow/router"
-# Outcomes that end a rep's work on a lead, and whether they count as a conversion (SQL).
-OUTCOMES = {"lead.rejected": False, "lead.converted": True, "lead.won": True, "lead.lost": False}
-
-Kind = Literal["route", "reassign", "dequeue"]
+__all__ = [
+    "OUTCOMES",
+    "apply_events",
+    "current_reps",
+    "reassign_escalated",
+    "record_activity",
+    "retry_queued",
+    "route_scored",
+]
 
 
-async def current_reps(
-    session: AsyncSession, config: LeadflowConfig, rep_ids: Iterable[str], now: datetime
-) -> dict[str, Rep]:
-    """Reps as they stand now: configuration, then run-time overrides and absences."""
-    ids = sorted(set(rep_ids))
-    stored = await roster_repository.overrides(session, ids)
-    absent = await roster_repository.absences(session, ids, now)
-    return {
-        rep_id: roster.effective(
-            config.rep(rep_id),
-            stored.get(rep_id, {}),
-            [(a["starts_at"], a["ends_at"], a["note"]) for a in absent.get(rep_id, [])],
-        )
-        for rep_id in ids
-    }
-
-
-async def routing_state(
+async def apply_events(
     session: AsyncSession,
+    events: Sequence[Envelope],
     config: LeadflowConfig,
-    scored: LeadScored,
     now: datetime,
-    excluded: frozenset[str] = frozenset(),
-) -> domain.RoutingState:
-    """Everything a decision for this lead reads: reps, loads, turns, window statistics."""
-    play = domain.in_play(config, scored, now)
-    reps = await current_reps(session, config, play.reps, now)
-    loads = await repository.loads(session, {r: local_day_start(reps[r], now) for r in reps})
-    last_turn = {team: await repository.last_turn(session, team) for team in sorted(play.teams)}
-    recent: dict[str, dict[str, int]] = {}
-    conversions: dict[str, dict[str, tuple[int, int]]] = {}
-    for name in sorted(play.teams):
-        team = config.team(name)
-        if team.distribution != "weighted":
-            continue
-        recent[name] = await repository.recent_counts(session, team.reps, now - team.balance_window)
-        if team.weights == "conversion":
-            conversions[name] = await repository.conversion_stats(
-                session, team.reps, now - team.conversion_window
-            )
-    return domain.RoutingState(reps, loads, last_turn, recent, conversions, excluded)
+    options: NotifyOptions | None = None,
+) -> list[domain.Decision | None]:
+    """Apply the router's events in order (scores, escalations, CRM outcomes); returns the
+    decision each one took, or None."""
+    batch = Batch(config, options or NotifyOptions(), now)
+    escalated = {e.data.lead_key for e in events if isinstance(e.data, SlaAlert)}
+    routed = await book_repository.routed_leads_of(session, escalated)
+    deciding = [e.data for e in events if isinstance(e.data, LeadScored) and routes(config, e.data)]
+    lead_keys = {
+        e.data.lead_key for e in events if isinstance(e.data, LeadScored | SlaAlert | LeadActivity)
+    }
+    await _load(session, batch, lead_keys, [*deciding, *routed.values()], routed)
+    decisions = []
+    for event in events:
+        handler = HANDLERS.get(event.type)
+        decisions.append(handler(batch, event) if handler is not None else None)
+    await _save(session, batch)
+    return decisions
 
 
 async def route_scored(
@@ -92,28 +71,7 @@ async def route_scored(
     options: NotifyOptions | None = None,
 ) -> domain.Decision | None:
     """Route a lead the first time it qualifies; later scores of a routed lead change nothing."""
-    scored = event.data
-    assert isinstance(scored, LeadScored)
-    if not scored.newly_qualified or scored.tier not in config.routing.tiers:
-        return None
-    await repository.lock_routing(session)
-    if await repository.assignment_count(session, scored.lead_key) > 0:
-        return None
-    state = await routing_state(session, config, scored, now)
-    decision = domain.route(config, scored, now, state)
-    await repository.save_lead(session, scored, now)
-    await _apply(
-        session,
-        config,
-        options or NotifyOptions(),
-        scored,
-        decision,
-        assignment_id=derived_event_id("assignment", event.id),
-        seq=1,
-        kind="route",
-        previous=[],
-        now=now,
-    )
+    [decision] = await apply_events(session, [event], config, now, options)
     return decision
 
 
@@ -125,46 +83,19 @@ async def reassign_escalated(
     options: NotifyOptions | None = None,
 ) -> domain.Decision | None:
     """Pick again for an escalated lead, excluding every rep who already had it."""
-    alert = event.data
-    assert isinstance(alert, SlaAlert)
-    await repository.lock_routing(session)
-    current = await repository.current_assignment(session, alert.lead_key)
-    if (
-        current is None
-        or current["assignment_id"] != alert.assignment_id
-        or current["closed_at"] is not None
-    ):
-        log.info(
-            "escalation ignored: the lead has moved on since",
-            extra={"lead_key": alert.lead_key, "assignment_id": alert.assignment_id},
-        )
-        return None
-    scored = await repository.routed_lead(session, alert.lead_key)
-    if scored is None:
-        log.warning(
-            "escalation for a lead the router never routed", extra={"lead_key": alert.lead_key}
-        )
-        return None
-    previous = _previous_reps(await repository.history(session, alert.lead_key))
-    excluded = frozenset({*previous, alert.rep_id})
-    decision = domain.route(
-        config, scored, now, await routing_state(session, config, scored, now, excluded)
-    )
-    await repository.close(session, alert.assignment_id, "escalated", now)
-    await _apply(
-        session,
-        config,
-        options or NotifyOptions(),
-        scored,
-        decision,
-        assignment_id=derived_event_id("reassignment", event.id),
-        seq=current["seq"] + 1,
-        kind="reassign",
-        previous=previous or [alert.rep_id],
-        now=now,
-    )
-    REASSIGNMENTS.labels(decision.outcome).inc()
+    [decision] = await apply_events(session, [event], config, now, options)
     return decision
+
+
+async def record_activity(session: AsyncSession, event: Envelope) -> None:
+    """Close the lead's assignment on a final outcome; credit conversions to the rep."""
+    activity = event.data
+    assert isinstance(activity, LeadActivity)
+    if event.type not in OUTCOMES:
+        return
+    book = RoutingBook(history=await book_repository.history_of(session, [activity.lead_key]))
+    close_on_outcome(book, event)
+    await book_repository.save(session, book.writes, activity.occurred_at)
 
 
 async def retry_queued(
@@ -178,113 +109,77 @@ async def retry_queued(
 ) -> tuple[list[int], int]:
     """Try queued leads again (a page after `after_id`); returns the entry ids seen and how
     many left the queue."""
-    await repository.lock_routing(session)
     queued = await repository.queued_leads(session, after_id, limit)
+    lead_keys = {str(entry["lead_key"]) for entry in queued}
+    batch = Batch(config, options or NotifyOptions(), now)
+    routed = await book_repository.routed_leads_of(session, lead_keys)
+    await _load(session, batch, lead_keys, list(routed.values()), routed)
     assigned = 0
     for entry in queued:
-        scored = await repository.routed_lead(session, entry["lead_key"])
-        if scored is None:
-            continue
-        previous = _previous_reps(await repository.history(session, entry["lead_key"]))
-        state = await routing_state(session, config, scored, now, frozenset(previous))
-        decision = domain.route(config, scored, now, state)
-        if decision.outcome == "queued":
-            continue
-        await repository.close(session, entry["assignment_id"], "assigned_from_queue", now)
-        await _apply(
-            session,
-            config,
-            options or NotifyOptions(),
-            scored,
-            decision,
-            assignment_id=derived_event_id("dequeue", entry["assignment_id"]),
-            seq=entry["seq"] + 1,
-            kind="dequeue",
-            previous=previous,
-            now=now,
-        )
-        assigned += 1
+        # The entry as it stands under the lock: another router may have dequeued it since.
+        history = batch.book.history(str(entry["lead_key"]))
+        row = next((a for a in history if a.id == entry["id"]), None)
+        if row is not None and handlers.dequeue(batch, row) is not None:
+            assigned += 1
+    await _save(session, batch)
     return [int(entry["id"]) for entry in queued], assigned
 
 
-async def record_activity(session: AsyncSession, event: Envelope) -> None:
-    """Close the lead's assignment on a final outcome; credit conversions to the rep."""
-    activity = event.data
-    assert isinstance(activity, LeadActivity)
-    if event.type in OUTCOMES:
-        await repository.record_outcome(
-            session,
-            activity.lead_key,
-            activity.activity,
-            OUTCOMES[event.type],
-            activity.occurred_at,
+async def current_reps(
+    session: AsyncSession, config: LeadflowConfig, rep_ids: Iterable[str], now: datetime
+) -> dict[str, Rep]:
+    """Reps as they stand now: configuration, then run-time overrides and absences."""
+    ids = sorted(set(rep_ids))
+    if not ids:
+        return {}
+    stored = await roster_repository.overrides(session, ids)
+    absent = await roster_repository.absences(session, ids, now)
+    return {
+        rep_id: roster.effective(
+            config.rep(rep_id),
+            stored.get(rep_id, {}),
+            [(a["starts_at"], a["ends_at"], a["note"]) for a in absent.get(rep_id, [])],
         )
+        for rep_id in ids
+    }
 
 
-def _previous_reps(history: list[dict[str, object]]) -> list[str]:
-    return list(dict.fromkeys(str(h["rep_id"]) for h in history if h["rep_id"] is not None))
-
-
-async def _apply(
+async def _load(
     session: AsyncSession,
-    config: LeadflowConfig,
-    options: NotifyOptions,
-    scored: LeadScored,
-    decision: domain.Decision,
-    *,
-    assignment_id: str,
-    seq: int,
-    kind: Kind,
-    previous: list[str],
-    now: datetime,
+    batch: Batch,
+    lead_keys: Iterable[str],
+    deciding: Iterable[LeadScored],
+    routed: dict[str, LeadScored],
 ) -> None:
-    turn = None
-    if decision.rep_id is not None and decision.by_rotation:
-        turn = await repository.advance_turn(session, decision.team, decision.rep_id)
-    await repository.record(
-        session,
-        lead_key=scored.lead_key,
-        assignment_id=assignment_id,
-        seq=seq,
-        decision=decision,
-        kind=kind,
-        turn=turn,
-        config_version=config.routing.version,
-        now=now,
+    """Lock what the batch's decisions may touch, then load the book they read."""
+    config, now = batch.config, batch.now
+    locked = union(batch.reach(scored) for scored in deciding)
+    # The roster changes only through the admin API, never under the routing lock.
+    reps = await current_reps(session, config, locked.reps, now)
+    await book_repository.lock_pools(session, locked.pools)
+    history = await book_repository.history_of(session, set(lead_keys))
+    day_starts = {rep_id: local_day_start(rep, now) for rep_id, rep in reps.items()}
+    sinces = set(day_starts.values())
+    for name in locked.teams:
+        team = config.team(name)
+        if team.distribution == "weighted":
+            sinces.add(now - team.balance_window)
+            if team.weights == "conversion":
+                sinces.add(now - team.conversion_window)
+    open_leads, assigned_since = await book_repository.tallies(session, locked.reps, sinces)
+    batch.book = RoutingBook(
+        reps=reps,
+        history=history,
+        open_leads=open_leads,
+        assigned_since=assigned_since,
+        day_starts=day_starts,
+        turns=await book_repository.turns_of(session, locked.teams),
+        routed=routed,
     )
-    data: Payload
-    if decision.rep_id is not None:
-        data = LeadAssigned(
-            lead_key=scored.lead_key,
-            assignment_id=assignment_id,
-            rep_id=decision.rep_id,
-            rep_name=config.rep(decision.rep_id).name,
-            team=decision.team,
-            rule=decision.rule,
-            tier=scored.tier,
-            reason=decision.reason,
-            assigned_at=now,
-            received_at=scored.received_at,
-            previous_rep_ids=previous,
-            source=scored.source,
-        )
-        type_ = "lead.reassigned" if kind == "reassign" else "lead.assigned"
-    else:
-        data = LeadUnassigned(
-            lead_key=scored.lead_key,
-            team=decision.team,
-            rule=decision.rule,
-            tier=scored.tier,
-            reason=decision.reason,
-            queued_at=now,
-            received_at=scored.received_at,
-        )
-        type_ = "lead.unassigned"
-    event = new_event(type_, data, source=SOURCE, time=now, event_id=assignment_id)
-    await enqueue(session, PRODUCER, event, now)
-    await queue_notifications(session, config, options, scored, decision, event, now)
-    ASSIGNMENTS.labels(decision.team, decision.outcome).inc()
-    for reason in decision.skipped.values():
-        SKIPPED.labels(skip_kind(reason)).inc()
-    if kind == "route":
-        END_TO_END.observe(max(0.0, (now - scored.received_at).total_seconds()))
+    batch.locked = locked
+
+
+async def _save(session: AsyncSession, batch: Batch) -> None:
+    writes = batch.book.writes
+    await book_repository.save(session, writes, batch.now)
+    observe(writes.decided, batch.now)

@@ -1,0 +1,242 @@
+"""Every SQL statement of a routing batch: pool locks, bulk loads of its book, bulk writes.
+
+Each function is one statement whatever the number of leads, reps or teams, so a batch
+costs the same few statements for one event and for hundreds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow.db.tables import UtcDateTime
+from leadflow.events import LeadScored
+from leadflow.notifications import queue_many
+from leadflow.outbox import enqueue_many
+from leadflow_router.book import Assignment, Turns, Writes
+from leadflow_router.domain import Decision
+from leadflow_router.notify import PRODUCER
+from leadflow_router.pools import lock_key
+from leadflow_router.tables import (
+    assignments,
+    round_robin_pointers,
+    routed_leads,
+    routing_decisions,
+)
+
+# Advisory locks taken one after the other in the array's order (unnest keeps it), in
+# one round trip: every router sorts its keys, so two batches never wait on each other
+# in a circle.
+_LOCK_POOLS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
+
+async def lock_pools(session: AsyncSession, pools: Collection[str]) -> None:
+    """Hold the routing pools until the transaction ends (PostgreSQL; SQLite writers
+    already hold the database lock from BEGIN IMMEDIATE)."""
+    if not pools or session.bind is None or session.bind.dialect.name != "postgresql":
+        return
+    await session.execute(_LOCK_POOLS, {"keys": sorted(lock_key(pool) for pool in pools)})
+
+
+async def routed_leads_of(
+    session: AsyncSession, lead_keys: Collection[str]
+) -> dict[str, LeadScored]:
+    """The scored leads as they were first routed, by lead key."""
+    if not lead_keys:
+        return {}
+    query = select(routed_leads.c.lead_key, routed_leads.c.scored).where(
+        routed_leads.c.lead_key.in_(list(lead_keys))
+    )
+    return {str(key): LeadScored.model_validate(raw) for key, raw in await session.execute(query)}
+
+
+async def history_of(
+    session: AsyncSession, lead_keys: Collection[str]
+) -> dict[str, list[Assignment]]:
+    """Every assignment and queue entry of these leads, oldest first."""
+    if not lead_keys:
+        return {}
+    c = assignments.c
+    query = select(
+        c.id,
+        c.assignment_id,
+        c.lead_key,
+        c.seq,
+        c.rep_id,
+        c.team,
+        c.rule,
+        c.status,
+        c.assigned_at,
+        c.turn,
+        c.closed_at,
+        c.close_reason,
+        c.converted_at,
+    ).where(c.lead_key.in_(list(lead_keys)))
+    history: dict[str, list[Assignment]] = {}
+    for row in await session.execute(query.order_by(c.lead_key, c.seq)):
+        history.setdefault(row.lead_key, []).append(Assignment(**row._mapping))
+    return history
+
+
+async def tallies(
+    session: AsyncSession, reps: Collection[str], sinces: Iterable[datetime]
+) -> tuple[dict[str, int], dict[datetime, dict[str, list[int]]]]:
+    """Each rep's open leads, and per instant their leads assigned (and converted) since.
+
+    Every rep and instant is in the answer (0 when there is nothing to count).
+    """
+    ordered = sorted(set(sinces))
+    open_leads = dict.fromkeys(reps, 0)
+    counts: dict[datetime, dict[str, list[int]]] = {s: {r: [0, 0] for r in reps} for s in ordered}
+    if not reps:
+        return open_leads, counts
+    c = assignments.c
+    columns = [func.count(case((c.closed_at.is_(None), 1)))]
+    for since in ordered:
+        columns.append(func.count(case((c.assigned_at >= since, 1))))
+        columns.append(
+            func.count(case((and_(c.assigned_at >= since, c.converted_at.is_not(None)), 1)))
+        )
+    recent = or_(c.closed_at.is_(None), c.assigned_at >= ordered[0]) if ordered else None
+    query = (
+        select(c.rep_id, *columns)
+        .where(c.rep_id.in_(list(reps)), c.status == "assigned")
+        .where(recent if recent is not None else c.closed_at.is_(None))
+        .group_by(c.rep_id)
+    )
+    for rep, open_now, *numbers in await session.execute(query):
+        open_leads[rep] = int(open_now)
+        for i, since in enumerate(ordered):
+            counts[since][rep] = [int(numbers[2 * i]), int(numbers[2 * i + 1])]
+    return open_leads, counts
+
+
+async def turns_of(session: AsyncSession, teams: Collection[str]) -> dict[str, Turns]:
+    """The round-robin pointers of these teams (a team that never had a turn has none)."""
+    if not teams:
+        return {}
+    p = round_robin_pointers.c
+    query = select(p.team, p.last_rep_id, p.turns).where(p.team.in_(list(teams)))
+    return {str(team): Turns(last, int(n)) for team, last, n in await session.execute(query)}
+
+
+# Only what is still unset is set: an outcome recorded meanwhile by another transaction
+# (outcomes take no routing lock) keeps its time and reason.
+_CHANGE = (
+    update(assignments)
+    .where(assignments.c.id == bindparam("row_id"))
+    .values(
+        closed_at=func.coalesce(
+            assignments.c.closed_at, bindparam("new_closed_at", type_=UtcDateTime())
+        ),
+        close_reason=case(
+            (
+                assignments.c.closed_at.is_(None),
+                func.coalesce(bindparam("new_close_reason"), assignments.c.close_reason),
+            ),
+            else_=assignments.c.close_reason,
+        ),
+        converted_at=func.coalesce(
+            assignments.c.converted_at, bindparam("new_converted_at", type_=UtcDateTime())
+        ),
+    )
+)
+
+
+async def save(session: AsyncSession, writes: Writes, now: datetime) -> None:
+    """Write back what a batch changed: a statement per table, whatever the batch's size."""
+    if writes.leads:
+        rows = [
+            {"lead_key": s.lead_key, "scored": s.model_dump(mode="json"), "routed_at": now}
+            for s in writes.leads
+        ]
+        await session.execute(insert(routed_leads), rows)
+    if writes.changed:
+        # In id order, so two transactions changing the same rows take their locks alike.
+        changes = [
+            {
+                "row_id": row_id,
+                "new_closed_at": row.closed_at,
+                "new_close_reason": row.close_reason,
+                "new_converted_at": row.converted_at,
+            }
+            for row_id, row in sorted(writes.changed.items())
+        ]
+        await session.execute(_CHANGE, changes)
+    await _save_turns(session, writes.turns)
+    if writes.assignments:
+        await session.execute(insert(assignments), [_assignment(a) for a in writes.assignments])
+    if writes.decided:
+        await session.execute(
+            insert(routing_decisions),
+            [_decision(d.assignment, d.decision, d.kind, d.config_version) for d in writes.decided],
+        )
+    await enqueue_many(session, PRODUCER, writes.events, now)
+    await queue_many(session, PRODUCER, writes.notifications, now)
+
+
+async def _save_turns(session: AsyncSession, turns: dict[str, Turns]) -> None:
+    stored = [
+        {"row_team": team, "new_last": t.last_rep_id, "new_turns": t.turns}
+        for team, t in sorted(turns.items())
+        if t.stored
+    ]
+    if stored:
+        p = round_robin_pointers.c
+        stmt = (
+            update(round_robin_pointers)
+            .where(p.team == bindparam("row_team"))
+            .values(last_rep_id=bindparam("new_last"), turns=bindparam("new_turns"))
+        )
+        await session.execute(stmt, stored)
+    new = [
+        {"team": team, "last_rep_id": t.last_rep_id, "turns": t.turns}
+        for team, t in sorted(turns.items())
+        if not t.stored
+    ]
+    if new:
+        await session.execute(insert(round_robin_pointers), new)
+
+
+def _assignment(row: Assignment) -> dict[str, Any]:
+    return {
+        "assignment_id": row.assignment_id,
+        "lead_key": row.lead_key,
+        "seq": row.seq,
+        "rep_id": row.rep_id,
+        "team": row.team,
+        "rule": row.rule,
+        "status": row.status,
+        "assigned_at": row.assigned_at,
+        "turn": row.turn,
+        "closed_at": row.closed_at,
+        "close_reason": row.close_reason,
+        "converted_at": row.converted_at,
+    }
+
+
+def _decision(
+    row: Assignment, decision: Decision, kind: str, config_version: str
+) -> dict[str, Any]:
+    return {
+        "lead_key": row.lead_key,
+        "assignment_id": row.assignment_id,
+        "decided_at": row.assigned_at,
+        "config_version": config_version,
+        "outcome": decision.outcome,
+        "rule": decision.rule,
+        "team": decision.team,
+        "rep_id": decision.rep_id,
+        "reason": decision.reason,
+        "candidates": decision.candidates,
+        "skipped": decision.skipped,
+        "kind": kind,
+        "method": decision.method,
+        "account": decision.account,
+        "trace": decision.trace,
+        "details": decision.details,
+    }

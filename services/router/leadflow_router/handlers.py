@@ -1,0 +1,279 @@
+"""What each router event does to a batch's routing book: route, reassign, dequeue, close (pure).
+
+Handlers are functions of (batch, event): they decide with the pure domain against the
+book, change the book, and add what must be written (the assignment, the decision, the
+outgoing event and its notifications). The service loads the book before and writes it
+back after, so the same handlers serve one event and a thousand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from leadflow.config import LeadflowConfig
+from leadflow.events import (
+    Envelope,
+    LeadActivity,
+    LeadAssigned,
+    LeadScored,
+    LeadUnassigned,
+    Payload,
+    SlaAlert,
+    derived_event_id,
+    new_event,
+)
+from leadflow_router import domain
+from leadflow_router.availability import skip_kind
+from leadflow_router.book import Assignment, Decided, Kind, RoutingBook
+from leadflow_router.metrics import ASSIGNMENTS, END_TO_END, REASSIGNMENTS, SKIPPED
+from leadflow_router.notify import NotifyOptions, notifications_for
+from leadflow_router.pools import Reach, reach
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/leadflow/router"
+# Outcomes that end a rep's work on a lead, and whether they count as a conversion (SQL).
+OUTCOMES = {"lead.rejected": False, "lead.converted": True, "lead.won": True, "lead.lost": False}
+
+
+class Batch:
+    """One batch being applied: the configuration, the moment, the book and what was locked."""
+
+    def __init__(self, config: LeadflowConfig, options: NotifyOptions, now: datetime) -> None:
+        self.config = config
+        self.options = options
+        self.now = now
+        self.book = RoutingBook()
+        # What the batch's decisions may touch, once it is locked and loaded.
+        self.locked: Reach | None = None
+        self._reaches: dict[int, tuple[LeadScored, Reach]] = {}
+
+    def reach(self, scored: LeadScored) -> Reach:
+        """What the decision for this lead may touch (computed once per scored lead)."""
+        cached = self._reaches.get(id(scored))
+        if cached is not None and cached[0] is scored:
+            return cached[1]
+        found = reach(self.config, scored, self.now)
+        if self.locked is not None and not (
+            found.pools <= self.locked.pools and found.reps <= self.locked.reps
+        ):
+            raise RuntimeError(
+                f"lead {scored.lead_key} may be routed outside what its batch locked; "
+                "the batch is applied again event by event."
+            )
+        self._reaches[id(scored)] = (scored, found)
+        return found
+
+
+def routes(config: LeadflowConfig, scored: LeadScored) -> bool:
+    """Whether a score calls for routing: the lead has just qualified, in a routed tier."""
+    return scored.newly_qualified and scored.tier in config.routing.tiers
+
+
+def route(batch: Batch, event: Envelope) -> domain.Decision | None:
+    """Route a lead the first time it qualifies; later scores of a routed lead change nothing."""
+    scored = event.data
+    assert isinstance(scored, LeadScored)
+    book = batch.book
+    if not routes(batch.config, scored) or book.history(scored.lead_key):
+        return None
+    where = batch.reach(scored)
+    decision = domain.route(
+        batch.config, scored, batch.now, book.state(batch.config, batch.now, where)
+    )
+    book.keep_lead(scored)
+    _record(
+        batch,
+        scored,
+        decision,
+        where,
+        assignment_id=derived_event_id("assignment", event.id),
+        seq=1,
+        kind="route",
+        previous=[],
+    )
+    return decision
+
+
+def reassign(batch: Batch, event: Envelope) -> domain.Decision | None:
+    """Pick again for an escalated lead, excluding every rep who already had it."""
+    alert = event.data
+    assert isinstance(alert, SlaAlert)
+    book = batch.book
+    current = book.current(alert.lead_key)
+    if (
+        current is None
+        or current.assignment_id != alert.assignment_id
+        or current.closed_at is not None
+    ):
+        log.info(
+            "escalation ignored: the lead has moved on since",
+            extra={"lead_key": alert.lead_key, "assignment_id": alert.assignment_id},
+        )
+        return None
+    scored = book.routed_lead(alert.lead_key)
+    if scored is None:
+        log.warning(
+            "escalation for a lead the router never routed", extra={"lead_key": alert.lead_key}
+        )
+        return None
+    previous = previous_reps(book.history(alert.lead_key))
+    where = batch.reach(scored)
+    state = book.state(batch.config, batch.now, where, {*previous, alert.rep_id})
+    decision = domain.route(batch.config, scored, batch.now, state)
+    book.close(current, "escalated", batch.now)
+    _record(
+        batch,
+        scored,
+        decision,
+        where,
+        assignment_id=derived_event_id("reassignment", event.id),
+        seq=current.seq + 1,
+        kind="reassign",
+        previous=previous or [alert.rep_id],
+    )
+    return decision
+
+
+def dequeue(batch: Batch, entry: Assignment) -> domain.Decision | None:
+    """Try a queued lead again; it leaves the queue when someone can take it now."""
+    book = batch.book
+    scored = book.routed_lead(entry.lead_key)
+    if scored is None or entry.closed_at is not None:
+        return None
+    previous = previous_reps(book.history(entry.lead_key))
+    where = batch.reach(scored)
+    state = book.state(batch.config, batch.now, where, previous)
+    decision = domain.route(batch.config, scored, batch.now, state)
+    if decision.outcome == "queued":
+        return None
+    book.close(entry, "assigned_from_queue", batch.now)
+    _record(
+        batch,
+        scored,
+        decision,
+        where,
+        assignment_id=derived_event_id("dequeue", entry.assignment_id),
+        seq=entry.seq + 1,
+        kind="dequeue",
+        previous=previous,
+    )
+    return decision
+
+
+def record_outcome(batch: Batch, event: Envelope) -> None:
+    """Close the lead's assignment on a final outcome; credit conversions to the rep."""
+    close_on_outcome(batch.book, event)
+
+
+def close_on_outcome(book: RoutingBook, event: Envelope) -> None:
+    """Close the lead's open assignment on a final outcome; credit a conversion to its rep."""
+    activity = event.data
+    assert isinstance(activity, LeadActivity)
+    if event.type not in OUTCOMES:
+        return
+    current = book.current(activity.lead_key)
+    if current is None or current.rep_id is None:
+        return
+    book.close(current, activity.activity, activity.occurred_at)
+    if OUTCOMES[event.type]:
+        book.convert(current, activity.occurred_at)
+
+
+Handler = Callable[[Batch, Envelope], domain.Decision | None]
+
+HANDLERS: dict[str, Handler] = {
+    "lead.scored": route,
+    "sla.escalated": reassign,
+    **dict.fromkeys(OUTCOMES, record_outcome),
+}
+
+
+def previous_reps(history: list[Assignment]) -> list[str]:
+    """The reps who had the lead before, in order, once each."""
+    return list(dict.fromkeys(row.rep_id for row in history if row.rep_id is not None))
+
+
+def _record(
+    batch: Batch,
+    scored: LeadScored,
+    decision: domain.Decision,
+    where: Reach,
+    *,
+    assignment_id: str,
+    seq: int,
+    kind: Kind,
+    previous: list[str],
+) -> None:
+    config, book, now = batch.config, batch.book, batch.now
+    if decision.rep_id is not None and (
+        decision.rep_id not in where.reps
+        or (decision.by_rotation and decision.team not in where.teams)
+    ):
+        raise RuntimeError(
+            f"lead {scored.lead_key} was routed to {decision.rep_id} of team {decision.team}, "
+            "outside what its batch locked; the batch is applied again event by event."
+        )
+    turn = None
+    if decision.rep_id is not None and decision.by_rotation:
+        turn = book.take_turn(decision.team, decision.rep_id)
+    row = Assignment(
+        assignment_id=assignment_id,
+        lead_key=scored.lead_key,
+        seq=seq,
+        rep_id=decision.rep_id,
+        team=decision.team,
+        rule=decision.rule,
+        status=decision.outcome,
+        assigned_at=now,
+        turn=turn,
+    )
+    book.add(row)
+    data: Payload
+    if decision.rep_id is not None:
+        data = LeadAssigned(
+            lead_key=scored.lead_key,
+            assignment_id=assignment_id,
+            rep_id=decision.rep_id,
+            rep_name=config.rep(decision.rep_id).name,
+            team=decision.team,
+            rule=decision.rule,
+            tier=scored.tier,
+            reason=decision.reason,
+            assigned_at=now,
+            received_at=scored.received_at,
+            previous_rep_ids=previous,
+            source=scored.source,
+        )
+        type_ = "lead.reassigned" if kind == "reassign" else "lead.assigned"
+    else:
+        data = LeadUnassigned(
+            lead_key=scored.lead_key,
+            team=decision.team,
+            rule=decision.rule,
+            tier=scored.tier,
+            reason=decision.reason,
+            queued_at=now,
+            received_at=scored.received_at,
+        )
+        type_ = "lead.unassigned"
+    event = new_event(type_, data, source=SOURCE, time=now, event_id=assignment_id)
+    writes = book.writes
+    writes.decided.append(Decided(scored, decision, row, kind, config.routing.version))
+    writes.events.append(event)
+    writes.notifications.extend(notifications_for(config, batch.options, scored, decision, event))
+
+
+def observe(decided: list[Decided], now: datetime) -> None:
+    """Count a batch's decisions in the metrics (once it is written)."""
+    for one in decided:
+        decision = one.decision
+        ASSIGNMENTS.labels(decision.team, decision.outcome).inc()
+        for why in decision.skipped.values():
+            SKIPPED.labels(skip_kind(why)).inc()
+        if one.kind == "route":
+            END_TO_END.observe(max(0.0, (now - one.scored.received_at).total_seconds()))
+        elif one.kind == "reassign":
+            REASSIGNMENTS.labels(decision.outcome).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, HTTPException
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
 from leadflow.events import Envelope
-from leadflow.processing import EventHandler
+from leadflow.processing import BatchHandler
 from leadflow.runtime import ConsumerSpec, Runtime, SessionDep, consumer_service
 from leadflow.settings import Settings
 from leadflow_scoring import repository, service
@@ -46,11 +47,11 @@ async def lead_profile(lead_key: str, session: SessionDep) -> dict[str, object]:
     }
 
 
-def _handler(runtime: Runtime) -> EventHandler:
+def _batch_handler(runtime: Runtime) -> BatchHandler:
     model = runtime.settings.app.scoring
 
-    async def handle(session: AsyncSession, event: Envelope, now: datetime) -> None:
-        await service.score_received(session, event, model, now)
+    async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
+        await service.score_events(session, events, model, now)
 
     return handle
 
@@ -61,7 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
         group="leadflow-scoring",
         topics=[topics.RECEIVED],
         accepts={"lead.received"},
-        handler=_handler,
+        batch_handler=_batch_handler,
     )
     return consumer_service(
         "scoring", settings, [spec], routers=[router], description=__doc__ or ""

@@ -1,65 +1,245 @@
-"""Every SQL statement of the scoring service."""
+"""Every SQL statement of the scoring service.
+
+`SqlProfileStore` loads a batch's people and saves them in a fixed number of statements,
+however many events the batch has. Locks (PostgreSQL; SQLite serialises writers anyway)
+are taken in two sorted sweeps, identifiers then live profiles, so two instances scoring
+one person through two of their keys run one after the other and never deadlock each
+other on those rows; rows are changed only under them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Insert, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow_scoring.identity import Identifier
+from leadflow.db.statements import insert_new
+from leadflow_scoring import snapshot
 from leadflow_scoring.profile import Touch
+from leadflow_scoring.store import Claims, People, Record
 from leadflow_scoring.tables import lead_identifiers, lead_profiles, lead_touches
 
 
-async def claim_identifiers(
-    session: AsyncSession, identifiers: Sequence[Identifier], event_id: str, now: datetime
-) -> dict[str, str | None]:
-    """Create missing identifier rows and lock all of them, in key order; returns their owners.
+class SqlProfileStore:
+    """Scoring's profiles, identifiers and touches in the database, through one session."""
 
-    On PostgreSQL a concurrent transaction claiming the same identifier waits here until
-    this one commits, so two events of one person are never resolved at the same time.
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def load(self, claims: Claims, now: datetime) -> People:
+        """Claim and lock the batch's identifiers, then lock the live profiles they lead to."""
+        owners = await _claim_identifiers(self._session, claims, now)
+        direct = set(owners) | {key for key in owners.values() if key is not None}
+        links = await _links(self._session, direct)
+        records, merged = await _lock_live(self._session, {m or k for k, m in links.items()})
+        merged = {**{k: m for k, m in links.items() if m is not None}, **merged}
+        owned = await _owned(self._session, [*records, *merged])
+        recorded = await _recorded(self._session, claims.event_ids)
+        return People({**owned, **owners}, records, merged, recorded)
+
+    async def touches(self, lead_keys: Collection[str]) -> dict[str, list[Touch]]:
+        """The stored touches of some profiles, by profile key, oldest first."""
+        found: dict[str, list[Touch]] = {key: [] for key in lead_keys}
+        rows = await self._session.execute(
+            select(lead_touches)
+            .where(lead_touches.c.lead_key.in_(list(lead_keys)))
+            .order_by(lead_touches.c.occurred_at, lead_touches.c.event_id)
+        )
+        for r in rows:
+            found[r.lead_key].append(
+                Touch(r.activity, r.source, r.occurred_at, r.detail, r.event_id, r.fields)
+            )
+        return found
+
+    async def save(self, people: People, now: datetime) -> None:
+        """Write the batch's profiles, merges, touches and identifiers, a statement each."""
+        session = self._session
+        created = [_columns(r, now) for r in people.created()]
+        if created:
+            await session.execute(insert(lead_profiles), created)
+        rescored = [{"profile_key": r.lead_key, **_columns(r, now)} for r in people.rescored()]
+        if rescored:
+            for row in rescored:
+                del row["lead_key"]
+            await session.execute(
+                update(lead_profiles).where(lead_profiles.c.lead_key == bindparam("profile_key")),
+                rescored,
+            )
+        repointed = people.repointed()
+        if repointed:
+            await session.execute(
+                update(lead_profiles)
+                .where(lead_profiles.c.lead_key == bindparam("profile_key"))
+                .values(merged_into=bindparam("survivor"), aggregate=None, updated_at=now),
+                [{"profile_key": k, "survivor": s} for k, s in sorted(repointed.items())],
+            )
+        absorbed = people.absorbed()
+        if absorbed:
+            await session.execute(
+                update(lead_touches)
+                .where(lead_touches.c.lead_key == bindparam("profile_key"))
+                .values(lead_key=bindparam("survivor")),
+                [{"profile_key": k, "survivor": s} for k, s in sorted(absorbed.items())],
+            )
+        touches = [_touch_row(key, touch) for key, touch in people.recorded_touches()]
+        if touches:
+            await session.execute(insert_new(session, lead_touches), touches)
+        attached = people.attached()
+        if attached:
+            await session.execute(
+                update(lead_identifiers)
+                .where(lead_identifiers.c.identifier == bindparam("identifier_key"))
+                .values(lead_key=bindparam("owner")),
+                [{"identifier_key": i, "owner": o} for i, o in sorted(attached.items())],
+            )
+
+
+async def _claim_identifiers(
+    session: AsyncSession, claims: Claims, now: datetime
+) -> dict[str, str | None]:
+    """Create the missing identifier rows and lock all of them, in key order; their owners.
+
+    On PostgreSQL a concurrent transaction claiming one of them waits here until this one
+    commits, so two events of one person are never resolved at the same time.
     """
-    owners: dict[str, str | None] = {}
-    for identifier in sorted(identifiers, key=lambda i: i.key):
-        values = {
-            "identifier": identifier.key,
-            "kind": identifier.kind,
+    keys = sorted(claims.identifiers)
+    if not keys:
+        return {}
+    rows = [
+        {
+            "identifier": key,
+            "kind": claims.identifiers[key].kind,
             "lead_key": None,
-            "first_event_id": event_id,
+            "first_event_id": claims.identifiers[key].event_id,
             "created_at": now,
         }
-        await session.execute(_insert_ignoring_conflict(session, values))
-        row = (
-            await session.execute(
-                select(lead_identifiers.c.lead_key)
-                .where(lead_identifiers.c.identifier == identifier.key)
-                .with_for_update()
-            )
-        ).one()
-        owners[identifier.key] = row.lead_key
-    return owners
-
-
-def _insert_ignoring_conflict(session: AsyncSession, values: dict[str, Any]) -> Insert:
-    dialect = session.bind.dialect.name if session.bind is not None else ""
-    if dialect == "postgresql":
-        return postgresql.insert(lead_identifiers).values(values).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(lead_identifiers).values(values).on_conflict_do_nothing()
-    return insert(lead_identifiers).values(values)  # pragma: no cover - unsupported database
-
-
-async def attach_identifiers(session: AsyncSession, keys: Collection[str], lead_key: str) -> None:
-    """Point identifiers (already claimed by this transaction) at a profile."""
-    await session.execute(
-        update(lead_identifiers)
-        .where(lead_identifiers.c.identifier.in_(list(keys)))
-        .values(lead_key=lead_key)
+        for key in keys
+    ]
+    await session.execute(insert_new(session, lead_identifiers), rows)
+    locked = await session.execute(
+        select(lead_identifiers.c.identifier, lead_identifiers.c.lead_key)
+        .where(lead_identifiers.c.identifier.in_(keys))
+        .order_by(lead_identifiers.c.identifier)
+        .with_for_update()
     )
+    return {row.identifier: row.lead_key for row in locked}
+
+
+async def _links(session: AsyncSession, lead_keys: Collection[str]) -> dict[str, str | None]:
+    """The profiles among some keys, each with the profile it was merged into (no lock)."""
+    if not lead_keys:
+        return {}
+    rows = await session.execute(
+        select(lead_profiles.c.lead_key, lead_profiles.c.merged_into).where(
+            lead_profiles.c.lead_key.in_(list(lead_keys))
+        )
+    )
+    return {row.lead_key: row.merged_into for row in rows}
+
+
+async def _lock_live(
+    session: AsyncSession, roots: Collection[str]
+) -> tuple[dict[str, Record], dict[str, str]]:
+    """Lock live profiles and the profiles merged into them, in key order.
+
+    Returns the live ones and where each merged one went. A profile merged meanwhile by
+    another transaction is followed to its survivor (locked in a sweep of its own).
+    """
+    records: dict[str, Record] = {}
+    merged: dict[str, str] = {}
+    wanted, seen = set(roots), set[str]()
+    while wanted:
+        keys = sorted(wanted - seen)
+        seen |= wanted
+        wanted = set()
+        if not keys:
+            break
+        asked = set(keys)
+        rows = await session.execute(
+            select(lead_profiles)
+            .where(or_(lead_profiles.c.lead_key.in_(keys), lead_profiles.c.merged_into.in_(keys)))
+            .order_by(lead_profiles.c.lead_key)
+            .with_for_update()
+        )
+        for row in rows:
+            if row.merged_into is None:
+                records[row.lead_key] = _record(row)
+                continue
+            merged[row.lead_key] = row.merged_into
+            if row.lead_key in asked:
+                wanted.add(row.merged_into)
+    return records, merged
+
+
+def _record(row: Row[Any]) -> Record:
+    state, pending = (None, []) if row.aggregate is None else snapshot.load(row.aggregate)
+    return Record(row.lead_key, row.first_seen_at, row.qualified_at, state, tuple(pending))
+
+
+async def _owned(session: AsyncSession, lead_keys: Collection[str]) -> dict[str, str | None]:
+    """The identifiers attached to some profiles: identifier -> profile key."""
+    if not lead_keys:
+        return {}
+    rows = await session.execute(
+        select(lead_identifiers.c.identifier, lead_identifiers.c.lead_key).where(
+            lead_identifiers.c.lead_key.in_(list(lead_keys))
+        )
+    )
+    return {row.identifier: row.lead_key for row in rows}
+
+
+async def _recorded(session: AsyncSession, event_ids: Collection[str]) -> set[str]:
+    """The events among `event_ids` whose touch is stored already."""
+    if not event_ids:
+        return set()
+    rows = await session.execute(
+        select(lead_touches.c.event_id).where(lead_touches.c.event_id.in_(list(event_ids)))
+    )
+    return set(rows.scalars())
+
+
+def _columns(record: Record, now: datetime) -> dict[str, Any]:
+    """A scored profile's row."""
+    assert record.scored is not None, "only a scored profile has a row to write"
+    profile, result = record.scored.profile, record.scored.score
+    # A merged profile keeps no aggregate: its survivor's holds the person.
+    state = record.state if record.merged_into is None else None
+    return {
+        "lead_key": record.lead_key,
+        "fields": profile.fields,
+        "first_source": profile.first_touch.source,
+        "last_source": profile.last_touch.source,
+        "first_seen_at": profile.first_touch.occurred_at,
+        "last_seen_at": profile.last_touch.occurred_at,
+        "score": result.total,
+        "fit": result.fit,
+        "engagement": result.engagement,
+        "tier": result.tier,
+        "grade": result.grade,
+        "model_version": record.scored.model_version,
+        "qualified_at": record.qualified_at,
+        "reasons": [r.model_dump(mode="json") for r in result.reasons],
+        "first_touch": profile.first_touch.model_dump(mode="json"),
+        "last_touch": profile.last_touch.model_dump(mode="json"),
+        "merged_into": record.merged_into,
+        "aggregate": snapshot.dump(state) if state is not None else None,
+        "updated_at": now,
+    }
+
+
+def _touch_row(lead_key: str, touch: Touch) -> dict[str, Any]:
+    return {
+        "lead_key": lead_key,
+        "event_id": touch.event_id,
+        "source": touch.source,
+        "activity": touch.activity,
+        "occurred_at": touch.occurred_at,
+        "detail": touch.detail,
+        "fields": touch.fields,
+    }
 
 
 async def roots(session: AsyncSession, lead_keys: Collection[str]) -> set[str]:
@@ -72,63 +252,6 @@ async def roots(session: AsyncSession, lead_keys: Collection[str]) -> set[str]:
     return {row.merged_into or row.lead_key for row in rows}
 
 
-async def lock_profile(session: AsyncSession, lead_key: str) -> dict[str, Any] | None:
-    """A profile row, locked (on PostgreSQL) until the transaction ends."""
-    row = (
-        await session.execute(
-            select(lead_profiles).where(lead_profiles.c.lead_key == lead_key).with_for_update()
-        )
-    ).first()
-    return dict(row._mapping) if row is not None else None
-
-
-async def merge_profiles(
-    session: AsyncSession, survivor: str, absorbed: Collection[str], now: datetime
-) -> None:
-    """Move the absorbed profiles' touches to the survivor and mark them merged into it.
-
-    The absorbed aggregates are dropped: the caller merges them (loaded with the locked rows).
-    """
-    absorbed = list(absorbed)
-    await session.execute(
-        update(lead_touches).where(lead_touches.c.lead_key.in_(absorbed)).values(lead_key=survivor)
-    )
-    await session.execute(
-        update(lead_profiles)
-        .where(
-            or_(
-                lead_profiles.c.lead_key.in_(absorbed),
-                lead_profiles.c.merged_into.in_(absorbed),
-            )
-        )
-        .values(merged_into=survivor, aggregate=None, updated_at=now)
-    )
-
-
-async def add_touch(session: AsyncSession, lead_key: str, touch: Touch) -> bool:
-    """Record one touch of a person; False when its event was recorded before."""
-    values = {
-        "lead_key": lead_key,
-        "event_id": touch.event_id,
-        "source": touch.source,
-        "activity": touch.activity,
-        "occurred_at": touch.occurred_at,
-        "detail": touch.detail,
-        "fields": touch.fields,
-    }
-    dialect = session.bind.dialect.name if session.bind is not None else ""
-    stmt: Insert
-    if dialect == "postgresql":
-        stmt = postgresql.insert(lead_touches).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(lead_touches).values(values).on_conflict_do_nothing()
-    else:  # pragma: no cover - other databases are not supported
-        stmt = insert(lead_touches).values(values)
-    result = await session.execute(stmt)
-    assert isinstance(result, CursorResult)
-    return result.rowcount == 1
-
-
 async def touches(session: AsyncSession, lead_key: str) -> list[Touch]:
     """A person's touches, oldest first (every one: not for the path of each event)."""
     rows = await session.execute(
@@ -139,21 +262,6 @@ async def touches(session: AsyncSession, lead_key: str) -> list[Touch]:
     return [
         Touch(r.activity, r.source, r.occurred_at, r.detail, r.event_id, r.fields) for r in rows
     ]
-
-
-async def save_profile(
-    session: AsyncSession, values: dict[str, Any], *, exists: bool, now: datetime
-) -> None:
-    """Insert or update a person's profile."""
-    values = {**values, "updated_at": now}
-    if exists:
-        await session.execute(
-            update(lead_profiles)
-            .where(lead_profiles.c.lead_key == values["lead_key"])
-            .values(values)
-        )
-    else:
-        await session.execute(insert(lead_profiles).values(values))
 
 
 async def aliases(session: AsyncSession, lead_key: str) -> tuple[list[str], list[str]]:

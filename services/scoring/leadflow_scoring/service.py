@@ -1,189 +1,248 @@
-"""Scoring orchestration: resolve the person, record the touch, re-score, emit `lead.scored`.
+"""Scoring a batch of `lead.received`: resolve each person, record the touch, re-score, emit.
 
-A person is scored from their aggregate (`lead_profiles.aggregate`), updated with the new
+`score_batch` is the one use case: the consumer runs it on the database
+(`repository.SqlProfileStore`), `leadflow simulate` and tests on memory
+(`memory.InMemoryProfileStore`). It loads the batch's people once, applies the events one
+by one in Kafka order (an event sees what the earlier ones did: two events of one new
+person make one profile, an event linking two profiles merges them), and saves once.
+A person is scored from their aggregate (`lead_profiles.aggregate`) updated with the new
 touch: the work of an event does not grow with the person's touches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow.config import Scoring
-from leadflow.events import Envelope, LeadReceived, LeadScored, derived_event_id, new_event
-from leadflow.outbox import enqueue
-from leadflow_scoring import aggregate, identity, repository, snapshot
+from leadflow.events import (
+    Envelope,
+    Lead,
+    LeadReceived,
+    LeadScored,
+    derived_event_id,
+    new_event,
+)
+from leadflow.outbox import enqueue_many
+from leadflow.processing import PoisonEvent
+from leadflow_scoring import aggregate, domain, identity
 from leadflow_scoring.aggregate import Aggregate
 from leadflow_scoring.metrics import MERGES, QUALIFIED, REFOLDS, SCORED
-from leadflow_scoring.profile import Touch, lead_fields, touch_detail
-from leadflow_scoring.replay import scored_event
+from leadflow_scoring.profile import Profile, Touch, lead_fields, touch_detail
+from leadflow_scoring.repository import SqlProfileStore
+from leadflow_scoring.store import Claim, Claims, People, ProfileStore, Record, Scored
 
 PRODUCER = "scoring"
+SOURCE = "/leadflow/scoring"
 
 
-@dataclass(frozen=True)
-class Resolved:
-    """The person an event belongs to: their live profile key, its row, and what merged into it."""
-
-    lead_key: str
-    row: dict[str, Any] | None
-    absorbed: list[dict[str, Any]] = field(default_factory=list)
-
-
-async def resolve(
-    session: AsyncSession, received: LeadReceived, event_id: str, now: datetime
-) -> Resolved:
-    """Find (or start) the one profile of the event's person, merging profiles it links.
-
-    Identifier rows are locked first, in key order, then the live profiles they lead
-    to, in key order; a profile merged meanwhile by another transaction is followed
-    to its survivor.
-    """
-    identifiers = identity.identifiers_of(received)
-    owners = await repository.claim_identifiers(session, identifiers, event_id, now)
-    direct = {key for key in owners.values() if key} | {i.key for i in identifiers}
-    pending = sorted(await repository.roots(session, direct))
-    live: dict[str, dict[str, Any]] = {}
-    while pending:
-        key = pending.pop(0)
-        if key in live:
-            continue
-        row = await repository.lock_profile(session, key)
-        if row is None:
-            continue
-        if row["merged_into"] is not None:
-            pending.append(row["merged_into"])
-            continue
-        live[key] = row
-    if not live:
-        root, current, absorbed = received.lead_key, None, []
-    else:
-        heads = [
-            identity.ProfileHead(key, row["first_seen_at"], row["qualified_at"])
-            for key, row in live.items()
-        ]
-        root = identity.survivor(heads).lead_key
-        current = live[root]
-        absorbed = [row for key, row in sorted(live.items()) if key != root]
-        if absorbed:
-            await repository.merge_profiles(
-                session, root, [row["lead_key"] for row in absorbed], now
-            )
-            MERGES.inc(len(absorbed))
-    await repository.attach_identifiers(session, [i.key for i in identifiers], root)
-    return Resolved(root, current, absorbed)
-
-
-async def person_state(
-    session: AsyncSession, person: Resolved, touch: Touch | None, model: Scoring
-) -> Aggregate:
-    """The person's aggregate (merged from every profile resolved), with `touch` applied.
-
-    Their touches are read only when an aggregate cannot be used: one tallied under
-    other engagement rules, or none stored.
-    """
-    states: list[Aggregate] = []
-    for row in (r for r in [person.row, *person.absorbed] if r is not None):
-        state = _stored(row, model)
-        if state is None:
-            REFOLDS.inc()
-            # merge_profiles moved every absorbed touch here, and the new touch is in too.
-            return aggregate.fold(await repository.touches(session, person.lead_key), model)
-        states.append(state)
-    merged = states[0] if states else Aggregate()
-    for state in states[1:]:
-        merged = aggregate.merge(merged, state, model)
-    return aggregate.apply(merged, touch, model) if touch is not None else merged
-
-
-def _stored(row: dict[str, Any], model: Scoring) -> Aggregate | None:
-    """A profile row's aggregate with its pending touches folded; None if it cannot be used."""
-    document = row.get("aggregate")
-    if document is None:
-        return None
-    state, pending = snapshot.load(document)
-    if not aggregate.is_current(state, model):
-        return None
-    return aggregate.fold(pending, model, state) if pending else state
+async def score_events(
+    session: AsyncSession, events: Sequence[Envelope], model: Scoring, now: datetime
+) -> list[LeadScored]:
+    """Score a batch on the database and add its `lead.scored` events to the outbox."""
+    emitted = await score_batch(SqlProfileStore(session), events, model, now)
+    await enqueue_many(session, PRODUCER, emitted, now)
+    return [_scored(e) for e in emitted]
 
 
 async def score_received(
     session: AsyncSession, event: Envelope, model: Scoring, now: datetime
 ) -> LeadScored:
-    """Apply a `lead.received`: resolve the person, record the touch, re-score, and emit."""
-    received = event.data
-    assert isinstance(received, LeadReceived)
-    person = await resolve(session, received, event.id, now)
+    """Score one `lead.received` on the database (a batch of one)."""
+    [scored] = await score_events(session, [event], model, now)
+    return scored
+
+
+async def score_batch(
+    store: ProfileStore, events: Sequence[Envelope], model: Scoring, now: datetime
+) -> list[Envelope]:
+    """Apply `lead.received` events in order; the `lead.scored` events to publish, in order."""
+    batch = [(event.id, _received(event)) for event in events]
+    carried = [identity.identifiers_of(received) for _, received in batch]
+    claims: dict[str, Claim] = {}
+    for (event_id, _), identifiers in zip(batch, carried, strict=True):
+        for i in identifiers:
+            claims.setdefault(i.key, Claim(i.kind, event_id))
+    found = [[i.key for i in identifiers] for identifiers in carried]
+    people = await store.load(Claims(claims, [event_id for event_id, _ in batch]), now)
+    stale = _to_fold_again(people, found, model)
+    if stale:
+        people.history = await store.touches(stale)
+    emitted = [
+        new_event(
+            "lead.scored",
+            _score(people, event_id, received, keys, model, now),
+            source=SOURCE,
+            time=now,
+            event_id=derived_event_id("lead.scored", event_id),
+        )
+        for (event_id, received), keys in zip(batch, found, strict=True)
+    ]
+    await store.save(people, now)
+    return emitted
+
+
+def _received(event: Envelope) -> LeadReceived:
+    if not isinstance(event.data, LeadReceived):
+        raise PoisonEvent(f"scoring takes lead.received events, not {event.type}.")
+    return event.data
+
+
+def _score(
+    people: People,
+    event_id: str,
+    received: LeadReceived,
+    identifiers: list[str],
+    model: Scoring,
+    now: datetime,
+) -> LeadScored:
+    """Apply one event to the people in memory: resolve, merge, record the touch, re-score."""
+    live = people.reached(identifiers)
+    if live:
+        heads = [identity.ProfileHead(r.lead_key, r.first_seen_at, r.qualified_at) for r in live]
+        root = people.records[identity.survivor(heads).lead_key]
+        absorbed = [r for r in live if r is not root]
+        if absorbed:
+            people.merge(root, absorbed)
+            MERGES.inc(len(absorbed))
+        earlier = [r.qualified_at for r in live if r.qualified_at is not None]
+    else:
+        root, absorbed, earlier = people.start(received.lead_key, received.received_at), [], []
+    people.attach(identifiers, root.lead_key)
     touch = Touch(
         activity=received.activity,
         source=received.source,
         occurred_at=received.received_at,
         detail=touch_detail(received.lead),
-        event_id=event.id,
+        event_id=event_id,
         fields=lead_fields(received.lead),
     )
-    added = await repository.add_touch(session, person.lead_key, touch)
-    state = await person_state(session, person, touch if added else None, model)
+    added = people.record_touch(root.lead_key, touch)
+    state = _state(people, [root, *absorbed], touch if added else None, model)
     profile, result = aggregate.evaluate(state, model, now)
-    earlier = [
-        row["qualified_at"]
-        for row in [person.row, *person.absorbed]
-        if row is not None and row["qualified_at"] is not None
-    ]
     newly_qualified = result.qualified and not earlier
-    qualified_at = min(earlier) if earlier else (now if result.qualified else None)
-    await repository.save_profile(
-        session,
-        {
-            "lead_key": person.lead_key,
-            "fields": profile.fields,
-            "first_source": profile.first_touch.source,
-            "last_source": profile.last_touch.source,
-            "first_seen_at": profile.first_touch.occurred_at,
-            "last_seen_at": profile.last_touch.occurred_at,
-            "score": result.total,
-            "fit": result.fit,
-            "engagement": result.engagement,
-            "tier": result.tier,
-            "grade": result.grade,
-            "model_version": model.version,
-            "qualified_at": qualified_at,
-            "reasons": [r.model_dump(mode="json") for r in result.reasons],
-            "first_touch": profile.first_touch.model_dump(mode="json"),
-            "last_touch": profile.last_touch.model_dump(mode="json"),
-            "aggregate": snapshot.dump(state),
-        },
-        exists=person.row is not None,
-        now=now,
-    )
-    identifiers, merged = await repository.aliases(session, person.lead_key)
-    scored = scored_event(
+    root.qualified_at = min(earlier) if earlier else (now if result.qualified else None)
+    root.first_seen_at = profile.first_touch.occurred_at
+    root.state, root.pending = state, ()
+    root.scored = Scored(profile, result, model.version)
+    identifiers_now, merged = people.aliases(root.lead_key)
+    SCORED.labels(result.tier).inc()
+    if newly_qualified:
+        QUALIFIED.labels(result.qualified_by or "unknown").inc()
+    return scored_event(
         model,
-        person.lead_key,
+        root.lead_key,
         received,
         profile,
         result,
         newly_qualified=newly_qualified,
-        identifiers=identifiers,
+        identifiers=identifiers_now,
         merged_from=merged,
         now=now,
     )
-    await enqueue(
-        session,
-        PRODUCER,
-        new_event(
-            "lead.scored",
-            scored,
-            source="/leadflow/scoring",
-            time=now,
-            event_id=derived_event_id("lead.scored", event.id),
-        ),
-        now,
+
+
+def _state(people: People, person: list[Record], touch: Touch | None, model: Scoring) -> Aggregate:
+    """The person's aggregate (merged from every profile resolved), with `touch` applied.
+
+    Their touches are read only when an aggregate cannot be used: one tallied under other
+    engagement rules, or none stored.
+    """
+    states: list[Aggregate] = []
+    for record in person:
+        state = _usable(record, model)
+        if state is None:
+            REFOLDS.inc()
+            # Every touch of the person, the new one included (if it is new).
+            return aggregate.fold(people.every_touch(person[0].lead_key), model)
+        states.append(state)
+    merged = states[0]
+    for state in states[1:]:
+        merged = aggregate.merge(merged, state, model)
+    return aggregate.apply(merged, touch, model) if touch is not None else merged
+
+
+def _usable(record: Record, model: Scoring) -> Aggregate | None:
+    """A profile's aggregate with its pending touches folded; None if it cannot be used."""
+    if record.state is None or not _current(record, model):
+        return None
+    if record.pending:
+        return aggregate.fold(record.pending, model, record.state)
+    return record.state
+
+
+def _current(record: Record, model: Scoring) -> bool:
+    """Whether a profile's stored aggregate can be used under `model`."""
+    return record.state is not None and aggregate.is_current(record.state, model)
+
+
+def _to_fold_again(people: People, events: list[list[str]], model: Scoring) -> set[str]:
+    """The stored profiles whose touches the batch needs: those of every person it will
+    score with an aggregate it cannot use, and of every profile merged into such a person."""
+    stale = {key for key, r in people.records.items() if not _current(r, model)}
+    if not stale:
+        return set()
+    # The profiles one event reaches become one person: group them across the batch.
+    group: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        while group.setdefault(key, key) != key:
+            group[key] = group[group[key]]
+            key = group[key]
+        return key
+
+    for identifiers in events:
+        keys = set(identifiers) | {r.lead_key for r in people.reached(identifiers)}
+        first, *rest = sorted(keys)
+        for key in rest:
+            group[find(key)] = find(first)
+    needed = {find(key) for key in stale}
+    return {key for key, r in people.records.items() if r.stored and find(key) in needed}
+
+
+def _scored(event: Envelope) -> LeadScored:
+    assert isinstance(event.data, LeadScored)
+    return event.data
+
+
+def scored_event(
+    model: Scoring,
+    lead_key: str,
+    received: LeadReceived,
+    profile: Profile,
+    result: domain.Score,
+    *,
+    newly_qualified: bool,
+    identifiers: list[str],
+    merged_from: list[str],
+    now: datetime,
+) -> LeadScored:
+    """The `lead.scored` payload for a scored profile."""
+    return LeadScored(
+        lead_key=lead_key,
+        model_version=model.version,
+        score=result.total,
+        fit=result.fit,
+        engagement=result.engagement,
+        tier=result.tier,
+        qualified=result.qualified,
+        newly_qualified=newly_qualified,
+        reasons=result.reasons,
+        scored_at=now,
+        received_at=received.received_at,
+        source=received.source,
+        lead=Lead.model_validate(profile.fields),
+        grade=result.grade,
+        fit_grade=result.fit_grade,
+        engagement_grade=result.engagement_grade,
+        qualified_by=result.qualified_by,
+        disqualified_by=result.disqualified_by,
+        activity=received.activity,
+        identifiers=identifiers,
+        merged_from=merged_from,
+        first_touch=profile.first_touch,
+        last_touch=profile.last_touch,
+        touches=profile.touches,
     )
-    SCORED.labels(result.tier).inc()
-    if newly_qualified:
-        QUALIFIED.labels(result.qualified_by or "unknown").inc()
-    return scored

@@ -13,34 +13,52 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
-from leadflow.conditions import all_match
-from leadflow.config import Scoring, ScoringRule
+from leadflow.config import Scoring
 from leadflow.events import ScoreReason, Tier
 from leadflow.scoring_model import Qualification
 from leadflow_scoring import tally
-from leadflow_scoring.profile import Touch, facts, merge_fields, touch_order
+from leadflow_scoring.profile import Touch, facts, merge_fields
+from leadflow_scoring.reasons import (
+    Explained,
+    decay_factor,
+    describe,
+    engagement_reason,
+    faded,
+    fit_reason,
+    written,
+)
 from leadflow_scoring.reasons import cap as cap_reason
-from leadflow_scoring.reasons import decay_factor, describe, engagement_reason, fit_reason
 from leadflow_scoring.reasons import why as tier_reason
-from leadflow_scoring.rules import rulebook
+from leadflow_scoring.rules import CompiledRule, Rulebook, rulebook
 
 __all__ = ["Score", "Touch", "decay_factor", "describe", "merge_fields", "score"]
 
+# touch_order as a C-level key: the same (occurred_at, event_id) tuple.
+_TOUCH_ORDER = attrgetter("occurred_at", "event_id")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class Score:
     """A scored profile: points by group, its grade, the tier they put it in, and why."""
 
     fit: int
     engagement: int
     tier: Tier
-    reasons: list[ScoreReason]
+    # The reasons, in order, to be written when read (see `reasons`).
+    explained: tuple[Explained, ...] = field(repr=False)
     fit_grade: str = "D"
     engagement_grade: str = "4"
     qualified_by: str | None = None
     disqualified_by: list[str] = field(default_factory=list)
+
+    @cached_property
+    def reasons(self) -> list[ScoreReason]:
+        """Why: a reason per fit rule, engagement hit and cap, then the tier's."""
+        return written(self.explained)
 
     @property
     def total(self) -> int:
@@ -57,11 +75,29 @@ class Score:
         """The cell of the grade matrix, e.g. A1 (best fit, most engaged) or D4."""
         return self.fit_grade + self.engagement_grade
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Score):
+            return NotImplemented
+        return self._compared() == other._compared()
 
-@dataclass(frozen=True)
-class _Hit:
-    rule: ScoringRule
-    reason: ScoreReason
+    def __hash__(self) -> int:
+        return hash((self.fit, self.engagement, self.tier, self.fit_grade, self.engagement_grade))
+
+    def _compared(self) -> tuple[Any, ...]:
+        return (
+            self.fit,
+            self.engagement,
+            self.tier,
+            self.reasons,
+            self.fit_grade,
+            self.engagement_grade,
+            self.qualified_by,
+            self.disqualified_by,
+        )
+
+
+# One rule that fired: the rule, the points it gave, and its reason (not yet written).
+_Hit = tuple[CompiledRule, int, Explained]
 
 
 def score(
@@ -77,37 +113,48 @@ def score(
     it, `touches` are all of them.
     """
     book = rulebook(model)
-    ordered = sorted(touches, key=touch_order)
-    known = facts(model.domains, fields)
+    ordered = sorted(touches, key=_TOUCH_ORDER)
+    # Facts are only derived when some condition reads them (nothing else sees them).
+    known = facts(model.domains, fields) if book.reads_facts else {}
     profile_doc = {"lead": fields, "facts": known}
-    fit_hits = [
-        _Hit(rule, fit_reason(rule))
-        for rule in model.rules
-        if rule.group == "fit" and all_match(rule.when, profile_doc)
+    fit_hits: list[_Hit] = [
+        (rule, rule.points, (fit_reason, (rule.rule,)))
+        for rule in book.fit
+        if rule.test(profile_doc)
     ]
-    qualification = model.for_campaign(fields.get("campaign"))
-    engagement_hits = [
-        _Hit(rule, reason) for rule, reason in tally.hits(book, settled, profile_doc, now)
-    ]
-    seen: dict[str, int] = defaultdict(int, settled.seen if settled else {})
+    qualification = book.qualification(fields.get("campaign"))
+    engagement_hits: list[_Hit] = list(tally.hits(book, settled, profile_doc, now))
+    seen: dict[str, int] = dict(settled.seen) if settled else {}
     hand_raise = tally.hand_raise(book, qualification, settled, profile_doc)
     for touch in ordered:
-        seen[touch.activity] += 1
-        doc = touch_document(fields, known, touch, seen[touch.activity])
-        for rule in book.rules_for(touch.activity):
-            if all_match(rule.when, doc):
-                engagement_hits.append(_Hit(rule, engagement_reason(model, rule, touch, now)))
+        activity = touch.activity
+        nth = seen[activity] = seen.get(activity, 0) + 1
+        doc = touch_document(fields, known, touch, nth)
+        age_s = -1.0
+        for rule in book.compiled_for(activity):
+            if rule.test(doc):
+                if age_s < 0:
+                    age_s = max(0.0, (now - touch.occurred_at).total_seconds())
+                engagement_hits.append(
+                    (
+                        rule,
+                        faded(rule.points, age_s, rule.half_life_s),
+                        (engagement_reason, (model, rule.rule, touch, now)),
+                    )
+                )
         if hand_raise is None:
-            hand_raise = _hand_raise(model, qualification, touch, doc)
-    fit, fit_caps = _group_total(model, "fit", fit_hits)
-    engagement, engagement_caps = _group_total(model, "engagement", engagement_hits)
-    reasons = [h.reason for h in fit_hits] + fit_caps
-    reasons += [h.reason for h in engagement_hits] + engagement_caps
-    disqualified_by = list(
-        dict.fromkeys(h.rule.name for h in fit_hits + engagement_hits if h.rule.disqualify)
+            hand_raise = _hand_raise(book, qualification, touch, doc)
+    fit, fit_caps = _group_total(book, "fit", fit_hits)
+    engagement, engagement_caps = _group_total(book, "engagement", engagement_hits)
+    explained = [h[2] for h in fit_hits] + fit_caps
+    explained += [h[2] for h in engagement_hits] + engagement_caps
+    disqualified_by = (
+        list(dict.fromkeys(h[0].name for h in fit_hits + engagement_hits if h[0].disqualify))
+        if book.disqualifies
+        else []
     )
-    fit_grade = model.grades.fit_grade(fit)
-    engagement_grade = model.grades.engagement_grade(engagement)
+    fit_grade = book.fit_grade(fit)
+    engagement_grade = book.engagement_grade(engagement)
     tier, qualified_by, why = _tier(
         qualification,
         total=fit + engagement,
@@ -122,7 +169,7 @@ def score(
         fit=fit,
         engagement=engagement,
         tier=tier,
-        reasons=reasons + why,
+        explained=(*explained, *why),
         fit_grade=fit_grade,
         engagement_grade=engagement_grade,
         qualified_by=qualified_by,
@@ -145,43 +192,45 @@ def touch_document(
 
 
 def _hand_raise(
-    model: Scoring, qualification: Qualification, touch: Touch, doc: Mapping[str, Any]
+    book: Rulebook, qualification: Qualification, touch: Touch, doc: Mapping[str, Any]
 ) -> str | None:
     if touch.activity in qualification.hand_raise_activities:
         return f"{touch.activity} is a hand-raise"
-    name = next((h.name for h in model.hand_raises if all_match(h.when, doc)), None)
+    name = next((h.name for h in book.hand_raises if h.test(doc)), None)
     return f"{touch.activity} meets hand-raise {name}" if name else None
 
 
-def _group_total(model: Scoring, group: str, hits: list[_Hit]) -> tuple[int, list[ScoreReason]]:
+def _group_total(book: Rulebook, group: str, hits: list[_Hit]) -> tuple[int, list[Explained]]:
     """Points of one group after caps (rule, then category, then group), and a reason per cap."""
+    if not book.capped[group]:
+        return sum(h[1] for h in hits), []
     positive: dict[str, int] = defaultdict(int)
     negative = 0
-    rules: dict[str, ScoringRule] = {}
-    for hit in hits:
-        rules[hit.rule.name] = hit.rule
-        if hit.reason.points > 0:
-            positive[hit.rule.name] += hit.reason.points
+    rules: dict[str, CompiledRule] = {}
+    for rule, points, _ in hits:
+        rules[rule.name] = rule
+        if points > 0:
+            positive[rule.name] += points
         else:
-            negative += hit.reason.points
-    caps: list[ScoreReason] = []
+            negative += points
+    caps: list[Explained] = []
     buckets: dict[str, int] = defaultdict(int)
     for name, points in positive.items():
         rule = rules[name]
         if rule.max_points is not None and points > rule.max_points:
-            caps.append(cap_reason(group, name, points, rule.max_points, f"rule {name}"))
+            caps.append((cap_reason, (group, name, points, rule.max_points, f"rule {name}")))
             points = rule.max_points
-        buckets[rule.category or f"rule:{name}"] += points
+        buckets[rule.bucket] += points
     total = 0
     for bucket, points in buckets.items():
-        cap = model.caps.get(bucket)
+        cap = book.model.caps.get(bucket)
         if cap is not None and points > cap:
-            caps.append(cap_reason(group, bucket, points, cap, f"category {bucket}"))
+            caps.append((cap_reason, (group, bucket, points, cap, f"category {bucket}")))
             points = cap
         total += points
-    group_cap = model.caps.get(group)
+    group_cap = book.model.caps.get(group)
     if group_cap is not None and total > group_cap:
-        caps.append(cap_reason(group, group, total, group_cap, f"{group}"))
+        caps.append((cap_reason, (group, group, total, group_cap, f"{group}")))
         total = group_cap
     return total + negative, caps
 
@@ -196,7 +245,7 @@ def _tier(
     disqualified_by: list[str],
     purchased: bool,
     min_engagement: int,
-) -> tuple[Tier, str | None, list[ScoreReason]]:
+) -> tuple[Tier, str | None, list[Explained]]:
     """The tier, what qualified the lead (if it is an MQL) and the reasons behind the tier."""
     bar = f"the MQL threshold {q.mql_threshold}"
     if q.campaign is not None:
@@ -205,19 +254,19 @@ def _tier(
         return (
             "disqualified",
             None,
-            [tier_reason("disqualified", "disqualified by " + ", ".join(disqualified_by))],
+            [_why("disqualified", "disqualified by " + ", ".join(disqualified_by))],
         )
     if hand_raise is not None:
-        return "mql", "hand-raise", [tier_reason("hand-raise", hand_raise)]
+        return "mql", "hand-raise", [_why("hand-raise", hand_raise)]
     reached = None
     if total >= q.mql_threshold:
         reached = ("threshold", f"score {total} reaches {bar}")
     elif grade in q.mql_grades:
         reached = ("grade", f"grade {grade} qualifies by itself")
-    held: list[ScoreReason] = []
+    held: list[Explained] = []
     if reached is not None and purchased and engagement < min_engagement:
         held = [
-            tier_reason(
+            _why(
                 "purchased-list",
                 f"a purchased-list record does not qualify on fit alone: engagement {engagement} "
                 f"is below {min_engagement}",
@@ -225,18 +274,22 @@ def _tier(
         ]
         reached = None
     if reached is not None:
-        return "mql", reached[0], [tier_reason(*reached)]
+        return "mql", reached[0], [_why(*reached)]
     if q.watch_threshold is not None and total >= q.watch_threshold:
         return (
             "watch",
             None,
             [
                 *held,
-                tier_reason(
+                _why(
                     "watch-list",
                     f"score {total} reaches the watch threshold {q.watch_threshold}, below {bar}",
                 ),
             ],
         )
     below = bar if q.watch_threshold is None else f"the watch threshold {q.watch_threshold}"
-    return "nurture", None, [*held, tier_reason("nurture", f"score {total} is below {below}")]
+    return "nurture", None, [*held, _why("nurture", f"score {total} is below {below}")]
+
+
+def _why(rule: str, detail: str) -> Explained:
+    return (tier_reason, (rule, detail))

@@ -127,11 +127,12 @@ def touch_point(touch: Touch) -> TouchPoint:
 
 def facts(domains: Domains, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Derived facts about a profile that rules test as `facts.*`."""
+    lists = _domain_lists(domains)
     email = str(fields.get("email") or "")
     email_domain = email.rpartition("@")[2].lower() if "@" in email else None
     company = fields.get("company") or {}
     company_domain = _bare_domain(company.get("domain")) if isinstance(company, dict) else None
-    email_type = _email_type(domains, email_domain)
+    email_type = _email_type(lists, email_domain)
     account_domains = [d for d in (company_domain, email_domain) if d]
     if email_type != "business":
         account_domains = [d for d in account_domains if d != email_domain]
@@ -140,20 +141,52 @@ def facts(domains: Domains, fields: Mapping[str, Any]) -> dict[str, Any]:
         "email_domain": email_domain,
         "email_type": email_type,
         "company_domain": company_domain,
-        "priority_account": _any_in(account_domains, domains.priority_accounts),
-        "competitor": _any_in(account_domains, domains.competitors),
-        "customer": _any_in(account_domains, domains.customers),
+        "priority_account": _any_in(account_domains, lists.priority_accounts),
+        "competitor": _any_in(account_domains, lists.competitors),
+        "customer": _any_in(account_domains, lists.customers),
         "phone_type": phone_type,
         "phone_valid": phone_valid,
     }
 
 
-def _email_type(domains: Domains, domain: str | None) -> str:
+@dataclass(frozen=True, slots=True)
+class _DomainLists:
+    """A model's domain lists as sets (looked up once per suffix, not scanned)."""
+
+    personal: frozenset[str]
+    disposable: frozenset[str]
+    competitors: frozenset[str]
+    customers: frozenset[str]
+    priority_accounts: frozenset[str]
+
+
+_LISTS: dict[int, tuple[Domains, _DomainLists]] = {}
+
+
+def _domain_lists(domains: Domains) -> _DomainLists:
+    cached = _LISTS.get(id(domains))
+    if cached is not None and cached[0] is domains:
+        return cached[1]
+    lists = _DomainLists(
+        personal=frozenset(domains.personal),
+        disposable=frozenset(domains.disposable),
+        competitors=frozenset(domains.competitors),
+        customers=frozenset(domains.customers),
+        priority_accounts=frozenset(domains.priority_accounts),
+    )
+    if len(_LISTS) > 64:
+        _LISTS.clear()
+    # The entry keeps `domains` alive, so its id cannot be reused by another while cached.
+    _LISTS[id(domains)] = (domains, lists)
+    return lists
+
+
+def _email_type(lists: _DomainLists, domain: str | None) -> str:
     if domain is None:
         return "none"
-    if _in_list(domain, domains.disposable):
+    if _in_list(domain, lists.disposable):
         return "disposable"
-    if _in_list(domain, domains.personal):
+    if _in_list(domain, lists.personal):
         return "personal"
     return "business"
 
@@ -165,11 +198,22 @@ def _bare_domain(value: Any) -> str | None:
     return text.removeprefix("www.") or None
 
 
-def _in_list(domain: str, listed: Sequence[str]) -> bool:
-    return any(domain == d or domain.endswith("." + d) for d in listed)
+def _in_list(domain: str, listed: frozenset[str]) -> bool:
+    """Whether `domain` is a listed domain or under one (`a.b.com` is under `b.com`)."""
+    if not listed:
+        return False
+    if domain in listed:
+        return True
+    # `domain` ends with "." + d exactly when d is what follows one of its dots.
+    dot = domain.find(".")
+    while dot >= 0:
+        if domain[dot + 1 :] in listed:
+            return True
+        dot = domain.find(".", dot + 1)
+    return False
 
 
-def _any_in(candidates: Sequence[str], listed: Sequence[str]) -> bool:
+def _any_in(candidates: Sequence[str], listed: frozenset[str]) -> bool:
     return any(_in_list(d, listed) for d in candidates)
 
 

@@ -1,19 +1,42 @@
-"""How a score explains itself: one `ScoreReason` per fit rule, touch, cap and tier decision."""
+"""How a score explains itself: one `ScoreReason` per fit rule, touch, cap and tier decision.
+
+Scoring works out the points at once and writes the words only when they are read: an
+`Explained` is a reason's builder and its arguments, and `written` turns them into the
+`ScoreReason`s a `lead.scored` carries (most decisions are made many times more often
+than their reasons are read, e.g. by `leadflow simulate` or an unchanged score).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
 
 from leadflow.conditions import Condition
 from leadflow.config import Scoring, ScoringRule
 from leadflow.events import ScoreReason
 from leadflow_scoring.profile import Touch
 
+# A reason not yet written: the function that writes it and its arguments.
+Explained = tuple[Callable[..., ScoreReason], tuple[Any, ...]]
+
+
+def written(explained: Iterable[Explained]) -> list[ScoreReason]:
+    """The reasons, written."""
+    return [write(*args) for write, args in explained]
+
 
 def decay_factor(age_s: float, half_life_s: float) -> float:
     """The share of points kept after `age_s` seconds: 1.0 when new, 0.5 at one half-life."""
     return float(0.5 ** (max(0.0, age_s) / half_life_s))
+
+
+def faded(points: int, age_s: float, half_life_s: float | None) -> int:
+    """A touch's points after `age_s` seconds (rounded half up), or all of them without decay."""
+    if half_life_s is None:
+        return points
+    return math.floor(points * decay_factor(age_s, half_life_s) + 0.5)
 
 
 def fit_reason(rule: ScoringRule) -> ScoreReason:
@@ -51,7 +74,7 @@ def engagement_reason(
         )
     half_life_s = half_life.total_seconds()
     kept = decay_factor(age_s, half_life_s)
-    points = math.floor(rule.points * kept + 0.5)
+    points = faded(rule.points, age_s, half_life_s)
     return ScoreReason(
         rule=rule.name,
         group="engagement",

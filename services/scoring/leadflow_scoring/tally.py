@@ -20,19 +20,19 @@ What differs from scoring every touch one by one (only for touches in a tally):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from leadflow.conditions import all_match
 from leadflow.config import ScoringRule
 from leadflow.events import ScoreReason
 from leadflow.scoring_model import Qualification
 from leadflow_scoring.fields import Stamp
 from leadflow_scoring.profile import Touch, touch_order
-from leadflow_scoring.reasons import decay_factor, settled_reason
-from leadflow_scoring.rules import Rulebook, hand_raise_conditions
+from leadflow_scoring.reasons import Explained, decay_factor, settled_reason
+from leadflow_scoring.rules import CompiledRule, Rulebook
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,16 @@ def settle(tally: Tally | None, book: Rulebook, touch: Touch) -> Tally:
         "nth": nth,
     }
     rules = dict(tally.rules) if tally else {}
-    for rule in book.rules_for(touch.activity):
-        if all_match(book.on_touch[rule.name], doc):
+    for compiled in book.compiled_for(touch.activity):
+        if compiled.on_touch(doc):
+            rule = compiled.rule
             hit = RuleTally(1, stamp, stamp, _what(touch), float(rule.points))
             current = rules.get(rule.name)
             rules[rule.name] = hit if current is None else _combine(book, rule, current, hit)
     raised = dict(tally.hand_raises) if tally else {}
-    for hand_raise in book.model.hand_raises:
+    for hand_raise in book.hand_raises:
         earliest = raised.get(hand_raise.name)
-        if (earliest is None or stamp < earliest.stamp) and all_match(
-            hand_raise_conditions(book, hand_raise.name)[0], doc
-        ):
+        if (earliest is None or stamp < earliest.stamp) and hand_raise.on_touch(doc):
             raised[hand_raise.name] = FirstTouch(stamp, touch.activity)
     firsts = dict(tally.firsts) if tally else {}
     firsts[touch.activity] = min(firsts.get(touch.activity, stamp), stamp)
@@ -134,32 +133,58 @@ def merge(a: Tally | None, b: Tally | None, book: Rulebook) -> Tally | None:
 
 def hits(
     book: Rulebook, tally: Tally | None, person: Mapping[str, Any], now: datetime
-) -> Iterator[tuple[ScoringRule, ScoreReason]]:
-    """A reason per tallied rule whose conditions on the person hold, in the order of their
-    first touch (the order scoring touch by touch gives)."""
+) -> Iterator[tuple[CompiledRule, int, Explained]]:
+    """The points and reason (not yet written) of each tallied rule whose conditions on the
+    person hold, in the order of their first touch (the order scoring touch by touch gives)."""
     if tally is None:
         return
     order = sorted(tally.rules.items(), key=lambda item: (item[1].first, book.position[item[0]]))
     for name, counted in order:
-        rule = book.engagement[name]
-        if not all_match(book.on_profile[name], person):
+        rule = book.compiled[name]
+        if not rule.on_person(person):
             continue
-        half_life_s = book.half_life_s(rule)
+        half_life_s = rule.half_life_s
         kept = counted.points
         if half_life_s is not None:
             kept *= decay_factor((now - counted.latest[0]).total_seconds(), half_life_s)
+        # As settled_reason counts them: the faded sum rounded once.
+        points = rule.points * counted.hits if half_life_s is None else math.floor(kept + 0.5)
         yield (
             rule,
-            settled_reason(
-                rule,
-                hits=counted.hits,
-                kept_points=kept,
-                half_life_s=half_life_s,
-                latest=counted.latest[0],
-                latest_what=counted.latest_what,
-                now=now,
+            points,
+            (
+                _settled_reason,
+                (
+                    rule.rule,
+                    counted.hits,
+                    kept,
+                    half_life_s,
+                    counted.latest[0],
+                    counted.latest_what,
+                    now,
+                ),
             ),
         )
+
+
+def _settled_reason(
+    rule: ScoringRule,
+    hits: int,
+    kept_points: float,
+    half_life_s: float | None,
+    latest: datetime,
+    latest_what: str,
+    now: datetime,
+) -> ScoreReason:
+    return settled_reason(
+        rule,
+        hits=hits,
+        kept_points=kept_points,
+        half_life_s=half_life_s,
+        latest=latest,
+        latest_what=latest_what,
+        now=now,
+    )
 
 
 def hand_raise(
@@ -173,9 +198,9 @@ def hand_raise(
         for activity, stamp in tally.firsts.items()
         if activity in qualification.hand_raise_activities
     ]
-    for position, rule in enumerate(book.model.hand_raises):
+    for position, rule in enumerate(book.hand_raises):
         first = tally.hand_raises.get(rule.name)
-        if first is not None and all_match(hand_raise_conditions(book, rule.name)[1], person):
+        if first is not None and rule.on_person(person):
             found.append((first.stamp, first.activity, position))
     if not found:
         return None

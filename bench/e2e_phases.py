@@ -27,6 +27,8 @@ WARM_UP_LEADS = 20
 WARM_UP_ROUNDS = 5
 WARM_UP_BOUND_S = 90.0
 PAUSED_SESSION_TIMEOUT_MS = 30_000
+TIMELINE_BUCKET_S = 0.5
+IDLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,18 @@ def _per_event(
     return found
 
 
+async def idle_statements(bench: BenchStack) -> dict[str, float]:
+    """SQL statements a second each consumer service sends with nothing to consume (its
+    background work: outbox sweeps, timers, gauges), to tell from the per-event cost."""
+    before = await _counters(bench)
+    await asyncio.sleep(IDLE_S)
+    after = await _counters(bench)
+    return {
+        service: round(sum(c.statements for c in counted) / IDLE_S, 1)
+        for service, counted in _deltas(before, after).items()
+    }
+
+
 class Systems:
     """The system the rate runs share: started when first needed, and started afresh after
     a run that left a backlog (so no run starts behind another's queue)."""
@@ -134,6 +148,7 @@ class Systems:
         self._exit: contextlib.AsyncExitStack | None = None
         self._bench: BenchStack | None = None
         self.cold_start_ms: list[float] = []
+        self.idle_statements_per_s: list[dict[str, float]] = []
 
     async def get(self) -> tuple[BenchStack, bool]:
         """The running system, and whether it was started just now."""
@@ -143,6 +158,7 @@ class Systems:
         self._exit = contextlib.AsyncExitStack()
         self._bench = await self._exit.enter_async_context(running(self._shape))
         self.cold_start_ms.append(await warm_up(self._bench))
+        self.idle_statements_per_s.append(await idle_statements(self._bench))
         return self._bench, True
 
     async def discard(self) -> None:
@@ -223,6 +239,7 @@ async def burst(shape: StackShape, sizes: Sizes, log: Log) -> dict[str, Any]:
     latency, on a fresh system."""
     async with running(shape) as bench:
         cold_start_ms = await warm_up(bench)
+        idle = await idle_statements(bench)
         log(f"burst of {sizes.burst} leads, a hot lead every {sizes.hot_interval_s} s")
         batch = leads(new_run(), sizes.burst, activity="webinar")
         keys = [key for key, _ in batch]
@@ -249,10 +266,11 @@ async def burst(shape: StackShape, sizes: Sizes, log: Log) -> dict[str, Any]:
         seen = bench.watch.seen
         routed = [seen[key] for key in keys if key in seen]
         finished = max(routed) if drained else time.monotonic()
-        buckets = int((max(finished, posted_at) - started) // 1) + 1
+        buckets = int((max(finished, posted_at) - started) // TIMELINE_BUCKET_S) + 1
         return {
             "leads": sizes.burst,
             "cold_start_ms": cold_start_ms,
+            "idle_statements_per_s": idle,
             "intake_seconds": round(posted_at - started, 2),
             "intake_rate_per_s": drain_rate(len(accepted), started, posted_at),
             "drained": len(routed),
@@ -264,9 +282,9 @@ async def burst(shape: StackShape, sizes: Sizes, log: Log) -> dict[str, Any]:
             "hot": latency_summary(hot_sent, seen),
             "sql": _per_event(before, after),
             "timeline": {
-                "bucket_s": 1.0,
-                "accepted": timeline(accepted.values(), started, 1.0, buckets),
-                "routed": timeline(routed, started, 1.0, buckets),
+                "bucket_s": TIMELINE_BUCKET_S,
+                "accepted": timeline(accepted.values(), started, TIMELINE_BUCKET_S, buckets),
+                "routed": timeline(routed, started, TIMELINE_BUCKET_S, buckets),
                 "hot": [
                     [round(at - started, 2), round((seen[key] - at) * 1000, 1)]
                     for key, at in hot_sent.items()

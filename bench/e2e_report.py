@@ -40,6 +40,11 @@ def table(result: dict[str, Any]) -> str:
                 + ("" if run["sustained"] else "   (p99 over 100 ms or not all routed)")
             )
         lines.append("  target: p99 <= 100 ms at 500 leads/s; <= 1 SQL statement per event")
+        for idle in result.get("idle_statements_per_s", [])[:1]:
+            lines.append(
+                "  SQL/event counts every statement of the processes during the run; idle, "
+                f"they send {idle['scoring']:.0f} / {idle['router']:.0f} a second"
+            )
     if "search" in result:
         found = result["search"]
         best = found["best_rate_per_s"]
@@ -107,9 +112,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     burst = result.get("burst")
     if burst is not None:
         line = burst["timeline"]
-        seconds = [i * line["bucket_s"] for i in range(len(line["routed"]))]
-        right.step(seconds, line["accepted"], where="post", label="accepted by the intake /s")
-        right.step(seconds, line["routed"], where="post", label="routed /s")
+        bucket = line["bucket_s"]
+        edges = [i * bucket for i in range(len(line["routed"]) + 1)]
+        for key, label in (("accepted", "accepted by the intake"), ("routed", "routed")):
+            right.stairs([n / bucket for n in line[key]], edges, label=f"{label} /s")
         right.set_xlabel("seconds since the burst began")
         right.set_ylabel("leads per second")
         hot_axis = right.twinx()

@@ -123,6 +123,7 @@ async def run(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     await attempt("rates", lambda: rates(systems, sizes, log))
     await attempt("search", lambda: search(systems, sizes, result.get("rates", []), log))
     result["cold_start_ms"] = systems.cold_start_ms
+    result["idle_statements_per_s"] = systems.idle_statements_per_s
     await systems.discard()
     await attempt("burst", lambda: burst(shape, sizes, log))
     await attempt("scale", lambda: scale(args.postgres, sizes, log))

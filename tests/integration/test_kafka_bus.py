@@ -333,3 +333,32 @@ async def test_topics_are_created_with_the_configured_durability(settings: Setti
         assert ("min.insync.replicas", "1") in [(e[0], e[1]) for e in entries]
     finally:
         await admin.close()
+
+
+async def test_a_consumer_whose_client_broke_is_replaced_by_a_fresh_one(
+    settings: Settings,
+) -> None:
+    """aiokafka's coordinator can die on a connection the broker closed and re-raise that on
+    every fetch; the runner must connect a new client rather than fail forever."""
+    topic = "bus.broken"
+    await ensure_topics(settings, [topic])
+    await publish(settings, topic, [b"1"])
+    recorder = Recorder()
+    runner = KafkaConsumerRunner(settings, "g-broken", [topic], recorder)
+    await runner.start()
+    try:
+        await until(lambda: recorder.values == [b"1"])
+        broken = runner._consumer
+        assert broken is not None
+
+        async def dead(*_args: object, **_kwargs: object) -> object:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+        broken.getmany = dead
+        await until(lambda: runner.paused is not None and "connection lost" in runner.paused)
+        await publish(settings, topic, [b"2"])
+        await until(lambda: recorder.values == [b"1", b"2"], timeout_s=30)
+        assert runner._consumer is not broken
+        assert runner.paused is None
+    finally:
+        await runner.stop()

@@ -78,6 +78,7 @@ class KafkaConsumerRunner:
         self._loop_done = asyncio.Event()
         self._loop_done.set()
         self._delay = _RETRY_MIN_S
+        self._broken = False
         self._gauge = paused_gauge().labels(group)
         self._gauge.set(0)
         self.running = False
@@ -144,10 +145,25 @@ class KafkaConsumerRunner:
         except KafkaError as exc:
             await self._wait(f"broker unavailable: {describe(exc)}")
             return
+        except Exception as exc:
+            # aiokafka's group coordinator can die on a connection the broker closed (under
+            # uvloop a RuntimeError on the closed transport) and re-raise that on every
+            # fetch: such a consumer never recovers, so it is replaced by a fresh one.
+            log.warning(
+                "kafka consumer broken; connecting a new one",
+                extra={"group": self.group, "reason": describe(exc)},
+            )
+            await self._drop_consumer()
+            await self._wait(f"broker connection lost: {describe(exc)}")
+            return
         if not batches:
             return
         async with self._batch_lock:
             failure = await self._process(batches)
+        if self._broken:  # closed outside the batch lock: closing may revoke partitions
+            self._broken = False
+            await self._drop_consumer()
+            return
         if failure is None:
             self._resume()
             return
@@ -181,7 +197,22 @@ class KafkaConsumerRunner:
             # Typically a rebalance took the partitions away: their new owner replays
             # the batch, and its inbox drops what was already applied.
             log.warning("offset commit failed; the batch will be replayed", exc_info=True)
+        except Exception as exc:  # a broken client (see _consume_once): replaced next round
+            log.warning(
+                "offset commit failed on a broken consumer; the batch will be replayed",
+                extra={"group": self.group, "reason": describe(exc)},
+            )
+            self._broken = True
         return None
+
+    async def _drop_consumer(self) -> None:
+        """Close the current client (bounded) so the next round connects a fresh one; its
+        uncommitted records are fetched again by whoever owns their partitions next."""
+        consumer, self._consumer = self._consumer, None
+        self.running = False
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), self._settings.stop_timeout_s)
 
     async def _wait(self, reason: str) -> None:
         """Report the pause and wait (capped backoff), or less if the consumer is stopping."""

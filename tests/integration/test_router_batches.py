@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, event, select, text
+from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadflow.bus import Record
@@ -33,7 +33,6 @@ from leadflow.processing import EventProcessor
 from leadflow.settings import Settings
 from leadflow_router import service
 from leadflow_router.domain import Decision
-from leadflow_router.pools import lock_key
 from leadflow_router.tables import (
     assignments,
     round_robin_pointers,
@@ -41,6 +40,7 @@ from leadflow_router.tables import (
     routing_decisions,
 )
 from tests.fixtures.databases import migrated_database_url
+from tests.fixtures.locks import waiting_for_pool
 from tests.fixtures.routing import make_config, scored
 
 # Thursday 10:00 UTC.
@@ -258,24 +258,9 @@ async def postgres_engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def waiting_for_lock(engine: AsyncEngine, pool: str) -> None:
-    """Return once some transaction waits for the pool's advisory lock."""
-    key = lock_key(pool) & 0xFFFF_FFFF_FFFF_FFFF
-    query = text(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-        "AND classid::bigint = :high AND objid::bigint = :low"
-    )
-    async with engine.connect() as conn:
-        while True:
-            found = await conn.execute(query, {"high": key >> 32, "low": key & 0xFFFF_FFFF})
-            if found.scalar():
-                return
-            await asyncio.sleep(0.05)
-
-
 @pytest.mark.postgres
 async def test_routers_of_different_pools_never_wait_for_each_other(
-    postgres_engine: AsyncEngine,
+    postgres_url: str, postgres_engine: AsyncEngine
 ) -> None:
     sessions = session_factory(postgres_engine)
     async with asyncio.timeout(60):  # a router waiting for the wrong lock would hang here
@@ -291,7 +276,7 @@ async def test_routers_of_different_pools_never_wait_for_each_other(
 
             # One routing to enterprise waits for the first to end.
             second = asyncio.create_task(apply(postgres_engine, [score("e1", BIG)]))
-            await waiting_for_lock(postgres_engine, "team:enterprise")
+            await waiting_for_pool(postgres_url, "team:enterprise")
             assert not second.done()
         [after] = await second
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import os
 import subprocess
@@ -34,6 +35,7 @@ from leadflow.events import Company, Envelope, Lead, LeadAssigned, SlaAlert, new
 from leadflow_router.tables import assignments
 from tests.fixtures.broker import TopicReader, running_broker
 from tests.fixtures.databases import migrated_database_url
+from tests.fixtures.locks import holding_pool, waiting_for_pool
 from tests.fixtures.receivers import Hooks, Mailbox, smtp_server, webhook_server
 from tests.fixtures.routing import scored
 from tests.fixtures.stack import Stack
@@ -197,6 +199,58 @@ async def test_two_routers_never_repeat_a_turn_exceed_a_cap_or_assign_twice(
 
     assert consumed(routers.url("router")) > 0
     assert consumed(routers.url("router-2")) > 0
+
+
+async def decided(url: str, lead_keys: list[str], timeout_s: float = 60) -> list[dict[str, object]]:
+    """The assignment rows of these leads, once every one of them has one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = await assignment_rows(url, lead_keys)
+        if {r["lead_key"] for r in rows} == set(lead_keys):
+            return rows
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for decisions on {len(lead_keys)} leads")
+
+
+async def test_two_routers_route_to_different_teams_at_once(routers: Routers) -> None:
+    """Leads for smb are routed while enterprise's pool is held (on PostgreSQL by this test,
+    as a router in the middle of an enterprise batch holds it); the enterprise leads wait
+    for it, then take their turns in order. (SQLite serializes every writer: there both
+    teams are routed, one transaction at a time.)"""
+    url = routers.stack.database_url
+    postgres = url.startswith("postgresql")
+    run = uuid.uuid4().hex[:6]
+    small = [f"lk_team_smb_{run}_{i}" for i in range(12)]
+    big = [f"lk_team_ent_{run}_{i}" for i in range(12)]
+    before = {name: consumed(routers.url(name)) for name in ("router", "router-2")}
+    bootstrap = routers.stack.bootstrap
+    to_enterprise = [scored_event(k, Lead(company=Company(size=5000))) for k in big]
+
+    held = holding_pool(url, "team:enterprise") if postgres else contextlib.nullcontext()
+    async with held:
+        await publish(
+            bootstrap,
+            "leads.scored",
+            [scored_event(k, Lead(company=Company(size=10))) for k in small],
+        )
+        assert {r["team"] for r in await decided(url, small)} == {"smb"}
+        if postgres:
+            await publish(bootstrap, "leads.scored", to_enterprise)
+            await waiting_for_pool(url, "team:enterprise")
+            assert await assignment_rows(url, big) == []
+    if not postgres:
+        await publish(bootstrap, "leads.scored", to_enterprise)
+
+    rows = await decided(url, big + small)
+    assert Counter(r["lead_key"] for r in rows) == dict.fromkeys(big + small, 1)
+    enterprise = sorted((r for r in rows if r["lead_key"] in big), key=lambda r: int(r["turn"]))  # type: ignore[call-overload]
+    turns = [int(r["turn"]) for r in enterprise]  # type: ignore[call-overload]
+    assert turns == list(range(turns[0], turns[0] + len(big)))
+    reps = [str(r["rep_id"]) for r in enterprise]
+    for previous, following in itertools.pairwise(reps):
+        assert ENTERPRISE.index(following) == (ENTERPRISE.index(previous) + 1) % 3
+    # Both routers did part of the work.
+    assert all(consumed(routers.url(name)) > count for name, count in before.items())
 
 
 def escalation(assigned: LeadAssigned) -> Envelope:

@@ -39,7 +39,8 @@ def test_a_rule_that_queues_where_it_points_never_reaches_the_fallback() -> None
 def test_a_lead_no_rule_takes_reaches_the_fallback_team_only() -> None:
     where = reach(make_config(), scored(Lead(company=Company(size=10))), NOW)
 
-    assert (where.teams, where.pools) == ({"smb"}, {"team:smb"})
+    assert where.teams == {"smb"}
+    assert where.pools == {"team:smb"}
 
 
 def test_overflowing_rules_and_the_account_owner_are_all_reached() -> None:

@@ -16,6 +16,7 @@ from bench.e2e_stack import SCALED, BenchStack, Counters, StackShape, running
 from bench.e2e_stats import (
     RateSearch,
     drain_rate,
+    hops,
     latency_summary,
     per_event,
     sustained,
@@ -81,7 +82,7 @@ async def warm_up(bench: BenchStack) -> float:
                     f"the services' logs are in {bench.stack.logs}."
                 )
             if round_number == 0:
-                cold_start_ms = max(bench.watch.seen[k] - at for k, at in sent.items()) * 1000
+                cold_start_ms = max(bench.watch.routed[k] - at for k, at in sent.items()) * 1000
             idle = [c for service in SCALED for c in await bench.counters(service) if c.events == 0]
             if not idle:
                 return round(cold_start_ms, 1)
@@ -138,6 +139,11 @@ async def idle_statements(bench: BenchStack) -> dict[str, float]:
     }
 
 
+def _hops(bench: BenchStack, sent: dict[str, float]) -> dict[str, Any]:
+    watch = bench.watch
+    return hops(sent, watch.received, watch.scored, watch.routed)
+
+
 class Systems:
     """The system the rate runs share: started when first needed, and started afresh after
     a run that left a backlog (so no run starts behind another's queue)."""
@@ -186,7 +192,8 @@ async def measure_rate(
     result: dict[str, Any] = {
         "rate_per_s": rate,
         "seconds": seconds,
-        **latency_summary(sent, bench.watch.seen),
+        **latency_summary(sent, bench.watch.routed),
+        "hops": _hops(bench, sent),
         "sustained": False,
         "bench_late_ms": late_ms,
         "refusals": poster.refusals,
@@ -263,7 +270,7 @@ async def burst(shape: StackShape, sizes: Sizes, log: Log) -> dict[str, Any]:
         await bench.watch.wait_for(hot_sent, time.monotonic() + 5)
         after = await _counters(bench)
         await hot.close()
-        seen = bench.watch.seen
+        seen = bench.watch.routed
         routed = [seen[key] for key in keys if key in seen]
         finished = max(routed) if drained else time.monotonic()
         buckets = int((max(finished, posted_at) - started) // TIMELINE_BUCKET_S) + 1
@@ -280,6 +287,7 @@ async def burst(shape: StackShape, sizes: Sizes, log: Log) -> dict[str, Any]:
             "refusals": bulk.refusals,
             "hot_interval_s": sizes.hot_interval_s,
             "hot": latency_summary(hot_sent, seen),
+            "hot_hops": _hops(bench, hot_sent),
             "sql": _per_event(before, after),
             "timeline": {
                 "bucket_s": TIMELINE_BUCKET_S,
@@ -317,7 +325,7 @@ async def drained_per_second(shape: StackShape, sizes: Sizes, log: Log) -> dict[
         resumed = time.monotonic()
         drained = await bench.watch.wait_for(keys, resumed + sizes.scale_bound_s)
         after = await _counters(bench)
-        routed = [bench.watch.seen[key] for key in keys if key in bench.watch.seen]
+        routed = [bench.watch.routed[key] for key in keys if key in bench.watch.routed]
         finished = max(routed) if drained else time.monotonic()
         return {
             "instances": shape.instances,

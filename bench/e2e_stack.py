@@ -1,6 +1,6 @@
 """The system under the end-to-end bench: a broker, a fresh database and every service as
 processes (one or more scoring and router instances), with a reader that notes when each
-lead's routing decision becomes readable on Kafka.
+lead's events become readable on Kafka.
 
 Everything started here is stopped here, by pid, also when a measurement fails.
 """
@@ -75,11 +75,14 @@ def _product_defaults() -> dict[str, str]:
     }
 
 
-class RoutedWatch:
-    """Reads `leads.assigned` from the beginning and notes when each lead was first routed."""
+class PipelineWatch:
+    """Reads the pipeline's topics from the beginning and notes when each lead's events
+    first became readable: received (from the intake), scored, and routed."""
 
     def __init__(self, bootstrap: str) -> None:
         self._consumer = AIOKafkaConsumer(
+            topics.RECEIVED,
+            topics.SCORED,
             topics.ASSIGNED,
             bootstrap_servers=bootstrap,
             auto_offset_reset="earliest",
@@ -88,7 +91,12 @@ class RoutedWatch:
             fetch_max_wait_ms=10,
         )
         self._task: asyncio.Task[None] | None = None
-        self.seen: dict[str, float] = {}  # lead key -> monotonic time it was first readable
+        # lead key -> monotonic time its event was first readable, by stage
+        self.received: dict[str, float] = {}
+        self.scored: dict[str, float] = {}
+        self.routed: dict[str, float] = {}
+        self._stages = {"lead.received": self.received, "lead.scored": self.scored}
+        self._stages.update(dict.fromkeys(ROUTED, self.routed))
 
     async def start(self) -> None:
         """Start reading in the background."""
@@ -105,10 +113,10 @@ class RoutedWatch:
 
     async def wait_for(self, keys: Iterable[str], deadline: float) -> bool:
         """Wait until every one of `keys` was routed or the deadline passed; True if all were."""
-        missing = set(keys) - self.seen.keys()
+        missing = set(keys) - self.routed.keys()
         while missing and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-            missing -= self.seen.keys()
+            missing -= self.routed.keys()
         return not missing
 
     async def _read(self) -> None:
@@ -119,8 +127,9 @@ class RoutedWatch:
                 for message in messages:
                     # CloudEvents in structured JSON: the type and subject are all it needs.
                     event = orjson.loads(message.value)
-                    if event.get("type") in ROUTED:
-                        self.seen.setdefault(event["subject"], now)
+                    stage = self._stages.get(event.get("type"))
+                    if stage is not None:
+                        stage.setdefault(event["subject"], now)
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,7 @@ class BenchStack:
 
     shape: StackShape
     stack: Stack
-    watch: RoutedWatch
+    watch: PipelineWatch
     posted: set[str] = field(default_factory=set)  # every lead key posted to this system
 
     @property
@@ -151,7 +160,7 @@ class BenchStack:
 
     def backlog(self) -> int:
         """Leads posted to this system and not routed yet."""
-        return len(self.posted - self.watch.seen.keys())
+        return len(self.posted - self.watch.routed.keys())
 
     def pause(self, services: Iterable[str] = SCALED) -> None:
         """SIGSTOP every instance of the consumer services (they resume where they were)."""
@@ -251,7 +260,7 @@ async def running(shape: StackShape) -> AsyncIterator[BenchStack]:
     """Start a fresh system of `shape`; stop all of it (by pid) and drop its database after."""
     work = Path(tempfile.mkdtemp(prefix="leadflow-e2e-"))
     stack, broker, postgres_url = await asyncio.to_thread(_start, shape, work)
-    bench = BenchStack(shape, stack, RoutedWatch(stack.bootstrap))
+    bench = BenchStack(shape, stack, PipelineWatch(stack.bootstrap))
     try:
         await bench.watch.start()
         yield bench

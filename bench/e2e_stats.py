@@ -39,6 +39,31 @@ def latency_summary(sent: Mapping[str, float], seen: Mapping[str, float]) -> dic
     return summary
 
 
+def hops(
+    sent: Mapping[str, float],
+    received: Mapping[str, float],
+    scored: Mapping[str, float],
+    routed: Mapping[str, float],
+) -> dict[str, dict[str, float]]:
+    """Where the time goes, hop by hop (p50 and p99, ms) for the leads seen at every stage:
+    intake (send to `lead.received` readable), scoring (to `lead.scored` readable) and
+    router (to the routing decision readable)."""
+    keys = [k for k in sent if k in received and k in scored and k in routed]
+    stages = {
+        "intake": [received[k] - sent[k] for k in keys],
+        "scoring": [scored[k] - received[k] for k in keys],
+        "router": [routed[k] - scored[k] for k in keys],
+    }
+    return {
+        hop: {
+            "p50_ms": round(percentile(spans, 0.5) * 1000, 1),
+            "p99_ms": round(percentile(spans, 0.99) * 1000, 1),
+        }
+        for hop, spans in stages.items()
+        if spans
+    }
+
+
 def sustained(summary: Mapping[str, Any], target_p99_ms: float) -> bool:
     """Whether a run kept up: every lead routed, and p99 within the target."""
     p99 = summary.get("p99_ms")

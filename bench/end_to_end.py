@@ -10,7 +10,8 @@ config/example.yaml; warms each system up (the slowest warm-up lead is the cold 
 Then, in one run:
 
 * rates: signed demo requests posted open loop at 100, 200 and 500 leads/s (5 s each);
-  latency from each send to its `lead.assigned` (p50/p99/max), how many were routed within
+  latency from each send to its `lead.assigned` (p50/p99/max) and by hop (to
+  `lead.received`, `lead.scored`, `lead.assigned`), how many were routed within
   20 s of the last send and the backlog left, and SQL statements per consumed event of
   scoring and the router (their `/metrics` scraped before and after). The rates share one
   system, except that a run which leaves a backlog is followed by a fresh system.

@@ -10,6 +10,7 @@ from bench.e2e_stats import (
     RateSearch,
     counter_total,
     drain_rate,
+    hops,
     latency_summary,
     per_event,
     percentile,
@@ -51,6 +52,19 @@ def test_summary_counts_the_leads_not_routed_as_backlog() -> None:
 def test_summary_of_nothing_routed_has_no_percentiles() -> None:
     summary = latency_summary({"a": 1.0}, {})
     assert (summary["backlog"], summary["p99_ms"], summary["max_ms"]) == (1, None, None)
+
+
+def test_hops_split_each_lead_s_latency_between_the_stages_it_passed() -> None:
+    sent = {"a": 0.0, "b": 1.0, "c": 2.0}
+    received = {"a": 0.01, "b": 1.03, "c": 2.01}
+    scored = {"a": 0.11, "b": 1.13}
+    routed = {"a": 0.31, "b": 1.53, "x": 9.0}
+    assert hops(sent, received, scored, routed) == {
+        "intake": {"p50_ms": 10.0, "p99_ms": 30.0},
+        "scoring": {"p50_ms": 100.0, "p99_ms": 100.0},
+        "router": {"p50_ms": 200.0, "p99_ms": 400.0},
+    }
+    assert hops(sent, received, {}, routed) == {}
 
 
 @pytest.mark.parametrize(

@@ -80,10 +80,10 @@ class Condition(BaseModel):
                 inner = doc.get(first)
                 if type(inner) is dict:
                     return test(inner.get(second))
-                return test(_lookup(doc, parts))
+                return test(lookup_path(doc, parts))
 
             return two_steps
-        return lambda doc: test(_lookup(doc, parts))
+        return lambda doc: test(lookup_path(doc, parts))
 
     def matches(self, doc: Mapping[str, Any]) -> bool:
         """Whether the field of `doc` passes this condition."""
@@ -193,10 +193,11 @@ def _within(
 
 def lookup(doc: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path of nested mappings, or None when any step is missing."""
-    return _lookup(doc, tuple(path.split(".")))
+    return lookup_path(doc, tuple(path.split(".")))
 
 
-def _lookup(doc: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
+def lookup_path(doc: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
+    """`lookup` of a path already split into its steps (see `Condition.path`)."""
     current: Any = doc
     for part in parts:
         # Documents are plain dicts: a dict check is much cheaper than isinstance(Mapping).

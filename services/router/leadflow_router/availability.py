@@ -1,15 +1,19 @@
-"""Whether a rep can take a lead now: shift, holidays, absences, skills and caps (pure)."""
+"""Whether a rep can take a lead now: shift, holidays, absences, skills and caps (pure).
+
+What does not change from one decision to the next is worked out once per rep object (its
+zone, absences, shifts laid out per weekday, skills as sets) and once per day (holidays).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from leadflow.config import Rep
 from leadflow.events import Lead
-from leadflow.schedules import holiday_calendar
+from leadflow.schedules import WEEKDAYS, Shift, holiday_calendar
 
 MISSED = "already missed this lead's follow-up"
 
@@ -30,23 +34,135 @@ def local_day_start(rep: Rep, now: datetime) -> datetime:
 
 def off_duty(rep: Rep, now: datetime) -> str | None:
     """Why the rep is not working at `now` (inactive, away, holiday, off shift), or None."""
-    if not rep.active:
-        return "inactive"
+    return _calendar(rep).off_duty(now)
+
+
+# A stretch of one weekday's wall clock: from (inclusive) and until (exclusive, None: midnight).
+_Stretch = tuple[time, time | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Calendar:
+    """What availability reads of one rep, worked out once: zone, absences, shifts, skills."""
+
+    rep: Rep
+    zone: ZoneInfo
+    absences: tuple[tuple[datetime, datetime, str], ...]
+    # Per weekday (Monday first), the stretches the rep's shifts cover; None: always on shift.
+    shifts: tuple[tuple[_Stretch, ...], ...] | None
+    # The public holidays of the rep's country by local date, as far as looked up (shared).
+    holidays: dict[date, str | None] | None
+    languages: frozenset[str]
+    products: frozenset[str]
+    regions: frozenset[str]
+
+    def off_duty(self, now: datetime) -> str | None:
+        """`off_duty` of the rep."""
+        rep = self.rep
+        if not rep.active:
+            return "inactive"
+        zone = self.zone
+        local = now.astimezone(zone)
+        for start, end, note in self.absences:
+            if start <= now < end:
+                back = end.astimezone(zone)
+                said = f" ({note})" if note else ""
+                return f"out of office until {back:%Y-%m-%d %H:%M} {rep.timezone}{said}"
+        if self.holidays is not None:
+            day = local.date()
+            try:
+                holiday = self.holidays[day]
+            except KeyError:
+                holiday = self.holidays[day] = _holiday(rep, day)
+            if holiday:
+                return f"public holiday in {str(rep.country).upper()} ({holiday})"
+        if self.shifts is not None:
+            clock = local.time()
+            for since, until in self.shifts[local.weekday()]:
+                if since <= clock and (until is None or clock < until):
+                    return None
+            return f"off shift (local time {local:%a %H:%M} {rep.timezone})"
+        return None
+
+    def skill_gap(self, skills: Sequence[str], lead: Lead) -> str | None:
+        """`skill_gap` of the rep."""
+        for skill in skills:
+            if skill == "language" and lead.language:
+                wanted = _language(lead.language)
+                if wanted not in self.languages:
+                    return f"does not speak {wanted!r}"
+            elif skill == "product" and lead.product_interest:
+                product = lead.product_interest.strip().lower()
+                if product not in self.products:
+                    return f"does not cover product {product!r}"
+            elif skill == "region":
+                places = [p.strip().lower() for p in (lead.region, lead.country) if p]
+                if places and self.regions.isdisjoint(places):
+                    return f"does not cover region {'/'.join(places)!r}"
+        return None
+
+
+_CALENDARS: dict[int, _Calendar] = {}
+
+
+def _calendar(rep: Rep) -> _Calendar:
+    """The rep's calendar, memoised per rep object: an override or an absence added at run
+    time makes a new rep object (`roster.effective`), so it is never answered from a stale one."""
+    cached = _CALENDARS.get(id(rep))
+    if cached is not None and cached.rep is rep:
+        return cached
     zone = ZoneInfo(rep.timezone)
-    local = now.astimezone(zone)
-    for absence in rep.out_of_office:
-        start, end = absence.bounds(zone)
-        if start <= now < end:
-            back = end.astimezone(zone)
-            note = f" ({absence.note})" if absence.note else ""
-            return f"out of office until {back:%Y-%m-%d %H:%M} {rep.timezone}{note}"
-    if rep.country is not None:
-        holiday = holiday_calendar(rep.country, rep.subdivision).get(local.date())
-        if holiday:
-            return f"public holiday in {rep.country.upper()} ({holiday})"
-    if rep.working_hours and not any(shift.covers(local) for shift in rep.working_hours):
-        return f"off shift (local time {local:%a %H:%M} {rep.timezone})"
-    return None
+    calendar = _Calendar(
+        rep=rep,
+        zone=zone,
+        absences=tuple((*a.bounds(zone), a.note) for a in rep.out_of_office),
+        shifts=_weekly(rep.working_hours) if rep.working_hours else None,
+        holidays=_holidays(rep),
+        languages=frozenset(_language(v) for v in rep.languages),
+        products=frozenset(rep.products),
+        regions=frozenset(rep.regions),
+    )
+    if len(_CALENDARS) >= 4096:
+        _CALENDARS.clear()
+    # The entry keeps the rep alive, so its id cannot be reused by another while cached.
+    _CALENDARS[id(rep)] = calendar
+    return calendar
+
+
+def _weekly(shifts: Sequence[Shift]) -> tuple[tuple[_Stretch, ...], ...]:
+    """`Shift.covers` of every shift, laid out per weekday of the wall clock."""
+    week: list[list[_Stretch]] = [[] for _ in WEEKDAYS]
+    for shift in shifts:
+        for day, name in enumerate(WEEKDAYS):
+            yesterday = WEEKDAYS[(day - 1) % 7]
+            if shift.start == shift.end:
+                if name in shift.days:
+                    week[day].append((time.min, None))
+            elif shift.start < shift.end:
+                if name in shift.days:
+                    week[day].append((shift.start, shift.end))
+            else:  # past midnight: the evening on its own day, the morning on the next
+                if name in shift.days:
+                    week[day].append((shift.start, None))
+                if yesterday in shift.days:
+                    week[day].append((time.min, shift.end))
+    return tuple(tuple(stretches) for stretches in week)
+
+
+# Per country and subdivision, the holiday (or None) of each local date looked up so far.
+_HOLIDAYS: dict[tuple[str, str | None], dict[date, str | None]] = {}
+
+
+def _holidays(rep: Rep) -> dict[date, str | None] | None:
+    if rep.country is None:
+        return None
+    return _HOLIDAYS.setdefault((rep.country, rep.subdivision), {})
+
+
+def _holiday(rep: Rep, day: date) -> str | None:
+    assert rep.country is not None
+    found: str | None = holiday_calendar(rep.country, rep.subdivision).get(day)
+    return found
 
 
 def over_capacity(rep: Rep, load: RepLoad) -> str | None:
@@ -64,20 +180,7 @@ def _language(value: str) -> str:
 
 def skill_gap(rep: Rep, skills: Sequence[str], lead: Lead) -> str | None:
     """The first skill the lead needs that the rep lacks (unknown lead attributes need nothing)."""
-    for skill in skills:
-        if skill == "language" and lead.language:
-            wanted = _language(lead.language)
-            if wanted not in {_language(v) for v in rep.languages}:
-                return f"does not speak {wanted!r}"
-        elif skill == "product" and lead.product_interest:
-            product = lead.product_interest.strip().lower()
-            if product not in rep.products:
-                return f"does not cover product {product!r}"
-        elif skill == "region":
-            places = [p.strip().lower() for p in (lead.region, lead.country) if p]
-            if places and not set(places) & set(rep.regions):
-                return f"does not cover region {'/'.join(places)!r}"
-    return None
+    return _calendar(rep).skill_gap(skills, lead) if skills else None
 
 
 def cannot_take(
@@ -92,7 +195,12 @@ def cannot_take(
     """The reason this rep cannot take this lead now, or None when they can."""
     if rep.id in excluded:
         return MISSED
-    return off_duty(rep, now) or skill_gap(rep, skills, lead) or over_capacity(rep, load)
+    calendar = _calendar(rep)
+    return (
+        calendar.off_duty(now)
+        or (calendar.skill_gap(skills, lead) if skills else None)
+        or over_capacity(rep, load)
+    )
 
 
 _KINDS = (

@@ -25,7 +25,7 @@ DISTRIBUTIONS = ("round_robin", "weighted", "least_loaded")
 Method = Literal["account_owner", "named_rep", "round_robin", "weighted", "least_loaded", "queue"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """Who gets the lead, through which rule, and why every other candidate did not."""
 
@@ -48,7 +48,7 @@ class Decision:
         return self.method in DISTRIBUTIONS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoutingState:
     """What a decision reads besides the lead and the configuration."""
 
@@ -80,17 +80,49 @@ def in_play(config: LeadflowConfig, scored: LeadScored, now: datetime) -> InPlay
     matched = match_account(config.accounts, scored.lead)
     if matched is not None:
         reps.add(matched[0].owner)
+    roster = _roster(config)
     for rule in matching_rules(config.routing.rules, doc, now):
         if rule.rep is not None:
             reps.add(rule.rep)
-            team = config.team_of(rule.rep)
+            team = roster.team_of.get(rule.rep)
             if team is not None:
                 teams.add(team.name)
         elif rule.team is not None:
             teams.add(rule.team)
     for name in teams:
-        reps.update(config.team(name).reps)
+        reps.update(roster.teams[name].reps)
     return InPlay(reps, teams)
+
+
+@dataclass(frozen=True, slots=True)
+class _Roster:
+    """A configuration's teams by name, and each rep's first team (`team`, `team_of`)."""
+
+    config: LeadflowConfig
+    teams: dict[str, Team]
+    team_of: dict[str, Team]
+
+
+_ROSTERS: dict[int, _Roster] = {}
+
+
+def _roster(config: LeadflowConfig) -> _Roster:
+    cached = _ROSTERS.get(id(config))
+    if cached is not None and cached.config is config:
+        return cached
+    team_of: dict[str, Team] = {}
+    for team in config.teams:
+        for rep_id in team.reps:
+            team_of.setdefault(rep_id, team)
+    roster = _Roster(config, {team.name: team for team in config.teams}, team_of)
+    if len(_ROSTERS) > 64:
+        _ROSTERS.clear()
+    # The entry keeps the configuration alive, so its id cannot be reused while cached.
+    _ROSTERS[id(config)] = roster
+    return roster
+
+
+_NO_LOAD = RepLoad()
 
 
 class _Walk:
@@ -100,6 +132,7 @@ class _Walk:
         self, config: LeadflowConfig, scored: LeadScored, now: datetime, state: RoutingState
     ) -> None:
         self.config = config
+        self.roster = _roster(config)
         self.scored = scored
         self.now = now
         self.state = state
@@ -112,7 +145,7 @@ class _Walk:
         reason = cannot_take(
             rep,
             self.now,
-            self.state.loads.get(rep.id, RepLoad()),
+            self.state.loads.get(rep.id, _NO_LOAD),
             lead=self.scored.lead,
             skills=skills,
             excluded=self.state.excluded,
@@ -132,7 +165,7 @@ class _Walk:
         )
 
     def queue_team_of(self, rep_id: str) -> str:
-        team = self.config.team_of(rep_id)
+        team = self.roster.team_of.get(rep_id)
         return team.name if team is not None else self.config.routing.fallback_team
 
     def account_owner(self) -> Decision | None:
@@ -202,7 +235,7 @@ class _Walk:
                 available,
                 reps=self.state.reps,
                 last=self.state.last_turn.get(team.name),
-                open_leads={r: self.state.loads.get(r, RepLoad()).open for r in team.reps},
+                open_leads={r: self.state.loads.get(r, _NO_LOAD).open for r in team.reps},
                 recent=self.state.recent.get(team.name, {}),
                 conversions=self.state.conversions.get(team.name, {}),
             )
@@ -247,9 +280,10 @@ def route(
             decision = walk.named_rep(rule, rule.rep)
         else:
             assert rule.team is not None
-            decision = walk.team(rule.name, config.team(rule.team), overflow=overflow)
+            decision = walk.team(rule.name, walk.roster.teams[rule.team], overflow=overflow)
         if decision is not None:
             return decision
-    fallback = walk.team(FALLBACK_RULE, config.team(config.routing.fallback_team), overflow=False)
+    fallback_team = walk.roster.teams[config.routing.fallback_team]
+    fallback = walk.team(FALLBACK_RULE, fallback_team, overflow=False)
     assert fallback is not None
     return fallback

@@ -49,6 +49,9 @@ class Sizes:
     scale_leads: int = 3_000
     scale_bound_s: float = 45.0
     connections: int = 32
+    # The source the burst is posted to: a Standard Webhooks source of the configuration
+    # with a development secret (a bulk source, where one is configured).
+    burst_source: str = "web"
 
 
 QUICK = Sizes(
@@ -251,7 +254,9 @@ async def burst(shape: StackShape, sizes: Sizes, log: Log) -> dict[str, Any]:
         batch = leads(new_run(), sizes.burst, activity="webinar")
         keys = [key for key, _ in batch]
         bench.posted.update(keys)
-        bulk = WebhookPoster(*bench.intake, connections=sizes.connections)
+        bulk = WebhookPoster(
+            *bench.intake, source=sizes.burst_source, connections=sizes.connections
+        )
         hot = WebhookPoster(*bench.intake, connections=4)
         before = await _counters(bench)
         stop = asyncio.Event()
@@ -276,6 +281,7 @@ async def burst(shape: StackShape, sizes: Sizes, log: Log) -> dict[str, Any]:
         buckets = int((max(finished, posted_at) - started) // TIMELINE_BUCKET_S) + 1
         return {
             "leads": sizes.burst,
+            "source": sizes.burst_source,
             "cold_start_ms": cold_start_ms,
             "idle_statements_per_s": idle,
             "intake_seconds": round(posted_at - started, 2),

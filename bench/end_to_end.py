@@ -44,7 +44,9 @@ import orjson
 
 from bench.e2e_phases import QUICK, Sizes, Systems, burst, rates, scale, search
 from bench.e2e_report import plot, table
-from bench.e2e_stack import StackShape, postgres_answers
+from bench.e2e_stack import CONFIG, StackShape, postgres_answers
+from leadflow.config import load_config
+from leadflow.settings import DEV_SECRETS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -76,11 +78,25 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rates", help="the open-loop rates, comma-separated (leads/s)")
     parser.add_argument("--seconds", type=float, help="how long each rate runs")
     parser.add_argument("--burst", type=int, help="how many leads the burst has")
+    parser.add_argument(
+        "--burst-source",
+        help="the source the burst is posted to (a Standard Webhooks source; default web)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(PARTS)
     if unknown:
         parser.error(f"--only takes {', '.join(PARTS)}; not {', '.join(sorted(unknown))}.")
+    if args.burst_source:
+        sources = load_config(CONFIG).sources
+        signable = sorted(
+            name for name, s in sources.items() if s.kind == "standard" and name in DEV_SECRETS
+        )
+        if args.burst_source not in signable:
+            parser.error(
+                f"--burst-source must be a Standard Webhooks source of {CONFIG.name} with a "
+                f"development secret: one of {', '.join(signable)}."
+            )
     return args
 
 
@@ -93,6 +109,8 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         sizes = replace(sizes, rate_seconds=args.seconds)
     if args.burst:
         sizes = replace(sizes, burst=args.burst)
+    if args.burst_source:
+        sizes = replace(sizes, burst_source=args.burst_source)
     return sizes
 
 

@@ -15,6 +15,7 @@ from leadflow_router.rules import (
     match_account,
     matching_rules,
     routing_document,
+    rule_matches,
 )
 from tests.fixtures.routing import NOW, scored
 
@@ -192,3 +193,45 @@ def test_company_domain_is_tried_before_the_email_domain() -> None:
 
 def test_no_accounts_match_nothing() -> None:
     assert match_account([], Lead(email="jo@acme.com")) is None
+
+
+# Most rules name a country: they are indexed by it, and must still match in order.
+INDEXED = rules(
+    ("us", [{"field": "lead.country", "equals": "US"}]),
+    ("big", [{"field": "lead.company.size", "gte": 1000}]),
+    (
+        "dach",
+        [
+            {"field": "lead.country", "in": ["DE", "AT", "CH"]},
+            {"field": "lead.company.size", "gte": 10},
+        ],
+    ),
+    ("german", [{"field": "lead.country", "equals": " de "}]),
+    ("numeric", [{"field": "lead.country", "equals": 49}]),
+    (
+        "us-or-de",
+        [{"field": "lead.country", "in": ["us"]}, {"field": "lead.country", "in": ["de"]}],
+    ),
+    ("anyone", []),
+)
+
+
+@pytest.mark.parametrize(
+    ("lead", "expected"),
+    [
+        ({"country": "US", "company": {"size": 5000}}, ["us", "big", "anyone"]),
+        ({"country": "de", "company": {"size": 5000}}, ["big", "dach", "german", "anyone"]),
+        ({"country": " De", "company": {"size": 5}}, ["german", "anyone"]),
+        ({"country": "FR", "company": {"size": 5000}}, ["big", "anyone"]),
+        ({"company": {"size": 5000}}, ["big", "anyone"]),
+        ({"country": 49}, ["numeric", "anyone"]),
+        ({"country": ["DE"]}, ["anyone"]),
+    ],
+)
+def test_rules_indexed_by_a_field_match_as_every_rule_tested_in_order(
+    lead: dict[str, Any], expected: list[str]
+) -> None:
+    doc = {"lead": lead}
+
+    assert [r.name for r in matching_rules(INDEXED, doc, NOW)] == expected
+    assert [r.name for r in INDEXED if rule_matches(r, doc, NOW)] == expected

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from leadflow.conditions import Condition, all_match, lookup
+from leadflow.conditions import Condition, all_match, conjunction, lookup, lookup_path
 
 LEAD: dict[str, Any] = {
     "lead": {
@@ -265,3 +266,45 @@ def test_invalid_condition_names_the_field(
     errors = caught.value.errors()
     assert [error["loc"] for error in errors] == [location]
     assert errors[0]["msg"].startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("config", "value", "expected"),
+    [
+        ({"equals": "500"}, 500, False),
+        ({"equals": 500}, "500", False),
+        ({"not_equals": "500"}, 500, True),
+        ({"in": ["DE", 500]}, 500, True),
+        ({"in": ["DE", 500]}, " de", True),
+        ({"in": ["de"]}, ["de"], False),
+        ({"prefix": "tr"}, True, True),
+        ({"regex": "^Tr"}, True, True),
+        ({"equals": True}, True, True),
+        ({"equals": True}, 1, True),
+        ({"gte": 1}, True, True),
+    ],
+)
+def test_text_and_other_values_compare_as_python_does(
+    config: dict[str, Any], value: Any, expected: bool
+) -> None:
+    assert condition(field="lead.x", **config).matches({"lead": {"x": value}}) is expected
+
+
+def test_nested_values_may_be_any_mapping() -> None:
+    doc = {"lead": MappingProxyType({"company": MappingProxyType({"size": 800})})}
+
+    assert condition(field="lead.company.size", gte=500).matches(doc) is True
+    assert condition(field="lead.company.size", lt=500).matches(doc) is False
+    assert lookup_path(doc, ("lead", "company", "size")) == 800
+
+
+@pytest.mark.parametrize("size", [0, 1])
+@pytest.mark.parametrize("count", [0, 1, 2, 3])
+def test_a_conjunction_compiles_all_match(count: int, size: int) -> None:
+    conditions = [
+        condition(field="lead.country", equals="de"),
+        condition(field="lead.company.size", gte=size * 1000),
+        condition(field="score.tier", **{"in": ["mql"]}),
+    ][:count]
+
+    assert conjunction(conditions)(LEAD) is all_match(conditions, LEAD) is (count < 2 or size == 0)

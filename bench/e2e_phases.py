@@ -86,8 +86,10 @@ async def warm_up(bench: BenchStack) -> float:
                 )
             if round_number == 0:
                 cold_start_ms = max(bench.watch.routed[k] - at for k, at in sent.items()) * 1000
-            idle = [c for service in SCALED for c in await bench.counters(service) if c.events == 0]
-            if not idle:
+            unused = [
+                c for service in SCALED for c in await bench.counters(service) if c.events == 0
+            ]
+            if not unused:
                 return round(cold_start_ms, 1)
     finally:
         await poster.close()
@@ -268,16 +270,20 @@ async def burst(shape: StackShape, sizes: Sizes, log: Log) -> dict[str, Any]:
             accepted = await as_fast_as_taken(bulk, batch)
             posted_at = time.monotonic()
             drained = await bench.watch.wait_for(keys, started + sizes.burst_bound_s)
-        finally:
+            waited_at = time.monotonic()
             stop.set()
             hot_sent = await hot_task
+            await bench.watch.wait_for(hot_sent, time.monotonic() + 5)
+        finally:
+            stop.set()
+            hot_task.cancel()  # a no-op once it ended; stops it when the burst failed
+            await asyncio.gather(hot_task, return_exceptions=True)
             await bulk.close()
-        await bench.watch.wait_for(hot_sent, time.monotonic() + 5)
+            await hot.close()
         after = await _counters(bench)
-        await hot.close()
         seen = bench.watch.routed
         routed = [seen[key] for key in keys if key in seen]
-        finished = max(routed) if drained else time.monotonic()
+        finished = max(routed) if drained else waited_at
         buckets = int((max(finished, posted_at) - started) // TIMELINE_BUCKET_S) + 1
         return {
             "leads": sizes.burst,
@@ -330,9 +336,10 @@ async def drained_per_second(shape: StackShape, sizes: Sizes, log: Log) -> dict[
             await poster.close()
         resumed = time.monotonic()
         drained = await bench.watch.wait_for(keys, resumed + sizes.scale_bound_s)
+        waited_at = time.monotonic()
         after = await _counters(bench)
         routed = [bench.watch.routed[key] for key in keys if key in bench.watch.routed]
-        finished = max(routed) if drained else time.monotonic()
+        finished = max(routed) if drained else waited_at
         return {
             "instances": shape.instances,
             "partitions": shape.partitions,

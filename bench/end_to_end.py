@@ -87,6 +87,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.only.split(",")) - set(PARTS)
     if unknown:
         parser.error(f"--only takes {', '.join(PARTS)}; not {', '.join(sorted(unknown))}.")
+    try:
+        rates = [float(r) for r in args.rates.split(",")] if args.rates else [1.0]
+    except ValueError:
+        rates = []
+    if not rates or min(rates) <= 0 or (args.seconds is not None and args.seconds <= 0):
+        parser.error("--rates takes rates above 0, comma-separated; --seconds above 0.")
+    if args.burst is not None and args.burst < 1:
+        parser.error("--burst takes a number of leads, at least 1.")
     if args.burst_source:
         sources = load_config(CONFIG).sources
         signable = sorted(

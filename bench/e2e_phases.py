@@ -189,10 +189,12 @@ async def measure_rate(
     batch = leads(new_run(), max(1, round(rate * seconds)))
     bench.posted.update(key for key, _ in batch)
     before = await _counters(bench)
+    cpu = time.process_time()
     try:
         sent, late_ms = await open_loop(poster, batch, rate)
     finally:
         await poster.close()
+    cpu = time.process_time() - cpu  # the bench's own share of the two cores, while sending
     await bench.watch.wait_for(sent, time.monotonic() + drain_s)
     result: dict[str, Any] = {
         "rate_per_s": rate,
@@ -201,6 +203,7 @@ async def measure_rate(
         "hops": _hops(bench, sent),
         "sustained": False,
         "bench_late_ms": late_ms,
+        "bench_cpu_ms_per_lead": round(cpu * 1000 / len(sent), 2),
         "refusals": poster.refusals,
         "fresh_system": fresh,
         "sql": _per_event(before, await _counters(bench)),

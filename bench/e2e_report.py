@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only: no display on a server
 
 import matplotlib.pyplot as plt
 
+LATE_NOTE_MS = 50.0
+
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
@@ -47,6 +49,12 @@ def table(result: dict[str, Any]) -> str:
                 f"{_hops(run['hops']):>39}   {_sql(run)}"
             )
         lines.append("  target: p99 <= 100 ms at 500 leads/s; <= 1 SQL statement per event")
+        late = max(run["bench_late_ms"] for run in runs)
+        if late > LATE_NOTE_MS:
+            lines.append(
+                f"  note: the bench's own sends fell up to {late:,.0f} ms behind schedule (a busy "
+                "machine); latencies count from the scheduled instant"
+            )
         for idle in result.get("idle_statements_per_s", [])[:1]:
             lines.append(
                 "  SQL/event counts every statement of the processes during the run; idle, "

@@ -57,13 +57,11 @@ class SqlProfileStore:
     async def save(self, people: People, now: datetime) -> None:
         """Write the batch's profiles, merges, touches and identifiers, a statement each."""
         session = self._session
-        created = [_columns(r, now) for r in people.created()]
+        created = [{"lead_key": r.lead_key, **_columns(r, now)} for r in people.created()]
         if created:
             await session.execute(insert(lead_profiles), created)
         rescored = [{"profile_key": r.lead_key, **_columns(r, now)} for r in people.rescored()]
         if rescored:
-            for row in rescored:
-                del row["lead_key"]
             await session.execute(
                 update(lead_profiles).where(lead_profiles.c.lead_key == bindparam("profile_key")),
                 rescored,
@@ -202,13 +200,12 @@ async def _recorded(session: AsyncSession, event_ids: Collection[str]) -> set[st
 
 
 def _columns(record: Record, now: datetime) -> dict[str, Any]:
-    """A scored profile's row."""
+    """A scored profile's row, but its key."""
     assert record.scored is not None, "only a scored profile has a row to write"
     profile, result = record.scored.profile, record.scored.score
     # A merged profile keeps no aggregate: its survivor's holds the person.
     state = record.state if record.merged_into is None else None
     return {
-        "lead_key": record.lead_key,
         "fields": profile.fields,
         "first_source": profile.first_touch.source,
         "last_source": profile.last_touch.source,

@@ -65,21 +65,23 @@ async def score_batch(
     for (event_id, _), identifiers in zip(batch, carried, strict=True):
         for i in identifiers:
             claims.setdefault(i.key, Claim(i.kind, event_id))
-    found = [[i.key for i in identifiers] for identifiers in carried]
+    keys = [[i.key for i in identifiers] for identifiers in carried]
     people = await store.load(Claims(claims, [event_id for event_id, _ in batch]), now)
-    stale = _to_fold_again(people, found, model)
+    stale = _to_fold_again(people, keys, model)
     if stale:
         people.history = await store.touches(stale)
-    emitted = [
-        new_event(
-            "lead.scored",
-            _score(people, event_id, received, keys, model, now),
-            source=SOURCE,
-            time=now,
-            event_id=derived_event_id("lead.scored", event_id),
+    emitted: list[Envelope] = []
+    for (event_id, received), carries in zip(batch, keys, strict=True):
+        scored = _score(people, event_id, received, carries, model, now)
+        emitted.append(
+            new_event(
+                "lead.scored",
+                scored,
+                source=SOURCE,
+                time=now,
+                event_id=derived_event_id("lead.scored", event_id),
+            )
         )
-        for (event_id, received), keys in zip(batch, found, strict=True)
-    ]
     await store.save(people, now)
     return emitted
 
@@ -166,7 +168,7 @@ def _state(people: People, person: list[Record], touch: Touch | None, model: Sco
 
 def _usable(record: Record, model: Scoring) -> Aggregate | None:
     """A profile's aggregate with its pending touches folded; None if it cannot be used."""
-    if record.state is None or not _current(record, model):
+    if record.state is None or not aggregate.is_current(record.state, model):
         return None
     if record.pending:
         return aggregate.fold(record.pending, model, record.state)

@@ -60,8 +60,8 @@ class Batch:
             found.pools <= self.locked.pools and found.reps <= self.locked.reps
         ):
             raise RuntimeError(
-                f"lead {scored.lead_key} may be routed outside what its batch locked; "
-                "the batch is applied again event by event."
+                f"lead {scored.lead_key} may be routed outside the routing pools its batch "
+                "locked and loaded; it is not routed."
             )
         self._reaches[id(scored)] = (scored, found)
         return found
@@ -214,7 +214,8 @@ def _record(
     ):
         raise RuntimeError(
             f"lead {scored.lead_key} was routed to {decision.rep_id} of team {decision.team}, "
-            "outside what its batch locked; the batch is applied again event by event."
+            "outside the routing pools its batch locked (pools.reach must follow the "
+            "decision walk of domain.route); it is not routed."
         )
     turn = None
     if decision.rep_id is not None and decision.by_rotation:

@@ -239,6 +239,13 @@ async def test_statements_per_batch_do_not_grow_with_the_batch(engine: AsyncEngi
         )
         assert len(count.all()) == 50
 
+    # Scores that call for no routing cost the inbox and nothing else.
+    watched = [
+        new_event("lead.scored", scored(tier="watch", lead_key=f"w{i}"), source="/t", time=T0)
+        for i in range(100)
+    ]
+    assert await statements(engine, watched) <= 2  # SQLite's BEGIN IMMEDIATE is one
+
     # Escalations and outcomes go through the same batch: still the same few statements.
     big = [f"big-{i}" for i in range(1, 100, 2)]
     mixed = [escalation(k, "x") for k in big[:30]] + [outcome(k, "won") for k in big[30:]]

@@ -51,9 +51,9 @@ async def apply_events(
     escalated = {e.data.lead_key for e in events if isinstance(e.data, SlaAlert)}
     routed = await book_repository.routed_leads_of(session, escalated)
     deciding = [e.data for e in events if isinstance(e.data, LeadScored) and routes(config, e.data)]
-    lead_keys = {
-        e.data.lead_key for e in events if isinstance(e.data, LeadScored | SlaAlert | LeadActivity)
-    }
+    # Scores that call for no routing (most of them) need nothing loaded.
+    lead_keys = {s.lead_key for s in deciding} | escalated
+    lead_keys |= {e.data.lead_key for e in events if isinstance(e.data, LeadActivity)}
     await _load(session, batch, lead_keys, [*deciding, *routed.values()], routed)
     decisions = []
     for event in events:

@@ -56,13 +56,14 @@ class _Calendar:
     products: frozenset[str]
     regions: frozenset[str]
 
-    def off_duty(self, now: datetime) -> str | None:
-        """`off_duty` of the rep."""
+    def off_duty(self, now: datetime, local: datetime | None = None) -> str | None:
+        """`off_duty` of the rep (`local`: `now` in the rep's zone, when already known)."""
         rep = self.rep
         if not rep.active:
             return "inactive"
         zone = self.zone
-        local = now.astimezone(zone)
+        if local is None:
+            local = now.astimezone(zone)
         for start, end, note in self.absences:
             if start <= now < end:
                 back = end.astimezone(zone)
@@ -84,22 +85,36 @@ class _Calendar:
             return f"off shift (local time {local:%a %H:%M} {rep.timezone})"
         return None
 
-    def skill_gap(self, skills: Sequence[str], lead: Lead) -> str | None:
+    def skill_gap(self, skills: Sequence[str], needs: Needs) -> str | None:
         """`skill_gap` of the rep."""
         for skill in skills:
-            if skill == "language" and lead.language:
-                wanted = _language(lead.language)
-                if wanted not in self.languages:
-                    return f"does not speak {wanted!r}"
-            elif skill == "product" and lead.product_interest:
-                product = lead.product_interest.strip().lower()
-                if product not in self.products:
-                    return f"does not cover product {product!r}"
-            elif skill == "region":
-                places = [p.strip().lower() for p in (lead.region, lead.country) if p]
-                if places and self.regions.isdisjoint(places):
-                    return f"does not cover region {'/'.join(places)!r}"
+            if skill == "language" and needs.language is not None:
+                if needs.language not in self.languages:
+                    return f"does not speak {needs.language!r}"
+            elif skill == "product" and needs.product is not None:
+                if needs.product not in self.products:
+                    return f"does not cover product {needs.product!r}"
+            elif skill == "region" and needs.places and self.regions.isdisjoint(needs.places):
+                return f"does not cover region {'/'.join(needs.places)!r}"
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What a lead asks of a rep's skills, normalised once (None: the lead does not say)."""
+
+    language: str | None
+    product: str | None
+    places: tuple[str, ...]
+
+
+def needs(lead: Lead) -> Needs:
+    """The lead's language, product interest and places, as skills are compared."""
+    return Needs(
+        language=_language(lead.language) if lead.language else None,
+        product=lead.product_interest.strip().lower() if lead.product_interest else None,
+        places=tuple(p.strip().lower() for p in (lead.region, lead.country) if p),
+    )
 
 
 _CALENDARS: dict[int, _Calendar] = {}
@@ -180,7 +195,34 @@ def _language(value: str) -> str:
 
 def skill_gap(rep: Rep, skills: Sequence[str], lead: Lead) -> str | None:
     """The first skill the lead needs that the rep lacks (unknown lead attributes need nothing)."""
-    return _calendar(rep).skill_gap(skills, lead) if skills else None
+    return _calendar(rep).skill_gap(skills, needs(lead)) if skills else None
+
+
+class Occasion:
+    """One decision's instant and lead, with what every rep's answer shares worked out once:
+    the instant on each zone's wall clock (reps mostly share a few zones), the lead's needs."""
+
+    __slots__ = ("_local", "_needs", "lead", "now")
+
+    def __init__(self, now: datetime, lead: Lead) -> None:
+        self.now = now
+        self.lead = lead
+        self._local: dict[ZoneInfo, datetime] = {}
+        self._needs: Needs | None = None
+
+    def local(self, zone: ZoneInfo) -> datetime:
+        """The instant on the zone's wall clock."""
+        try:
+            return self._local[zone]
+        except KeyError:
+            local = self._local[zone] = self.now.astimezone(zone)
+            return local
+
+    def needs(self) -> Needs:
+        """`needs` of the lead."""
+        if self._needs is None:
+            self._needs = needs(self.lead)
+        return self._needs
 
 
 def cannot_take(
@@ -191,14 +233,20 @@ def cannot_take(
     lead: Lead,
     skills: Sequence[str] = (),
     excluded: frozenset[str] = frozenset(),
+    occasion: Occasion | None = None,
 ) -> str | None:
-    """The reason this rep cannot take this lead now, or None when they can."""
+    """The reason this rep cannot take this lead now, or None when they can.
+
+    `occasion` (of `now` and `lead`) shares work between the reps of one decision.
+    """
     if rep.id in excluded:
         return MISSED
     calendar = _calendar(rep)
+    if occasion is None:
+        occasion = Occasion(now, lead)
     return (
-        calendar.off_duty(now)
-        or (calendar.skill_gap(skills, lead) if skills else None)
+        calendar.off_duty(now, occasion.local(calendar.zone))
+        or (calendar.skill_gap(skills, occasion.needs()) if skills else None)
         or over_capacity(rep, load)
     )
 

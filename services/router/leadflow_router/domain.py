@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from leadflow.config import LeadflowConfig, Rep, RoutingRule, Team
 from leadflow.events import LeadScored
-from leadflow_router.availability import RepLoad, cannot_take
+from leadflow_router.availability import Occasion, RepLoad, cannot_take
 from leadflow_router.distribution import pick
-from leadflow_router.rules import match_account, matching_rules, routing_document
+from leadflow_router.rules import match_account, matching_rules, reads_time, routing_document
 
 FALLBACK_RULE = "fallback"
 ACCOUNT_RULE = "account-owner"
@@ -74,7 +74,7 @@ class InPlay:
 
 def in_play(config: LeadflowConfig, scored: LeadScored, now: datetime) -> InPlay:
     """Every rep and team the decision for this lead can look at."""
-    doc = routing_document(scored, now, config.routing.timezone)
+    doc = _document(config, scored, now)
     reps: set[str] = set()
     teams: set[str] = {config.routing.fallback_team}
     matched = match_account(config.accounts, scored.lead)
@@ -125,6 +125,11 @@ def _roster(config: LeadflowConfig) -> _Roster:
 _NO_LOAD = RepLoad()
 
 
+def _document(config: LeadflowConfig, scored: LeadScored, now: datetime) -> dict[str, Any]:
+    rules = config.routing.rules
+    return routing_document(scored, now, config.routing.timezone, with_time=reads_time(rules))
+
+
 class _Walk:
     """One decision being built: the steps taken and the reps skipped so far."""
 
@@ -135,6 +140,7 @@ class _Walk:
         self.roster = _roster(config)
         self.scored = scored
         self.now = now
+        self.occasion = Occasion(now, scored.lead)
         self.state = state
         self.skipped: dict[str, str] = {}
         self.trace: list[str] = []
@@ -149,6 +155,7 @@ class _Walk:
             lead=self.scored.lead,
             skills=skills,
             excluded=self.state.excluded,
+            occasion=self.occasion,
         )
         if reason is not None:
             self.skipped[rep.id] = reason
@@ -273,7 +280,7 @@ def route(
     decision = walk.account_owner()
     if decision is not None:
         return decision
-    doc = routing_document(scored, now, config.routing.timezone)
+    doc = _document(config, scored, now)
     for rule in matching_rules(config.routing.rules, doc, now):
         overflow = rule.when_unavailable == "next_rule"
         if rule.rep is not None:

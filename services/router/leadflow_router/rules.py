@@ -15,13 +15,15 @@ from leadflow.events import Lead, LeadScored
 from leadflow.schedules import WEEKDAYS, normalize_domain
 
 
-def routing_document(scored: LeadScored, now: datetime, zone: str = "UTC") -> dict[str, Any]:
+def routing_document(
+    scored: LeadScored, now: datetime, zone: str = "UTC", *, with_time: bool = True
+) -> dict[str, Any]:
     """What routing conditions can look at: the lead, its score, its source and the time.
 
-    `time.*` is the decision's moment in `zone` (the routing configuration's time zone).
+    `time.*` is the decision's moment in `zone` (the routing configuration's time zone); it
+    is left out with `with_time=False`, for rules that do not read it (see `reads_time`).
     """
-    local = now.astimezone(ZoneInfo(zone))
-    return {
+    doc: dict[str, Any] = {
         "lead": scored.lead.model_dump(mode="json", exclude_none=True),
         "score": {
             "score": scored.score,
@@ -30,15 +32,23 @@ def routing_document(scored: LeadScored, now: datetime, zone: str = "UTC") -> di
             "tier": scored.tier,
         },
         "source": scored.source,
-        "time": {
+    }
+    if with_time:
+        local = now.astimezone(ZoneInfo(zone))
+        doc["time"] = {
             "hour": local.hour,
             "minute": local.minute,
-            "hhmm": f"{local:%H:%M}",
+            "hhmm": f"{local.hour:02d}:{local.minute:02d}",
             "weekday": local.isoweekday(),
             "day": WEEKDAYS[local.weekday()],
             "date": local.date().isoformat(),
-        },
-    }
+        }
+    return doc
+
+
+def reads_time(rules: Sequence[RoutingRule]) -> bool:
+    """Whether any of the rules' conditions reads `time.*` of the routing document."""
+    return _table(rules).reads_time
 
 
 def rule_matches(rule: RoutingRule, doc: Mapping[str, Any], now: datetime) -> bool:
@@ -90,6 +100,7 @@ class _Table:
 
     rules: Sequence[RoutingRule]
     compiled: tuple[_Compiled, ...]
+    reads_time: bool
     gate: tuple[str, ...] | None = None
     by_value: dict[str, tuple[_Compiled, ...]] = field(default_factory=dict)
     # The rules that do not name a value of the field.
@@ -118,6 +129,7 @@ def _gate_values(condition: Condition) -> frozenset[str] | None:
 
 def _index(rules: Sequence[RoutingRule]) -> _Table:
     compiled = tuple(_compiled(rule) for rule in rules)
+    reads_time = any(c.path[0] == "time" for rule in rules for c in rule.when)
     gates: list[dict[tuple[str, ...], frozenset[str]]] = []
     for rule in rules:
         gated: dict[tuple[str, ...], frozenset[str]] = {}
@@ -128,13 +140,14 @@ def _index(rules: Sequence[RoutingRule]) -> _Table:
         gates.append(gated)
     counts = Counter(path for gated in gates for path in gated)
     if not counts or counts.most_common(1)[0][1] < 2:
-        return _Table(rules, compiled)
+        return _Table(rules, compiled, reads_time)
     gate = counts.most_common(1)[0][0]
     pairs = list(zip(compiled, gates, strict=True))
     named = {v for gated in gates if gate in gated for v in gated[gate]}
     return _Table(
         rules,
         compiled,
+        reads_time,
         gate,
         by_value={
             value: tuple(c for c, g in pairs if gate not in g or value in g[gate])

@@ -14,6 +14,7 @@ from leadflow_router.rules import (
     lead_domains,
     match_account,
     matching_rules,
+    reads_time,
     routing_document,
     rule_matches,
 )
@@ -235,3 +236,13 @@ def test_rules_indexed_by_a_field_match_as_every_rule_tested_in_order(
 
     assert [r.name for r in matching_rules(INDEXED, doc, NOW)] == expected
     assert [r.name for r in INDEXED if rule_matches(r, doc, NOW)] == expected
+
+
+def test_the_time_is_left_out_of_the_document_only_for_rules_that_never_read_it() -> None:
+    lead = scored(Lead(country="DE"))
+
+    assert reads_time(ORDERED) is True
+    assert reads_time(INDEXED) is False
+    assert routing_document(lead, NOW, with_time=False) == {
+        k: v for k, v in routing_document(lead, NOW).items() if k != "time"
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -257,7 +258,8 @@ def _stop(stack: Stack, broker: subprocess.Popen[bytes], postgres_url: str | Non
 
 @contextlib.asynccontextmanager
 async def running(shape: StackShape) -> AsyncIterator[BenchStack]:
-    """Start a fresh system of `shape`; stop all of it (by pid) and drop its database after."""
+    """Start a fresh system of `shape`; stop all of it (by pid) and drop its database after
+    (its logs are kept when something failed)."""
     work = Path(tempfile.mkdtemp(prefix="leadflow-e2e-"))
     stack, broker, postgres_url = await asyncio.to_thread(_start, shape, work)
     bench = BenchStack(shape, stack, PipelineWatch(stack.bootstrap))
@@ -269,3 +271,5 @@ async def running(shape: StackShape) -> AsyncIterator[BenchStack]:
         with contextlib.suppress(Exception):
             await bench.watch.stop()
         await asyncio.to_thread(_stop, stack, broker, postgres_url)
+    # Kept when anything failed: the errors name the services' logs in it.
+    shutil.rmtree(work, ignore_errors=True)

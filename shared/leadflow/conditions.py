@@ -70,19 +70,39 @@ class Condition(BaseModel):
         """The condition compiled once into a test of a whole document (what `matches` does)."""
         test = self.on_value
         parts = self.path
+        # Documents are plain dicts: the steps are unrolled for them, anything else takes
+        # the general lookup (rules read at most three steps deep).
         if len(parts) == 1:
             (key,) = parts
-            return lambda doc: test(doc.get(key))
+
+            def one_step(doc: Mapping[str, Any]) -> bool:
+                if type(doc) is dict:
+                    return test(doc.get(key))
+                return test(lookup_path(doc, parts))
+
+            return one_step
         if len(parts) == 2:
             first, second = parts
 
             def two_steps(doc: Mapping[str, Any]) -> bool:
-                inner = doc.get(first)
+                inner = doc.get(first) if type(doc) is dict else None
                 if type(inner) is dict:
                     return test(inner.get(second))
                 return test(lookup_path(doc, parts))
 
             return two_steps
+        if len(parts) == 3:
+            first, second, third = parts
+
+            def three_steps(doc: Mapping[str, Any]) -> bool:
+                inner = doc.get(first) if type(doc) is dict else None
+                if type(inner) is dict:
+                    inner = inner.get(second)
+                    if type(inner) is dict:
+                        return test(inner.get(third))
+                return test(lookup_path(doc, parts))
+
+            return three_steps
         return lambda doc: test(lookup_path(doc, parts))
 
     def matches(self, doc: Mapping[str, Any]) -> bool:

@@ -118,9 +118,8 @@ def score(
     known = facts(model.domains, fields) if book.reads_facts else {}
     profile_doc = {"lead": fields, "facts": known}
     fit_hits: list[_Hit] = [
-        (rule, rule.points, (fit_reason, (rule.rule,)))
-        for rule in book.fit
-        if rule.test(profile_doc)
+        (rule, rule.points, (fit_reason, (rule.rule, rule.fit_detail)))
+        for rule in book.fit_hits(profile_doc)
     ]
     qualification = book.qualification(fields.get("campaign"))
     engagement_hits: list[_Hit] = list(tally.hits(book, settled, profile_doc, now))

@@ -39,16 +39,21 @@ def faded(points: int, age_s: float, half_life_s: float | None) -> int:
     return math.floor(points * decay_factor(age_s, half_life_s) + 0.5)
 
 
-def fit_reason(rule: ScoringRule) -> ScoreReason:
-    """A fit rule that matched the profile."""
+def fit_reason(rule: ScoringRule, detail: str | None = None) -> ScoreReason:
+    """A fit rule that matched the profile (`detail`: `fit_detail(rule)`, if known)."""
     return ScoreReason(
         rule=rule.name,
         group="fit",
         points=rule.points,
-        detail=f"{rule.description or describe(rule)}; fit never decays",
+        detail=fit_detail(rule) if detail is None else detail,
         base_points=rule.points,
         disqualifies=rule.disqualify,
     )
+
+
+def fit_detail(rule: ScoringRule) -> str:
+    """What a fit rule's reason says: its description, or its conditions in words."""
+    return f"{rule.description or describe(rule)}; fit never decays"
 
 
 def engagement_reason(

@@ -18,14 +18,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadflow.conditions import Condition, conjunction
+from leadflow.conditions import Condition, conjunction, lookup_path
 from leadflow.config import Scoring, ScoringRule
 from leadflow.scoring_model import Qualification
+from leadflow_scoring.reasons import fit_detail
 
 _ANY = "\x00any"
 _PROFILE_ROOTS = ("lead", "facts")
 
 Check = Callable[[Mapping[str, Any]], bool]
+ValueTest = Callable[[Any], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,8 @@ class CompiledRule:
     # The cap bucket: the rule's category, or the rule alone.
     bucket: str
     disqualify: bool
+    # Fit rules: what their reason says (the same whenever they match).
+    fit_detail: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,10 @@ class Rulebook:
     # under another key is stale.
     key: str
     fit: tuple[CompiledRule, ...] = ()
+    # The fields fit rules read, each looked up once per profile, and each fit rule's
+    # conditions as tests of those values (by position in `fit_paths`).
+    fit_paths: tuple[tuple[str, ...], ...] = ()
+    fit_tests: tuple[tuple[CompiledRule, tuple[tuple[int, ValueTest], ...]], ...] = ()
     compiled: dict[str, CompiledRule] = field(default_factory=dict)
     on_activity: dict[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
     hand_raises: tuple[CompiledHandRaise, ...] = ()
@@ -82,6 +90,18 @@ class Rulebook:
     fit_floors: tuple[tuple[str, int], ...] = ()
     engagement_floors: tuple[tuple[str, int], ...] = ()
     _qualifications: dict[Any, Qualification] = field(default_factory=dict)
+
+    def fit_hits(self, profile: Mapping[str, Any]) -> list[CompiledRule]:
+        """The fit rules that match the profile document, in the model's order."""
+        values = [lookup_path(profile, path) for path in self.fit_paths]
+        hits = []
+        for rule, tests in self.fit_tests:
+            for position, test in tests:
+                if not test(values[position]):
+                    break
+            else:
+                hits.append(rule)
+        return hits
 
     def rules_for(self, activity: str) -> list[ScoringRule]:
         """The engagement rules a touch of `activity` can fire, in the model's order."""
@@ -153,6 +173,8 @@ def _compile(model: Scoring) -> Rulebook:
         on_touch[name] = [c for c in when if not _on_profile(c)]
         on_profile[name] = [c for c in when if _on_profile(c)]
     compiled = {r.name: _compile_rule(model, r) for r in model.rules}
+    fit = [r for r in model.rules if r.group == "fit"]
+    fit_paths = list(dict.fromkeys(c.path for r in fit for c in r.when))
     caps = model.caps
     capped = {
         group: group in caps
@@ -173,7 +195,12 @@ def _compile(model: Scoring) -> Rulebook:
         on_profile=on_profile,
         position={r.name: i for i, r in enumerate(rules)},
         key=_key(model, rules),
-        fit=tuple(compiled[r.name] for r in model.rules if r.group == "fit"),
+        fit=tuple(compiled[r.name] for r in fit),
+        fit_paths=tuple(fit_paths),
+        fit_tests=tuple(
+            (compiled[r.name], tuple((fit_paths.index(c.path), c.on_value) for c in r.when))
+            for r in fit
+        ),
         compiled=compiled,
         on_activity={
             activity: tuple(compiled[r.name] for r in listed) for activity, listed in index.items()
@@ -213,6 +240,7 @@ def _compile_rule(model: Scoring, rule: ScoringRule) -> CompiledRule:
         max_points=rule.max_points,
         bucket=rule.category or f"rule:{rule.name}",
         disqualify=rule.disqualify,
+        fit_detail=fit_detail(rule) if rule.group == "fit" else None,
     )
 
 

@@ -53,7 +53,9 @@ bench: install
 	PYTHONPATH=. $(BIN)/python bench/intake.py
 	$(BIN)/python bench/scoring_engine.py
 	PYTHONPATH=. $(BIN)/python bench/scoring_history.py
+	PYTHONPATH=. $(BIN)/python bench/scoring_batches.py
 	$(BIN)/python bench/routing_engine.py
+	PYTHONPATH=. $(BIN)/python bench/router_batches.py
 	PYTHONPATH=. $(BIN)/python bench/end_to_end.py --postgres '$(BENCH_POSTGRES)' \
 	  --sqlite-if-unreachable $(E2E_ARGS)
 

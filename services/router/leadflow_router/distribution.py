@@ -21,7 +21,7 @@ class Pick:
 def rotation(reps: Sequence[str], last: str | None) -> list[str]:
     """The team's reps in turn order, starting right after the one who had the last turn."""
     start = reps.index(last) + 1 if last in reps else 0
-    return [reps[(start + i) % len(reps)] for i in range(len(reps))]
+    return [*reps[start:], *reps[:start]]
 
 
 def conversion_weight(assigned: int, converted: int) -> float:
@@ -40,7 +40,8 @@ def pick(
     conversions: Mapping[str, tuple[int, int]],
 ) -> Pick:
     """Choose one of `available` (non-empty, in team order) by the team's distribution."""
-    order = [r for r in rotation(team.reps, last) if r in available]
+    can = set(available)
+    order = [r for r in rotation(team.reps, last) if r in can]
     if team.distribution == "least_loaded":
         loads = {r: open_leads.get(r, 0) for r in order}
         chosen = min(order, key=lambda r: loads[r])  # ties: the next in rotation

@@ -66,15 +66,11 @@ class Rulebook:
     """A model's rules compiled and indexed, and the key of its engagement side."""
 
     model: Scoring
-    by_activity: dict[str, list[ScoringRule]]
     engagement: dict[str, ScoringRule]
-    on_touch: dict[str, list[Condition]]
-    on_profile: dict[str, list[Condition]]
     position: dict[str, int]
     # Rules or hand-raises the tally of a person's older touches depends on; a tally made
     # under another key is stale.
     key: str
-    fit: tuple[CompiledRule, ...] = ()
     # The fields fit rules read, each looked up once per profile, and each fit rule's
     # conditions as tests of those values (by position in `fit_paths`).
     fit_paths: tuple[tuple[str, ...], ...] = ()
@@ -103,12 +99,9 @@ class Rulebook:
                 hits.append(rule)
         return hits
 
-    def rules_for(self, activity: str) -> list[ScoringRule]:
-        """The engagement rules a touch of `activity` can fire, in the model's order."""
-        return self.by_activity.get(activity.strip().lower(), self.by_activity[_ANY])
-
     def compiled_for(self, activity: str) -> tuple[CompiledRule, ...]:
-        """`rules_for` compiled: each rule's test leaves out the activity it requires."""
+        """The engagement rules a touch of `activity` can fire, in the model's order (their
+        tests leave out the activity they require)."""
         return self.on_activity.get(activity.strip().lower(), self.on_activity[_ANY])
 
     def half_life_s(self, rule: ScoringRule) -> float | None:
@@ -165,13 +158,6 @@ def _compile(model: Scoring) -> Rulebook:
         for activity in activities
     }
     index[_ANY] = [r for r in rules if required[r.name] is None]
-    on_touch: dict[str, list[Condition]] = {}
-    on_profile: dict[str, list[Condition]] = {}
-    named = [(r.name, r.when) for r in rules]
-    named += [(_hand_raise_key(h.name), h.when) for h in model.hand_raises]
-    for name, when in named:
-        on_touch[name] = [c for c in when if not _on_profile(c)]
-        on_profile[name] = [c for c in when if _on_profile(c)]
     compiled = {r.name: _compile_rule(model, r) for r in model.rules}
     fit = [r for r in model.rules if r.group == "fit"]
     fit_paths = list(dict.fromkeys(c.path for r in fit for c in r.when))
@@ -189,13 +175,9 @@ def _compile(model: Scoring) -> Rulebook:
     conditions += [c for h in model.hand_raises for c in h.when]
     return Rulebook(
         model=model,
-        by_activity=index,
         engagement={r.name: r for r in rules},
-        on_touch=on_touch,
-        on_profile=on_profile,
         position={r.name: i for i, r in enumerate(rules)},
         key=_key(model, rules),
-        fit=tuple(compiled[r.name] for r in fit),
         fit_paths=tuple(fit_paths),
         fit_tests=tuple(
             (compiled[r.name], tuple((fit_paths.index(c.path), c.on_value) for c in r.when))
@@ -209,8 +191,8 @@ def _compile(model: Scoring) -> Rulebook:
             CompiledHandRaise(
                 h.name,
                 conjunction(h.when),
-                conjunction(on_touch[_hand_raise_key(h.name)]),
-                conjunction(on_profile[_hand_raise_key(h.name)]),
+                conjunction([c for c in h.when if not _on_profile(c)]),
+                conjunction([c for c in h.when if _on_profile(c)]),
             )
             for h in model.hand_raises
         ),
@@ -250,17 +232,6 @@ def _half_life_s(model: Scoring, rule: ScoringRule) -> float | None:
         # Penalties never fade: a decaying penalty would raise the score as time passes.
         return None
     return half_life.total_seconds()
-
-
-def hand_raise_conditions(book: Rulebook, name: str) -> tuple[list[Condition], list[Condition]]:
-    """A hand-raise's conditions on the touch, and on the person."""
-    key = _hand_raise_key(name)
-    return book.on_touch[key], book.on_profile[key]
-
-
-def _hand_raise_key(name: str) -> str:
-    # Hand-raises and rules share the condition tables; this keeps their names apart.
-    return "hand-raise:" + name
 
 
 def _on_profile(condition: Condition) -> bool:

@@ -85,6 +85,9 @@ class PipelineWatch:
             topics.RECEIVED,
             topics.SCORED,
             topics.ASSIGNED,
+            # A burst posted to a bulk source (--burst-source import) takes the bulk lane.
+            topics.RECEIVED_BULK,
+            topics.SCORED_BULK,
             bootstrap_servers=bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,

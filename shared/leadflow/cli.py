@@ -18,6 +18,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from leadflow.cli_import import import_leads
 from leadflow.cli_reports import demo, report_app
 from leadflow.config import ConfigFileError, load_config
 from leadflow.settings import ConfigError, Settings, get_settings
@@ -35,6 +36,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(report_app, name="report")
 app.command("demo")(demo)
+app.command("import")(import_leads)
 
 console = Console(stderr=True)
 

@@ -141,6 +141,9 @@ class Source(_Model):
 
     kind: SourceKind
     description: str = ""
+    # `bulk`: imports and re-syncs; their leads take the bulk lane, which scoring and the
+    # router read only while live leads leave them time (see docs/architecture.md).
+    lane: Literal["live", "bulk"] = "live"
     # Canonical lead field -> the sender's field (dotted path, or form field name); it
     # overrides the kind's default mapping field by field ("" removes a default).
     mapping: dict[str, str] = Field(default_factory=dict)

@@ -20,7 +20,7 @@ from leadflow.faults import describe, is_transient
 from leadflow.leases import new_holder
 from leadflow.metrics import ConsumerMetrics
 from leadflow.settings import Settings
-from leadflow.topics import topic_for
+from leadflow.topics import Lane, topic_for
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +34,20 @@ async def enqueue(session: AsyncSession, producer: str, event: Envelope, now: da
 
 
 async def enqueue_many(
-    session: AsyncSession, producer: str, events: Sequence[Envelope], now: datetime
+    session: AsyncSession,
+    producer: str,
+    events: Sequence[Envelope],
+    now: datetime,
+    lane: Lane = "live",
 ) -> None:
-    """Add `events` to the outbox in the caller's transaction, in order, in one statement."""
+    """Add `events` to the outbox in the caller's transaction, in order, in one statement,
+    bound for `lane`'s topics."""
     if not events:
         return
     rows = [
         {
             "producer": producer,
-            "topic": topic_for(event.type),
+            "topic": topic_for(event.type, lane),
             "key": event.subject,
             "event_id": event.id,
             "payload": event.to_bytes(),

@@ -21,11 +21,13 @@ from leadflow import topics
 from leadflow.bus.kafka import KafkaConsumerRunner, KafkaPublisher, ensure_topics
 from leadflow.db.engine import create_engine, session_factory
 from leadflow.faults import describe, is_transient
+from leadflow.lanes import LanePriority
 from leadflow.metrics import ConsumerMetrics, add_metrics_route, consumer_metrics
 from leadflow.outbox import OutboxRelay
 from leadflow.processing import BatchHandler, EventHandler, EventProcessor
 from leadflow.settings import Settings
 from leadflow.supervisor import Supervisor
+from leadflow.topics import Lane
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class ConsumerSpec:
     batch_handler: Callable[[Runtime], BatchHandler] | None = None
     # Called after each consumed batch's transaction (besides waking the outbox relay).
     after_commit: Callable[[], None] | None = None
+    # `bulk`: the consumer gives way to the service's live consumers (leadflow.lanes).
+    lane: Lane = "live"
 
 
 # Long-running work of a service besides its consumers, run under the supervisor by name.
@@ -165,6 +169,7 @@ def consumer_service(
         # consumers: joining a consumer group can take a while after a restart.
         for job_name, job in (background or {}).items():
             supervisor.spawn(job_name, functools.partial(job, runtime))
+        priority = LanePriority()
         for spec in specs:
             processor = EventProcessor(
                 consumer=spec.group,
@@ -178,7 +183,11 @@ def consumer_service(
                 after_commit=_after_commit(relay, spec.after_commit),
             )
             runner = KafkaConsumerRunner(
-                settings, spec.group, [settings.topic(t) for t in spec.topics], processor
+                settings,
+                spec.group,
+                [settings.topic(t) for t in spec.topics],
+                processor,
+                gate=priority.bulk if spec.lane == "bulk" else priority.live,
             )
             runtime.consumers.append(runner)
             supervisor.spawn(f"consumer:{spec.group}", functools.partial(_consume, runtime, runner))

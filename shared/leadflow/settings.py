@@ -26,6 +26,7 @@ DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///var/leadflow.db"
 DEV_SECRETS = {
     "web": "whsec_bGVhZGZsb3ctZGV2LXdlYi1zZWNyZXQtMDAwMDAwMDA=",
     "crm": "whsec_bGVhZGZsb3ctZGV2LWNybS1zZWNyZXQtMDAwMDAwMDAw",
+    "import": "whsec_bGVhZGZsb3ctZGV2LWltcG9ydC1zZWNyZXQtMDAwMA==",
     "hubspot": "leadflow-dev-hubspot-client-secret",
     "ivr": "leadflow-dev-twilio-auth-token",
     "callrail": "leadflow-dev-callrail-signing-key",

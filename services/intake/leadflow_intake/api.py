@@ -297,7 +297,7 @@ async def _receive(scope: Scope, receive: Receive, intake: Intake, name: str) ->
         raise Problem(422, "invalid_body", exc.detail, errors=exc.errors) from exc
     intake.guards.check_people(parsed.events, now)
     try:
-        await intake.delivery.submit(parsed.events)
+        await intake.delivery.submit(parsed.events, config.lane)
     except SpoolError as exc:
         intake.guards.give_back(parsed.events)
         raise Problem(

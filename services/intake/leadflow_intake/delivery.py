@@ -27,7 +27,7 @@ from leadflow.bus import Publisher
 from leadflow.events import SerializedEvent
 from leadflow.settings import Settings
 from leadflow.supervisor import Supervisor
-from leadflow.topics import topic_for
+from leadflow.topics import Lane, topic_for
 from leadflow_intake.metrics import PUBLISH_SECONDS, RELAYED, SPOOL_BYTES, SPOOL_DEPTH, SPOOLED
 from leadflow_intake.settings import IntakeSettings
 from leadflow_intake.spool import Spool, SpoolBatch, SpooledEvent, SpoolError
@@ -96,10 +96,11 @@ class Delivery:
         spooled, by the broker directly."""
         return self.spool_ok or (self.broker_ok and not self.spooling)
 
-    async def submit(self, events: Sequence[SerializedEvent]) -> None:
-        """Hand events to the broker or the spool; raises SpoolError when neither can keep them."""
+    async def submit(self, events: Sequence[SerializedEvent], lane: Lane = "live") -> None:
+        """Hand events to the broker or the spool, on `lane`'s topics; raises SpoolError
+        when neither can keep them."""
         messages = [
-            SpooledEvent(self._settings.topic(topic_for(e.type)), e.subject, e.value)
+            SpooledEvent(self._settings.topic(topic_for(e.type, lane)), e.subject, e.value)
             for e in events
         ]
         if not messages:

@@ -52,6 +52,19 @@ def _consumer(options: NotifyOptions) -> ConsumerSpec:
     )
 
 
+def _bulk_consumer(options: NotifyOptions) -> ConsumerSpec:
+    """Scored leads of bulk sources: routed by the same handler, while the live consumer
+    leaves time (it gives way before each batch)."""
+    live = _consumer(options)
+    return ConsumerSpec(
+        group="leadflow-router-bulk",
+        topics=[topics.SCORED_BULK],
+        accepts={"lead.scored"},
+        batch_handler=live.batch_handler,
+        lane="bulk",
+    )
+
+
 def _notifications(router_settings: RouterSettings) -> Background:
     async def run(runtime: Runtime) -> None:
         settings = runtime.settings
@@ -133,7 +146,7 @@ def create_app(settings: Settings, router_settings: RouterSettings | None = None
     app = consumer_service(
         "router",
         settings,
-        [_consumer(options)],
+        [_consumer(options), _bulk_consumer(options)],
         routers=[api.router, admin.router],
         background={
             "notifications": _notifications(router_settings),

@@ -1,8 +1,11 @@
-"""The scoring service: consumes `leads.received`, produces `leads.scored`."""
+"""The scoring service: consumes `leads.received`, produces `leads.scored`.
+
+Bulk leads (imports, re-syncs) come on `leads.received.bulk` and leave on
+`leads.scored.bulk`, read by a second consumer that gives way to the live one."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, HTTPException
@@ -13,6 +16,7 @@ from leadflow.events import Envelope
 from leadflow.processing import BatchHandler
 from leadflow.runtime import ConsumerSpec, Runtime, SessionDep, consumer_service
 from leadflow.settings import Settings
+from leadflow.topics import Lane
 from leadflow_scoring import repository, service
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
@@ -47,23 +51,33 @@ async def lead_profile(lead_key: str, session: SessionDep) -> dict[str, object]:
     }
 
 
-def _batch_handler(runtime: Runtime) -> BatchHandler:
-    model = runtime.settings.app.scoring
+def _batch_handler(lane: Lane) -> Callable[[Runtime], BatchHandler]:
+    def make(runtime: Runtime) -> BatchHandler:
+        model = runtime.settings.app.scoring
 
-    async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
-        await service.score_events(session, events, model, now)
+        async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
+            await service.score_events(session, events, model, now, lane)
 
-    return handle
+        return handle
+
+    return make
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The scoring service's ASGI app."""
-    spec = ConsumerSpec(
+    live = ConsumerSpec(
         group="leadflow-scoring",
         topics=[topics.RECEIVED],
         accepts={"lead.received"},
-        batch_handler=_batch_handler,
+        batch_handler=_batch_handler("live"),
+    )
+    bulk = ConsumerSpec(
+        group="leadflow-scoring-bulk",
+        topics=[topics.RECEIVED_BULK],
+        accepts={"lead.received"},
+        batch_handler=_batch_handler("bulk"),
+        lane="bulk",
     )
     return consumer_service(
-        "scoring", settings, [spec], routers=[router], description=__doc__ or ""
+        "scoring", settings, [live, bulk], routers=[router], description=__doc__ or ""
     )

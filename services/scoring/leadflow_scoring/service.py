@@ -27,6 +27,7 @@ from leadflow.events import (
 )
 from leadflow.outbox import enqueue_many
 from leadflow.processing import PoisonEvent
+from leadflow.topics import Lane
 from leadflow_scoring import aggregate, domain, identity
 from leadflow_scoring.aggregate import Aggregate
 from leadflow_scoring.metrics import MERGES, QUALIFIED, REFOLDS, SCORED
@@ -39,11 +40,16 @@ SOURCE = "/leadflow/scoring"
 
 
 async def score_events(
-    session: AsyncSession, events: Sequence[Envelope], model: Scoring, now: datetime
+    session: AsyncSession,
+    events: Sequence[Envelope],
+    model: Scoring,
+    now: datetime,
+    lane: Lane = "live",
 ) -> list[LeadScored]:
-    """Score a batch on the database and add its `lead.scored` events to the outbox."""
+    """Score a batch on the database and add its `lead.scored` events to the outbox, on
+    the lane the batch came in on."""
     emitted = await score_batch(SqlProfileStore(session), events, model, now)
-    await enqueue_many(session, PRODUCER, emitted, now)
+    await enqueue_many(session, PRODUCER, emitted, now, lane)
     return [_scored(e) for e in emitted]
 
 

@@ -29,6 +29,7 @@ from prometheus_client import Gauge
 from leadflow.bus import BatchProcessor, Record
 from leadflow.bus.options import connection_options
 from leadflow.faults import describe, is_transient
+from leadflow.lanes import BatchGate
 from leadflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,16 @@ class KafkaConsumerRunner:
     """Consumes `getmany` batches, hands them to a processor, then commits their offsets."""
 
     def __init__(
-        self, settings: Settings, group: str, topics: list[str], processor: BatchProcessor
+        self,
+        settings: Settings,
+        group: str,
+        topics: list[str],
+        processor: BatchProcessor,
+        gate: BatchGate | None = None,
     ) -> None:
         self._settings = settings
+        # Lane priority (leadflow.lanes): called around each fetched batch.
+        self._gate = gate
         self.group = group
         self._topics = topics
         self._processor = processor
@@ -158,8 +166,14 @@ class KafkaConsumerRunner:
             return
         if not batches:
             return
-        async with self._batch_lock:
-            failure = await self._process(batches)
+        if self._gate is not None:
+            await self._gate.before()
+        try:
+            async with self._batch_lock:
+                failure = await self._process(batches)
+        finally:
+            if self._gate is not None:
+                self._gate.after()
         if self._broken:  # closed outside the batch lock: closing may revoke partitions
             self._broken = False
             await self._drop_consumer()

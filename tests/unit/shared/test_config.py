@@ -117,7 +117,9 @@ def test_example_configuration_loads() -> None:
         "ivr": "twilio",
         "callrail": "callrail",
         "marketo": "marketo",
+        "import": "standard",
     }
+    assert {name for name, source in config.sources.items() if source.lane == "bulk"} == {"import"}
     assert sorted(config.sources["ivr"].questions) == ["authority", "budget", "need", "timeframe"]
     assert (config.scoring.mql_threshold, config.scoring.watch_threshold) == (60, 40)
     assert config.scoring.hand_raise_activities == ["demo_request"]
@@ -240,6 +242,13 @@ def test_parse_duration_refuses_negative_numbers(value: float) -> None:
             "sources.web.kind: Input should be 'standard', 'hubspot', 'twilio', 'callrail' "
             "or 'marketo'",
             id="unknown-kind",
+        ),
+        pytest.param(
+            "    kind: standard",
+            "    kind: standard\n    lane: later",
+            "lane: later",
+            "sources.web.lane: Input should be 'live' or 'bulk'",
+            id="unknown-lane",
         ),
         pytest.param(
             "      points: 20",

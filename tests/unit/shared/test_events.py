@@ -414,7 +414,21 @@ def test_topic_for(event_type: str, topic: str) -> None:
 
 
 def test_every_event_type_has_a_topic() -> None:
-    assert {topics.topic_for(t) for t in PAYLOAD_TYPES} == set(topics.ALL) - {topics.DLQ}
+    lanes = {topics.topic_for(t, lane) for t in PAYLOAD_TYPES for lane in ("live", "bulk")}
+    assert lanes == set(topics.ALL) - {topics.DLQ}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "topic"),
+    [
+        ("lead.received", "leads.received.bulk"),
+        ("lead.scored", "leads.scored.bulk"),
+        ("lead.assigned", "leads.assigned"),
+        ("lead.contacted", "leads.activity"),
+    ],
+)
+def test_topic_for_bulk_lane(event_type: str, topic: str) -> None:
+    assert topics.topic_for(event_type, "bulk") == topic
 
 
 @pytest.mark.parametrize("event_type", ["billing.charged", "", "leads.received", "scored"])

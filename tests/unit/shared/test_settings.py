@@ -171,6 +171,7 @@ def test_get_settings_loads_the_configuration(monkeypatch: pytest.MonkeyPatch) -
         "ivr",
         "callrail",
         "marketo",
+        "import",
     ]
 
 
@@ -181,7 +182,7 @@ def test_development_check_passes_on_documented_secrets() -> None:
 @pytest.fixture
 def other_sources_signed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real secrets for the example's sources besides `web` and `crm`."""
-    for name in ("HUBSPOT", "IVR", "CALLRAIL", "MARKETO"):
+    for name in ("HUBSPOT", "IVR", "CALLRAIL", "MARKETO", "IMPORT"):
         monkeypatch.setenv(
             f"LEADFLOW_SOURCE_{name}_SECRET", f"real-{name.lower()}-secret-0123456789"
         )

@@ -188,6 +188,7 @@ def consumer_service(
                 [settings.topic(t) for t in spec.topics],
                 processor,
                 gate=priority.bulk if spec.lane == "bulk" else priority.live,
+                batch_max=settings.consumer_bulk_batch_max if spec.lane == "bulk" else None,
             )
             runtime.consumers.append(runner)
             supervisor.spawn(f"consumer:{spec.group}", functools.partial(_consume, runtime, runner))

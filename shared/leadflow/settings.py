@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     topic_partitions: int = Field(default=3, ge=1)
     consumer_batch_max: int = Field(default=200, ge=1)
+    # Bulk-lane batches are smaller: a live lead that arrives while one is being applied
+    # waits for that batch to end (see leadflow.lanes).
+    consumer_bulk_batch_max: int = Field(default=50, ge=1)
     consumer_poll_ms: int = Field(default=200, ge=1)
     consumer_max_attempts: int = Field(default=3, ge=1)
     # How fast a group notices a dead member and rebalances (Kafka's usual defaults;

@@ -72,8 +72,10 @@ class KafkaConsumerRunner:
         topics: list[str],
         processor: BatchProcessor,
         gate: BatchGate | None = None,
+        batch_max: int | None = None,
     ) -> None:
         self._settings = settings
+        self._batch_max = batch_max or settings.consumer_batch_max
         # Lane priority (leadflow.lanes): called around each fetched batch.
         self._gate = gate
         self.group = group
@@ -148,7 +150,7 @@ class KafkaConsumerRunner:
         try:
             batches = await self._consumer.getmany(
                 timeout_ms=self._settings.consumer_poll_ms,
-                max_records=self._settings.consumer_batch_max,
+                max_records=self._batch_max,
             )
         except KafkaError as exc:
             await self._wait(f"broker unavailable: {describe(exc)}")

@@ -89,7 +89,7 @@ def _print_summary(summary: ImportSummary) -> None:
     out = Console()
     out.print(
         f"{summary.accepted} accepted, {len(summary.refused)} refused, "
-        f"{summary.redeliveries} redelivered (sent again after the intake was busy)"
+        f"{summary.redeliveries} redelivered (sent again after the intake was busy or unreachable)"
     )
     for number in sorted(summary.refused):
         out.print(f"row {number}: {summary.refused[number]}", markup=False, highlight=False)

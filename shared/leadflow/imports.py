@@ -33,6 +33,7 @@ from leadflow.webhooks import sign
 
 CONCURRENCY = 16
 MAX_ATTEMPTS = 8
+MAX_BACKOFF_S = 5.0
 # Statuses after which the same delivery is sent again: the intake could not keep it now.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # Statuses that no row can get past (a wrong secret or source): the import stops.
@@ -187,21 +188,28 @@ class Importer:
 
     async def run(self, rows: list[Row], advance: Callable[[], None]) -> ImportSummary:
         """Post every row; `advance` is called once per row done. Raises ImportFileError
-        when the intake refuses the source itself (unknown source, wrong secret)."""
+        when no row can get through (unknown source, wrong secret, intake unreachable)."""
         summary = ImportSummary()
         queue: asyncio.Queue[Row] = asyncio.Queue()
         for row in rows:
             queue.put_nowait(row)
+        fatal: list[ImportFileError] = []
 
         async def worker() -> None:
-            while not queue.empty():
+            while not queue.empty() and not fatal:
                 row = queue.get_nowait()
-                await self._one(row, summary)
+                try:
+                    await self._one(row, summary)
+                except ImportFileError as exc:
+                    fatal.append(exc)
+                    return
                 advance()
 
         async with asyncio.TaskGroup() as group:
             for _ in range(min(self._concurrency, len(rows))):
                 group.create_task(worker())
+        if fatal:
+            raise fatal[0]
         return summary
 
     async def _one(self, row: Row, summary: ImportSummary) -> None:
@@ -211,14 +219,15 @@ class Importer:
         raw = encode(row.body)
         msg_id = delivery_id(self._source, raw)
         reason = ""
+        response: httpx.Response | None = None
         for attempt in range(MAX_ATTEMPTS):
             if attempt:
                 summary.redeliveries += 1
             try:
                 response = await self._post(msg_id, raw)
             except httpx.TransportError as exc:
-                reason = f"The intake could not be reached ({type(exc).__name__})."
-                await asyncio.sleep(self._retry_s * 2**attempt)
+                reason = f"The intake at {self._url} could not be reached ({type(exc).__name__})."
+                await asyncio.sleep(self._backoff(attempt))
                 continue
             if response.is_success:
                 summary.accepted += 1
@@ -230,8 +239,13 @@ class Importer:
                 summary.refused[row.number] = reason
                 return
             wait = response.headers.get("retry-after", "")
-            await asyncio.sleep(float(wait) if wait.isdigit() else self._retry_s * 2**attempt)
+            await asyncio.sleep(float(wait) if wait.isdigit() else self._backoff(attempt))
+        if response is None:  # not one attempt reached the intake: no other row will
+            raise ImportFileError(f"{reason} Gave up after {MAX_ATTEMPTS} attempts.")
         summary.refused[row.number] = f"{reason} Gave up after {MAX_ATTEMPTS} attempts."
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self._retry_s * 2**attempt, MAX_BACKOFF_S))
 
     async def _post(self, msg_id: str, raw: bytes) -> httpx.Response:
         timestamp = int(time.time())

@@ -53,12 +53,14 @@ def lead_file(path: Path, emails: list[str]) -> Path:
     return path
 
 
-def run_import(stack: Stack, path: Path) -> subprocess.CompletedProcess[str]:
+def run_import(
+    stack: Stack, path: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`leadflow import` against the stack's intake."""
     url = stack.services["intake"].url
     return subprocess.run(
         [sys.executable, "-m", "leadflow", "import", str(path), "--source", "import", "--url", url],
-        env=stack.env,
+        env={**stack.env, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -132,3 +134,17 @@ async def test_importing_the_same_file_again_assigns_nobody_twice(
     assert "10 accepted, 1 refused" in second.stdout
     counts = await assigned_counts(stack, keys, settle_s=3.0)
     assert counts == Counter(dict.fromkeys(keys, 1))
+
+
+async def test_an_import_signed_with_the_wrong_secret_stops_at_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    path = lead_file(tmp_path / "unsigned.csv", ["wrong.secret@bulkco.example"])
+
+    done = await asyncio.to_thread(
+        run_import, stack, path, {"LEADFLOW_SOURCE_IMPORT_SECRET": "whsec_" + "QUJD" * 8}
+    )
+
+    assert done.returncode == 2
+    assert "The intake refused source 'import':" in done.stderr
+    assert "accepted" not in done.stdout

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
-from leadflow.imports import ImportFileError, Row, delivery_id, encode, read_rows
+from leadflow.imports import Importer, ImportFileError, Row, delivery_id, encode, read_rows
+from leadflow.settings import DEV_SECRETS
+from tests.fixtures.broker import free_port
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -122,3 +125,20 @@ def test_delivery_id_depends_on_content_and_source_only(tmp_path: Path) -> None:
     assert first != delivery_id("import", encode(other.body))
     assert first != delivery_id("resync", encode(csv_row.body))
     assert first.startswith("imp_")
+
+
+async def test_an_unreachable_intake_stops_the_import(tmp_path: Path) -> None:
+    rows = read_rows(write(tmp_path, "leads.csv", "email\na@x.example\nb@x.example\n"))
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    done: list[None] = []
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        importer = Importer(client, url, "import", DEV_SECRETS["import"], retry_s=0.001)
+        with pytest.raises(ImportFileError) as caught:
+            await importer.run(rows, lambda: done.append(None))
+
+    assert str(caught.value) == (
+        f"The intake at {url}/v1/webhooks/import could not be reached (ConnectError). "
+        "Gave up after 8 attempts."
+    )
+    assert done == []

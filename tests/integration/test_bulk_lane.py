@@ -11,7 +11,9 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from leadflow.events import lead_key_for
@@ -84,6 +86,21 @@ async def assigned_counts(stack: Stack, keys: set[str], settle_s: float) -> Coun
     return counts
 
 
+def reported(stack: Stack, lead_key: str) -> dict[str, Any]:
+    """The lead's lifecycle in the reports, once it has a tier and an assignment."""
+    url = f"{stack.services['sla-monitor'].url}/v1/reports/leads/{lead_key}"
+    deadline = time.monotonic() + 30
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = httpx.get(url)
+        if response.status_code == 200:
+            last = response.json()
+            if last["tier"] is not None and last["assigned_at"] is not None:
+                return last
+        time.sleep(0.2)
+    raise AssertionError(f"the reports never had {lead_key} scored and assigned: {last}")
+
+
 async def subjects_on(stack: Stack, topic: str, seconds: float) -> set[str]:
     """The subjects of every event on a topic (read from the beginning for a while)."""
     async with TopicReader(stack.bootstrap, [topic]) as reader:
@@ -113,6 +130,10 @@ async def test_import_through_the_bulk_lane_beside_a_hot_lead(stack: Stack, tmp_
 
     counts = await assigned_counts(stack, bulk_keys | {hot_key}, settle_s=2.0)
     assert counts == Counter(dict.fromkeys(bulk_keys | {hot_key}, 1))
+    # Reports know imported leads like live ones: received, scored, assigned.
+    for key in sorted(bulk_keys)[:3]:
+        lifecycle = await asyncio.to_thread(reported, stack, key)
+        assert lifecycle["tier"] == "mql"
     # The list went through the bulk lane, the hot lead through the live one.
     assert bulk_keys <= await subjects_on(stack, "leads.scored.bulk", 1.0)
     live = await subjects_on(stack, "leads.scored", 1.0)

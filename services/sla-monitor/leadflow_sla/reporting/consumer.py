@@ -24,7 +24,15 @@ def _handler(runtime: Runtime) -> EventHandler:
 
 REPORTING_CONSUMER = ConsumerSpec(
     group=service.CONSUMER,
-    topics=[topics.RECEIVED, topics.SCORED, topics.ASSIGNED, topics.ACTIVITY],
+    # Both lanes: imported leads are reported like any other (reporting is off the hot path).
+    topics=[
+        topics.RECEIVED,
+        topics.SCORED,
+        topics.ASSIGNED,
+        topics.ACTIVITY,
+        topics.RECEIVED_BULK,
+        topics.SCORED_BULK,
+    ],
     accepts=service.ACCEPTS,
     handler=_handler,
 )

@@ -17,9 +17,8 @@ import httpx
 import pytest
 
 from leadflow.events import lead_key_for
-from tests.fixtures.broker import TopicReader, running_broker
-from tests.fixtures.databases import migrated_database_url
-from tests.fixtures.stack import Stack, lead_body
+from tests.fixtures.broker import TopicReader
+from tests.fixtures.stack import Stack, lead_body, stack_per_database
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +32,7 @@ def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """Broker + four services on SQLite, then on PostgreSQL."""
-    tmp = tmp_path_factory.mktemp(f"bulk-{request.param}")
-    with running_broker() as bootstrap:
-        for url in migrated_database_url(request.param, tmp):
-            stack = Stack(bootstrap, url, tmp)
-            stack.start()
-            try:
-                yield stack
-            finally:
-                stack.stop()
+    yield from stack_per_database(request, tmp_path_factory, "bulk")
 
 
 def lead_file(path: Path, emails: list[str]) -> Path:

@@ -17,9 +17,8 @@ from sqlalchemy import func, select
 from leadflow.db.engine import create_engine
 from leadflow.events import Envelope, LeadAssigned, SlaAlert, lead_key_for
 from leadflow_router.tables import assignments
-from tests.fixtures.broker import TopicReader, running_broker
-from tests.fixtures.databases import migrated_database_url
-from tests.fixtures.stack import Stack, lead_body
+from tests.fixtures.broker import TopicReader
+from tests.fixtures.stack import Stack, lead_body, stack_per_database
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +30,7 @@ def stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """Broker + four services on SQLite, then on PostgreSQL."""
-    tmp = tmp_path_factory.mktemp(f"stack-{request.param}")
-    with running_broker() as bootstrap:
-        for url in migrated_database_url(request.param, tmp):
-            stack = Stack(bootstrap, url, tmp)
-            stack.start()
-            try:
-                yield stack
-            finally:
-                stack.stop()
+    yield from stack_per_database(request, tmp_path_factory, "stack")
 
 
 async def wait_for(

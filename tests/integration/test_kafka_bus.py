@@ -362,3 +362,39 @@ async def test_a_consumer_whose_client_broke_is_replaced_by_a_fresh_one(
         assert runner.paused is None
     finally:
         await runner.stop()
+
+
+async def test_a_publisher_whose_sender_died_connects_a_new_producer(settings: Settings) -> None:
+    """aiokafka's sender dies on an unexpected error (under uvloop, a RuntimeError on a
+    connection the broker closed) and the producer then refuses every send: the publisher
+    must replace it rather than fail forever."""
+    topic = "bus.sender"
+    await ensure_topics(settings, [topic])
+    publisher = KafkaPublisher(settings, "test")
+    await publisher.start()
+    try:
+        await publisher.publish_many([(topic, "k", b"before")])
+        broken = publisher._producer
+
+        async def closed(*_args: object, **_kwargs: object) -> object:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+        broken.client.send = closed
+        with pytest.raises((KafkaError, TimeoutError)):
+            await publisher.publish_many([(topic, "k", b"lost")], timeout_s=2)
+        await publisher.publish_many([(topic, "k", b"after")])
+        assert publisher._producer is not broken
+        await publisher.publish(topic, "k", b"single")
+    finally:
+        await publisher.stop()
+    reader = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await reader.start()
+    try:
+        batches = await reader.getmany(timeout_ms=5000)
+        values = [m.value for messages in batches.values() for m in messages]
+    finally:
+        await reader.stop()
+    assert values[0] == b"before"
+    assert values[-2:] == [b"after", b"single"]

@@ -46,16 +46,10 @@ class KafkaPublisher:
 
     def __init__(self, settings: Settings, client_id: str) -> None:
         self._settings = settings
-        self._producer = AIOKafkaProducer(
-            **connection_options(settings),
-            client_id=f"{settings.kafka_client_id}-{client_id}",
-            acks="all",
-            enable_idempotence=settings.kafka_idempotence,
-            # The pump already hands over one batch per partition per round: lingering
-            # would only add latency (measured: about 15% fewer webhooks/s at 1 ms).
-            linger_ms=0,
-            request_timeout_ms=int(settings.publish_timeout_s * 1000),
-        )
+        self._client_id = client_id
+        self._producer = self._new_producer()
+        self._renewing = False
+        self._renew_lock = asyncio.Lock()
         self._queue: list[_Call] = []
         self._in_round: list[_Call] = []
         self._work: asyncio.Future[None] | None = None
@@ -65,6 +59,34 @@ class KafkaPublisher:
         self._sequence = itertools.count()
         self._sweep: asyncio.TimerHandle | None = None
         self.started = False
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **connection_options(self._settings),
+            client_id=f"{self._settings.kafka_client_id}-{self._client_id}",
+            acks="all",
+            enable_idempotence=self._settings.kafka_idempotence,
+            # The pump already hands over one batch per partition per round: lingering
+            # would only add latency (measured: about 15% fewer webhooks/s at 1 ms).
+            linger_ms=0,
+            request_timeout_ms=int(self._settings.publish_timeout_s * 1000),
+        )
+
+    async def _keep_producer_alive(self) -> None:
+        """Replace the producer if its sender died: aiokafka then refuses every later send
+        (e.g. after a RuntimeError on a connection the broker closed, under uvloop)."""
+        if not self._renewing and not _sender_dead(self._producer):
+            return
+        async with self._renew_lock:
+            if not self._renewing and not _sender_dead(self._producer):
+                return  # renewed meanwhile by another caller
+            log.warning("kafka producer broken; connecting a new one")
+            self._renewing = True
+            old, self._producer = self._producer, self._new_producer()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), self._settings.stop_timeout_s)
+            await self._producer.start()  # if this fails, the next call tries a new one again
+            self._renewing = False
 
     async def start(self) -> None:
         """Connect to the cluster."""
@@ -99,6 +121,7 @@ class KafkaPublisher:
         self, topic: str, key: str, value: bytes, headers: Headers | None = None
     ) -> None:
         """Publish one message and wait for the broker's acknowledgement."""
+        await self._keep_producer_alive()
         await asyncio.wait_for(
             self._producer.send_and_wait(topic, value, key=key.encode(), headers=headers),
             self._settings.publish_timeout_s,
@@ -165,6 +188,7 @@ class KafkaPublisher:
         """Write the calls' messages as one batch per partition; settle each call."""
         sent: list[asyncio.Future[Any]] = []
         try:
+            await self._keep_producer_alive()
             for topic, partition, batch in await self._batches(calls):
                 sent.append(await self._producer.send_batch(batch, topic, partition=partition))
         except Exception as exc:  # every call of the round gets the error
@@ -209,6 +233,13 @@ class KafkaPublisher:
                 call.batches.add(index)
             call.messages = []  # in the batches now; the call may wait in the heap a while
         return batches
+
+
+def _sender_dead(producer: AIOKafkaProducer) -> bool:
+    """Whether the producer's background sender has ended (it never restarts by itself)."""
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    return isinstance(task, asyncio.Future) and task.done()
 
 
 def _fail(calls: list[_Call], error: BaseException) -> None:

@@ -84,7 +84,6 @@ class OutboxRelay:
         self._producer = producer
         self._metrics = metrics
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.healthy = True
 
     def wake(self) -> None:
@@ -197,16 +196,7 @@ class OutboxRelay:
                         self._metrics.outbox_pending.set(await self.pending())
                 await asyncio.sleep(self._settings.outbox_poll_s)
 
-    def start(self) -> None:
-        """Relay in the background until stopped."""
-        self._task = asyncio.create_task(self.run(), name=f"outbox-{self._producer}")
-
     async def stop(self) -> None:
-        """Relay what is pending (bounded), then stop."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        """Relay what is pending, bounded (called at shutdown, once `run` is cancelled)."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.relay_once(), self._settings.stop_timeout_s)

@@ -95,11 +95,6 @@ class Supervisor:
         supervised = self._tasks.get(name)
         return supervised is not None and supervised.task is not None and not supervised.task.done()
 
-    @property
-    def names(self) -> list[str]:
-        """The supervised tasks' names, in the order they were spawned."""
-        return list(self._tasks)
-
     async def stop(self) -> None:
         """Cancel every task and wait for them to end."""
         tasks = [s.task for s in self._tasks.values() if s.task is not None]

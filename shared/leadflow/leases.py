@@ -25,10 +25,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Dialect, String, func, literal, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.expression import ColumnElement
 
+from leadflow.db.statements import insert_new
 from leadflow.db.tables import leases
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,8 @@ async def acquire(
     )
     if renewed.rowcount == 1:  # type: ignore[attr-defined]
         return True
-    module = postgresql if dialect.name == "postgresql" else sqlite
     created = await session.execute(
-        module.insert(leases)
-        .values(name=name, holder=holder, expires_at=until)
-        .on_conflict_do_nothing()
+        insert_new(session, leases).values(name=name, holder=holder, expires_at=until)
     )
     return bool(created.rowcount == 1)  # type: ignore[attr-defined]
 

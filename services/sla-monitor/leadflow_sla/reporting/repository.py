@@ -9,6 +9,7 @@ from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow.db.statements import insert_new
 from leadflow_sla.reporting.lifecycle import Lifecycle
 from leadflow_sla.reporting.query import ReportQuery
 from leadflow_sla.reporting.tables import lead_costs, lead_lifecycles
@@ -27,9 +28,7 @@ async def lock_lifecycle(session: AsyncSession, lead_key: str, now: datetime) ->
     apply events of the same lead at once: the row lock makes them take turns.
     """
     await session.execute(
-        _dialect(session)
-        .insert(lead_lifecycles)
-        .values(
+        insert_new(session, lead_lifecycles).values(
             lead_key=lead_key,
             touches=0,
             reassignments=0,
@@ -40,7 +39,6 @@ async def lock_lifecycle(session: AsyncSession, lead_key: str, now: datetime) ->
             revenue_without_profit=0.0,
             updated_at=now,
         )
-        .on_conflict_do_nothing()
     )
     row = (
         await session.execute(

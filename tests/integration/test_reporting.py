@@ -9,6 +9,7 @@ checked against the hand count in the comments.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from leadflow.db.engine import create_engine, session_factory
 from leadflow.events import Envelope, LeadActivity, LeadAssigned, new_event
 from leadflow.metrics import consumer_metrics
 from leadflow.outbox import OutboxRelay
-from leadflow.processing import EventHandler, EventProcessor
+from leadflow.processing import BatchHandler, EventHandler, EventProcessor
 from leadflow.settings import Settings
 from leadflow_intake.canonical import ActivityBody, LeadBody, to_event
 from leadflow_router import service as router_service
@@ -49,11 +50,18 @@ class Pipeline:
         self.now = T0
         self.keys: dict[str, str] = {}
 
-    def _processor(self, name: str, handler: EventHandler, accepts: set[str]) -> EventProcessor:
+    def _processor(
+        self,
+        name: str,
+        handler: EventHandler | None,
+        accepts: set[str],
+        batch_handler: BatchHandler | None = None,
+    ) -> EventProcessor:
         return EventProcessor(
             consumer=name,
             engine=self.engine,
             handler=handler,
+            batch_handler=batch_handler,
             accepts=accepts,
             dead_letters=self.bus,
             settings=self.settings,
@@ -97,13 +105,13 @@ class Pipeline:
             await OutboxRelay(self.engine, self.bus, self.settings, name).relay_once()
 
     async def report_consumer(self, topic_order: list[str]) -> None:
-        """Run the reporting consumer over the topics in the given order."""
+        """Run the reporting consumer over the topics in the given order (a batch a topic)."""
         reporting = self.config.reporting
 
-        async def fold(session: AsyncSession, event: Envelope, now: datetime) -> None:
-            await service.on_event(session, event, reporting, now)
+        async def fold(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
+            await service.apply_events(session, events, reporting, now)
 
-        processor = self._processor(service.CONSUMER, fold, service.ACCEPTS)
+        processor = self._processor(service.CONSUMER, None, service.ACCEPTS, batch_handler=fold)
         for topic in topic_order:
             await self.bus.deliver(service.CONSUMER, [topic], processor)
 
@@ -428,13 +436,13 @@ async def test_two_consumers_folding_one_lead_at_once_lose_no_update(database_ur
     ]
 
     async def consume(engine: AsyncEngine, events: list[Envelope]) -> None:
-        async def fold(session: AsyncSession, event: Envelope, now: datetime) -> None:
-            await service.on_event(session, event, config.reporting, now)
+        async def fold(session: AsyncSession, batch: Sequence[Envelope], now: datetime) -> None:
+            await service.apply_events(session, batch, config.reporting, now)
 
         processor = EventProcessor(
             consumer=service.CONSUMER,
             engine=engine,
-            handler=fold,
+            batch_handler=fold,
             accepts=service.ACCEPTS,
             dead_letters=InMemoryBus(),
             settings=Settings(config=CONFIG),

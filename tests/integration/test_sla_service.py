@@ -110,7 +110,7 @@ async def apply(
 ) -> list[datetime]:
     hints: list[datetime] = []
     async with session_factory(engine)() as session, session.begin():
-        await service.on_event(session, event, config, now, hints.append)
+        await service.apply_events(session, [event], config, now, hints.append)
     return hints
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from datetime import datetime
 
 import httpx
@@ -17,7 +18,7 @@ from leadflow.config import LeadflowConfig
 from leadflow.events import Envelope
 from leadflow.faults import is_transient
 from leadflow.notifications import EmailSender, NotificationDispatcher, Sender, WebhookSender
-from leadflow.processing import EventHandler, utcnow
+from leadflow.processing import BatchHandler, utcnow
 from leadflow.runtime import ConsumerSpec, Runtime, consumer_service
 from leadflow.settings import Settings
 from leadflow_sla import domain, repository, service
@@ -51,12 +52,12 @@ class Monitor:
         # Set while the notification job runs (it may be restarting after an error).
         self.dispatcher: NotificationDispatcher | None = None
 
-    def handler(self, runtime: Runtime) -> EventHandler:
-        """Open and close windows; tell the scheduler about the timers opened."""
+    def batch_handler(self, runtime: Runtime) -> BatchHandler:
+        """Open and close a batch's windows; tell the scheduler about the timers opened."""
         config = runtime.settings.app
 
-        async def handle(session: AsyncSession, event: Envelope, now: datetime) -> None:
-            await service.on_event(session, event, config, now, self.scheduler.hint)
+        async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
+            await service.apply_events(session, events, config, now, self.scheduler.hint)
 
         return handle
 
@@ -129,7 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
         group="leadflow-sla-monitor",
         topics=[topics.ASSIGNED, topics.ACTIVITY],
         accepts={"lead.assigned", "lead.reassigned", *domain.STOPPING_ACTIVITIES},
-        handler=monitor.handler,
+        batch_handler=monitor.batch_handler,
         after_commit=monitor.scheduler.flush_hints,
     )
     return consumer_service(

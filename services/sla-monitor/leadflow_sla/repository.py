@@ -2,75 +2,134 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow.db.statements import insert_new
+from leadflow.db.tables import UtcDateTime
+from leadflow_sla.ladder import StagePlan
 from leadflow_sla.tables import sla_timers, sla_windows
+from leadflow_sla.windows import FollowUpWindow
 
 STAGE_COLUMNS = {"warning": "warned_at", "breached": "breached_at", "escalated": "escalated_at"}
 
 
-async def window_exists(session: AsyncSession, assignment_id: str) -> bool:
-    """Whether a follow-up window was already opened for this assignment."""
-    query = select(sla_windows.c.id).where(sla_windows.c.assignment_id == assignment_id)
-    return (await session.execute(query)).first() is not None
+# The columns of a `FollowUpWindow` besides its id (what a batch loads and inserts).
+WINDOW_COLUMNS = (
+    "assignment_id",
+    "lead_key",
+    "policy",
+    "clock",
+    "window_s",
+    "tier",
+    "rep_id",
+    "team",
+    "escalations",
+    "assigned_at",
+    "due_at",
+    "status",
+    "outcome",
+    "contacted_at",
+    "closed_at",
+)
 
 
-async def open_window(
-    session: AsyncSession, window: dict[str, Any], timers: Sequence[dict[str, Any]]
+async def windows_touched(
+    session: AsyncSession, lead_keys: Collection[str], assignment_ids: Collection[str]
+) -> list[FollowUpWindow]:
+    """The open windows of these leads and the windows of these assignments, in one
+    statement, oldest first."""
+    if not lead_keys and not assignment_ids:
+        return []
+    c = sla_windows.c
+    query = (
+        select(c.id, *(c[name] for name in WINDOW_COLUMNS))
+        .where(
+            or_(
+                and_(c.lead_key.in_(sorted(lead_keys)), c.status == "open"),
+                c.assignment_id.in_(sorted(assignment_ids)),
+            )
+        )
+        .order_by(c.id)
+    )
+    return [FollowUpWindow(**r._mapping) for r in await session.execute(query)]
+
+
+# Only a window still open is closed: one closed meanwhile keeps its outcome and times.
+_CLOSE = (
+    update(sla_windows)
+    .where(sla_windows.c.id == bindparam("row_id"), sla_windows.c.status == "open")
+    .values(
+        status="closed",
+        outcome=bindparam("new_outcome"),
+        closed_at=bindparam("new_closed_at", type_=UtcDateTime()),
+        contacted_at=bindparam("new_contacted_at", type_=UtcDateTime()),
+    )
+)
+
+
+async def save_windows(
+    session: AsyncSession,
+    opened: Sequence[FollowUpWindow],
+    closed: Sequence[FollowUpWindow],
+    now: datetime,
 ) -> None:
-    """Open a follow-up window and its ladder of timers."""
-    await session.execute(insert(sla_windows).values(status="open", **window))
+    """Write back what a batch changed, a statement per kind of change whatever its size:
+    the windows it opened and their timers (stopped with their window if the batch closed
+    it too), the stored windows it closed (at `now`) and their open timers."""
+    if opened:
+        # A window another transaction opened meanwhile for the same assignment (a copy of
+        # its event under another id) is kept, with its timers: the ladder is the same.
+        await session.execute(insert_new(session, sla_windows), [_window(w) for w in opened])
+        timers = [_timer(w, s) for w in opened for s in w.stages]
+        await session.execute(insert_new(session, sla_timers), timers)
+    if not closed:
+        return
+    # In id order, so two transactions closing the same rows take their locks alike.
+    rows = sorted(closed, key=lambda w: w.id or 0)
     await session.execute(
-        insert(sla_timers),
+        _CLOSE,
         [
             {
-                "assignment_id": window["assignment_id"],
-                "lead_key": window["lead_key"],
-                "policy": window["policy"],
-                "rep_id": window["rep_id"],
-                "team": window["team"],
-                "assigned_at": window["assigned_at"],
-                "status": "open",
-                **timer,
+                "row_id": w.id,
+                "new_outcome": w.outcome,
+                "new_closed_at": w.closed_at,
+                "new_contacted_at": w.contacted_at,
             }
-            for timer in timers
+            for w in rows
         ],
-    )
-
-
-async def close_windows(
-    session: AsyncSession,
-    lead_key: str,
-    outcome: str,
-    now: datetime,
-    contacted_at: datetime | None = None,
-) -> list[dict[str, Any]]:
-    """Close the lead's open windows and stop their timers; returns the windows closed."""
-    rows = await session.execute(
-        select(sla_windows).where(
-            sla_windows.c.lead_key == lead_key, sla_windows.c.status == "open"
-        )
-    )
-    closed = [dict(r._mapping) for r in rows]
-    if not closed:
-        return []
-    ids = [w["assignment_id"] for w in closed]
-    await session.execute(
-        update(sla_windows)
-        .where(sla_windows.c.assignment_id.in_(ids), sla_windows.c.status == "open")
-        .values(status="closed", outcome=outcome, closed_at=now, contacted_at=contacted_at)
     )
     await session.execute(
         update(sla_timers)
-        .where(sla_timers.c.assignment_id.in_(ids), sla_timers.c.status == "open")
+        .where(
+            sla_timers.c.assignment_id.in_([w.assignment_id for w in rows]),
+            sla_timers.c.status == "open",
+        )
         .values(status="stopped", closed_at=now)
     )
-    return closed
+
+
+def _window(window: FollowUpWindow) -> dict[str, Any]:
+    return {name: getattr(window, name) for name in WINDOW_COLUMNS}
+
+
+def _timer(window: FollowUpWindow, stage: StagePlan) -> dict[str, Any]:
+    return {
+        "assignment_id": window.assignment_id,
+        "stage": stage.stage,
+        "lead_key": window.lead_key,
+        "policy": window.policy,
+        "rep_id": window.rep_id,
+        "team": window.team,
+        "assigned_at": window.assigned_at,
+        "due_at": stage.due_at,
+        "status": "open" if window.status == "open" else "stopped",
+        "closed_at": window.closed_at,
+    }
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[dict[str, Any]]:

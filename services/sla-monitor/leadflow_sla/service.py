@@ -1,26 +1,25 @@
-"""SLA orchestration: open and close follow-up windows, fire due timers through the outbox."""
+"""SLA orchestration: open and close follow-up windows, fire due timers through the outbox.
+
+Every function runs inside the caller's transaction and never commits. A consumed batch
+(one event or hundreds, in Kafka order) costs the same few statements: one load of the
+windows its events touch, then one insert of the windows it opened, one of their timers,
+one update of the stored windows it closed and one of their timers (`windows.py` applies
+the events in memory in between).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow.config import LeadflowConfig, Rep
-from leadflow.events import (
-    Envelope,
-    LeadActivity,
-    LeadAssigned,
-    SlaAlert,
-    derived_event_id,
-    new_event,
-)
+from leadflow.config import LeadflowConfig
+from leadflow.events import Envelope, SlaAlert, derived_event_id, new_event
 from leadflow.notifications import queue
 from leadflow.outbox import enqueue
-from leadflow_sla import channels, domain, ladder, repository
-from leadflow_sla.business_time import WorkCalendar, calendar_for
+from leadflow_sla import channels, domain, ladder, repository, windows
 from leadflow_sla.metrics import ALERTS, BREACHES, SPEED_TO_LEAD, TIMER_LATENESS
 
 PRODUCER = "sla-monitor"
@@ -35,76 +34,27 @@ def _no_hint(_due_at: datetime) -> None:
     return None
 
 
-async def on_event(
+async def apply_events(
     session: AsyncSession,
-    event: Envelope,
+    events: Sequence[Envelope],
     config: LeadflowConfig,
     now: datetime,
     hint: TimerHint = _no_hint,
 ) -> None:
-    """Open a window on an assignment; close the lead's windows on a contact or outcome."""
-    if isinstance(event.data, LeadAssigned):
-        await start_window(session, event.data, config, now, hint)
-    elif isinstance(event.data, LeadActivity) and event.type in domain.STOPPING_ACTIVITIES:
-        await stop_windows(session, event.data, now)
-
-
-def rep_calendar(config: LeadflowConfig, rep_id: str) -> WorkCalendar:
-    """The rep's working calendar (the default one if the rep left the configuration)."""
-    rep = next((r for r in config.reps if r.id == rep_id), None)
-    return calendar_for(rep or Rep(id="unknown", name=rep_id, email=""))
-
-
-async def start_window(
-    session: AsyncSession,
-    assigned: LeadAssigned,
-    config: LeadflowConfig,
-    now: datetime,
-    hint: TimerHint = _no_hint,
-) -> None:
-    """(Re)start the lead's follow-up window for the assigned rep, with its ladder of timers.
-
-    A reassignment closes the previous rep's window first: the clock restarts for the new rep.
-    """
-    if await repository.window_exists(session, assigned.assignment_id):
+    """Apply a batch of assignments, contacts and outcomes in order, in a few statements
+    whatever its size: load the windows its events touch, open and close windows in memory
+    event by event, write back in bulk."""
+    leads, assignments = windows.touched(events)
+    if not leads:
         return
-    await repository.close_windows(session, assigned.lead_key, "reassigned", now)
-    policy = config.sla.policy_for(assigned.tier, assigned.team, assigned.source, assigned.rule)
-    if policy is None:
-        return
-    calendar = rep_calendar(config, assigned.rep_id)
-    stages = ladder.plan(policy, assigned.assigned_at, calendar, len(assigned.previous_rep_ids))
-    breach = next(s for s in stages if s.stage == "breached")
-    await repository.open_window(
-        session,
-        {
-            "assignment_id": assigned.assignment_id,
-            "lead_key": assigned.lead_key,
-            "policy": policy.name,
-            "clock": policy.clock,
-            "window_s": policy.window.total_seconds(),
-            "tier": assigned.tier,
-            "rep_id": assigned.rep_id,
-            "team": assigned.team,
-            "escalations": len(assigned.previous_rep_ids),
-            "assigned_at": assigned.assigned_at,
-            "due_at": breach.due_at,
-        },
-        [{"stage": s.stage, "due_at": s.due_at} for s in stages],
-    )
-    for stage in stages:
-        hint(stage.due_at)
-
-
-async def stop_windows(session: AsyncSession, activity: LeadActivity, now: datetime) -> None:
-    """Close the lead's open windows; the first contact measures speed to lead."""
-    contacted = activity.occurred_at if activity.activity == "contacted" else None
-    closed = await repository.close_windows(
-        session, activity.lead_key, activity.activity, now, contacted
-    )
-    if contacted is not None:
-        for window in closed:
-            SPEED_TO_LEAD.observe(max(0.0, (contacted - window["assigned_at"]).total_seconds()))
+    book = windows.WindowBook(await repository.windows_touched(session, leads, assignments))
+    for event in events:
+        windows.apply(book, event, config, now)
+    await repository.save_windows(session, book.opened, book.closed, now)
+    for seconds in book.speeds_to_lead():
+        SPEED_TO_LEAD.observe(seconds)
+    for due_at in book.open_timers():
+        hint(due_at)
 
 
 async def fire_due(
@@ -112,12 +62,12 @@ async def fire_due(
 ) -> int:
     """Raise the alert of every due timer (up to a batch), exactly once each; returns how many."""
     timers = await repository.claim_due(session, now, FIRE_BATCH)
-    windows = await repository.windows_of(session, sorted({t["assignment_id"] for t in timers}))
+    stored = await repository.windows_of(session, sorted({t["assignment_id"] for t in timers}))
     fired = 0
     for timer in timers:
         if not await repository.mark_fired(session, timer["id"], now):
             continue
-        window = windows.get(timer["assignment_id"])
+        window = stored.get(timer["assignment_id"])
         alert = build_alert(timer, window, config, router_url, now)
         await raise_alert(session, alert, config, now)
         if window is not None:

@@ -71,7 +71,7 @@ class Pipeline:
             await router_service.route_scored(session, event, self.config, now)
 
         async def track(session: AsyncSession, event: Envelope, now: datetime) -> None:
-            await sla_service.on_event(session, event, self.config, now)
+            await sla_service.apply_events(session, [event], self.config, now)
 
         stages = [
             ("scoring", [topics.RECEIVED], score, {"lead.received"}),

@@ -1,23 +1,27 @@
-"""The reporting consumer group: every lead event, folded into the lead's lifecycle."""
+"""The reporting consumer group: every lead event, folded into the lead's lifecycle.
+
+Set-based: each batch's new events go to `service.apply_events` at once, in Kafka order.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
 from leadflow.events import Envelope
-from leadflow.processing import EventHandler
+from leadflow.processing import BatchHandler
 from leadflow.runtime import ConsumerSpec, Runtime
 from leadflow_sla.reporting import service
 
 
-def _handler(runtime: Runtime) -> EventHandler:
+def _batch_handler(runtime: Runtime) -> BatchHandler:
     reporting = runtime.settings.app.reporting
 
-    async def handle(session: AsyncSession, event: Envelope, now: datetime) -> None:
-        await service.on_event(session, event, reporting, now)
+    async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
+        await service.apply_events(session, events, reporting, now)
 
     return handle
 
@@ -34,5 +38,5 @@ REPORTING_CONSUMER = ConsumerSpec(
         topics.SCORED_BULK,
     ],
     accepts=service.ACCEPTS,
-    handler=_handler,
+    batch_handler=_batch_handler,
 )

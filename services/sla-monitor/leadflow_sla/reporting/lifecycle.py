@@ -3,11 +3,13 @@
 Events of one lead arrive on four topics that interleave, so every fold here is
 order-independent: firsts are minimums, lasts are maximums with a deterministic tie-break,
 counts and sums add up. Applying the same events in any order gives the same lifecycle.
-Redeliveries never reach `apply` (the consumer's inbox drops them).
+Redeliveries never reach `apply` (the consumer's inbox drops them). `fold` applies a whole
+batch of facts, lead by lead in the batch's order, to the lifecycles loaded for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
@@ -160,6 +162,21 @@ def apply(lifecycle: Lifecycle, fact: Fact) -> Lifecycle:
     if isinstance(fact, Handoff):
         return _handoff(lifecycle, fact)
     return _outcome(lifecycle, fact)
+
+
+def fold(
+    lifecycles: Mapping[str, Lifecycle], facts: Iterable[tuple[str, Fact]]
+) -> dict[str, Lifecycle]:
+    """The lifecycles the facts touched, by lead key, after applying the facts in order.
+
+    A lead missing from `lifecycles` starts empty; a lead with several facts sees each one
+    after the ones before it, as it would one event at a time.
+    """
+    folded: dict[str, Lifecycle] = {}
+    for lead_key, fact in facts:
+        current = folded.get(lead_key) or lifecycles.get(lead_key) or Lifecycle(lead_key)
+        folded[lead_key] = apply(current, fact)
+    return folded
 
 
 def _touch(lc: Lifecycle, touch: Touch) -> Lifecycle:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,40 +22,52 @@ def _dialect(session: AsyncSession) -> Any:
     return postgresql if name == "postgresql" else sqlite
 
 
-async def lock_lifecycle(session: AsyncSession, lead_key: str, now: datetime) -> Lifecycle:
-    """The lead's lifecycle (created empty if new), locked until the transaction ends.
+async def lock_lifecycles(
+    session: AsyncSession, lead_keys: Collection[str], now: datetime
+) -> dict[str, Lifecycle]:
+    """The leads' lifecycles (created empty where new), locked until the transaction ends.
 
-    Events of one lead come from several topics, so two consumers of the group may
-    apply events of the same lead at once: the row lock makes them take turns.
+    Two statements whatever the number of leads. Events of one lead come from several
+    topics, so two consumers of the group may fold events of the same lead at once: the
+    row locks make them take turns. Keys are created and locked in sorted order, so two
+    batches sharing leads never wait for each other in a circle.
     """
-    await session.execute(
-        insert_new(session, lead_lifecycles).values(
-            lead_key=lead_key,
-            touches=0,
-            reassignments=0,
-            contacts=0,
-            won_deals=0,
-            revenue=0.0,
-            reported_profit=0.0,
-            revenue_without_profit=0.0,
-            updated_at=now,
-        )
+    keys = sorted(set(lead_keys))
+    if not keys:
+        return {}
+    empty = [{**Lifecycle(key).as_row(), "updated_at": now} for key in keys]
+    await session.execute(insert_new(session, lead_lifecycles), empty)
+    rows = await session.execute(
+        select(lead_lifecycles)
+        .where(lead_lifecycles.c.lead_key.in_(keys))
+        .order_by(lead_lifecycles.c.lead_key)
+        .with_for_update()
     )
-    row = (
-        await session.execute(
-            select(lead_lifecycles).where(lead_lifecycles.c.lead_key == lead_key).with_for_update()
-        )
-    ).one()
-    return Lifecycle.from_row(dict(row._mapping))
+    found = (Lifecycle.from_row(dict(row._mapping)) for row in rows)
+    return {lc.lead_key: lc for lc in found}
 
 
-async def save_lifecycle(session: AsyncSession, lifecycle: Lifecycle, now: datetime) -> None:
-    """Write the lead's lifecycle back (its row exists: see `lock_lifecycle`)."""
-    await session.execute(
-        update(lead_lifecycles)
-        .where(lead_lifecycles.c.lead_key == lifecycle.lead_key)
-        .values(**lifecycle.as_row(), updated_at=now)
-    )
+# Sets every column given by name; the row is matched on `row_key` because SQLAlchemy
+# keeps a column's own name for the value it sets.
+_SAVE = update(lead_lifecycles).where(lead_lifecycles.c.lead_key == bindparam("row_key"))
+
+
+async def save_lifecycles(
+    session: AsyncSession, lifecycles: Iterable[Lifecycle], now: datetime
+) -> None:
+    """Write the lifecycles back, in one statement (their rows exist: `lock_lifecycles`)."""
+    rows = [
+        {"row_key": lc.lead_key, **_columns(lc), "updated_at": now}
+        for lc in sorted(lifecycles, key=lambda lc: lc.lead_key)
+    ]
+    if rows:
+        await session.execute(_SAVE, rows)
+
+
+def _columns(lifecycle: Lifecycle) -> dict[str, Any]:
+    row = lifecycle.as_row()
+    del row["lead_key"]
+    return row
 
 
 async def lifecycle(session: AsyncSession, lead_key: str) -> Lifecycle | None:

@@ -1,7 +1,9 @@
-"""Reporting orchestration: fold events into lifecycles; build reports. Never commits."""
+"""Reporting orchestration: fold event batches into lifecycles; build reports. Never commits."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,16 +29,26 @@ ACCEPTS = {
 }
 
 
-async def on_event(
-    session: AsyncSession, event: Envelope, reporting: Reporting, now: datetime
+async def apply_events(
+    session: AsyncSession, events: Sequence[Envelope], reporting: Reporting, now: datetime
 ) -> None:
-    """Apply one event to its lead's lifecycle."""
-    fact = lifecycle.fact_of(event, reporting)
-    if fact is None:
+    """Fold a batch of events, in order, into their leads' lifecycles.
+
+    The lifecycles the batch touches are loaded and locked at once, folded in memory, and
+    written back at once: the same few statements for one event or hundreds.
+    """
+    facts = [
+        (event, fact)
+        for event in events
+        if (fact := lifecycle.fact_of(event, reporting)) is not None
+    ]
+    if not facts:
         return
-    current = await repository.lock_lifecycle(session, event.subject, now)
-    await repository.save_lifecycle(session, lifecycle.apply(current, fact), now)
-    LIFECYCLE_EVENTS.labels(event.type).inc()
+    stored = await repository.lock_lifecycles(session, {e.subject for e, _ in facts}, now)
+    folded = lifecycle.fold(stored, ((event.subject, fact) for event, fact in facts))
+    await repository.save_lifecycles(session, folded.values(), now)
+    for type_, count in Counter(event.type for event, _ in facts).items():
+        LIFECYCLE_EVENTS.labels(type_).inc(count)
 
 
 async def funnel_report(

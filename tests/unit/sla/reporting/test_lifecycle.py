@@ -29,6 +29,7 @@ from leadflow_sla.reporting.lifecycle import (
     fact_of,
     segment_of,
 )
+from leadflow_sla.reporting.lifecycle import fold as fold_batch
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 KEY = "lk_000000000000000000000001"
@@ -207,3 +208,23 @@ def test_a_later_score_below_the_bar_does_not_undo_the_mql_moment() -> None:
 def test_the_row_round_trip_keeps_every_field() -> None:
     lc = replace(fold(FACTS), lead_key=KEY)
     assert Lifecycle.from_row({**lc.as_row(), "updated_at": T0}) == lc
+
+
+OTHER = "lk_000000000000000000000002"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from([KEY, OTHER]), min_size=len(FACTS), max_size=len(FACTS)))
+def test_a_batch_folds_each_lead_as_its_own_events_would(owners: list[str]) -> None:
+    """Facts of two leads interleaved in one batch, the first half folded by an earlier batch."""
+    batch = list(zip(owners, FACTS, strict=True))
+    half = len(batch) // 2
+    stored = fold_batch({}, batch[:half])
+    folded = fold_batch(stored, batch[half:])
+    for key in {KEY, OTHER}:
+        mine = [fact for owner, fact in batch if owner == key]
+        expected = replace(fold(mine), lead_key=key)
+        assert {**stored, **folded}.get(key, Lifecycle(key)) == expected
+    # Only the leads the second half touched come back (to be written).
+    assert set(folded) == set(owners[half:])
+    assert stored.keys() == set(owners[:half])

@@ -56,6 +56,7 @@ bench: install
 	PYTHONPATH=. $(BIN)/python bench/scoring_batches.py
 	$(BIN)/python bench/routing_engine.py
 	PYTHONPATH=. $(BIN)/python bench/router_batches.py
+	PYTHONPATH=. $(BIN)/python bench/reporting_batches.py
 	PYTHONPATH=. $(BIN)/python bench/sla_batches.py
 	PYTHONPATH=. $(BIN)/python bench/end_to_end.py --postgres '$(BENCH_POSTGRES)' \
 	  --sqlite-if-unreachable $(E2E_ARGS)

@@ -1,7 +1,15 @@
 """`leadflow simulate`: replay historical leads through two configurations and compare.
 
-Nothing is written anywhere: scoring and routing run as their pure functions on
-in-memory state. The services are looked up by module name when a simulation runs;
+Nothing is written anywhere: scoring and routing run the services' own use cases
+(`score_batch`, `route_batch`) on in-memory stores, one lead at a time in time order, at
+the moment each lead was received. Routing keeps every assignment it makes, so caps per
+day and on open leads, least load, weights and round-robin turns count what the
+simulation assigned before, exactly as the router counts what it assigned. What the
+history does not hold is not simulated: the router starts empty, the reps are the
+configuration's (working hours, holidays and configured absences apply; no run-time
+overrides or absences), no CRM outcome closes an open lead (a rep's `max_open` leads stay
+open), nothing is escalated, and a queued lead stays queued (the router's queue retry
+would assign it later). The services are looked up by module name when a simulation runs;
 the common library never imports them at import time.
 """
 
@@ -102,39 +110,28 @@ def _short(exc: Exception) -> str:
     return str(exc)
 
 
-def route(
-    config: LeadflowConfig, scored: LeadScored, now: datetime, last: dict[str, str | None]
-) -> tuple[str, str | None, str]:
-    """The router's decision for a newly qualified lead: (team, rep or None, rule).
-
-    The one place the simulation calls the router; the rotation pointers in `last`
-    advance as the router's own would.
-    """
-    router = importlib.import_module("leadflow_router.domain")
-    # The simulation starts with no open leads and no run-time overrides.
-    state = router.RoutingState(reps={rep.id: rep for rep in config.reps}, last_turn=dict(last))
-    decision = router.route(config, scored, now, state)
-    if decision.rep_id is not None and decision.by_rotation:
-        last[decision.team] = decision.rep_id
-    return decision.team, decision.rep_id, decision.rule
-
-
 def replay(
     config: LeadflowConfig, history: list[LeadReceived], step: Callable[[], None] = lambda: None
 ) -> dict[str, Outcome]:
-    """Every person's outcome after replaying `history` in time order through `config`."""
+    """Every person's outcome after replaying `history` in time order through `config`.
+
+    Each lead is scored, then its score goes to the router as the scoring service would
+    publish it; a person keeps the assignment of their first routing.
+    """
     engine = importlib.import_module("leadflow_scoring.replay").Replay(config.scoring)
-    last: dict[str, str | None] = {team.name: None for team in config.teams}
+    router = importlib.import_module("leadflow_router.replay").Replay(config)
     outcomes: dict[str, Outcome] = {}
     for received in history:
         event_id = derived_event_id("simulate", received.source, received.delivery_id)
-        scored: LeadScored = engine.apply(received, event_id, received.received_at)
+        now = received.received_at
+        scored: LeadScored = engine.apply(received, event_id, now)
         for merged in scored.merged_from:
             outcomes.pop(merged, None)
         before = outcomes.get(scored.lead_key)
         team, rep, rule = (before.team, before.rep, before.rule) if before else (None, None, None)
-        if scored.newly_qualified and scored.tier in config.routing.tiers:
-            team, rep, rule = route(config, scored, received.received_at, last)
+        decision = router.route(scored, derived_event_id("lead.scored", event_id), now)
+        if decision is not None:
+            team, rep, rule = decision.team, decision.rep_id, decision.rule
         outcomes[scored.lead_key] = Outcome(
             scored.lead_key, scored.tier, scored.grade, scored.score, team, rep, rule
         )

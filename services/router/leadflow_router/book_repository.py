@@ -1,7 +1,8 @@
 """Every SQL statement of a routing batch: pool locks, bulk loads of its book, bulk writes.
 
 Each function is one statement whatever the number of leads, reps or teams, so a batch
-costs the same few statements for one event and for hundreds.
+costs the same few statements for one event and for hundreds. `SqlRoutingStore` is the
+routing store (`store.RoutingStore`) the consumers run the use case on.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from leadflow.db.tables import UtcDateTime
 from leadflow.events import LeadScored
 from leadflow.notifications import queue_many
 from leadflow.outbox import enqueue_many
+from leadflow_router import roster_repository
 from leadflow_router.book import Assignment, Turns, Writes
 from leadflow_router.domain import Decision
 from leadflow_router.notify import PRODUCER
 from leadflow_router.pools import lock_key
+from leadflow_router.store import RunTimeRoster, Tallies
 from leadflow_router.tables import (
     assignments,
     round_robin_pointers,
@@ -84,7 +87,7 @@ async def history_of(
 
 async def tallies(
     session: AsyncSession, reps: Collection[str], sinces: Iterable[datetime]
-) -> tuple[dict[str, int], dict[datetime, dict[str, list[int]]]]:
+) -> Tallies:
     """Each rep's open leads, and per instant their leads assigned (and converted) since.
 
     Every rep and instant is in the answer (0 when there is nothing to count).
@@ -200,6 +203,47 @@ async def _save_turns(session: AsyncSession, turns: dict[str, Turns]) -> None:
     ]
     if new:
         await session.execute(insert(round_robin_pointers), new)
+
+
+class SqlRoutingStore:
+    """The routing store on the database, in the caller's transaction (never commits)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def routed_leads(self, lead_keys: Collection[str]) -> dict[str, LeadScored]:
+        """The scored leads as they were first routed, by lead key."""
+        return await routed_leads_of(self.session, lead_keys)
+
+    async def roster(self, rep_ids: Collection[str], now: datetime) -> RunTimeRoster:
+        """Stored overrides of these reps, and their absences not ended or cancelled."""
+        overrides = await roster_repository.overrides(self.session, rep_ids)
+        absent = await roster_repository.absences(self.session, rep_ids, now)
+        absences = {
+            rep_id: [(a["starts_at"], a["ends_at"], a["note"]) for a in rows]
+            for rep_id, rows in absent.items()
+        }
+        return RunTimeRoster(overrides, absences)
+
+    async def lock(self, pools: Collection[str]) -> None:
+        """Advisory locks on the pools, to the end of the transaction (PostgreSQL)."""
+        await lock_pools(self.session, pools)
+
+    async def history(self, lead_keys: Collection[str]) -> dict[str, list[Assignment]]:
+        """Every assignment and queue entry of these leads, oldest first."""
+        return await history_of(self.session, lead_keys)
+
+    async def tallies(self, reps: Collection[str], sinces: Iterable[datetime]) -> Tallies:
+        """Each rep's open leads, and per instant their leads assigned (and converted) since."""
+        return await tallies(self.session, reps, sinces)
+
+    async def turns(self, teams: Collection[str]) -> dict[str, Turns]:
+        """The round-robin pointers of these teams."""
+        return await turns_of(self.session, teams)
+
+    async def save(self, writes: Writes, now: datetime) -> None:
+        """Write back what a batch changed, a statement per table."""
+        await save(self.session, writes, now)
 
 
 def _assignment(row: Assignment) -> dict[str, Any]:

@@ -1,5 +1,8 @@
-"""Routing orchestration: a batch of events is loaded, decided in memory, and written back.
+"""Routing a batch of events: load the book, decide event by event in memory, write back.
 
+`route_batch` is the one use case: the consumers run it on the database
+(`book_repository.SqlRoutingStore`), `leadflow simulate` and tests in memory
+(`memory.InMemoryRoutingStore`), so a simulation cannot decide otherwise than the router.
 Every function runs inside the caller's transaction and never commits. A batch (one event
 or hundreds, in Kafka order) costs the same few statements:
 1. read the run-time roster of the reps its decisions may touch (overrides, absences) and
@@ -14,28 +17,67 @@ or hundreds, in Kafka order) costs the same few statements:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow.config import LeadflowConfig, Rep
 from leadflow.events import Envelope, LeadActivity, LeadScored, SlaAlert
-from leadflow_router import book_repository, domain, handlers, repository, roster, roster_repository
+from leadflow_router import domain, handlers, repository, roster
 from leadflow_router.availability import local_day_start
-from leadflow_router.book import RoutingBook
+from leadflow_router.book import RoutingBook, Writes
+from leadflow_router.book_repository import SqlRoutingStore
 from leadflow_router.handlers import HANDLERS, OUTCOMES, Batch, close_on_outcome, observe, routes
 from leadflow_router.notify import NotifyOptions
 from leadflow_router.pools import union
+from leadflow_router.store import RoutingStore
 
 __all__ = [
     "OUTCOMES",
+    "Routed",
     "apply_events",
     "current_reps",
     "reassign_escalated",
     "record_activity",
     "retry_queued",
+    "route_batch",
     "route_scored",
 ]
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What a batch did: each event's decision (None: it decided nothing), and its writes
+    (`writes.assignments` made, `writes.events` to publish, notifications, decisions)."""
+
+    decisions: list[domain.Decision | None]
+    writes: Writes
+
+
+async def route_batch(
+    store: RoutingStore,
+    events: Sequence[Envelope],
+    config: LeadflowConfig,
+    now: datetime,
+    options: NotifyOptions | None = None,
+) -> Routed:
+    """Apply the router's events in order (scores, escalations, CRM outcomes) to the state
+    in `store`, and save what they wrote."""
+    batch = Batch(config, options or NotifyOptions(), now)
+    escalated = {e.data.lead_key for e in events if isinstance(e.data, SlaAlert)}
+    routed = await store.routed_leads(escalated)
+    deciding = [e.data for e in events if isinstance(e.data, LeadScored) and routes(config, e.data)]
+    # Scores that call for no routing (most of them) need nothing loaded.
+    lead_keys = {s.lead_key for s in deciding} | escalated
+    lead_keys |= {e.data.lead_key for e in events if isinstance(e.data, LeadActivity)}
+    await _load(store, batch, lead_keys, [*deciding, *routed.values()], routed)
+    decisions = []
+    for event in events:
+        handler = HANDLERS.get(event.type)
+        decisions.append(handler(batch, event) if handler is not None else None)
+    await _save(store, batch)
+    return Routed(decisions, batch.book.writes)
 
 
 async def apply_events(
@@ -45,22 +87,10 @@ async def apply_events(
     now: datetime,
     options: NotifyOptions | None = None,
 ) -> list[domain.Decision | None]:
-    """Apply the router's events in order (scores, escalations, CRM outcomes); returns the
-    decision each one took, or None."""
-    batch = Batch(config, options or NotifyOptions(), now)
-    escalated = {e.data.lead_key for e in events if isinstance(e.data, SlaAlert)}
-    routed = await book_repository.routed_leads_of(session, escalated)
-    deciding = [e.data for e in events if isinstance(e.data, LeadScored) and routes(config, e.data)]
-    # Scores that call for no routing (most of them) need nothing loaded.
-    lead_keys = {s.lead_key for s in deciding} | escalated
-    lead_keys |= {e.data.lead_key for e in events if isinstance(e.data, LeadActivity)}
-    await _load(session, batch, lead_keys, [*deciding, *routed.values()], routed)
-    decisions = []
-    for event in events:
-        handler = HANDLERS.get(event.type)
-        decisions.append(handler(batch, event) if handler is not None else None)
-    await _save(session, batch)
-    return decisions
+    """Apply the router's events in order on the database (the consumers' batch handler);
+    returns the decision each one took, or None."""
+    routed = await route_batch(SqlRoutingStore(session), events, config, now, options)
+    return routed.decisions
 
 
 async def route_scored(
@@ -93,9 +123,10 @@ async def record_activity(session: AsyncSession, event: Envelope) -> None:
     assert isinstance(activity, LeadActivity)
     if event.type not in OUTCOMES:
         return
-    book = RoutingBook(history=await book_repository.history_of(session, [activity.lead_key]))
+    store = SqlRoutingStore(session)
+    book = RoutingBook(history=await store.history([activity.lead_key]))
     close_on_outcome(book, event)
-    await book_repository.save(session, book.writes, activity.occurred_at)
+    await store.save(book.writes, activity.occurred_at)
 
 
 async def retry_queued(
@@ -112,8 +143,9 @@ async def retry_queued(
     queued = await repository.queued_leads(session, after_id, limit)
     lead_keys = {str(entry["lead_key"]) for entry in queued}
     batch = Batch(config, options or NotifyOptions(), now)
-    routed = await book_repository.routed_leads_of(session, lead_keys)
-    await _load(session, batch, lead_keys, list(routed.values()), routed)
+    store = SqlRoutingStore(session)
+    routed = await store.routed_leads(lead_keys)
+    await _load(store, batch, lead_keys, list(routed.values()), routed)
     assigned = 0
     for entry in queued:
         # The entry as it stands under the lock: another router may have dequeued it since.
@@ -121,7 +153,7 @@ async def retry_queued(
         row = next((a for a in history if a.id == entry["id"]), None)
         if row is not None and handlers.dequeue(batch, row) is not None:
             assigned += 1
-    await _save(session, batch)
+    await _save(store, batch)
     return [int(entry["id"]) for entry in queued], assigned
 
 
@@ -129,23 +161,25 @@ async def current_reps(
     session: AsyncSession, config: LeadflowConfig, rep_ids: Iterable[str], now: datetime
 ) -> dict[str, Rep]:
     """Reps as they stand now: configuration, then run-time overrides and absences."""
+    return await reps_now(SqlRoutingStore(session), config, rep_ids, now)
+
+
+async def reps_now(
+    store: RoutingStore, config: LeadflowConfig, rep_ids: Iterable[str], now: datetime
+) -> dict[str, Rep]:
+    """Reps as they stand now in `store`: configuration, then run-time overrides and absences."""
     ids = sorted(set(rep_ids))
     if not ids:
         return {}
-    stored = await roster_repository.overrides(session, ids)
-    absent = await roster_repository.absences(session, ids, now)
+    stored, absent = await store.roster(ids, now)
     return {
-        rep_id: roster.effective(
-            config.rep(rep_id),
-            stored.get(rep_id, {}),
-            [(a["starts_at"], a["ends_at"], a["note"]) for a in absent.get(rep_id, [])],
-        )
+        rep_id: roster.effective(config.rep(rep_id), stored.get(rep_id, {}), absent.get(rep_id, []))
         for rep_id in ids
     }
 
 
 async def _load(
-    session: AsyncSession,
+    store: RoutingStore,
     batch: Batch,
     lead_keys: Iterable[str],
     deciding: Iterable[LeadScored],
@@ -155,9 +189,9 @@ async def _load(
     config, now = batch.config, batch.now
     locked = union(batch.reach(scored) for scored in deciding)
     # The roster changes only through the admin API, never under the routing lock.
-    reps = await current_reps(session, config, locked.reps, now)
-    await book_repository.lock_pools(session, locked.pools)
-    history = await book_repository.history_of(session, set(lead_keys))
+    reps = await reps_now(store, config, locked.reps, now)
+    await store.lock(locked.pools)
+    history = await store.history(set(lead_keys))
     day_starts = {rep_id: local_day_start(rep, now) for rep_id, rep in reps.items()}
     sinces = set(day_starts.values())
     for name in locked.teams:
@@ -166,20 +200,20 @@ async def _load(
             sinces.add(now - team.balance_window)
             if team.weights == "conversion":
                 sinces.add(now - team.conversion_window)
-    open_leads, assigned_since = await book_repository.tallies(session, locked.reps, sinces)
+    open_leads, assigned_since = await store.tallies(locked.reps, sinces)
     batch.book = RoutingBook(
         reps=reps,
         history=history,
         open_leads=open_leads,
         assigned_since=assigned_since,
         day_starts=day_starts,
-        turns=await book_repository.turns_of(session, locked.teams),
+        turns=await store.turns(locked.teams),
         routed=routed,
     )
     batch.locked = locked
 
 
-async def _save(session: AsyncSession, batch: Batch) -> None:
+async def _save(store: RoutingStore, batch: Batch) -> None:
     writes = batch.book.writes
-    await book_repository.save(session, writes, batch.now)
+    await store.save(writes, batch.now)
     observe(writes.decided, batch.now)

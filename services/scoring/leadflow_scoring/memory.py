@@ -7,15 +7,15 @@ copies: one that fails leaves the store as it was.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Coroutine
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
 
+from leadflow.coroutines import complete
 from leadflow_scoring.profile import Touch
 from leadflow_scoring.store import Claims, People, Record
 
-T = TypeVar("T")
+__all__ = ["InMemoryProfileStore", "complete"]
 
 
 class InMemoryProfileStore:
@@ -84,19 +84,3 @@ class InMemoryProfileStore:
                 self._owned[before].discard(identifier)
             self._owners[identifier] = owner
             self._owned.setdefault(owner, set()).add(identifier)
-
-
-def complete(work: Coroutine[Any, Any, T]) -> T:
-    """The result of a coroutine that never waits, run without an event loop.
-
-    Scoring on the in-memory store awaits nothing that suspends, so its coroutine ends at
-    the first step: callers that are not async (the simulation) get its result directly,
-    and may do so from inside a running event loop.
-    """
-    try:
-        work.send(None)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    work.close()
-    raise RuntimeError("the work waited for something; run it on an event loop instead.")

@@ -1,0 +1,176 @@
+"""The router's store in memory: for `leadflow simulate` and tests, with no database.
+
+It keeps what the router's tables keep (assignments, round-robin pointers, routed leads,
+decisions, the outbox and notifications, rep overrides and absences) and answers each read
+as the database store's statement does: open leads are a rep's assignments not closed,
+"assigned since" counts assignments (never queue entries) from an instant on. Each rep's
+assignments are indexed by time, so a batch's reads cost what the batch touches, not what
+the store holds. A batch works on copies of the rows it loads, and `save` checks the
+tables' unique keys before changing anything: a batch that fails leaves the store as it was.
+
+Run-time roster changes (`overrides`, `absences`) are empty unless a caller sets them, as
+on a database the admin API never changed: the reps are the configuration's.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from leadflow.delivery import Notification
+from leadflow.events import Envelope, LeadScored
+from leadflow_router.book import Assignment, Decided, Turns, Writes
+from leadflow_router.store import RunTimeRoster, Tallies
+
+
+class InMemoryRoutingStore:
+    """Assignments, turns, routed leads and what the router published, kept in memory."""
+
+    def __init__(self) -> None:
+        # What the admin API would have stored: rep -> overrides (as `rep_overrides.settings`),
+        # rep -> (start, end, note) absences (`rep_absences`, none cancelled).
+        self.overrides: dict[str, dict[str, Any]] = {}
+        self.absences: dict[str, list[tuple[datetime, datetime, str]]] = {}
+        # `routing_decisions`, the outbox and the notifications queue, in the order written.
+        self.decided: list[Decided] = []
+        self.events: list[Envelope] = []
+        self.notifications: list[Notification] = []
+        self._rows: list[Assignment] = []  # every assignment; a row's id is its index + 1
+        self._leads: dict[str, list[Assignment]] = {}
+        self._by_id: dict[str, Assignment] = {}  # by assignment_id
+        self._open: Counter[str] = Counter()
+        # Per rep, when each of their assignments (and each converted one) was made, sorted.
+        self._assigned: dict[str, list[datetime]] = {}
+        self._converted: dict[str, list[datetime]] = {}
+        self._turns: dict[str, tuple[str | None, int]] = {}
+        self._routed: dict[str, LeadScored] = {}
+
+    @property
+    def assignments(self) -> list[Assignment]:
+        """Every stored assignment and queue entry, in the order written (copies)."""
+        return [replace(row) for row in self._rows]
+
+    # Reads.
+
+    async def routed_leads(self, lead_keys: Collection[str]) -> dict[str, LeadScored]:
+        """The scored leads as they were first routed, by lead key."""
+        return {key: self._routed[key] for key in lead_keys if key in self._routed}
+
+    async def roster(self, rep_ids: Collection[str], now: datetime) -> RunTimeRoster:
+        """Overrides of these reps, and their absences not ended at `now`, by start."""
+        overrides = {r: dict(self.overrides[r]) for r in rep_ids if r in self.overrides}
+        absences = {}
+        for rep_id in rep_ids:
+            standing = sorted((a for a in self.absences.get(rep_id, ()) if a[1] > now), key=_start)
+            if standing:
+                absences[rep_id] = standing
+        return RunTimeRoster(overrides, absences)
+
+    async def lock(self, pools: Collection[str]) -> None:
+        """Nothing to hold: an in-memory store applies one batch at a time."""
+
+    async def history(self, lead_keys: Collection[str]) -> dict[str, list[Assignment]]:
+        """Copies of every assignment and queue entry of these leads, oldest first."""
+        return {
+            key: [replace(row) for row in self._leads[key]]
+            for key in lead_keys
+            if key in self._leads
+        }
+
+    async def tallies(self, reps: Collection[str], sinces: Iterable[datetime]) -> Tallies:
+        """Each rep's open leads, and per instant their leads assigned (and converted) since."""
+        open_leads = {rep: self._open[rep] for rep in reps}
+        counts = {
+            since: {
+                rep: [
+                    self._since(self._assigned, rep, since),
+                    self._since(self._converted, rep, since),
+                ]
+                for rep in reps
+            }
+            for since in sorted(set(sinces))
+        }
+        return open_leads, counts
+
+    async def turns(self, teams: Collection[str]) -> dict[str, Turns]:
+        """The round-robin pointers of these teams (copies)."""
+        return {t: Turns(*self._turns[t]) for t in teams if t in self._turns}
+
+    @staticmethod
+    def _since(index: dict[str, list[datetime]], rep: str, since: datetime) -> int:
+        times = index.get(rep, [])
+        return len(times) - bisect_left(times, since)
+
+    # Writes.
+
+    async def save(self, writes: Writes, now: datetime) -> None:
+        """Keep what a batch changed, in the order the database store writes it."""
+        self._check(writes)
+        for scored in writes.leads:
+            self._routed[scored.lead_key] = scored
+        for row_id, row in sorted(writes.changed.items()):
+            self._change(self._rows[row_id - 1], row)
+        for team, turns in writes.turns.items():
+            self._turns[team] = (turns.last_rep_id, turns.turns)
+        for row in writes.assignments:
+            self._insert(row)
+        self.decided.extend(writes.decided)
+        self.events.extend(writes.events)
+        self.notifications.extend(writes.notifications)
+
+    def _check(self, writes: Writes) -> None:
+        """Refuse, before changing anything, what the tables' keys would refuse."""
+        keys = [s.lead_key for s in writes.leads]
+        if len(set(keys)) < len(keys) or any(key in self._routed for key in keys):
+            raise ValueError("a lead was routed for the first time twice; nothing was saved.")
+        seqs = [(row.lead_key, row.seq) for row in writes.assignments]
+        ids = [row.assignment_id for row in writes.assignments]
+        stored = {(key, row.seq) for key, _ in seqs for row in self._leads.get(key, ())}
+        if (
+            len(set(seqs)) < len(seqs)
+            or stored & set(seqs)
+            or len(set(ids)) < len(ids)
+            or any(i in self._by_id for i in ids)
+        ):
+            raise ValueError("an assignment was written twice; nothing was saved.")
+        if any(not (0 < row_id <= len(self._rows)) for row_id in writes.changed):
+            raise ValueError("a changed assignment was never stored; nothing was saved.")
+        if any(not t.stored and team in self._turns for team, t in writes.turns.items()):
+            raise ValueError("a team's first turn was given twice; nothing was saved.")
+
+    def _insert(self, row: Assignment) -> None:
+        stored = replace(row, id=len(self._rows) + 1)
+        self._rows.append(stored)
+        self._leads.setdefault(stored.lead_key, []).append(stored)
+        self._by_id[stored.assignment_id] = stored
+        rep = stored.rep_id
+        if stored.status != "assigned" or rep is None:
+            return
+        if stored.closed_at is None:
+            self._open[rep] += 1
+        insort(self._assigned.setdefault(rep, []), stored.assigned_at)
+        if stored.converted_at is not None:
+            insort(self._converted.setdefault(rep, []), stored.assigned_at)
+
+    def _change(self, stored: Assignment, new: Assignment) -> None:
+        """Set only what is still unset, as the database store's update does."""
+        rep = stored.rep_id if stored.status == "assigned" else None
+        if stored.closed_at is None:
+            if new.close_reason is not None:
+                stored.close_reason = new.close_reason
+            if new.closed_at is not None:
+                stored.closed_at = new.closed_at
+                if rep is not None:
+                    self._open[rep] -= 1
+        if stored.converted_at is None and new.converted_at is not None:
+            stored.converted_at = new.converted_at
+            if rep is not None:
+                insort(self._converted.setdefault(rep, []), stored.assigned_at)
+
+
+def _start(absence: tuple[datetime, datetime, str]) -> datetime:
+    return absence[0]

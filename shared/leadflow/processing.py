@@ -2,7 +2,9 @@
 
 Handlers are typed functions of `(session, event, now)`; they never see a raw Kafka
 record and never commit: the processor owns the transaction, which holds the inbox
-row, the handler's state change and its outbox rows together.
+row, the handler's state change and its outbox rows together. Right after the commit it
+hands those outbox rows to its `outbox` to publish (leadflow.outbox), before the batch's
+offsets are committed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
+from typing import Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -25,6 +28,7 @@ from leadflow.events import Envelope
 from leadflow.faults import InfrastructureUnavailable, describe, is_transient
 from leadflow.inbox import first_deliveries
 from leadflow.metrics import ConsumerMetrics
+from leadflow.outbox import Written, written
 from leadflow.settings import Settings
 from leadflow.topics import DLQ
 
@@ -46,6 +50,12 @@ EventHandler = Callable[[AsyncSession, Envelope, datetime], Awaitable[None]]
 # they need in a few statements, applies them in memory one by one, and writes back in bulk.
 BatchHandler = Callable[[AsyncSession, Sequence[Envelope], datetime], Awaitable[None]]
 Clock = Callable[[], datetime]
+
+
+class CommittedOutbox(Protocol):
+    """Publishes the outbox rows of a transaction that just committed (OutboxRelay)."""
+
+    async def publish_committed(self, rows: Sequence[Written]) -> None: ...
 
 
 def utcnow() -> datetime:
@@ -82,6 +92,7 @@ class EventProcessor:
         dead_letters: Publisher,
         settings: Settings,
         metrics: ConsumerMetrics,
+        outbox: CommittedOutbox | None = None,
         after_commit: Callable[[], None] = lambda: None,
         clock: Clock = utcnow,
     ) -> None:
@@ -98,6 +109,7 @@ class EventProcessor:
         self._dead_letters = dead_letters
         self._settings = settings
         self._metrics = metrics
+        self._outbox = outbox
         self._after_commit = after_commit
         self._clock = clock
 
@@ -112,8 +124,9 @@ class EventProcessor:
             except ValueError as exc:  # orjson.JSONDecodeError and ValidationError included
                 poison.append(_DeadLetter(record, "invalid_event", _describe(exc)))
         counts: Counter[str] = Counter()
+        outgoing: list[Written] = []
         try:
-            counts = await self._apply(events)
+            counts = await self._apply(events, outgoing)
         except Exception as exc:
             if is_transient(exc):
                 raise InfrastructureUnavailable(describe(exc)) from exc
@@ -121,8 +134,14 @@ class EventProcessor:
                 "batch failed; applying its events one by one",
                 extra={"consumer": self._consumer, "records": len(events)},
             )
-            for record, event in events:
-                counts += await self._apply_alone(record, event, poison)
+            try:
+                for record, event in events:
+                    counts += await self._apply_alone(record, event, poison, outgoing)
+            finally:
+                # What committed before an outage is published all the same.
+                await self._publish(outgoing)
+            outgoing = []
+        await self._publish(outgoing)
         # Dead letters go out last, in offset order: if the batch meets an outage first,
         # it is handed over again and nothing was dead-lettered twice.
         for letter in sorted(poison, key=lambda p: (p.record.partition, p.record.offset)):
@@ -136,31 +155,47 @@ class EventProcessor:
         self._metrics.batch_size.observe(len(records))
         self._metrics.processing_seconds.observe(perf_counter() - started)
 
-    async def _apply(self, events: list[tuple[Record, Envelope]]) -> Counter[str]:
-        counts: Counter[str] = Counter()
+    async def _publish(self, outgoing: list[Written]) -> None:
+        if self._outbox is not None and outgoing:
+            await self._outbox.publish_committed(outgoing)
+
+    async def _apply(
+        self, events: list[tuple[Record, Envelope]], outgoing: list[Written]
+    ) -> Counter[str]:
         accepted = [event for _, event in events if event.type in self._accepts]
-        async with self._sessions() as session, session.begin():
-            now = self._clock()
-            new_ids = await first_deliveries(session, self._consumer, [e.id for e in accepted], now)
-            fresh: list[Envelope] = []
-            for event in accepted:
-                if event.id in new_ids:
-                    new_ids.discard(event.id)  # a copy later in the same batch is a duplicate
-                    fresh.append(event)
-                    counts[event.type] += 1
-                else:
-                    counts["duplicate"] += 1
-            if fresh:
-                await self._handle(session, fresh, now)
+        async with self._sessions() as session:
+            async with session.begin():
+                counts = await self._apply_in(session, accepted)
+            outgoing += written(session)  # committed: now they may go out
+        return counts
+
+    async def _apply_in(self, session: AsyncSession, accepted: list[Envelope]) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        now = self._clock()
+        new_ids = await first_deliveries(session, self._consumer, [e.id for e in accepted], now)
+        fresh: list[Envelope] = []
+        for event in accepted:
+            if event.id in new_ids:
+                new_ids.discard(event.id)  # a copy later in the same batch is a duplicate
+                fresh.append(event)
+                counts[event.type] += 1
+            else:
+                counts["duplicate"] += 1
+        if fresh:
+            await self._handle(session, fresh, now)
         return counts
 
     async def _apply_alone(
-        self, record: Record, event: Envelope, poison: list[_DeadLetter]
+        self,
+        record: Record,
+        event: Envelope,
+        poison: list[_DeadLetter],
+        outgoing: list[Written],
     ) -> Counter[str]:
         attempts = self._settings.consumer_max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                return await self._apply([(record, event)])
+                return await self._apply([(record, event)], outgoing)
             except PoisonEvent as exc:
                 poison.append(_DeadLetter(record, "rejected_event", str(exc), event.id))
                 return Counter()

@@ -64,7 +64,7 @@ class ConsumerSpec:
     # One of the two: a handler per event, or a set-based handler per batch.
     handler: Callable[[Runtime], EventHandler] | None = None
     batch_handler: Callable[[Runtime], BatchHandler] | None = None
-    # Called after each consumed batch's transaction (besides waking the outbox relay).
+    # Called after each consumed batch's transaction (its outbox rows are published already).
     after_commit: Callable[[], None] | None = None
     # `bulk`: the consumer gives way to the service's live consumers (leadflow.lanes).
     lane: Lane = "live"
@@ -180,7 +180,8 @@ def consumer_service(
                 dead_letters=publisher,
                 settings=settings,
                 metrics=metrics,
-                after_commit=_after_commit(relay, spec.after_commit),
+                outbox=relay,
+                after_commit=spec.after_commit or _nothing,
             )
             runner = KafkaConsumerRunner(
                 settings,
@@ -224,15 +225,8 @@ async def _consume(runtime: Runtime, runner: KafkaConsumerRunner) -> None:
     await runner.run()
 
 
-def _after_commit(relay: OutboxRelay, extra: Callable[[], None] | None) -> Callable[[], None]:
-    if extra is None:
-        return relay.wake
-
-    def both() -> None:
-        relay.wake()
-        extra()
-
-    return both
+def _nothing() -> None:
+    pass
 
 
 async def _ready(app: FastAPI) -> dict[str, Any]:

@@ -84,7 +84,12 @@ class Settings(BaseSettings):
     # The longest pause between two attempts while the database or the broker is away.
     retry_backoff_max_s: float = Field(default=5.0, gt=0)
     stop_timeout_s: float = Field(default=10.0, gt=0)
+    # The outbox relay sweeps every `outbox_poll_s` for rows left unpublished for longer than
+    # `outbox_grace_s` (by a process that died between its commit and its publish). Keep
+    # the two well below the consumer session timeout, so that the leftovers of a dead
+    # instance are out before its partitions (and the next events of its leads) move.
     outbox_poll_s: float = Field(default=0.5, gt=0)
+    outbox_grace_s: float = Field(default=1.0, gt=0)
     sla_poll_s: float = Field(default=0.25, gt=0)
     host: str = "127.0.0.1"
     log_level: str = "INFO"
@@ -126,6 +131,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LEADFLOW_KAFKA_SSL_CERTFILE and LEADFLOW_KAFKA_SSL_KEYFILE go together "
                 "(a client certificate needs its key)."
+            )
+        if (self.outbox_poll_s + self.outbox_grace_s) * 1000 >= self.consumer_session_timeout_ms:
+            raise ValueError(
+                "LEADFLOW_OUTBOX_POLL_S + LEADFLOW_OUTBOX_GRACE_S must stay below "
+                "LEADFLOW_CONSUMER_SESSION_TIMEOUT_MS: a dead instance's unpublished events "
+                "must be out before its partitions move, or a person's events could reorder."
             )
         return self
 

@@ -86,6 +86,11 @@ class LeadActivity(_Payload):
     currency: str | None = None
     # The gross profit of a won deal, when the CRM knows it (else reports use a margin).
     profit: float | None = None
+    # Every key the CRM named the person by (its lead_key, its email's, its phone's), best
+    # first; `lead_key` is the first. A consumer resolves them through its aliases
+    # (`leadflow.aliases.person_of`), so an outcome reported by phone finds the lead routed
+    # under the email. Empty on events written before it: then `lead_key` alone.
+    identifiers: list[str] = Field(default_factory=list)
 
 
 class ScoreReason(_Payload):
@@ -144,6 +149,33 @@ class LeadScored(_Payload):
     touches: int = 0
 
 
+class LeadMerged(_Payload):
+    """Scoring found more keys that mean one person: every key in `absorbed` and
+    `identifiers` (other than `survivor`) now means `survivor`.
+
+    Published with the survivor's `lead.scored` whenever an event merges profiles or
+    attaches a new identifier (a phone next to the email). Both lists are the person's
+    whole set so far, not only this event's, so one `lead.merged` is enough to learn every
+    alias; consumers keep them in `leadflow.aliases` and move their state to the survivor.
+    """
+
+    survivor: str
+    # The profiles merged into the survivor, by key (empty when only identifiers linked).
+    absorbed: list[str] = Field(default_factory=list)
+    # The keys of every email and phone the person was seen with (the survivor's among them).
+    identifiers: list[str] = Field(default_factory=list)
+    merged_at: AwareDatetime
+
+    @property
+    def lead_key(self) -> str:
+        """The survivor: the event's subject and Kafka key."""
+        return self.survivor
+
+    def aliases(self) -> list[str]:
+        """Every key that now means the survivor, but the survivor's own (sorted)."""
+        return sorted({*self.absorbed, *self.identifiers} - {self.survivor})
+
+
 class LeadAssigned(_Payload):
     """A lead was given to a rep (first assignment, or a reassignment)."""
 
@@ -192,12 +224,15 @@ class SlaAlert(_Payload):
     message: str
 
 
-Payload = LeadReceived | LeadActivity | LeadScored | LeadAssigned | LeadUnassigned | SlaAlert
+Payload = (
+    LeadReceived | LeadActivity | LeadScored | LeadMerged | LeadAssigned | LeadUnassigned | SlaAlert
+)
 
 PAYLOAD_TYPES: dict[str, type[_Payload]] = {
     "lead.received": LeadReceived,
     **{f"lead.{kind}": LeadActivity for kind in get_args(ActivityKind)},
     "lead.scored": LeadScored,
+    "lead.merged": LeadMerged,
     "lead.assigned": LeadAssigned,
     "lead.reassigned": LeadAssigned,
     "lead.unassigned": LeadUnassigned,

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from leadflow.config import Scoring
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import outbox
-from leadflow.events import Envelope, LeadReceived, LeadScored, lead_key_for
+from leadflow.events import Envelope, LeadMerged, LeadReceived, LeadScored, lead_key_for
 from leadflow.outbox import enqueue_many
 from leadflow_intake.canonical import LeadBody, to_event
 from leadflow_scoring import aggregate, service
@@ -152,8 +152,23 @@ async def test_a_batch_writes_what_its_events_write_one_by_one(engine: AsyncEngi
     replay = Replay(MODEL)
     assert [replay.apply(received(e), e.id, NOW) for b in batches for e in b] == alone
     store = InMemoryProfileStore()
-    in_memory = [e.data for b in batches for e in await service.score_batch(store, b, MODEL, NOW)]
-    assert in_memory == alone
+    in_memory = [e for b in batches for e in await service.score_batch(store, b, MODEL, NOW)]
+    assert service.scores(in_memory) == alone
+    # The merges published beside the scores: one per event that gave a person a new key,
+    # in the outbox with the scores, bound for leads.activity under the survivor's key.
+    merges = [e.data for e in in_memory if isinstance(e.data, LeadMerged)]
+    outbox_events = [(r["key"], Envelope.from_bytes(r["payload"])) for r in expected["outbox"]]
+    published = [(key, e.data) for key, e in outbox_events if isinstance(e.data, LeadMerged)]
+    assert [m for _, m in published] == merges
+    assert all(key == m.survivor for key, m in published)
+    chain = sorted([lead_key_for(X), lead_key_for(Y)])
+    assert (lead_key_for(Z), chain) in [(m.survivor, m.absorbed) for m in merges]
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(outbox.c.topic, outbox.c.payload))
+        topics = {
+            r.topic for r in rows if Envelope.from_bytes(bytes(r.payload)).type == "lead.merged"
+        }
+    assert topics == {"leads.activity"}
     # What the batch did: one profile per person, merges reported on the surviving key.
     scored = {
         received(e).delivery_id: s
@@ -296,7 +311,10 @@ async def test_two_instances_scoring_people_through_two_keys_lose_nothing(
             )
         )
         profiles = live.all()
-    assert all(isinstance(s, LeadScored) for s in scored)
+    # Each person's email and phone were linked by their first form: nothing new after.
+    merges = [s for s in scored if isinstance(s, LeadMerged)]
+    assert sorted(m.survivor for m in merges) == sorted(e.subject for e in by_email)
+    assert all(isinstance(s, LeadScored) for s in scored[2 * len(people) :])
     newly = sorted(s.lead_key for s in scored if isinstance(s, LeadScored) and s.newly_qualified)
     assert newly == sorted(e.subject for e in by_email)
     assert len(profiles) == len(people)

@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from leadflow.aliases import outcome_keys
 from leadflow.events import (
     ActivityKind,
     Company,
@@ -178,9 +179,14 @@ class ActivityBody(BaseModel):
             raise ValueError("profit is only reported with a won deal.")
         return self
 
+    def keys(self) -> list[str]:
+        """Every key the activity names its lead by, best first: the lead key, the email's,
+        the phone's (consumers resolve them to the person's current key)."""
+        return outcome_keys(self.lead_key, self.email, self.phone)
+
     def key(self) -> str:
-        """The lead key this activity belongs to."""
-        return self.lead_key or lead_key_for(self.email or self.phone or "")
+        """The lead key this activity is published under: the first it names."""
+        return self.keys()[0]
 
 
 StandardBody = Annotated[LeadBody | ActivityBody, Field(discriminator="event")]
@@ -239,8 +245,10 @@ def lead_event(
 
 def activity_event(body: ActivityBody, *, source: str, delivery_id: str, now: datetime) -> Envelope:
     """The `lead.<outcome>` event of a verified, valid CRM activity."""
+    keys = body.keys()
     activity = LeadActivity(
-        lead_key=body.key(),
+        lead_key=keys[0],
+        identifiers=keys,
         activity=body.event,
         occurred_at=body.occurred_at,
         source=source,

@@ -27,6 +27,7 @@ class Replay:
         event = new_event(
             "lead.received", received, source="/leadflow/replay", time=now, event_id=event_id
         )
-        [scored] = complete(service.score_batch(self.store, [event], self.model, now))
-        assert isinstance(scored.data, LeadScored)
-        return scored.data
+        [scored] = service.scores(
+            complete(service.score_batch(self.store, [event], self.model, now))
+        )
+        return scored

@@ -20,6 +20,7 @@ from leadflow.config import Scoring
 from leadflow.events import (
     Envelope,
     Lead,
+    LeadMerged,
     LeadReceived,
     LeadScored,
     derived_event_id,
@@ -46,11 +47,11 @@ async def score_events(
     now: datetime,
     lane: Lane = "live",
 ) -> list[LeadScored]:
-    """Score a batch on the database and add its `lead.scored` events to the outbox, on
-    the lane the batch came in on."""
+    """Score a batch on the database and add its events to the outbox, on the lane the
+    batch came in on (`lead.merged` always travels on `leads.activity`); its scores."""
     emitted = await score_batch(SqlProfileStore(session), events, model, now)
     await enqueue_many(session, PRODUCER, emitted, now, lane)
-    return [_scored(e) for e in emitted]
+    return scores(emitted)
 
 
 async def score_received(
@@ -64,7 +65,9 @@ async def score_received(
 async def score_batch(
     store: ProfileStore, events: Sequence[Envelope], model: Scoring, now: datetime
 ) -> list[Envelope]:
-    """Apply `lead.received` events in order; the `lead.scored` events to publish, in order."""
+    """Apply `lead.received` events in order; the events to publish, in order: each event's
+    `lead.scored`, preceded by a `lead.merged` when it gave its person more keys (merged
+    profiles, or an identifier attached: see `LeadMerged`)."""
     batch = [(event.id, _received(event)) for event in events]
     carried = [identity.identifiers_of(received) for _, received in batch]
     claims: dict[str, Claim] = {}
@@ -78,7 +81,17 @@ async def score_batch(
         people.history = await store.touches(stale)
     emitted: list[Envelope] = []
     for (event_id, received), carries in zip(batch, keys, strict=True):
-        scored = _score(people, event_id, received, carries, model, now)
+        scored, merged = _score(people, event_id, received, carries, model, now)
+        if merged is not None:
+            emitted.append(
+                new_event(
+                    "lead.merged",
+                    merged,
+                    source=SOURCE,
+                    time=now,
+                    event_id=derived_event_id("lead.merged", event_id),
+                )
+            )
         emitted.append(
             new_event(
                 "lead.scored",
@@ -105,12 +118,14 @@ def _score(
     identifiers: list[str],
     model: Scoring,
     now: datetime,
-) -> LeadScored:
-    """Apply one event to the people in memory: resolve, merge, record the touch, re-score."""
+) -> tuple[LeadScored, LeadMerged | None]:
+    """Apply one event to the people in memory: resolve, merge, record the touch, re-score;
+    the score, and the merge to publish when the person has more keys than before."""
     live = people.reached(identifiers)
     if live:
         heads = [identity.ProfileHead(r.lead_key, r.first_seen_at, r.qualified_at) for r in live]
         root = people.records[identity.survivor(heads).lead_key]
+        known = _keys(people, root.lead_key)
         absorbed = [r for r in live if r is not root]
         if absorbed:
             people.merge(root, absorbed)
@@ -118,6 +133,7 @@ def _score(
         earlier = [r.qualified_at for r in live if r.qualified_at is not None]
     else:
         root, absorbed, earlier = people.start(received.lead_key, received.received_at), [], []
+        known = {root.lead_key}
     people.attach(identifiers, root.lead_key)
     touch = Touch(
         activity=received.activity,
@@ -139,6 +155,14 @@ def _score(
     SCORED.labels(result.tier).inc()
     if newly_qualified:
         QUALIFIED.labels(result.qualified_by or "unknown").inc()
+    linked = None
+    if not _keys(people, root.lead_key) <= known:
+        linked = LeadMerged(
+            survivor=root.lead_key,
+            absorbed=merged,
+            identifiers=identifiers_now,
+            merged_at=now,
+        )
     return scored_event(
         model,
         root.lead_key,
@@ -149,7 +173,14 @@ def _score(
         identifiers=identifiers_now,
         merged_from=merged,
         now=now,
-    )
+    ), linked
+
+
+def _keys(people: People, lead_key: str) -> set[str]:
+    """Every key that means the person of a live profile: its own, its identifiers', and
+    those of the profiles merged into it."""
+    identifiers, merged = people.aliases(lead_key)
+    return {lead_key, *identifiers, *merged}
 
 
 def _state(people: People, person: list[Record], touch: Touch | None, model: Scoring) -> Aggregate:
@@ -210,9 +241,9 @@ def _to_fold_again(people: People, events: list[list[str]], model: Scoring) -> s
     return {key for key, r in people.records.items() if r.stored and find(key) in needed}
 
 
-def _scored(event: Envelope) -> LeadScored:
-    assert isinstance(event.data, LeadScored)
-    return event.data
+def scores(emitted: Sequence[Envelope]) -> list[LeadScored]:
+    """The `lead.scored` payloads among events `score_batch` emitted, in order."""
+    return [e.data for e in emitted if isinstance(e.data, LeadScored)]
 
 
 def scored_event(

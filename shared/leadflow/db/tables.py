@@ -116,3 +116,16 @@ leases = Table(
     Column("holder", String(128), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
 )
+
+# What each consumer knows of who is who: a key a person was known by (an absorbed
+# profile, an identifier) and the key they are known by now. A row always points at the
+# final survivor, never at another alias (`leadflow.aliases`).
+lead_aliases = Table(
+    "lead_aliases",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("survivor", String(64), nullable=False),
+    Column("merged_at", UtcDateTime(), nullable=False),
+    Index("ix_lead_aliases_consumer_survivor", "consumer", "survivor"),
+)

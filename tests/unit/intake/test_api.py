@@ -112,6 +112,30 @@ def test_a_crm_activity_is_published_on_the_activity_topic(
     assert isinstance(event.data, LeadActivity)
     assert event.data.reason == "no budget"
     assert event.subject == lead_key_for("ana@example.com")
+    assert event.data.identifiers == [lead_key_for("ana@example.com")]
+
+
+def test_an_activity_names_its_lead_by_every_key_it_was_given(
+    client: TestClient, bus: InMemoryBus
+) -> None:
+    body = {
+        "event": "contacted",
+        "email": " Ana@Example.com ",
+        "phone": "+1 (613) 555-0101",
+        "occurred_at": "2026-11-26T10:00:00Z",
+    }
+    raw = orjson.dumps(body)
+    response = client.post(
+        "/v1/webhooks/crm", content=raw, headers=signed(raw, secret=DEV_SECRETS["crm"])
+    )
+
+    assert response.status_code == 202, response.text
+    [event] = published(bus)
+    assert isinstance(event.data, LeadActivity)
+    # Keyed by the email, as before; the phone's key travels along for the consumers, derived
+    # from the normalized phone exactly as a lead received by that phone is keyed.
+    assert event.subject == event.data.lead_key == lead_key_for("ana@example.com")
+    assert event.data.identifiers == [lead_key_for("ana@example.com"), lead_key_for("+16135550101")]
 
 
 def test_rotated_secrets_are_all_accepted(

@@ -10,8 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadflow.events import Envelope, LeadReceived, LeadScored, new_event
+from leadflow.events import (
+    Envelope,
+    LeadMerged,
+    LeadReceived,
+    LeadScored,
+    lead_key_for,
+    new_event,
+)
 from leadflow.processing import PoisonEvent
+from leadflow.topics import topic_for
 from leadflow_intake.canonical import LeadBody, to_event
 from leadflow_scoring import service
 from leadflow_scoring.identity import Identifier, identifiers_of
@@ -38,11 +46,47 @@ def received(envelope: Envelope) -> LeadReceived:
     return envelope.data
 
 
+def emit(store: InMemoryProfileStore, batch: list[Envelope]) -> list[Envelope]:
+    """Score a batch on the store; every event to publish."""
+    emitted = complete(service.score_batch(store, batch, MODEL, NOW))
+    assert [e.type for e in emitted].count("lead.scored") == len(batch)
+    return emitted
+
+
 def score(store: InMemoryProfileStore, batch: list[Envelope]) -> list[LeadScored]:
     """Score a batch on the store; the `lead.scored` payloads."""
-    emitted = complete(service.score_batch(store, batch, MODEL, NOW))
-    assert all(e.type == "lead.scored" for e in emitted)
-    return [e.data for e in emitted if isinstance(e.data, LeadScored)]
+    return service.scores(emit(store, batch))
+
+
+def keys(scored: LeadScored) -> set[str]:
+    """Every key a score says its person has."""
+    return {scored.lead_key, *scored.identifiers, *scored.merged_from}
+
+
+def check_merges(emitted: list[Envelope]) -> None:
+    """A `lead.merged` precedes a score exactly when its person has a key they had not at
+    their previous score; it names the same survivor, absorbed profiles and identifiers."""
+    before: dict[str, set[str]] = {}
+    pending: LeadMerged | None = None
+    for envelope in emitted:
+        if isinstance(envelope.data, LeadMerged):
+            assert pending is None
+            assert envelope.subject == envelope.data.survivor
+            assert topic_for(envelope.type) == "leads.activity"
+            pending = envelope.data
+            continue
+        scored = envelope.data
+        assert isinstance(scored, LeadScored)
+        grew = not keys(scored) <= before.get(scored.lead_key, {scored.lead_key})
+        assert (pending is not None) == grew
+        if pending is not None:
+            assert pending.survivor == scored.lead_key
+            assert pending.absorbed == scored.merged_from
+            assert pending.identifiers == scored.identifiers
+            assert pending.merged_at == scored.scored_at
+        before[scored.lead_key] = keys(scored)
+        pending = None
+    assert pending is None
 
 
 def one_by_one(batch: list[Envelope]) -> list[LeadScored]:
@@ -70,16 +114,47 @@ def test_an_event_linking_two_profiles_of_the_batch_merges_them() -> None:
     linked = event({"email": EMAILS[0], "phone": PHONES[0]}, "webinar", 2, "d3")
     store = InMemoryProfileStore()
 
-    scored = score(store, [by_phone, by_email, linked])
-    later = score(store, [event({"email": EMAILS[0]}, "page_visit", 3, "d4")])
+    emitted = emit(store, [by_phone, by_email, linked])
+    scored = service.scores(emitted)
+    later = emit(store, [event({"email": EMAILS[0]}, "page_visit", 3, "d4")])
+
+    assert [e.type for e in emitted] == ["lead.scored", "lead.scored", "lead.merged", "lead.scored"]
+    merged = emitted[2].data
+    assert merged == LeadMerged(
+        survivor=by_phone.subject,
+        absorbed=[by_email.subject],
+        identifiers=sorted([by_phone.subject, by_email.subject]),
+        merged_at=NOW,
+    )
+    assert emitted[2].subject == by_phone.subject
+    # The next event of the person gives them no new key: no merge to publish again.
+    assert [e.type for e in later] == ["lead.scored"]
+    later_scored = service.scores(later)
 
     assert scored[2].lead_key == by_phone.subject
     assert scored[2].merged_from == [by_email.subject]
     assert scored[2].identifiers == sorted([by_phone.subject, by_email.subject])
     assert (scored[2].touches, scored[2].newly_qualified, scored[2].tier) == (3, False, "mql")
-    assert later[0].lead_key == by_phone.subject
-    assert later[0].merged_from == [by_email.subject]
-    assert later[0].touches == 4
+    assert later_scored[0].lead_key == by_phone.subject
+    assert later_scored[0].merged_from == [by_email.subject]
+    assert later_scored[0].touches == 4
+
+
+def test_a_new_person_with_an_email_and_a_phone_publishes_the_link() -> None:
+    both = event({"email": EMAILS[0], "phone": PHONES[0]}, "webinar", 0, "d1")
+    alone = event({"email": EMAILS[1]}, "webinar", 0, "d2")
+    invalid = event({"email": EMAILS[2], "phone": "+1613555"}, "webinar", 0, "d3")
+
+    emitted = emit(InMemoryProfileStore(), [both, alone, invalid])
+
+    # Only the first names a second key: a phone that is no valid number identifies nobody.
+    assert [e.type for e in emitted] == ["lead.merged", *["lead.scored"] * 3]
+    assert emitted[0].data == LeadMerged(
+        survivor=both.subject,
+        absorbed=[],
+        identifiers=sorted([both.subject, lead_key_for(PHONES[0])]),
+        merged_at=NOW,
+    )
 
 
 @st.composite
@@ -105,14 +180,17 @@ def streams(draw: st.DrawFn) -> tuple[list[Envelope], list[int]]:
 def test_a_batch_scores_as_its_events_one_by_one(stream: tuple[list[Envelope], list[int]]) -> None:
     events, sizes = stream
     store = InMemoryProfileStore()
-    batched: list[LeadScored] = []
-    start = 0
+    emitted: list[Envelope] = []
+    start, n = 0, 0
     while start < len(events):
-        size = sizes[len(batched) % len(sizes)]
-        batched += score(store, events[start : start + size])
-        start += size
+        size = sizes[n % len(sizes)]
+        emitted += emit(store, events[start : start + size])
+        start, n = start + size, n + 1
+    batched = service.scores(emitted)
 
-    assert batched == one_by_one(events)
+    alone = InMemoryProfileStore()
+    assert [e.data for e in emitted] == [d.data for e in events for d in emit(alone, [e])]
+    check_merges(emitted)
     # Against a plain model of identity: events sharing an identifier are one person, who
     # has one live profile with all their identifiers; every other profile they ever had
     # (each scored under its key when it started) is merged into it.

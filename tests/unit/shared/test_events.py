@@ -22,6 +22,7 @@ from leadflow.events import (
     Lead,
     LeadActivity,
     LeadAssigned,
+    LeadMerged,
     LeadReceived,
     LeadScored,
     LeadUnassigned,
@@ -154,6 +155,12 @@ EXAMPLES: dict[str, Payload] = {
     "lead.won": activity("won"),
     "lead.lost": activity("lost"),
     "lead.scored": scored(),
+    "lead.merged": LeadMerged(
+        survivor=KEY,
+        absorbed=["lk_00000000000000000000000b"],
+        identifiers=[KEY, "lk_00000000000000000000000c"],
+        merged_at=LATER,
+    ),
     "lead.assigned": assigned(),
     "lead.reassigned": assigned(),
     "lead.unassigned": unassigned(),
@@ -165,6 +172,21 @@ EXAMPLES: dict[str, Payload] = {
 
 def test_every_event_type_has_an_example() -> None:
     assert sorted(EXAMPLES) == sorted(PAYLOAD_TYPES)
+
+
+def test_a_merge_is_published_under_its_survivor() -> None:
+    merged = EXAMPLES["lead.merged"]
+    assert isinstance(merged, LeadMerged)
+    event = new_event("lead.merged", merged, source="/leadflow/scoring", time=LATER)
+    assert event.subject == merged.lead_key == KEY
+    assert merged.aliases() == ["lk_00000000000000000000000b", "lk_00000000000000000000000c"]
+    assert "lead_key" not in event.model_dump()["data"]
+
+
+def test_an_activity_written_before_identifiers_reads_with_none() -> None:
+    data = activity("contacted").model_dump(mode="json")
+    data.pop("identifiers")
+    assert LeadActivity.model_validate(data).identifiers == []
 
 
 @pytest.mark.parametrize("event_type", sorted(EXAMPLES))

@@ -9,13 +9,13 @@ replayed or retried post-call webhook is the same event and is dropped downstrea
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 
+from leadflow.senders import callrail_signature
+from leadflow.source_kinds import DEFAULT_ACTIVITY
 from leadflow_intake.adapters.base import (
     AuthenticationError,
     InvalidPayload,
@@ -26,11 +26,6 @@ from leadflow_intake.adapters.base import (
 from leadflow_intake.mapping import effective_mapping, load_json, mapped_lead_event, read_path
 
 SIGNATURE = "signature"
-
-
-def callrail_signature(key: str, body: bytes) -> str:
-    """The `Signature` header of a body."""
-    return base64.b64encode(hmac.new(key.encode(), body, hashlib.sha1).digest()).decode()
 
 
 class CallRailAdapter:
@@ -88,7 +83,7 @@ class CallRailAdapter:
             effective_mapping(self.default_mapping, source),
             lambda path: read_path(document, path),
             delivery_id=f"call-{call_id}" if isinstance(call_id, str | int) else delivery_id,
-            default_activity="phone_call",
+            default_activity=DEFAULT_ACTIVITY["callrail"],
             now=now,
         )
         return Parsed([event])

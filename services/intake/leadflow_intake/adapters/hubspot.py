@@ -16,14 +16,14 @@ Payloads:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from leadflow.senders import hubspot_signature_v3
+from leadflow.source_kinds import DEFAULT_ACTIVITY
 from leadflow_intake.adapters.base import (
     AuthenticationError,
     InvalidPayload,
@@ -41,36 +41,6 @@ from leadflow_intake.mapping import (
 
 SIGNATURE = "x-hubspot-signature-v3"
 TIMESTAMP = "x-hubspot-request-timestamp"
-
-# HubSpot signs the URI with these escapes decoded (its v3 validation guide).
-_DECODED = {
-    "%3A": ":",
-    "%2F": "/",
-    "%3F": "?",
-    "%40": "@",
-    "%21": "!",
-    "%24": "$",
-    "%27": "'",
-    "%28": "(",
-    "%29": ")",
-    "%2A": "*",
-    "%2C": ",",
-    "%3B": ";",
-}
-
-
-def hubspot_uri(url: str) -> str:
-    """The URI as HubSpot signs it."""
-    for escaped, char in _DECODED.items():
-        url = url.replace(escaped, char).replace(escaped.lower(), char)
-    return url
-
-
-def signature_v3(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
-    """The `X-HubSpot-Signature-v3` value of a request."""
-    message = method.upper().encode() + hubspot_uri(uri).encode() + body + timestamp.encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
 
 
 class HubSpotAdapter:
@@ -114,7 +84,9 @@ class HubSpotAdapter:
         if sent > now + tolerance_s:
             raise AuthenticationError(f"{TIMESTAMP} is in the future; check the sender's clock.")
         for secret in source.secrets:
-            expected = signature_v3(secret, request.method, request.url, request.body, raw_ts)
+            expected = hubspot_signature_v3(
+                secret, request.method, request.url, request.body, raw_ts
+            )
             if hmac.compare_digest(expected.encode(), offered.strip().encode()):
                 return None
         raise AuthenticationError(
@@ -133,7 +105,7 @@ class HubSpotAdapter:
                 mapping,
                 lambda path: _record_value(document, path),
                 delivery_id=delivery_id,
-                default_activity="form_fill",
+                default_activity=DEFAULT_ACTIVITY["hubspot"],
                 now=now,
             )
             return Parsed([event])
@@ -181,7 +153,7 @@ def _events(
                 mapping,
                 record.get,
                 delivery_id=f"event-{item['eventId']}",
-                default_activity="form_fill",
+                default_activity=DEFAULT_ACTIVITY["hubspot"],
                 now=now,
                 prefix=f"[{i}].",
             )

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 
+from leadflow.source_kinds import DEFAULT_ACTIVITY
 from leadflow_intake.adapters.base import (
     AuthenticationError,
     InvalidPayload,
@@ -83,7 +84,7 @@ class MarketoAdapter:
             effective_mapping(self.default_mapping, source),
             lambda path: read_path(document, path),
             delivery_id=delivery_id,
-            default_activity="form_fill",
+            default_activity=DEFAULT_ACTIVITY["marketo"],
             now=now,
         )
         return Parsed([event])

@@ -14,16 +14,16 @@ one event and a retried step is the same event.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from leadflow.config import IvrQuestion
+from leadflow.senders import TWILIO_ALGORITHMS, twilio_signature
+from leadflow.source_kinds import DEFAULT_ACTIVITY
 from leadflow_intake.adapters.base import (
     AuthenticationError,
     InvalidPayload,
@@ -35,7 +35,6 @@ from leadflow_intake.mapping import effective_mapping, mapped_lead_event
 
 SIGNATURE = "x-twilio-signature"
 SETTINGS = "x-twilio-webhooks-signature-settings"
-_HASHES = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
 
 
 def form_fields(body: bytes) -> list[tuple[str, str]]:
@@ -47,20 +46,6 @@ def form_fields(body: bytes) -> list[tuple[str, str]]:
             "The body is not form-encoded UTF-8.",
             [{"field": "(body)", "message": "expected application/x-www-form-urlencoded text."}],
         ) from exc
-
-
-def twilio_signature(
-    secret: str, url: str, fields: Sequence[tuple[str, str]], algorithm: str = "HMAC_SHA1"
-) -> str:
-    """The `X-Twilio-Signature` of a request to `url` with these form fields."""
-    values: dict[str, set[str]] = {}
-    for name, value in fields:
-        values.setdefault(name, set()).add(value)
-    message = url + "".join(
-        name + value for name in sorted(values) for value in sorted(values[name])
-    )
-    digest = hmac.new(secret.encode(), message.encode(), _HASHES[algorithm]).digest()
-    return base64.b64encode(digest).decode()
 
 
 def _url_variants(url: str) -> list[str]:
@@ -109,7 +94,7 @@ class TwilioAdapter:
         if not offered:
             raise AuthenticationError(f"Missing header(s): {SIGNATURE}.")
         algorithm = _algorithm(request.headers.get(SETTINGS))
-        if algorithm not in _HASHES:
+        if algorithm not in TWILIO_ALGORITHMS:
             raise AuthenticationError(f"{SETTINGS} names an unsupported algorithm.")
         fields = form_fields(request.body)
         for secret in source.secrets:
@@ -134,7 +119,7 @@ class TwilioAdapter:
             effective_mapping(self.default_mapping, source),
             fields.get,
             delivery_id=delivery_id,
-            default_activity="ivr_call",
+            default_activity=DEFAULT_ACTIVITY["twilio"],
             now=now,
             extra={"answers": answers} if answers else None,
         )

@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -288,33 +287,53 @@ def _assignee(outcome: dict[str, Any]) -> str:
 
 @webhook_app.command("send")
 def webhook_send(
-    body_file: Annotated[Path, typer.Argument(help="JSON body to send ('-' for stdin).")],
-    source: Annotated[str, typer.Option(help="Source name (must be of kind standard).")] = "web",
+    body_file: Annotated[
+        Path,
+        typer.Argument(
+            help="Body to send ('-' for stdin): JSON, or for a twilio source its form fields "
+            "as one JSON object."
+        ),
+    ],
+    source: Annotated[
+        str, typer.Option(help="Source name; its kind decides how the body is signed.")
+    ] = "web",
     url: Annotated[str, typer.Option(help="Intake base URL.")] = "http://127.0.0.1:8000",
-    delivery_id: Annotated[str | None, typer.Option(help="webhook-id (default: new).")] = None,
+    delivery_id: Annotated[
+        str | None, typer.Option(help="webhook-id of a standard source (default: new).")
+    ] = None,
+    query: Annotated[
+        str, typer.Option(help="Query string of the URL, e.g. question=budget (twilio).")
+    ] = "",
 ) -> None:
-    """Sign a body with the source's secret (Standard Webhooks) and POST it to the intake."""
-    from leadflow.webhooks import sign
+    """Sign a body as the source's sender does (its kind's scheme) and POST it to the intake."""
+    from leadflow.senders import RequestBodyError, signed_request
 
     settings = _settings()
+    config = settings.app.sources.get(source)
+    if config is None:
+        known = ", ".join(sorted(settings.app.sources))
+        console.print(f"[red]error:[/red] no source named {source!r}; the sources are: {known}.")
+        raise typer.Exit(2)
     secrets = settings.source_secrets(source)
     if not secrets:
         console.print(f"[red]error:[/red] no secret for source {source!r}.")
         raise typer.Exit(2)
     body = sys.stdin.buffer.read() if str(body_file) == "-" else body_file.read_bytes()
-    msg_id = delivery_id or f"msg_{uuid.uuid4().hex}"
-    timestamp = int(time.time())
-    response = httpx.post(
-        f"{url}/v1/webhooks/{source}",
-        content=body,
-        headers={
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secrets[0], msg_id, timestamp, body),
-        },
-        timeout=10,
-    )
+    try:
+        request = signed_request(
+            source,
+            config,
+            secrets[0],
+            url,
+            body,
+            now=time.time(),
+            delivery_id=delivery_id,
+            query=query,
+        )
+    except RequestBodyError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    response = httpx.post(request.url, content=request.body, headers=request.headers, timeout=10)
     typer.echo(f"{response.status_code} {response.text}")
     if response.status_code >= 400:
         raise typer.Exit(1)

@@ -61,6 +61,9 @@ def touch_detail(lead: Lead) -> dict[str, Any]:
         "utm": lead.utm,
         "answers": lead.answers,
         "product_interest": lead.product_interest,
+        # What the sender said of this touch beyond the canonical fields (a call answered
+        # or missed, a first-time caller): `custom.*` on the touch, not the person's latest.
+        "custom": lead.custom,
     }
     return {k: v for k, v in detail.items() if v not in (None, {}, "")}
 

@@ -303,6 +303,8 @@ def test_callrail_post_call(client: TestClient, bus: InMemoryBus) -> None:
     assert lead.lead.call_duration_s == 187
     assert lead.lead.utm == {"source": "google", "medium": "cpc", "campaign": "brand"}
     assert lead.lead.custom["recording_url"].endswith("/recording")
+    # What the example's call scoring rules test on the touch.
+    assert (lead.lead.custom["answered"], lead.lead.custom["first_call"]) == (True, True)
 
 
 def test_callrail_bad_signature_is_401(client: TestClient, bus: InMemoryBus) -> None:

@@ -1,4 +1,5 @@
-"""Identity resolution in memory; the README tour: the example config puts each lead in its tier."""
+"""Identity resolution in memory; the README tour: the example config puts each lead in its
+tier, each example parsed by the adapter of the source it is posted through."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import pytest
 
 from leadflow.config import load_config
 from leadflow.events import Lead, LeadReceived, lead_key_for
+from leadflow.senders import signed_request
+from leadflow.settings import DEV_SECRETS
+from leadflow_intake.adapters import adapter_for
+from leadflow_intake.adapters.base import SourceContext, WebhookRequest
 from leadflow_intake.canonical import LeadBody, to_event
 from leadflow_scoring.identity import Identifier, ProfileHead, identifiers_of, survivor
 from leadflow_scoring.replay import Replay
@@ -32,6 +37,27 @@ def example(name: str) -> dict[str, Any]:
     """An example webhook body from examples/."""
     body: dict[str, Any] = orjson.loads((ROOT / "examples" / name).read_bytes())
     return body
+
+
+def through(source: str, name: str, at: datetime, query: str = "", **changes: Any) -> LeadReceived:
+    """The `lead.received` of examples/`name` (its fields `changes` changed, None removing
+    one) posted through `source`, as its adapter parses the request its sender signs."""
+    config = EXAMPLE.sources[source]
+    adapter = adapter_for(config.kind)
+    secret = DEV_SECRETS[source]
+    fields = {**example(name), **changes}
+    body = orjson.dumps({k: v for k, v in fields.items() if v is not None})
+    signed = signed_request(
+        source, config, secret, "http://intake.test", body, now=at.timestamp(), query=query
+    )
+    queried = dict([query.split("=", 1)]) if query else {}
+    request = WebhookRequest("POST", signed.url, signed.headers, signed.body, queried)
+    context = SourceContext(source, config, [secret])
+    delivery = adapter.authenticate(request, context, now=at.timestamp(), tolerance_s=300)
+    [event] = adapter.parse(request, context, delivery_id=delivery or name, now=at).events
+    data = event.envelope().data
+    assert isinstance(data, LeadReceived)
+    return data
 
 
 def test_identifiers_of_an_event() -> None:
@@ -64,8 +90,8 @@ def test_survivor_prefers_the_qualified_then_the_oldest_profile() -> None:
 
 def test_a_call_from_a_known_number_merges_into_the_form_profile() -> None:
     replay = Replay(EXAMPLE.scoring)
-    form = received(example("watch.json"), T0, "d1")
-    call = received(example("call.json"), T0 + timedelta(hours=2), "d2")
+    form = through("web", "watch.json", T0)
+    call = through("ivr", "call.json", T0 + timedelta(hours=2))
 
     first = replay.apply(form, "e1", T0)
     second = replay.apply(call, "e2", T0 + timedelta(hours=2))
@@ -78,7 +104,8 @@ def test_a_call_from_a_known_number_merges_into_the_form_profile() -> None:
     assert second.first_touch is not None
     assert second.first_touch.activity == "pricing_page"
     assert second.last_touch is not None
-    assert second.last_touch.activity == "inbound_call"
+    assert second.last_touch.activity == "ivr_call"
+    assert second.qualified_by == "hand-raise"
     assert second.lead.job_title == "Operations Manager"
 
 
@@ -150,19 +177,22 @@ def test_a_later_mistyped_phone_does_not_replace_the_number_that_works() -> None
 
 
 README_TOUR = [
-    ("lead.json", "mql", "A2", "hand-raise"),
-    ("watch.json", "watch", "B3", "watch-list"),
-    ("nurture.json", "nurture", "D3", "nurture"),
-    ("disqualified.json", "disqualified", "A2", "disqualified"),
-    ("purchased.json", "watch", "A4", "watch-list"),
+    ("web", "lead.json", "mql", "A2", "hand-raise"),
+    ("web", "watch.json", "watch", "B3", "watch-list"),
+    ("web", "nurture.json", "nurture", "D3", "nurture"),
+    ("web", "disqualified.json", "disqualified", "A2", "disqualified"),
+    ("import", "purchased.json", "watch", "A4", "watch-list"),
+    ("ivr", "call.json", "mql", "D3", "hand-raise"),  # alone: not merged into Omar's form
+    ("callrail", "callrail-call.json", "watch", "D2", "watch-list"),
+    ("hubspot", "hubspot-contact.json", "mql", "A4", "threshold"),
 ]
 
 
-@pytest.mark.parametrize(("name", "tier", "grade", "last_reason"), README_TOUR)
+@pytest.mark.parametrize(("source", "name", "tier", "grade", "last_reason"), README_TOUR)
 def test_the_example_config_scores_the_tour_leads_into_each_tier(
-    name: str, tier: str, grade: str, last_reason: str
+    source: str, name: str, tier: str, grade: str, last_reason: str
 ) -> None:
-    scored = Replay(EXAMPLE.scoring).apply(received(example(name), T0, name), name, T0)
+    scored = Replay(EXAMPLE.scoring).apply(through(source, name, T0), name, T0)
 
     assert (scored.tier, scored.grade, scored.reasons[-1].rule) == (tier, grade, last_reason)
     assert all(r.detail for r in scored.reasons)
@@ -180,3 +210,95 @@ def test_tour_reasons_read_well() -> None:
     assert [r.detail for r in purchased.reasons if r.rule == "purchased-list"] == [
         "a purchased-list record does not qualify on fit alone: engagement 0 is below 15"
     ]
+
+
+def test_an_ivr_caller_short_of_bant_is_not_an_mql() -> None:
+    # Under 10k, a researcher, exploring, later: the caller is scored, not handed off.
+    weak = through("ivr", "call.json", T0, budget="1", authority="3", need="2", timeframe="3")
+    scored = Replay(EXAMPLE.scoring).apply(weak, "weak", T0)
+
+    assert weak.lead.answers == {
+        "budget": "under_10k",
+        "authority": "researcher",
+        "need": "exploring",
+        "timeframe": "later",
+    }
+    assert (scored.tier, scored.grade, scored.qualified_by) == ("nurture", "D3", None)
+    assert [r.rule for r in scored.reasons if r.group == "engagement"] == ["ivr-call"]
+
+
+def test_ivr_answers_posted_one_question_at_a_time_qualify_with_the_last() -> None:
+    replay = Replay(EXAMPLE.scoring)
+    call = dict.fromkeys(("budget", "authority", "need", "timeframe"))
+    tiers = []
+    for n, (question, digits) in enumerate((("budget", "2"), ("authority", "1"), ("need", "1"))):
+        at = T0 + timedelta(seconds=n)
+        step = through("ivr", "call.json", at, f"question={question}", **call, Digits=digits)
+        tiers.append(replay.apply(step, question, at).tier)
+    at = T0 + timedelta(seconds=3)
+    last = through("ivr", "call.json", at, "question=timeframe", **call, Digits="1")
+    scored = replay.apply(last, "timeframe", at)
+
+    assert tiers == ["nurture", "nurture", "nurture"]
+    assert (scored.tier, scored.qualified_by, scored.touches) == ("mql", "hand-raise", 4)
+    assert scored.lead.answers == {
+        "budget": "10k_to_50k",
+        "authority": "decision_maker",
+        "need": "urgent",
+        "timeframe": "this_quarter",
+    }
+    # Four requests of one call: the IVR counts for at most 20 points.
+    assert [r.rule for r in scored.reasons if r.rule == "ivr-call"] == ["ivr-call"] * 4
+    assert scored.engagement == 20
+
+
+@pytest.mark.parametrize(
+    ("changes", "rules", "tier"),
+    [
+        pytest.param({}, ["answered-call", "first-time-caller", "long-call"], "watch", id="tour"),
+        pytest.param(
+            {"answered": False, "duration": "0"},
+            ["missed-call", "first-time-caller"],
+            "nurture",
+            id="missed",
+        ),
+        pytest.param(
+            {"first_call": False, "duration": "95"},
+            ["answered-call"],
+            "nurture",
+            id="short-repeat-caller",
+        ),
+    ],
+)
+def test_callrail_calls_score_by_answer_length_and_first_call(
+    changes: dict[str, Any], rules: list[str], tier: str
+) -> None:
+    call = through("callrail", "callrail-call.json", T0, **changes)
+    scored = Replay(EXAMPLE.scoring).apply(call, "call", T0)
+
+    assert call.activity == "phone_call"
+    assert [r.rule for r in scored.reasons if r.group == "engagement"] == rules
+    assert scored.tier == tier
+
+
+def test_a_call_is_scored_on_what_that_call_was_not_on_the_callers_latest() -> None:
+    replay = Replay(EXAMPLE.scoring)
+    first = through("callrail", "callrail-call.json", T0)
+    later = T0 + timedelta(hours=1)
+    again = through(
+        "callrail",
+        "callrail-call.json",
+        later,
+        resource_id="CAL2",
+        answered=False,
+        first_call=False,
+        duration="0",
+    )
+    replay.apply(first, "first", T0)
+    scored = replay.apply(again, "again", later)
+
+    hits = [r.rule for r in scored.reasons if r.group == "engagement"]
+    assert sorted(hits) == sorted(
+        ["answered-call", "first-time-caller", "long-call", "missed-call"]
+    )
+    assert scored.lead.custom["first_call"] is False

@@ -47,6 +47,10 @@ class CallRailAdapter:
             "utm.term": "utm_term",
             "utm.content": "utm_content",
             "call_duration_s": "duration",
+            # Whether someone picked up, and whether CallRail saw this number call before:
+            # engagement rules test them on the touch (custom.answered, custom.first_call).
+            "custom.answered": "answered",
+            "custom.first_call": "first_call",
             "custom.customer_name": "customer_name",
             "custom.recording_url": "recording",
             "custom.landing_page_url": "landing_page_url",

@@ -16,10 +16,12 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from leadflow.cli_import import import_leads
 from leadflow.cli_reports import demo, report_app
-from leadflow.config import ConfigFileError, load_config
+from leadflow.config import ConfigFileError, line_of, load_config
+from leadflow.reachability import unreachable_rules
 from leadflow.settings import ConfigError, Settings, get_settings
 
 app = typer.Typer(help="Leadflow: real-time B2B lead intake, scoring, routing and SLAs.")
@@ -169,6 +171,12 @@ def config_check(
         f"{len(config.reps)} reps, {len(config.routing.rules)} routing rules, "
         f"{len(config.sla.policies)} SLA policies."
     )
+    # Rules that load but can never fire: the configuration runs, so these do not fail it.
+    for warning in unreachable_rules(config):
+        line = line_of(settings.config, warning.loc)
+        where = ".".join(str(part) for part in warning.loc)
+        at = f"line {line}: {where}" if line else where
+        console.print(f"[yellow]warning:[/yellow] {escape(f'{at}: {warning.message}')}")
 
 
 @config_app.command("schema")

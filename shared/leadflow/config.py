@@ -7,6 +7,7 @@ Validation errors name the file and line of the offending value, so that
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -735,6 +736,15 @@ def load_config(path: Path) -> LeadflowConfig:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"line {line}: {where}: {message}" if line else f"{where}: {message}")
         raise ConfigFileError(path, problems) from exc
+
+
+def line_of(path: Path, loc: Sequence[int | str]) -> int | None:
+    """The 1-based line of the value at `loc` in a YAML file (None when it cannot be read)."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return _line_of(node, list(loc)) if node is not None else None
 
 
 def _line_of(node: yaml.Node | None, loc: list[int | str]) -> int | None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from leadflow.processing import utcnow
 from leadflow.runtime import RuntimeDep, SessionDep
-from leadflow_sla import repository
+from leadflow_sla import repository, service
 
 router = APIRouter(prefix="/v1/sla", tags=["sla"])
 
@@ -165,8 +165,10 @@ async def rep_leads(
 
 @router.get("/leads/{lead_key}")
 async def lead_windows(lead_key: str, session: SessionDep) -> dict[str, Any]:
-    """Every follow-up window a lead had, with each stage's due time and what became of it."""
-    history = await repository.lead_history(session, lead_key)
+    """Every follow-up window a person had, with each stage's due time and what became of it;
+    at any of the person's keys (`lead_key` in the answer is the one they are known by now)."""
+    person = await service.person_key(session, lead_key)
+    history = await repository.lead_history(session, person)
     if not history:
         raise HTTPException(404, f"No follow-up window was opened for lead {lead_key!r}.")
-    return {"lead_key": lead_key, "windows": history}
+    return {"lead_key": person, "windows": history}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow.db.statements import insert_new
 from leadflow.db.tables import UtcDateTime
 from leadflow_sla.ladder import StagePlan
-from leadflow_sla.tables import sla_timers, sla_windows
-from leadflow_sla.windows import FollowUpWindow
+from leadflow_sla.tables import sla_outcomes, sla_timers, sla_windows
+from leadflow_sla.windows import FollowUpWindow, ReportedOutcome
 
 STAGE_COLUMNS = {"warning": "warned_at", "breached": "breached_at", "escalated": "escalated_at"}
 
@@ -111,6 +111,49 @@ async def save_windows(
         )
         .values(status="stopped", closed_at=now)
     )
+
+
+async def outcomes_of(session: AsyncSession, lead_keys: Collection[str]) -> list[ReportedOutcome]:
+    """The outcomes these people received, in one statement."""
+    if not lead_keys:
+        return []
+    c = sla_outcomes.c
+    rows = await session.execute(
+        select(c.lead_key, c.activity, c.occurred_at, c.event_id)
+        .where(c.lead_key.in_(sorted(lead_keys)))
+        .order_by(c.id)
+    )
+    return [ReportedOutcome(*row) for row in rows.all()]
+
+
+async def save_people(
+    session: AsyncSession, reported: Sequence[ReportedOutcome], moved: Mapping[str, str]
+) -> None:
+    """Keep the outcomes a batch received, and move every row of the keys its merges
+    absorbed (windows, timers, outcomes) to the survivors: a statement per table."""
+    if reported:
+        await session.execute(
+            sla_outcomes.insert(),
+            [
+                {
+                    "lead_key": o.lead_key,
+                    "event_id": o.event_id,
+                    "activity": o.activity,
+                    "occurred_at": o.occurred_at,
+                }
+                for o in reported
+            ],
+        )
+    if not moved:
+        return
+    pairs = [{"absorbed": key, "survivor": root} for key, root in sorted(moved.items())]
+    for table in (sla_windows, sla_timers, sla_outcomes):
+        await session.execute(
+            update(table)
+            .where(table.c.lead_key == bindparam("absorbed"))
+            .values(lead_key=bindparam("survivor")),
+            pairs,
+        )
 
 
 def _window(window: FollowUpWindow) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """SLA orchestration: open and close follow-up windows, fire due timers through the outbox.
 
 Every function runs inside the caller's transaction and never commits. A consumed batch
-(one event or hundreds, in Kafka order) costs the same few statements: one load of the
-windows its events touch, then one insert of the windows it opened, one of their timers,
-one update of the stored windows it closed and one of their timers (`windows.py` applies
-the events in memory in between).
+(one event or hundreds, in Kafka order) costs the same few statements: one read of the
+aliases of the keys its events name, one load of the windows of those people and of its
+assignments (and, when it merges keys, one of the outcomes those people received), then
+one insert of the windows it opened, one of their timers, one update of the stored
+windows it closed and one of their timers, one insert of the outcomes it received, and
+when it merges keys, one upsert of the aliases and one update per table moving the
+absorbed keys' rows to the survivor (`windows.py` applies the events in memory between).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow import aliases
 from leadflow.config import LeadflowConfig
 from leadflow.events import Envelope, SlaAlert, derived_event_id, new_event
 from leadflow.notifications import queue
@@ -23,6 +27,8 @@ from leadflow_sla import channels, domain, ladder, repository, windows
 from leadflow_sla.metrics import ALERTS, BREACHES, SPEED_TO_LEAD, TIMER_LATENESS
 
 PRODUCER = "sla-monitor"
+# The monitor's rows in `lead_aliases`.
+ALIASES = "sla-monitor"
 SOURCE = "/leadflow/sla-monitor"
 FIRE_BATCH = 200
 
@@ -41,20 +47,31 @@ async def apply_events(
     now: datetime,
     hint: TimerHint = _no_hint,
 ) -> None:
-    """Apply a batch of assignments, contacts and outcomes in order, in a few statements
-    whatever its size: load the windows its events touch, open and close windows in memory
-    event by event, write back in bulk."""
-    leads, assignments = windows.touched(events)
-    if not leads:
+    """Apply a batch of assignments, contacts, outcomes and merges in order, in a few
+    statements whatever its size: resolve the keys its events name, load the windows they
+    touch, open, close and move windows in memory event by event, write back in bulk."""
+    keys, assignments = windows.touched(events)
+    if not keys:
         return
-    book = windows.WindowBook(await repository.windows_touched(session, leads, assignments))
+    book = await aliases.load(session, ALIASES, keys)
+    people = keys | set(book.resolve(keys).values())
+    stored = await repository.windows_touched(session, people, assignments)
+    reported = await repository.outcomes_of(session, people) if windows.merges_in(events) else []
+    windowbook = windows.WindowBook(stored, book, reported)
     for event in events:
-        windows.apply(book, event, config, now)
-    await repository.save_windows(session, book.opened, book.closed, now)
-    for seconds in book.speeds_to_lead():
+        windows.apply(windowbook, event, config, now)
+    await repository.save_windows(session, windowbook.opened, windowbook.closed, now)
+    await repository.save_people(session, windowbook.reported, windowbook.moved)
+    await aliases.save(session, ALIASES, book)
+    for seconds in windowbook.speeds_to_lead():
         SPEED_TO_LEAD.observe(seconds)
-    for due_at in book.open_timers():
+    for due_at in windowbook.open_timers():
         hint(due_at)
+
+
+async def person_key(session: AsyncSession, lead_key: str) -> str:
+    """The key the monitor knows the person known by `lead_key` by now."""
+    return (await aliases.resolve(session, ALIASES, [lead_key]))[lead_key]
 
 
 async def fire_due(

@@ -1,4 +1,5 @@
-"""The SLA monitor's tables: follow-up windows and their durable timers (the rows are the truth)."""
+"""The SLA monitor's tables: follow-up windows, their durable timers (the rows are the truth),
+and the outcomes each person received."""
 
 from __future__ import annotations
 
@@ -55,4 +56,19 @@ sla_windows = Table(
     Index("ix_sla_windows_status_team_due_at", "status", "team", "due_at"),
     Index("ix_sla_windows_status_rep_id_due_at", "status", "rep_id", "due_at"),
     Index("ix_sla_windows_lead_key_status", "lead_key", "status"),
+)
+
+# Every outcome that stops the clock (contacted, accepted, rejected, converted), under the
+# key of the person it was applied to, moved to the survivor with their windows. A merge
+# reads them: an outcome one of the person's keys received before anyone knew the key was
+# theirs closes the window of the assignment made under another key.
+sla_outcomes = Table(
+    "sla_outcomes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("lead_key", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Column("activity", String(16), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Index("ix_sla_outcomes_lead_key", "lead_key"),
 )

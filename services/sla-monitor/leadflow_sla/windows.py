@@ -1,9 +1,19 @@
 """What the monitor's events do to a batch's follow-up windows, in memory (pure).
 
-A batch loads the open windows of its leads and the windows of its assignments in one
+A batch loads the open windows of its people and the windows of its assignments in one
 statement, applies its events to them one by one in Kafka order (so a contact later in the
 batch closes a window opened earlier in it, and a copy of an assignment finds the window its
 first delivery opened), and writes back what changed in bulk.
+
+One person, one window. Every key an event names is resolved through the monitor's aliases
+to the person's current key: an assignment opens its window there, and an outcome reported
+by email, phone or lead key closes the window open there. A `lead.merged` moves the
+absorbed keys' windows to the survivor; of two windows then open, the earlier assignment's
+stays (as the router keeps it) and the other closes as `merged`, its timers stopped. The
+outcomes each key received are kept (`ReportedOutcome`), so a contact reported under the
+phone before the merge told the monitor the phone was the person's still closes the
+window of the assignment made under the email, once the merge comes: applying the same
+events with the merge earlier or later leaves the same windows.
 """
 
 from __future__ import annotations
@@ -12,14 +22,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from leadflow.aliases import AliasBook, Merge, merge_of, person_of
 from leadflow.config import LeadflowConfig, Rep
-from leadflow.events import Envelope, LeadActivity, LeadAssigned
+from leadflow.events import Envelope, LeadActivity, LeadAssigned, LeadMerged
 from leadflow_sla import domain, ladder
 from leadflow_sla.business_time import WorkCalendar, calendar_for
 from leadflow_sla.ladder import StagePlan
 
-# What closes a window besides an activity: the lead went to another rep.
+# What closes a window besides an activity: the lead went to another rep, or the person
+# had another window open, assigned earlier, when two of their keys were found to be one.
 REASSIGNED = "reassigned"
+MERGED = "merged"
 
 
 @dataclass(slots=True)
@@ -49,17 +62,48 @@ class FollowUpWindow:
     stages: list[StagePlan] = field(default_factory=list)
 
 
-class WindowBook:
-    """The windows a batch's events touch, changed as they are applied; what to write back."""
+@dataclass(slots=True)
+class ReportedOutcome:
+    """A row of `sla_outcomes`: an outcome that stops the clock, under the person's key."""
 
-    def __init__(self, stored: Iterable[FollowUpWindow] = ()) -> None:
+    lead_key: str
+    activity: str
+    occurred_at: datetime
+    event_id: str
+
+    def order(self) -> tuple[datetime, str, str]:
+        """Earliest first; ties broken by the values, not by arrival."""
+        return (self.occurred_at, self.activity, self.event_id)
+
+
+class WindowBook:
+    """The windows a batch's events touch, changed as they are applied; what to write back.
+
+    `aliases` holds the monitor's aliases of the batch's keys; with a merge in the batch,
+    `outcomes` the outcomes its people received before.
+    """
+
+    def __init__(
+        self,
+        stored: Iterable[FollowUpWindow] = (),
+        aliases: AliasBook | None = None,
+        outcomes: Iterable[ReportedOutcome] = (),
+    ) -> None:
+        self.aliases = aliases if aliases is not None else AliasBook()
         self._assignments: set[str] = set()
         self._open: dict[str, list[FollowUpWindow]] = {}
+        self._outcomes: dict[str, list[ReportedOutcome]] = {}
         for window in stored:
             self._remember(window)
-        # Windows this batch opened (in order) and stored windows it closed.
+        for outcome in outcomes:
+            self._outcomes.setdefault(outcome.lead_key, []).append(outcome)
+        # Windows this batch opened (in order, and by key) and stored windows it closed.
         self.opened: list[FollowUpWindow] = []
+        self._opened: dict[str, list[FollowUpWindow]] = {}
         self.closed: list[FollowUpWindow] = []
+        # Outcomes this batch received, and each key a merge absorbed with its survivor.
+        self.reported: list[ReportedOutcome] = []
+        self.moved: dict[str, str] = {}
 
     def _remember(self, window: FollowUpWindow) -> None:
         self._assignments.add(window.assignment_id)
@@ -70,22 +114,85 @@ class WindowBook:
         """Whether a window was opened for this assignment (stored or by this batch)."""
         return assignment_id in self._assignments
 
+    def has_open(self, lead_key: str) -> bool:
+        """Whether the person known by this (current) key has a window open."""
+        return bool(self._open.get(lead_key))
+
     def open(self, window: FollowUpWindow) -> None:
         """A new window, open, with its ladder."""
         self._remember(window)
         self.opened.append(window)
+        self._opened.setdefault(window.lead_key, []).append(window)
 
     def close(
         self, lead_key: str, outcome: str, at: datetime, contacted_at: datetime | None = None
     ) -> list[FollowUpWindow]:
-        """Close the lead's open windows (their timers stop with them); returns them."""
+        """Close the person's open windows (their timers stop with them); returns them."""
         closed = self._open.pop(lead_key, [])
         for window in closed:
-            window.status, window.outcome = "closed", outcome
-            window.closed_at, window.contacted_at = at, contacted_at
-            if window.id is not None:
-                self.closed.append(window)
+            self._close(window, outcome, at, contacted_at)
         return closed
+
+    def _close(
+        self, window: FollowUpWindow, outcome: str, at: datetime, contacted_at: datetime | None
+    ) -> None:
+        window.status, window.outcome = "closed", outcome
+        window.closed_at, window.contacted_at = at, contacted_at
+        if window.id is not None:
+            self.closed.append(window)
+
+    def report(self, outcome: ReportedOutcome) -> None:
+        """Keep an outcome the person received (a later merge may need it)."""
+        self._outcomes.setdefault(outcome.lead_key, []).append(outcome)
+        self.reported.append(outcome)
+
+    def merge(self, merge: Merge, now: datetime) -> None:
+        """Record a merge; move the absorbed keys' windows and outcomes to the survivor, keep
+        the earlier of two open windows, and let the outcomes of any of the person's keys
+        close the one left open."""
+        moved = self.aliases.apply(merge)
+        for key, root in sorted(moved.items()):
+            self._open.setdefault(root, []).extend(self._open.pop(key, []))
+            for window in self._opened.pop(key, []):
+                self._opened.setdefault(root, []).append(window)
+                window.lead_key = root
+            for window in self._open[root]:
+                window.lead_key = root
+            for outcome in self._outcomes.pop(key, []):
+                outcome.lead_key = root
+                self._outcomes.setdefault(root, []).append(outcome)
+        self.moved = {
+            key: self.aliases.canonical(root) for key, root in {**self.moved, **moved}.items()
+        }
+        for root in sorted(set(moved.values())):
+            self.keep_earliest(root, now)
+            self._apply_outcomes(root, now)
+
+    def keep_earliest(self, lead_key: str, now: datetime) -> None:
+        """Of the person's open windows, keep the earliest assignment's; close the others as
+        `merged` (the router keeps the earlier of two live assignments alike)."""
+        windows = self._open.get(lead_key, [])
+        if len(windows) < 2:
+            return
+        kept = min(windows, key=lambda w: (w.assigned_at, w.assignment_id))
+        for window in windows:
+            if window is not kept:
+                self._close(window, MERGED, now, None)
+        self._open[lead_key] = [kept]
+
+    def _apply_outcomes(self, lead_key: str, now: datetime) -> None:
+        """Close the person's open window with the first outcome received for any of their
+        keys since it was assigned."""
+        for window in self._open.get(lead_key, []):
+            after = [
+                o for o in self._outcomes.get(lead_key, []) if o.occurred_at >= window.assigned_at
+            ]
+            if not after:
+                continue
+            first = min(after, key=ReportedOutcome.order)
+            contacted = first.occurred_at if first.activity == "contacted" else None
+            self.close(lead_key, first.activity, now, contacted)
+            return
 
     def open_timers(self) -> list[datetime]:
         """Due times of the timers this batch opened that are still open."""
@@ -109,14 +216,20 @@ def rep_calendar(config: LeadflowConfig, rep_id: str) -> WorkCalendar:
 def start_window(
     book: WindowBook, assigned: LeadAssigned, config: LeadflowConfig, now: datetime
 ) -> None:
-    """(Re)start the lead's follow-up window for the assigned rep, with its ladder of timers.
+    """(Re)start the person's follow-up window for the assigned rep, with its ladder of timers.
 
-    A reassignment closes the previous rep's window first: the clock restarts for the new
-    rep. An assignment that already has a window (a copy of its event) changes nothing.
+    A reassignment (the lead had reps before) closes the previous rep's window first: the
+    clock restarts for the new rep. A first assignment of a person who already has a window
+    open (two of their keys were assigned before anyone knew they were one) keeps the
+    earlier of the two. An assignment that already has a window (a copy of its event)
+    changes nothing.
     """
     if book.has_window(assigned.assignment_id):
         return
-    book.close(assigned.lead_key, REASSIGNED, now)
+    person = book.aliases.canonical(assigned.lead_key)
+    first = not assigned.previous_rep_ids
+    if not first:
+        book.close(person, REASSIGNED, now)
     policy = config.sla.policy_for(assigned.tier, assigned.team, assigned.source, assigned.rule)
     if policy is None:
         return
@@ -127,7 +240,7 @@ def start_window(
     book.open(
         FollowUpWindow(
             assignment_id=assigned.assignment_id,
-            lead_key=assigned.lead_key,
+            lead_key=person,
             policy=policy.name,
             clock=policy.clock,
             window_s=policy.window.total_seconds(),
@@ -140,30 +253,52 @@ def start_window(
             stages=stages,
         )
     )
+    if first:
+        book.keep_earliest(person, now)
 
 
-def stop_windows(book: WindowBook, activity: LeadActivity, now: datetime) -> None:
-    """Close the lead's open windows; a contact records when it came (speed to lead)."""
+def named_keys(activity: LeadActivity) -> list[str]:
+    """The keys an outcome names its person by, best first (its lead key alone on events
+    written before outcomes carried their identifiers)."""
+    return list(activity.identifiers) or [activity.lead_key]
+
+
+def stop_windows(book: WindowBook, event_id: str, activity: LeadActivity, now: datetime) -> None:
+    """Close the open window of the person the outcome names by any of its keys; a contact
+    records when it came (speed to lead). The outcome is kept for later merges."""
+    keys = named_keys(activity)
+    person = person_of(keys, book.aliases.resolve(keys), book.has_open)
     contacted = activity.occurred_at if activity.activity == "contacted" else None
-    book.close(activity.lead_key, activity.activity, now, contacted)
+    book.close(person, activity.activity, now, contacted)
+    book.report(ReportedOutcome(person, activity.activity, activity.occurred_at, event_id))
 
 
 def apply(book: WindowBook, event: Envelope, config: LeadflowConfig, now: datetime) -> None:
-    """Open a window on an assignment; close the lead's windows on a contact or outcome."""
+    """Open a window on an assignment; close the person's window on a contact or outcome;
+    move windows to the survivor on a merge."""
     if isinstance(event.data, LeadAssigned):
         start_window(book, event.data, config, now)
     elif isinstance(event.data, LeadActivity) and event.type in domain.STOPPING_ACTIVITIES:
-        stop_windows(book, event.data, now)
+        stop_windows(book, event.id, event.data, now)
+    elif isinstance(event.data, LeadMerged) and (merge := merge_of(event.data)) is not None:
+        book.merge(merge, now)
 
 
 def touched(events: Iterable[Envelope]) -> tuple[set[str], set[str]]:
-    """The leads and the assignments a batch's events touch (what to load)."""
-    leads: set[str] = set()
+    """The keys and the assignments a batch's events touch (what to resolve and load)."""
+    keys: set[str] = set()
     assignments: set[str] = set()
     for event in events:
         if isinstance(event.data, LeadAssigned):
-            leads.add(event.data.lead_key)
+            keys.add(event.data.lead_key)
             assignments.add(event.data.assignment_id)
         elif isinstance(event.data, LeadActivity) and event.type in domain.STOPPING_ACTIVITIES:
-            leads.add(event.data.lead_key)
-    return leads, assignments
+            keys.update(named_keys(event.data))
+        elif isinstance(event.data, LeadMerged) and (merge := merge_of(event.data)) is not None:
+            keys.update(merge.named())
+    return keys, assignments
+
+
+def merges_in(events: Iterable[Envelope]) -> bool:
+    """Whether a batch merges keys (then it needs the outcomes its people received)."""
+    return any(isinstance(e.data, LeadMerged) and merge_of(e.data) for e in events)

@@ -5,10 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from leadflow.aliases import AliasBook, Merge
 from leadflow.config import LeadflowConfig
-from leadflow.events import Envelope, LeadActivity, LeadAssigned, LeadUnassigned, new_event
-from leadflow_sla.windows import FollowUpWindow, WindowBook, apply, touched
+from leadflow.events import (
+    Envelope,
+    LeadActivity,
+    LeadAssigned,
+    LeadMerged,
+    LeadUnassigned,
+    new_event,
+)
+from leadflow_sla.windows import FollowUpWindow, ReportedOutcome, WindowBook, apply, touched
 from tests.fixtures.routing import make_config
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -152,3 +162,262 @@ def test_outcomes_that_do_not_stop_the_clock_change_nothing(config: LeadflowConf
     assert (book.opened, book.closed) == ([], [])
     assert touched(events) == (set(), set())
     assert touched([assigned("g"), activity("h", "rejected")]) == ({"g", "h"}, {"g-1"})
+
+
+# --- one person, one window -------------------------------------------------------------
+
+EMAIL, PHONE = "lk_email", "lk_phone"
+
+
+def first_assigned(lead_key: str, rep_id: str = "ana", minutes: float = 0) -> Envelope:
+    """A first assignment (no rep before it), `minutes` after T0."""
+    at = T0 + timedelta(minutes=minutes)
+    data = LeadAssigned(
+        lead_key=lead_key,
+        assignment_id=f"{lead_key}-{rep_id}",
+        rep_id=rep_id,
+        rep_name=rep_id.title(),
+        team="enterprise",
+        rule="enterprise-size",
+        tier="mql",
+        reason="test",
+        assigned_at=at,
+        received_at=at,
+    )
+    return new_event("lead.assigned", data, source="/t", time=at, event_id=data.assignment_id)
+
+
+def reported(kind: str, *keys: str, minutes: float = 2) -> Envelope:
+    """A CRM outcome naming its person by `keys`, best first."""
+    at = T0 + timedelta(minutes=minutes)
+    data = LeadActivity(
+        lead_key=keys[0], identifiers=list(keys), activity=kind, occurred_at=at, source="crm"
+    )
+    event_id = f"{kind}-{'-'.join(keys)}-{minutes}"
+    return new_event(f"lead.{kind}", data, source="/t", time=at, event_id=event_id)
+
+
+def merged(survivor: str, *aliases: str, absorbed: bool = False) -> Envelope:
+    """Scoring's `lead.merged`: `aliases` now mean `survivor` (profiles it absorbed, or
+    identifiers attached)."""
+    data = LeadMerged(
+        survivor=survivor,
+        absorbed=list(aliases) if absorbed else [],
+        identifiers=[survivor, *aliases],
+        merged_at=T0 + timedelta(minutes=1),
+    )
+    return new_event("lead.merged", data, source="/t", time=T0, event_id=f"merge-{survivor}")
+
+
+def windows_of(book: WindowBook) -> list[tuple[str, str, str, str | None, datetime | None]]:
+    """(assignment, person, status, outcome, contacted at) of each window the batch wrote."""
+    return sorted(
+        (w.assignment_id, w.lead_key, w.status, w.outcome, w.contacted_at)
+        for w in (*book.opened, *book.closed)
+    )
+
+
+def test_a_contact_reported_by_phone_closes_the_window_assigned_under_the_email(
+    config: LeadflowConfig,
+) -> None:
+    book = run(
+        config,
+        WindowBook(),
+        first_assigned(EMAIL),
+        merged(EMAIL, PHONE),
+        reported("contacted", PHONE),
+    )
+
+    contacted = T0 + timedelta(minutes=2)
+    assert windows_of(book) == [("lk_email-ana", EMAIL, "closed", "contacted", contacted)]
+    assert book.open_timers() == []
+    assert book.moved == {PHONE: EMAIL}
+    assert book.aliases.canonical(PHONE) == EMAIL
+
+
+def test_without_the_merge_a_contact_by_phone_is_another_persons(
+    config: LeadflowConfig,
+) -> None:
+    book = run(config, WindowBook(), first_assigned(EMAIL), reported("contacted", PHONE))
+
+    assert windows_of(book) == [("lk_email-ana", EMAIL, "open", None, None)]
+    assert [(o.lead_key, o.activity) for o in book.reported] == [(PHONE, "contacted")]
+
+
+def test_a_contact_by_phone_before_the_merge_closes_the_window_when_the_merge_comes(
+    config: LeadflowConfig,
+) -> None:
+    book = run(
+        config,
+        WindowBook(),
+        first_assigned(EMAIL),
+        reported("contacted", PHONE),
+        merged(EMAIL, PHONE),
+    )
+
+    contacted = T0 + timedelta(minutes=2)
+    assert windows_of(book) == [("lk_email-ana", EMAIL, "closed", "contacted", contacted)]
+    # The outcome moved to the person with the window.
+    assert [(o.lead_key, o.activity) for o in book.reported] == [(EMAIL, "contacted")]
+
+
+def test_an_outcome_stored_before_the_merge_closes_a_stored_window(
+    config: LeadflowConfig,
+) -> None:
+    window = stored(EMAIL)
+    earlier = ReportedOutcome(PHONE, "accepted", window.assigned_at + timedelta(minutes=3), "x")
+    book = run(config, WindowBook([window], outcomes=[earlier]), merged(EMAIL, PHONE))
+
+    [closed] = book.closed
+    assert (closed.assignment_id, closed.outcome, closed.closed_at) == (
+        f"{EMAIL}-1",
+        "accepted",
+        NOW,
+    )
+    assert closed.contacted_at is None
+
+
+def test_an_outcome_from_before_the_assignment_does_not_close_it_at_the_merge(
+    config: LeadflowConfig,
+) -> None:
+    window = stored(EMAIL)
+    older = ReportedOutcome(PHONE, "contacted", window.assigned_at - timedelta(days=3), "old")
+    book = run(config, WindowBook([window], outcomes=[older]), merged(EMAIL, PHONE))
+
+    assert book.closed == []
+    assert book.moved == {PHONE: EMAIL}
+
+
+def test_of_two_live_windows_the_earlier_assignment_stays_the_other_closes_as_merged(
+    config: LeadflowConfig,
+) -> None:
+    book = run(
+        config,
+        WindowBook(),
+        first_assigned(PHONE, "ben", minutes=0),
+        first_assigned(EMAIL, "ana", minutes=0.5),
+        merged(PHONE, EMAIL, absorbed=True),
+    )
+
+    assert windows_of(book) == [
+        ("lk_email-ana", PHONE, "closed", "merged", None),
+        ("lk_phone-ben", PHONE, "open", None, None),
+    ]
+    # Only the kept window's timers are open; the merged one's are written stopped.
+    assert book.open_timers() == [T0 + timedelta(minutes=5), T0 + timedelta(minutes=10)]
+
+
+def test_a_first_assignment_of_a_merged_person_with_a_window_keeps_the_earlier(
+    config: LeadflowConfig,
+) -> None:
+    book = run(
+        config,
+        WindowBook([stored(EMAIL)]),  # assigned an hour before T0
+        merged(EMAIL, PHONE),
+        first_assigned(PHONE, "ben"),
+    )
+
+    assert windows_of(book) == [("lk_phone-ben", EMAIL, "closed", "merged", None)]
+    assert book.closed == []  # the stored window stays open
+
+
+def test_an_outcome_naming_an_unknown_email_and_a_known_phone_finds_the_phones_window(
+    config: LeadflowConfig,
+) -> None:
+    outcome = reported("contacted", "lk_new_email", PHONE)
+    book = run(config, WindowBook(), first_assigned(PHONE), outcome)
+
+    assert windows_of(book) == [
+        ("lk_phone-ana", PHONE, "closed", "contacted", T0 + timedelta(minutes=2))
+    ]
+    assert touched([outcome]) == ({"lk_new_email", PHONE}, set())
+
+
+def test_a_merge_the_monitor_already_knows_moves_nothing(config: LeadflowConfig) -> None:
+    known = AliasBook()
+    known.apply(Merge(EMAIL, (PHONE,), T0))
+    book = run(config, WindowBook([stored(EMAIL)], AliasBook(known.rows())), merged(EMAIL, PHONE))
+
+    assert (book.moved, book.closed, book.aliases.changed()) == ({}, [], {})
+
+
+def test_a_reassignment_under_an_absorbed_key_restarts_the_persons_clock(
+    config: LeadflowConfig,
+) -> None:
+    book = run(config, WindowBook([stored(EMAIL)]), merged(EMAIL, PHONE), assigned(PHONE, seq=2))
+
+    [closed] = book.closed
+    assert (closed.assignment_id, closed.outcome) == (f"{EMAIL}-1", "reassigned")
+    [opened] = book.opened
+    assert (opened.assignment_id, opened.lead_key, opened.status) == (f"{PHONE}-2", EMAIL, "open")
+
+
+def final(config: LeadflowConfig, events: list[Envelope]) -> list[tuple[object, ...]]:
+    """Each window's end, applying the events one batch each (what a batch writes carried
+    over to the next as the database would: windows, outcomes, aliases, keys moved)."""
+    rows: dict[str, FollowUpWindow] = {}
+    outcomes: list[ReportedOutcome] = []
+    aliases = AliasBook()
+    for event in events:
+        book = WindowBook(list(rows.values()), AliasBook(aliases.rows()), list(outcomes))
+        apply(book, event, config, NOW)
+        for window in book.opened:
+            window.id = len(rows) + 1
+            rows[window.assignment_id] = window
+        for key, root in book.moved.items():
+            rekeyed: list[FollowUpWindow | ReportedOutcome] = [*rows.values(), *outcomes]
+            for row in rekeyed:
+                if row.lead_key == key:
+                    row.lead_key = root
+        outcomes.extend(book.reported)
+        aliases = book.aliases
+    return sorted(
+        (w.assignment_id, w.lead_key, w.status, w.outcome, w.contacted_at) for w in rows.values()
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    two_profiles=st.booleans(),
+    contact_by=st.sampled_from([EMAIL, PHONE]),
+    survivor=st.sampled_from([EMAIL, PHONE]),
+    absorbed=st.booleans(),
+    position=st.integers(0, 3),
+)
+def test_the_merge_before_or_after_the_assignments_and_the_contact_gives_the_same_end(
+    config: LeadflowConfig,
+    two_profiles: bool,
+    contact_by: str,
+    survivor: str,
+    absorbed: bool,
+    position: int,
+) -> None:
+    """A person assigned under the email (and, with two profiles, under the phone too, a
+    little later), then contacted under one of the keys; scoring merges the keys anywhere
+    in between. With the merge before the contact, or after a contact that found no window
+    of its own, the windows end exactly alike. With two profiles, a contact that closed one
+    profile's own window before anyone knew the other was the same person keeps that
+    window's history (`contacted`, not `merged`: only one assignment was live at the merge),
+    and closes the other's window too: either way, no window of the person is left open and
+    the earlier assignment's ends contacted."""
+    story = [first_assigned(EMAIL, "ana", minutes=0)]
+    if two_profiles:
+        story.append(first_assigned(PHONE, "ben", minutes=0.5))
+    story.append(reported("contacted", contact_by, minutes=3))
+    position = min(position, len(story))
+    other = PHONE if survivor == EMAIL else EMAIL
+    merge = merged(survivor, other, absorbed=absorbed)
+
+    events = [*story[:position], merge, *story[position:]]
+    ending = final(config, events)
+
+    # One batch of them all ends as one batch each.
+    assert windows_of(run(config, WindowBook(), *events)) == ending
+    contacted = T0 + timedelta(minutes=3)
+    merge_first = final(config, [merge, *story])
+    if not two_profiles or position < len(story):
+        assert ending == merge_first
+    assert ("lk_email-ana", survivor, "closed", "contacted", contacted) in ending
+    assert {(row[1], row[2]) for row in ending} == {(survivor, "closed")}
+    if two_profiles:
+        assert merge_first[1] == ("lk_phone-ben", survivor, "closed", "merged", None)

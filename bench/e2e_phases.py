@@ -189,6 +189,7 @@ async def measure_rate(
     batch = leads(new_run(), max(1, round(rate * seconds)))
     bench.posted.update(key for key, _ in batch)
     before = await _counters(bench)
+    parts_before = bench.cpu_seconds()
     cpu = time.process_time()
     try:
         sent, late_ms = await open_loop(poster, batch, rate)
@@ -196,6 +197,7 @@ async def measure_rate(
         await poster.close()
     cpu = time.process_time() - cpu  # the bench's own share of the two cores, while sending
     await bench.watch.wait_for(sent, time.monotonic() + drain_s)
+    parts_after = bench.cpu_seconds()
     result: dict[str, Any] = {
         "rate_per_s": rate,
         "seconds": seconds,
@@ -204,6 +206,11 @@ async def measure_rate(
         "sustained": False,
         "bench_late_ms": late_ms,
         "bench_cpu_ms_per_lead": round(cpu * 1000 / len(sent), 2),
+        # Where the machine's time went: CPU ms per lead of each part, sending to drained.
+        "cpu_ms_per_lead": {
+            part: round((parts_after[part] - parts_before.get(part, 0.0)) * 1000 / len(sent), 2)
+            for part in parts_after
+        },
         "refusals": poster.refusals,
         "fresh_system": fresh,
         "sql": _per_event(before, await _counters(bench)),

@@ -31,6 +31,23 @@ def _hops(hops: dict[str, Any]) -> str:
     )
 
 
+def _cpu_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """CPU ms per lead of each part of the system (two cores give 2,000 ms a second)."""
+    measured = [run for run in runs if run.get("cpu_ms_per_lead")]
+    if not measured:
+        return []
+    parts = list(measured[0]["cpu_ms_per_lead"])
+    lines = [f"  CPU ms per lead {'leads/s':>8}  " + " ".join(f"{p:>11}" for p in parts)]
+    for run in measured:
+        cpu = run["cpu_ms_per_lead"]
+        lines.append(
+            f"  {'':>15} {run['rate_per_s']:>8.0f}  "
+            + " ".join(f"{cpu.get(p, 0.0):>11.2f}" for p in parts)
+            + f"   (bench {run['bench_cpu_ms_per_lead']:.2f} while sending)"
+        )
+    return lines
+
+
 def table(result: dict[str, Any]) -> str:
     """The results as lines of text, each with its target."""
     lines = [f"end to end on {result['database']} ({result['partitions']} partitions)"]
@@ -49,6 +66,7 @@ def table(result: dict[str, Any]) -> str:
                 f"{_hops(run['hops']):>39}   {_sql(run)}"
             )
         lines.append("  target: p99 <= 100 ms at 500 leads/s; <= 1 SQL statement per event")
+        lines += _cpu_lines(result.get("rates", []))
         late = max(run["bench_late_ms"] for run in runs)
         if late > LATE_NOTE_MS:
             lines.append(

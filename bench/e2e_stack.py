@@ -151,6 +151,7 @@ class BenchStack:
     shape: StackShape
     stack: Stack
     watch: PipelineWatch
+    broker_pid: int
     posted: set[str] = field(default_factory=set)  # every lead key posted to this system
 
     @property
@@ -189,12 +190,46 @@ class BenchStack:
                 )
         return found
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each part of the system: the services
+        (instances of one service added up), the broker, and the whole PostgreSQL server
+        (every process named postgres on this machine) when the system runs on it."""
+        used: dict[str, float] = {}
+        for name, service in self.stack.services.items():
+            if service.process is not None:
+                part = name if name in SERVICES else name.rsplit("-", 1)[0]
+                used[part] = used.get(part, 0.0) + _cpu_seconds(service.process.pid)
+        used["broker"] = _cpu_seconds(self.broker_pid)
+        if self.shape.postgres:
+            used["postgres"] = sum(_cpu_seconds(pid) for pid in _pids_named("postgres"))
+        return used
+
     def _signal(self, services: Iterable[str], signum: signal.Signals) -> None:
         for service in services:
             for name in self.instances(service):
                 process = self.stack.services[name].process
                 if process is not None and process.poll() is None:
                     os.kill(process.pid, signum)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pids_named(command: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/comm", encoding="utf-8") as f:
+                if f.read().strip() == command:
+                    pids.append(int(entry))
+    return pids
 
 
 def _start(shape: StackShape, work: Path) -> tuple[Stack, subprocess.Popen[bytes], str | None]:
@@ -265,7 +300,7 @@ async def running(shape: StackShape) -> AsyncIterator[BenchStack]:
     (its logs are kept when something failed)."""
     work = Path(tempfile.mkdtemp(prefix="leadflow-e2e-"))
     stack, broker, postgres_url = await asyncio.to_thread(_start, shape, work)
-    bench = BenchStack(shape, stack, PipelineWatch(stack.bootstrap))
+    bench = BenchStack(shape, stack, PipelineWatch(stack.bootstrap), broker.pid)
     try:
         await bench.watch.start()
         yield bench

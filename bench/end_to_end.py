@@ -13,7 +13,9 @@ Then, in one run:
   latency from each send to its `lead.assigned` (p50/p99/max) and by hop (to
   `lead.received`, `lead.scored`, `lead.assigned`), how many were routed within
   20 s of the last send and the backlog left, and SQL statements per consumed event of
-  scoring and the router (their `/metrics` scraped before and after). The rates share one
+  scoring and the router (their `/metrics` scraped before and after), and the CPU
+  milliseconds per lead of each part (each service, the broker, the whole PostgreSQL
+  server, the bench's own sending): where the machine's time goes. The rates share one
   system, except that a run which leaves a backlog is followed by a fresh system.
 * search: the highest rate sustained with p99 <= 100 ms and every lead routed, by
   bisection from those rates (3 s runs, at most 4, within 100 s).

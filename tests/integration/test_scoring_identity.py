@@ -68,9 +68,9 @@ async def live_profiles(engine: AsyncEngine) -> list[dict[str, Any]]:
 async def test_a_call_from_a_known_number_joins_the_form_profile(engine: AsyncEngine) -> None:
     full, _, phone_only = person(1)
     form = event(full, "pricing_page", T0, "form")
-    call = event(
-        {**phone_only, "call_duration_s": 240}, "inbound_call", T0 + timedelta(hours=1), "call"
-    )
+    # A tracked call, as the callrail source gives it: answered, four minutes, a first call.
+    tracked = {"call_duration_s": 240, "custom": {"answered": True, "first_call": True}}
+    call = event({**phone_only, **tracked}, "phone_call", T0 + timedelta(hours=1), "call")
 
     first = await apply(engine, form, T0)
     second = await apply(engine, call, T0 + timedelta(hours=1))
@@ -84,7 +84,7 @@ async def test_a_call_from_a_known_number_joins_the_form_profile(engine: AsyncEn
     assert row["grade"] == second.grade
     assert [r["rule"] for r in row["reasons"]] == [r.rule for r in second.reasons]
     assert row["first_touch"]["activity"] == "pricing_page"
-    assert row["last_touch"]["activity"] == "inbound_call"
+    assert row["last_touch"]["activity"] == "phone_call"
 
 
 async def test_an_event_linking_two_profiles_merges_them(engine: AsyncEngine) -> None:

@@ -109,8 +109,9 @@ async def roi(
 async def lead_lifecycle(
     session: SessionDep, lead_key: Annotated[str, Path(max_length=64)]
 ) -> dict[str, Any]:
-    """One lead's lifecycle: what reports know about it."""
-    found = await repository.lifecycle(session, lead_key)
+    """One person's lifecycle: what reports know about them, at any of their keys
+    (`lead_key` in the answer is the one they are known by now)."""
+    found = await repository.lifecycle(session, await service.person_key(session, lead_key))
     if found is None:
         raise HTTPException(404, f"No event of lead {lead_key} has been seen.")
     return {**asdict(found), "stage": domain.STAGES[domain.furthest_stage(found)]}

@@ -1,15 +1,16 @@
-"""A lead's lifecycle, folded from its events (pure: no IO, no clock).
+"""A person's lifecycle, folded from their events (pure: no IO, no clock).
 
-Events of one lead arrive on four topics that interleave, so every fold here is
+Events of one person arrive on four topics that interleave, so every fold here is
 order-independent: firsts are minimums, lasts are maximums with a deterministic tie-break,
 counts and sums add up. Applying the same events in any order gives the same lifecycle.
-Redeliveries never reach `apply` (the consumer's inbox drops them). `fold` applies a whole
-batch of facts, lead by lead in the batch's order, to the lifecycles loaded for it.
+Redeliveries never reach `apply` (the consumer's inbox drops them). When two keys turn out
+to mean one person, `combine` folds the absorbed key's lifecycle into the survivor's
+exactly as if each of its facts had been applied there, so a merge may come before or
+after the facts it joins (`people.fold`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,8 @@ class Lifecycle:
     team: str | None = None
     rep_id: str | None = None
     owner_since: datetime | None = None
+    # Whether the owner holds the lead from a first assignment (not a later hand-off).
+    owner_first: bool = False
     reassignments: int = 0
     contacted_at: datetime | None = None
     contacts: int = 0
@@ -92,12 +95,14 @@ class Scoring:
 
 @dataclass(frozen=True)
 class Handoff:
-    """The lead was given to a rep (`reassignment` when it was taken from another)."""
+    """The lead was given to a rep (`reassignment` when it was taken from another; `first`
+    when it is the lead's first assignment, with no rep before it)."""
 
     at: datetime
     team: str
     rep_id: str
     reassignment: bool
+    first: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,9 @@ def fact_of(event: Envelope, reporting: Reporting) -> Fact | None:
     if isinstance(data, LeadScored):
         return Scoring(data.scored_at, data.received_at, data.tier, data.qualified)
     if isinstance(data, LeadAssigned):
-        return Handoff(data.assigned_at, data.team, data.rep_id, event.type == "lead.reassigned")
+        reassigned = event.type == "lead.reassigned"
+        first = not reassigned and not data.previous_rep_ids
+        return Handoff(data.assigned_at, data.team, data.rep_id, reassigned, first)
     if isinstance(data, LeadActivity):
         return Outcome(
             data.activity,
@@ -164,59 +171,89 @@ def apply(lifecycle: Lifecycle, fact: Fact) -> Lifecycle:
     return _outcome(lifecycle, fact)
 
 
-def fold(
-    lifecycles: Mapping[str, Lifecycle], facts: Iterable[tuple[str, Fact]]
-) -> dict[str, Lifecycle]:
-    """The lifecycles the facts touched, by lead key, after applying the facts in order.
-
-    A lead missing from `lifecycles` starts empty; a lead with several facts sees each one
-    after the ones before it, as it would one event at a time.
-    """
-    folded: dict[str, Lifecycle] = {}
-    for lead_key, fact in facts:
-        current = folded.get(lead_key) or lifecycles.get(lead_key) or Lifecycle(lead_key)
-        folded[lead_key] = apply(current, fact)
-    return folded
-
-
-def _touch(lc: Lifecycle, touch: Touch) -> Lifecycle:
-    mine = (touch.at, touch.source, touch.campaign or "", touch.segment)
-    first = lc.first_touch_at is None or mine < (
-        lc.first_touch_at,
-        lc.first_source or "",
-        lc.first_campaign or "",
-        lc.first_segment or "",
+def combine(survivor: Lifecycle, absorbed: Lifecycle) -> Lifecycle:
+    """The survivor's lifecycle after the absorbed one's facts, as if each had been applied to
+    it: the earliest first touch and its source, the latest last touch, counts and sums
+    added, the earliest moment of each stage."""
+    lc = replace(
+        survivor,
+        touches=survivor.touches + absorbed.touches,
+        reassignments=survivor.reassignments + absorbed.reassignments,
+        contacts=survivor.contacts + absorbed.contacts,
+        won_deals=survivor.won_deals + absorbed.won_deals,
+        revenue=survivor.revenue + absorbed.revenue,
+        reported_profit=survivor.reported_profit + absorbed.reported_profit,
+        revenue_without_profit=survivor.revenue_without_profit + absorbed.revenue_without_profit,
+        mql_at=_earlier(survivor.mql_at, absorbed.mql_at),
+        ready_at=_earlier(survivor.ready_at, absorbed.ready_at),
+        assigned_at=_earlier(survivor.assigned_at, absorbed.assigned_at),
+        contacted_at=_earlier(survivor.contacted_at, absorbed.contacted_at),
+        accepted_at=_earlier(survivor.accepted_at, absorbed.accepted_at),
+        converted_at=_earlier(survivor.converted_at, absorbed.converted_at),
+        won_at=_earlier(survivor.won_at, absorbed.won_at),
     )
-    last = lc.last_touch_at is None or mine > (
-        lc.last_touch_at,
-        lc.last_source or "",
-        lc.last_campaign or "",
-        lc.last_segment or "",
-    )
-    lc = replace(lc, touches=lc.touches + 1)
-    if first:
-        lc = replace(
-            lc,
-            first_touch_at=touch.at,
-            first_source=touch.source,
-            first_campaign=touch.campaign,
-            first_segment=touch.segment,
-        )
-    if last:
-        lc = replace(
-            lc,
-            last_touch_at=touch.at,
-            last_source=touch.source,
-            last_campaign=touch.campaign,
-            last_segment=touch.segment,
-        )
+    if absorbed.first_touch_at is not None:
+        lc = _first_touch(lc, _first_of(absorbed))
+    if absorbed.last_touch_at is not None:
+        lc = _last_touch(lc, _last_of(absorbed))
+    if absorbed.tier is not None and absorbed.tier_at is not None:
+        lc = _tier(lc, absorbed.tier, absorbed.tier_at)
+    if absorbed.owner_since is not None and absorbed.rep_id is not None:
+        owner = _Owner(absorbed.owner_first, absorbed.owner_since, absorbed.rep_id, absorbed.team)
+        lc = _owner(lc, owner)
+    if absorbed.rejected_at is not None:
+        lc = _rejected(lc, absorbed.rejected_at, absorbed.rejection_reason)
+    if absorbed.lost_at is not None:
+        lc = _lost(lc, absorbed.lost_at, absorbed.lost_reason)
     return lc
 
 
+def _touch(lc: Lifecycle, touch: Touch) -> Lifecycle:
+    return _last_touch(_first_touch(replace(lc, touches=lc.touches + 1), touch), touch)
+
+
+def _first_of(lc: Lifecycle) -> Touch:
+    assert lc.first_touch_at is not None
+    source, segment = lc.first_source or "", lc.first_segment or ""
+    return Touch(lc.first_touch_at, source, lc.first_campaign, segment)
+
+
+def _last_of(lc: Lifecycle) -> Touch:
+    assert lc.last_touch_at is not None
+    source, segment = lc.last_source or "", lc.last_segment or ""
+    return Touch(lc.last_touch_at, source, lc.last_campaign, segment)
+
+
+def _order(touch: Touch) -> tuple[datetime, str, str, str]:
+    return (touch.at, touch.source, touch.campaign or "", touch.segment)
+
+
+def _first_touch(lc: Lifecycle, touch: Touch) -> Lifecycle:
+    if lc.first_touch_at is not None and _order(touch) >= _order(_first_of(lc)):
+        return lc
+    return replace(
+        lc,
+        first_touch_at=touch.at,
+        first_source=touch.source,
+        first_campaign=touch.campaign,
+        first_segment=touch.segment,
+    )
+
+
+def _last_touch(lc: Lifecycle, touch: Touch) -> Lifecycle:
+    if lc.last_touch_at is not None and _order(touch) <= _order(_last_of(lc)):
+        return lc
+    return replace(
+        lc,
+        last_touch_at=touch.at,
+        last_source=touch.source,
+        last_campaign=touch.campaign,
+        last_segment=touch.segment,
+    )
+
+
 def _scoring(lc: Lifecycle, scoring: Scoring) -> Lifecycle:
-    rank = TIER_RANK.get(scoring.tier, -1)
-    if lc.tier_at is None or (scoring.at, rank) > (lc.tier_at, TIER_RANK.get(lc.tier or "", -1)):
-        lc = replace(lc, tier=scoring.tier, tier_at=scoring.at)
+    lc = _tier(lc, scoring.tier, scoring.at)
     if scoring.qualified:
         lc = replace(
             lc,
@@ -226,16 +263,51 @@ def _scoring(lc: Lifecycle, scoring: Scoring) -> Lifecycle:
     return lc
 
 
+def _tier(lc: Lifecycle, tier: str, at: datetime) -> Lifecycle:
+    rank = TIER_RANK.get(tier, -1)
+    if lc.tier_at is None or (at, rank) > (lc.tier_at, TIER_RANK.get(lc.tier or "", -1)):
+        lc = replace(lc, tier=tier, tier_at=at)
+    return lc
+
+
+@dataclass(frozen=True)
+class _Owner:
+    first: bool
+    since: datetime
+    rep_id: str
+    team: str | None
+
+
+def _owner(lc: Lifecycle, candidate: _Owner) -> Lifecycle:
+    """The lead's owner after one more hand-off: a later hand-off (a reassignment) beats
+    a first assignment, the latest of later hand-offs wins, and of first assignments the
+    earliest, the one the router keeps when two profiles with live assignments merge."""
+    if lc.owner_since is not None and lc.rep_id is not None:
+        current = _Owner(lc.owner_first, lc.owner_since, lc.rep_id, lc.team)
+        mine = (candidate.since, candidate.rep_id, candidate.team or "")
+        theirs = (current.since, current.rep_id, current.team or "")
+        if candidate.first != current.first:
+            better = current.first
+        else:
+            better = mine < theirs if candidate.first else mine > theirs
+        if not better:
+            return lc
+    return replace(
+        lc,
+        owner_first=candidate.first,
+        owner_since=candidate.since,
+        rep_id=candidate.rep_id,
+        team=candidate.team,
+    )
+
+
 def _handoff(lc: Lifecycle, handoff: Handoff) -> Lifecycle:
     lc = replace(
         lc,
         assigned_at=_earliest(lc.assigned_at, handoff.at),
         reassignments=lc.reassignments + (1 if handoff.reassignment else 0),
     )
-    mine = (handoff.at, handoff.rep_id, handoff.team)
-    if lc.owner_since is None or mine > (lc.owner_since, lc.rep_id or "", lc.team or ""):
-        lc = replace(lc, owner_since=handoff.at, rep_id=handoff.rep_id, team=handoff.team)
-    return lc
+    return _owner(lc, _Owner(handoff.first, handoff.at, handoff.rep_id, handoff.team))
 
 
 def _outcome(lc: Lifecycle, outcome: Outcome) -> Lifecycle:
@@ -247,17 +319,9 @@ def _outcome(lc: Lifecycle, outcome: Outcome) -> Lifecycle:
     if outcome.kind == "converted":
         return replace(lc, converted_at=_earliest(lc.converted_at, at))
     if outcome.kind == "rejected":
-        # The latest screening verdict stands (a recycled lead can be rejected again).
-        if lc.rejected_at is None or (at, outcome.reason or "") > (
-            lc.rejected_at,
-            lc.rejection_reason or "",
-        ):
-            lc = replace(lc, rejected_at=at, rejection_reason=outcome.reason)
-        return lc
+        return _rejected(lc, at, outcome.reason)
     if outcome.kind == "lost":
-        if lc.lost_at is None or (at, outcome.reason or "") > (lc.lost_at, lc.lost_reason or ""):
-            lc = replace(lc, lost_at=at, lost_reason=outcome.reason)
-        return lc
+        return _lost(lc, at, outcome.reason)
     if outcome.kind == "won":
         amount = outcome.amount or 0.0
         return replace(
@@ -270,6 +334,23 @@ def _outcome(lc: Lifecycle, outcome: Outcome) -> Lifecycle:
             + (amount if outcome.profit is None else 0.0),
         )
     return lc
+
+
+def _rejected(lc: Lifecycle, at: datetime, reason: str | None) -> Lifecycle:
+    # The latest screening verdict stands (a recycled lead can be rejected again).
+    if lc.rejected_at is None or (at, reason or "") > (lc.rejected_at, lc.rejection_reason or ""):
+        lc = replace(lc, rejected_at=at, rejection_reason=reason)
+    return lc
+
+
+def _lost(lc: Lifecycle, at: datetime, reason: str | None) -> Lifecycle:
+    if lc.lost_at is None or (at, reason or "") > (lc.lost_at, lc.lost_reason or ""):
+        lc = replace(lc, lost_at=at, lost_reason=reason)
+    return lc
+
+
+def _earlier(current: datetime | None, other: datetime | None) -> datetime | None:
+    return current if other is None else _earliest(current, other)
 
 
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:

@@ -64,6 +64,13 @@ async def save_lifecycles(
         await session.execute(_SAVE, rows)
 
 
+async def delete_lifecycles(session: AsyncSession, lead_keys: Collection[str]) -> None:
+    """Delete the lifecycles of keys folded into another person's, in one statement."""
+    if lead_keys:
+        c = lead_lifecycles.c
+        await session.execute(delete(lead_lifecycles).where(c.lead_key.in_(sorted(lead_keys))))
+
+
 def _columns(lifecycle: Lifecycle) -> dict[str, Any]:
     row = lifecycle.as_row()
     del row["lead_key"]

@@ -8,16 +8,20 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow import aliases
 from leadflow.config import Reporting
-from leadflow.events import Envelope
-from leadflow_sla.reporting import domain, lifecycle, repository, roi
+from leadflow.events import Envelope, LeadActivity
+from leadflow_sla.reporting import domain, lifecycle, people, repository, roi
 from leadflow_sla.reporting.metrics import LIFECYCLE_EVENTS
 from leadflow_sla.reporting.query import Dimension, ReportQuery
 
 CONSUMER = "leadflow-reporting"
+# Reporting's rows in `lead_aliases`.
+ALIASES = "reporting"
 ACCEPTS = {
     "lead.received",
     "lead.scored",
+    "lead.merged",
     "lead.assigned",
     "lead.reassigned",
     "lead.contacted",
@@ -32,23 +36,60 @@ ACCEPTS = {
 async def apply_events(
     session: AsyncSession, events: Sequence[Envelope], reporting: Reporting, now: datetime
 ) -> None:
-    """Fold a batch of events, in order, into their leads' lifecycles.
+    """Fold a batch of events, in order, into their people's lifecycles.
 
-    The lifecycles the batch touches are loaded and locked at once, folded in memory, and
-    written back at once: the same few statements for one event or hundreds.
+    Each event is about the person one of its keys names now (an outcome may name the
+    person by email or phone): the lifecycles of the keys the batch names are locked at
+    once, their aliases read, the lifecycles of the people they name now locked too, all
+    folded in memory with the merges the batch brings, and written back at once: the same
+    few statements for one event or hundreds.
     """
-    facts = [
-        (event, fact)
-        for event in events
-        if (fact := lifecycle.fact_of(event, reporting)) is not None
-    ]
-    if not facts:
+    steps: list[people.Step] = []
+    counted: Counter[str] = Counter()
+    for event in events:
+        merge = aliases.merge_of(event.data)
+        fact = lifecycle.fact_of(event, reporting)
+        if merge is not None:
+            steps.append(merge)
+        if fact is not None:
+            steps.append((keys_named(event), fact))
+        if merge is not None or fact is not None:
+            counted[event.type] += 1
+    if not steps:
         return
-    stored = await repository.lock_lifecycles(session, {e.subject for e, _ in facts}, now)
-    folded = lifecycle.fold(stored, ((event.subject, fact) for event, fact in facts))
-    await repository.save_lifecycles(session, folded.values(), now)
-    for type_, count in Counter(event.type for event, _ in facts).items():
+    named = {key for step in steps for key in _keys(step)}
+    # Locked before the aliases are read: a merge another consumer is committing holds
+    # these rows, so the aliases read next already include it.
+    stored = await repository.lock_lifecycles(session, named, now)
+    book = await aliases.load(session, ALIASES, named)
+    if persons := set(book.resolve(named).values()) - named:
+        stored |= await repository.lock_lifecycles(session, persons, now)
+    folded = people.fold(stored, steps, book)
+    await aliases.save(session, ALIASES, book)
+    await repository.save_lifecycles(session, folded.lifecycles.values(), now)
+    await repository.delete_lifecycles(session, folded.dropped)
+    for type_, count in counted.items():
         LIFECYCLE_EVENTS.labels(type_).inc(count)
+
+
+def keys_named(event: Envelope) -> list[str]:
+    """The keys an event names its person by, best first: a CRM outcome's identifiers
+    (lead key, email's, phone's), else the event's subject."""
+    data = event.data
+    if isinstance(data, LeadActivity) and data.identifiers:
+        return list(data.identifiers)
+    return [event.subject]
+
+
+def _keys(step: people.Step) -> set[str]:
+    if isinstance(step, aliases.Merge):
+        return step.named()
+    return {step[0]} if isinstance(step[0], str) else set(step[0])
+
+
+async def person_key(session: AsyncSession, lead_key: str) -> str:
+    """The key reports know the person known by `lead_key` by now."""
+    return (await aliases.resolve(session, ALIASES, [lead_key]))[lead_key]
 
 
 async def funnel_report(

@@ -1,8 +1,9 @@
-"""Reporting's tables: one lifecycle row per lead, and run-time costs per lead."""
+"""Reporting's tables: one lifecycle row per person (under their current key), and run-time
+costs per lead."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, String, Table
+from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table, false
 
 from leadflow.db.tables import UtcDateTime, metadata
 
@@ -30,6 +31,7 @@ lead_lifecycles = Table(
     Column("team", String(64), nullable=True),
     Column("rep_id", String(64), nullable=True),
     Column("owner_since", UtcDateTime(), nullable=True),
+    Column("owner_first", Boolean, nullable=False, default=False, server_default=false()),
     Column("reassignments", Integer, nullable=False, default=0),
     # Outcomes (leads.activity).
     Column("contacted_at", UtcDateTime(), nullable=True),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadflow.aliases import AliasBook, Merge
 from leadflow.config import Reporting
 from leadflow.events import (
     Envelope,
@@ -26,10 +28,12 @@ from leadflow_sla.reporting.lifecycle import (
     Scoring,
     Touch,
     apply,
+    combine,
     fact_of,
     segment_of,
 )
-from leadflow_sla.reporting.lifecycle import fold as fold_batch
+from leadflow_sla.reporting.people import Step
+from leadflow_sla.reporting.people import fold as fold_batch
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 KEY = "lk_000000000000000000000001"
@@ -129,7 +133,7 @@ def test_scored_assigned_and_outcome_events_become_facts() -> None:
     assert fact_of(new_event("lead.unassigned", queued, source="/t", time=T0), REPORTING) is None
 
 
-def fold(facts: list[Touch | Scoring | Handoff | Outcome]) -> Lifecycle:
+def fold(facts: Sequence[Touch | Scoring | Handoff | Outcome]) -> Lifecycle:
     lifecycle = Lifecycle(KEY)
     for fact in facts:
         lifecycle = apply(lifecycle, fact)
@@ -143,7 +147,8 @@ FACTS: list[Touch | Scoring | Handoff | Outcome] = [
     Scoring(minutes(0.1), minutes(0), "nurture", False),
     Scoring(minutes(30.1), minutes(30), "mql", True),
     Scoring(minutes(30.2), minutes(30), "mql", True),
-    Handoff(minutes(31), "enterprise", "ana", False),
+    Handoff(minutes(31), "enterprise", "ana", False, first=True),
+    Handoff(minutes(32), "smb", "dev", False, first=True),  # a second profile's, merged
     Handoff(minutes(90), "enterprise", "ben", True),
     Outcome("contacted", minutes(40)),
     Outcome("contacted", minutes(35)),
@@ -219,8 +224,8 @@ def test_a_batch_folds_each_lead_as_its_own_events_would(owners: list[str]) -> N
     """Facts of two leads interleaved in one batch, the first half folded by an earlier batch."""
     batch = list(zip(owners, FACTS, strict=True))
     half = len(batch) // 2
-    stored = fold_batch({}, batch[:half])
-    folded = fold_batch(stored, batch[half:])
+    stored = fold_batch({}, batch[:half]).lifecycles
+    folded = fold_batch(stored, batch[half:]).lifecycles
     for key in {KEY, OTHER}:
         mine = [fact for owner, fact in batch if owner == key]
         expected = replace(fold(mine), lead_key=key)
@@ -228,3 +233,109 @@ def test_a_batch_folds_each_lead_as_its_own_events_would(owners: list[str]) -> N
     # Only the leads the second half touched come back (to be written).
     assert set(folded) == set(owners[half:])
     assert stored.keys() == set(owners[:half])
+
+
+# --- one person, one lifecycle ----------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), min_size=len(FACTS), max_size=len(FACTS)))
+def test_combining_two_keys_lifecycles_is_folding_all_their_facts_into_one(
+    mine: list[bool],
+) -> None:
+    """However a person's facts were split between two keys, combining the two lifecycles
+    gives the lifecycle of all the facts."""
+    survivor = [fact for fact, here in zip(FACTS, mine, strict=True) if here]
+    absorbed = [fact for fact, here in zip(FACTS, mine, strict=True) if not here]
+    combined = combine(fold(survivor), replace(fold(absorbed), lead_key=OTHER))
+    assert combined == fold(FACTS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([KEY, OTHER]), min_size=len(FACTS), max_size=len(FACTS)),
+    st.integers(0, len(FACTS)),
+    st.integers(1, len(FACTS)),
+)
+def test_a_merge_anywhere_among_the_facts_gives_one_lifecycle_of_them_all(
+    keys: list[str], position: int, split: int
+) -> None:
+    """Facts under either key, the merge anywhere among them, over two batches."""
+    steps: list[Step] = [(key, fact) for key, fact in zip(keys, FACTS, strict=True)]
+    steps.insert(position, Merge(KEY, (OTHER,), T0))
+    aliases = AliasBook()
+    first = fold_batch({}, steps[:split], aliases)
+    second = fold_batch(first.lifecycles, steps[split:], AliasBook(aliases.rows()))
+    stored = {**first.lifecycles, **second.lifecycles}
+    for key in first.dropped | second.dropped:
+        stored.pop(key, None)
+
+    assert stored == {KEY: fold(FACTS)}
+
+
+def test_of_two_first_assignments_the_earlier_owner_stays_a_reassignment_wins() -> None:
+    ana = Handoff(minutes(1), "enterprise", "ana", False, first=True)
+    ben = Handoff(minutes(2), "enterprise", "ben", False, first=True)
+    chloe = Handoff(minutes(90), "enterprise", "chloe", True)
+    dev = Handoff(minutes(0), "smb", "dev", False)  # from the queue, after an escalation
+
+    assert (fold([ben, ana]).rep_id, fold([ana, ben]).rep_id) == ("ana", "ana")
+    assert {fold(order).rep_id for order in ([ana, ben, chloe], [chloe, ben, ana])} == {"chloe"}
+    lc = fold([ana, ben, chloe])
+    assert (lc.assigned_at, lc.owner_since, lc.owner_first, lc.reassignments) == (
+        minutes(1),
+        minutes(90),
+        False,
+        1,
+    )
+    # A hand-off that is not a first assignment beats any first one.
+    assert fold([ana, dev]).rep_id == fold([dev, ana]).rep_id == "dev"
+
+
+def test_a_first_assignment_with_reps_before_it_is_not_a_first_hand_off() -> None:
+    data = LeadAssigned(
+        lead_key=KEY,
+        assignment_id="a2",
+        rep_id="ben",
+        rep_name="Ben",
+        team="enterprise",
+        rule="r",
+        tier="mql",
+        reason="",
+        assigned_at=minutes(9),
+        received_at=T0,
+        previous_rep_ids=["ana"],
+    )
+    from_queue = new_event("lead.assigned", data, source="/t", time=T0)
+    first = new_event(
+        "lead.assigned", data.model_copy(update={"previous_rep_ids": []}), source="/t", time=T0
+    )
+    assert fact_of(from_queue, REPORTING) == Handoff(minutes(9), "enterprise", "ben", False)
+    assert fact_of(first, REPORTING) == Handoff(minutes(9), "enterprise", "ben", False, True)
+
+
+def test_an_outcome_goes_to_the_first_of_its_keys_reports_know() -> None:
+    """The CRM named an email nobody sent and the phone the lead came in by: the phone's
+    lifecycle gets the contact, and the email's row (created empty to lock it) goes."""
+    touch = Touch(minutes(0), "ivr", None, "smb")
+    stored = {OTHER: apply(Lifecycle(OTHER), touch), KEY: Lifecycle(KEY)}
+    contact = Outcome("contacted", minutes(3))
+
+    folded = fold_batch(stored, [((KEY, OTHER), contact)])
+
+    assert folded.lifecycles == {OTHER: apply(apply(Lifecycle(OTHER), touch), contact)}
+    assert folded.dropped == {KEY}
+    # Known by neither key: the first one.
+    assert set(fold_batch({}, [((KEY, OTHER), contact)]).lifecycles) == {KEY}
+
+
+def test_a_lifecycle_left_under_a_key_that_means_another_person_now_moves_there() -> None:
+    aliases = AliasBook()
+    aliases.apply(Merge(KEY, (OTHER,), T0))
+    contact = Outcome("contacted", minutes(3))
+    stored = {KEY: fold(FACTS), OTHER: apply(Lifecycle(OTHER), contact)}
+
+    folded = fold_batch(stored, [], AliasBook(aliases.rows()))
+
+    assert folded.dropped == {OTHER}
+    assert folded.lifecycles[KEY] == apply(fold(FACTS), contact)

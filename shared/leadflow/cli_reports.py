@@ -186,21 +186,36 @@ def demo(
     duration: Annotated[float, typer.Option(min=1, help="Seconds to send new leads for.")] = 180,
     seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable mix.")] = None,
 ) -> None:
-    """Post a realistic mix of signed leads and CRM outcomes to a running Leadflow."""
-    from leadflow.demo import DemoError, run_demo
+    """Post a realistic mix of signed leads and CRM outcomes to a running Leadflow: forms
+    through `web`, calls through the first twilio and callrail sources configured."""
+    from leadflow.demo import DemoError, DemoSource, run_demo
 
     settings = _settings()
-    web, crm = settings.source_secrets("web"), settings.source_secrets("crm")
-    if not web or not crm:
-        console.print("[red]error:[/red] the demo needs secrets for the web and crm sources.")
+    sources = settings.app.sources
+    usable = {
+        name: DemoSource(name, config, secrets[0])
+        for name, config in sources.items()
+        if (secrets := settings.source_secrets(name))
+    }
+    web, crm = usable.get("web"), usable.get("crm")
+    if web is None or crm is None or {web.config.kind, crm.config.kind} != {"standard"}:
+        console.print(
+            "[red]error:[/red] the demo needs sources web and crm of kind standard, with secrets."
+        )
         raise typer.Exit(2)
+    calls = [
+        next(s for s in usable.values() if s.config.kind == kind)
+        for kind in ("twilio", "callrail")
+        if any(s.config.kind == kind for s in usable.values())
+    ]
     try:
         summary = asyncio.run(
             run_demo(
                 intake_url=url,
                 reports_url=reports_url,
-                web_secret=web[0],
-                crm_secret=crm[0],
+                web=web,
+                crm=crm,
+                calls=calls,
                 rate=rate,
                 duration_s=duration,
                 seed=seed,

@@ -1,12 +1,15 @@
 """`leadflow demo`: a realistic mix of signed leads and CRM outcomes, posted to a running stack.
 
 Leads come from several channels and campaigns, companies of every size and buyers of
-every seniority. Once the router has assigned a lead (read from the SLA monitor's
-`/v1/reports/leads/{lead_key}`), the demo plays the CRM: first contact (fast, slow or
-never), acceptance or rejection with a reason, SQL, then won with an amount or lost.
-Outcomes carry the time they happened on the sales calendar — hours to weeks after the
-lead arrived — so `occurred_at` may lie ahead of the wall clock: the demo compresses weeks
-of sales follow-up into minutes, while every report still measures real intervals.
+every seniority, each through the source it comes from: forms through `web` (Standard
+Webhooks), and, when the configuration has them, callers through the IVR (a Twilio Studio
+request answering the source's questions, Twilio-signed) and tracked calls through CallRail
+(answered or missed, first-time callers). Once the router has assigned a lead (read from
+the SLA monitor's `/v1/reports/leads/{lead_key}`), the demo plays the CRM: first contact
+(fast, slow or never), acceptance or rejection with a reason, SQL, then won with an amount
+or lost. Outcomes carry the time they happened on the sales calendar — hours to weeks after
+the lead arrived — so `occurred_at` may lie ahead of the wall clock: the demo compresses
+weeks of sales follow-up into minutes, while every report still measures real intervals.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +27,8 @@ from typing import Any
 import httpx
 import orjson
 
-from leadflow.webhooks import sign
+from leadflow.config import Source
+from leadflow.senders import signed_request
 
 # (utm source, campaign, weight, quality): quality nudges how well a channel's leads convert.
 CHANNELS = (
@@ -55,6 +60,10 @@ REJECTIONS = (
     ("competitor", 10),
 )
 LOSSES = (("price", 40), ("chose a competitor", 35), ("no decision", 25))
+# Callers: their area codes, and the share of leads that are calls when the configuration
+# has an IVR (twilio) or call-tracking (callrail) source to post them through.
+AREA_CODES = ("212", "312", "415", "512", "613", "617")
+CALL_SHARE = 0.1
 # Speed-to-lead buckets the demo's sales team hits: (lower, upper) minutes, weight.
 CONTACT_DELAYS = ((0.5, 5, 40), (5, 60, 25), (60, 24 * 60, 20), (24 * 60, 96 * 60, 15))
 
@@ -73,15 +82,32 @@ def _pick(rng: random.Random, weighted: tuple[tuple[Any, ...], ...]) -> tuple[An
 
 @dataclass(frozen=True)
 class DemoLead:
-    """A lead the demo posts, with what drives its outcomes."""
+    """A lead the demo posts, with what drives its outcomes: the body its sender posts,
+    through a source of `kind` (standard: a form; twilio: an IVR caller's form fields;
+    callrail: a tracked call)."""
 
     body: dict[str, Any]
     quality: float
     size: int
+    kind: str = "standard"
 
 
-def make_lead(rng: random.Random, run: str, n: int) -> DemoLead:
-    """A plausible inbound lead: channel, campaign, company, buyer and what they did."""
+def make_lead(
+    rng: random.Random,
+    run: str,
+    n: int,
+    *,
+    ivr_questions: Mapping[str, Sequence[str]] | None = None,
+    tracked_calls: bool = False,
+) -> DemoLead:
+    """A plausible inbound lead: a form (channel, campaign, company, buyer and what they
+    did), or a call when there is a source for it: to the IVR, pressing one of the keys
+    `ivr_questions` lists for each question, or tracked by CallRail."""
+    roll = rng.random()
+    if ivr_questions is not None and roll < CALL_SHARE:
+        return _ivr_call(rng, run, n, ivr_questions)
+    if tracked_calls and CALL_SHARE <= roll < 2 * CALL_SHARE:
+        return _tracked_call(rng, run, n)
     source, campaign, _, quality = _pick(rng, CHANNELS)
     size = int(rng.choice((rng.randint(5, 199), rng.randint(200, 999), rng.randint(1000, 20000))))
     title = _pick(rng, TITLES)[0]
@@ -103,6 +129,42 @@ def make_lead(rng: random.Random, run: str, n: int) -> DemoLead:
     }
     body = {"event": "lead", "activity": _pick(rng, ACTIVITIES)[0], "lead": lead}
     return DemoLead(body, quality, size)
+
+
+def _caller(rng: random.Random, run: str, n: int) -> str:
+    """A valid North American number, different for each lead of a run."""
+    line = (int(run[:4], 16) + n) % 10_000
+    return f"+1{rng.choice(AREA_CODES)}555{line:04d}"
+
+
+def _ivr_call(
+    rng: random.Random, run: str, n: int, questions: Mapping[str, Sequence[str]]
+) -> DemoLead:
+    """The fields of the Studio request at the end of an IVR call (README's recipe)."""
+    fields = {"CallSid": f"CA{rng.getrandbits(128):032x}", "From": _caller(rng, run, n)}
+    fields["FromCountry"] = "US"
+    fields |= {name: rng.choice(keys) for name, keys in questions.items() if keys}
+    return DemoLead(
+        fields, 0.7, rng.choice((rng.randint(20, 199), rng.randint(200, 5000))), "twilio"
+    )
+
+
+def _tracked_call(rng: random.Random, run: str, n: int) -> DemoLead:
+    """A CallRail post-call webhook: a call from an ad, answered or missed."""
+    source, campaign, _, quality = _pick(rng, CHANNELS)
+    answered = rng.random() < 0.75
+    body = {
+        "resource_id": f"CAL{rng.getrandbits(128):032x}",
+        "answered": answered,
+        "first_call": rng.random() < 0.7,
+        "duration": str(rng.randint(30, 900) if answered else 0),
+        "customer_phone_number": _caller(rng, run, n),
+        "customer_country": "US",
+        "campaign": campaign,
+        "utm_source": source,
+        "utm_campaign": campaign,
+    }
+    return DemoLead(body, quality, rng.randint(20, 2000), "callrail")
 
 
 @dataclass(frozen=True)
@@ -175,6 +237,7 @@ class DemoStats:
     """What the demo sent and what came of it."""
 
     leads: int = 0
+    by_source: Counter[str] = field(default_factory=Counter)
     refused: int = 0
     assigned: int = 0
     not_assigned: int = 0
@@ -183,66 +246,89 @@ class DemoStats:
 
     def summary(self) -> str:
         """One paragraph for the terminal."""
+        through = ", ".join(f"{n} through {s}" for s, n in sorted(self.by_source.items()))
         lines = [
-            f"Sent {self.leads} leads ({self.refused} refused); {self.assigned} were assigned "
-            f"and got {self.outcomes} CRM outcomes; {self.not_assigned} stayed in nurture.",
+            f"Sent {self.leads} leads ({through}; {self.refused} refused); {self.assigned} "
+            f"were assigned and got {self.outcomes} CRM outcomes; {self.not_assigned} were not.",
             "Read the results: leadflow report funnel | speed | reasons | roi",
         ]
         lines += [f"problem: {p}" for p in self.problems[:5]]
         return "\n".join(lines)
 
 
-class _Sender:
-    """Signs and posts webhooks for one source."""
+@dataclass(frozen=True)
+class DemoSource:
+    """A configured source the demo posts through, and the secret its sender signs with."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, source: str, secret: str) -> None:
+    name: str
+    config: Source
+    secret: str
+
+
+class _Sender:
+    """Signs and posts webhooks for one source, as its kind's sender does."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str, source: DemoSource) -> None:
         self._client = client
-        self._url = f"{url.rstrip('/')}/v1/webhooks/{source}"
-        self._secret = secret
+        self._url = url
+        self.source = source
 
     async def post(self, body: dict[str, Any]) -> httpx.Response:
-        raw = orjson.dumps(body)
-        msg_id = f"msg_{uuid.uuid4().hex}"
-        timestamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self._secret, msg_id, timestamp, raw),
-        }
-        return await self._client.post(self._url, content=raw, headers=headers)
+        source = self.source
+        request = signed_request(
+            source.name,
+            source.config,
+            source.secret,
+            self._url,
+            orjson.dumps(body),
+            now=time.time(),
+        )
+        return await self._client.post(request.url, content=request.body, headers=request.headers)
 
 
 async def run_demo(
     *,
     intake_url: str,
     reports_url: str,
-    web_secret: str,
-    crm_secret: str,
+    web: DemoSource,
+    crm: DemoSource,
+    calls: Sequence[DemoSource] = (),
     rate: float,
     duration_s: float,
     seed: int | None,
     progress: Callable[[str], None],
 ) -> str:
-    """Post leads at `rate` per second for `duration_s`, play the CRM, return a summary."""
+    """Post leads at `rate` per second for `duration_s`, play the CRM, return a summary.
+    Callers go through `calls` (an IVR source of kind twilio, a callrail source) if given."""
     rng = random.Random(seed)
     run = uuid.UUID(int=rng.getrandbits(128)).hex[:8]
     stats = DemoStats()
+    # The first source of each kind takes its kind's leads.
+    by_kind: dict[str, DemoSource] = {s.config.kind: s for s in reversed(calls)}
+    by_kind["standard"] = web
+    ivr = by_kind.get("twilio")
+    questions = (
+        {name: list(q.answers) or ["1", "2", "3"] for name, q in ivr.config.questions.items()}
+        if ivr is not None
+        else None
+    )
     async with httpx.AsyncClient(timeout=10) as client:
-        web = _Sender(client, intake_url, "web", web_secret)
-        crm = _Sender(client, intake_url, "crm", crm_secret)
+        senders = {kind: _Sender(client, intake_url, s) for kind, s in by_kind.items()}
+        crm_sender = _Sender(client, intake_url, crm)
         followups: list[asyncio.Task[None]] = []
         started = time.monotonic()
         n = 0
         while time.monotonic() - started < duration_s:
-            lead = make_lead(rng, run, n)
+            lead = make_lead(
+                rng, run, n, ivr_questions=questions, tracked_calls="callrail" in by_kind
+            )
             n += 1
-            lead_key = await _post_lead(web, lead, stats, intake_url)
+            lead_key = await _post_lead(senders[lead.kind], lead, stats, intake_url)
             if lead_key is not None:
                 plan_rng = random.Random(rng.getrandbits(64))
                 followups.append(
                     asyncio.create_task(
-                        _follow_up(client, crm, reports_url, lead, lead_key, plan_rng, stats)
+                        _follow_up(client, crm_sender, reports_url, lead, lead_key, plan_rng, stats)
                     )
                 )
             if n % 10 == 0:
@@ -264,9 +350,11 @@ async def run_demo(
     return stats.summary()
 
 
-async def _post_lead(web: _Sender, lead: DemoLead, stats: DemoStats, intake_url: str) -> str | None:
+async def _post_lead(
+    sender: _Sender, lead: DemoLead, stats: DemoStats, intake_url: str
+) -> str | None:
     try:
-        response = await web.post(lead.body)
+        response = await sender.post(lead.body)
     except httpx.HTTPError as exc:
         if stats.leads == 0:
             raise DemoError(
@@ -277,6 +365,7 @@ async def _post_lead(web: _Sender, lead: DemoLead, stats: DemoStats, intake_url:
         stats.refused += 1
         return None
     stats.leads += 1
+    stats.by_source[sender.source.name] += 1
     if response.status_code != 202:
         stats.refused += 1
         stats.problems.append(f"intake answered {response.status_code}: {response.text[:200]}")

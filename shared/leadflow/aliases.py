@@ -132,9 +132,22 @@ class AliasBook:
         self._members.setdefault(row.survivor, set()).add(key)
         self._changed.add(key)
 
+    def keep(self, rows: Mapping[str, Alias]) -> None:
+        """Take rows a batch saved (an in-memory store keeping every row); not `changed`."""
+        for key, row in rows.items():
+            before = self._rows.get(key)
+            if before is not None:
+                self._members[before.survivor].discard(key)
+            self._rows[key] = row
+            self._members.setdefault(row.survivor, set()).add(key)
+
     def rows(self) -> dict[str, Alias]:
         """Every row held (a copy)."""
         return dict(self._rows)
+
+    def rows_of(self, keys: Iterable[str]) -> dict[str, Alias]:
+        """The rows of these keys (those that are aliases)."""
+        return {key: self._rows[key] for key in keys if key in self._rows}
 
     def changed(self) -> dict[str, Alias]:
         """The rows `apply` wrote or changed since the book was made."""
@@ -196,7 +209,11 @@ async def load(session: AsyncSession, consumer: str, keys: Collection[str]) -> A
 
 async def save(session: AsyncSession, consumer: str, book: AliasBook) -> None:
     """Write the rows `book` changed, in one statement."""
-    changed = book.changed()
+    await save_rows(session, consumer, book.changed())
+
+
+async def save_rows(session: AsyncSession, consumer: str, changed: Mapping[str, Alias]) -> None:
+    """Write alias rows (`AliasBook.changed`), in one statement."""
     if not changed:
         return
     await session.execute(

@@ -231,7 +231,8 @@ async def test_statements_per_batch_do_not_grow_with_the_batch(engine: AsyncEngi
         engine,
         [score(f"big-{i}", BIG) if i % 2 else score(f"small-{i}", SMALL) for i in range(100)],
     )
-    assert one <= 14
+    # 14 before people were locked and looked up in the aliases (PostgreSQL: 2 more).
+    assert one <= 16
     assert hundred <= one + 2
     async with engine.connect() as conn:
         count = await conn.execute(

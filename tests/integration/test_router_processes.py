@@ -31,7 +31,16 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from leadflow.db.engine import create_engine
-from leadflow.events import Company, Envelope, Lead, LeadAssigned, SlaAlert, new_event
+from leadflow.events import (
+    Company,
+    Envelope,
+    Lead,
+    LeadActivity,
+    LeadAssigned,
+    LeadMerged,
+    SlaAlert,
+    new_event,
+)
 from leadflow_router.tables import assignments
 from tests.fixtures.broker import TopicReader, running_broker
 from tests.fixtures.databases import migrated_database_url
@@ -302,6 +311,81 @@ async def test_an_escalation_reassigns_through_the_broker_once(routers: Routers)
     assert [d["kind"] for d in why["decisions"]] == ["route", "reassign"]
     assert why["current"]["rep_id"] == second.data.rep_id
     assert [h["close_reason"] for h in why["history"]] == ["escalated", None]
+
+
+async def test_two_profiles_routed_apart_merge_into_one_assignment_closed_by_phone(
+    routers: Routers,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    email_key, phone_key = f"lk_email_{run}", f"lk_phone_{run}"
+    big = Lead(company=Company(size=5000))
+    await publish(
+        routers.stack.bootstrap,
+        "leads.scored",
+        [scored_event(email_key, big), scored_event(phone_key, big)],
+    )
+    url = routers.stack.database_url
+    rows = await decided(url, [email_key, phone_key])
+    first = min(rows, key=lambda r: (str(r["assigned_at"]), str(r["assignment_id"])))
+    now = datetime.now(UTC)
+    merge = LeadMerged(
+        survivor=email_key, absorbed=[phone_key], identifiers=[email_key, phone_key], merged_at=now
+    )
+    await publish(
+        routers.stack.bootstrap,
+        "leads.activity",
+        [new_event("lead.merged", merge, source="/test", time=now)],
+    )
+
+    async def moved() -> list[dict[str, object]]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = await assignment_rows(url, [email_key, phone_key])
+            if {r["lead_key"] for r in found} == {email_key}:
+                return found
+            await asyncio.sleep(0.2)
+        raise AssertionError("the merge did not move the phone's assignment")
+
+    merged_rows = await moved()
+    assert sorted((r["assignment_id"], r["close_reason"]) for r in merged_rows) == sorted(
+        (r["assignment_id"], None if r["assignment_id"] == first["assignment_id"] else "merged")
+        for r in rows
+    )
+    # The CRM reports the deal by the phone; it closes the assignment made under the email.
+    won = LeadActivity(
+        lead_key=phone_key,
+        identifiers=[phone_key],
+        activity="won",
+        occurred_at=now,
+        source="crm",
+        amount=1000,
+    )
+    await publish(
+        routers.stack.bootstrap,
+        "leads.activity",
+        [new_event("lead.won", won, source="/test", time=now)],
+    )
+
+    def closed() -> bool:
+        why = httpx.get(f"{routers.url('router-2')}/v1/leads/{phone_key}/routing", timeout=5)
+        return why.status_code == 200 and why.json()["status"] == "closed"
+
+    await eventually(closed, timeout_s=30)
+    why = httpx.get(f"{routers.url('router')}/v1/leads/{phone_key}/routing", timeout=5).json()
+    assert why["lead_key"] == email_key
+    assert why["current"]["assignment_id"] == first["assignment_id"]
+    assert sorted(h["close_reason"] for h in why["history"]) == ["merged", "won"]
+    # Both reps were told (the one whose assignment closed, and the one who keeps the lead).
+    kept_rep, other = first["rep_id"], next(r["rep_id"] for r in rows if r is not first)
+    await eventually(
+        lambda: all(
+            any(
+                "Lead merged" in str(m["Subject"]) and email_key in str(m.get_payload())
+                for m in routers.mailbox.to(f"{rep}@example.com")
+            )
+            for rep in (kept_rep, other)
+        )
+    )
 
 
 async def eventually(check: Callable[[], bool], timeout_s: float = 20) -> None:

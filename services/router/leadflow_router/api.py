@@ -10,6 +10,7 @@ from leadflow.config import LeadflowConfig
 from leadflow.problems import Problem
 from leadflow.runtime import RuntimeDep, SessionDep
 from leadflow_router import repository
+from leadflow_router.book import MERGED
 
 router = APIRouter(prefix="/v1", tags=["routing"])
 
@@ -81,8 +82,14 @@ def summary(config: LeadflowConfig, current: dict[str, Any], latest: dict[str, A
 async def routing_decisions(
     lead_key: Annotated[str, Path(max_length=64)], session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    """Why the lead went where it went: each decision's rule, candidates and skipped reps."""
+    """Why the lead went where it went: each decision's rule, candidates and skipped reps.
+
+    Any of the person's keys answers (the email's, the phone's, a merged profile's): the
+    answer is the person's, under the key they are known by now (`lead_key`).
+    """
     config = runtime.settings.app
+    asked = lead_key
+    lead_key = await repository.person(session, asked)
     decisions = await repository.decisions(session, lead_key)
     if not decisions:
         raise Problem(
@@ -92,9 +99,14 @@ async def routing_decisions(
             "yet, or the key is wrong (it is the lead_key the intake answered with).",
         )
     assignments = await repository.history(session, lead_key)
-    current = assignments[-1]
+    # The open row, else the latest not closed by a merge (as `RoutingBook.current`).
+    current = next(
+        (a for a in reversed(assignments) if a["closed_at"] is None),
+        next((a for a in reversed(assignments) if a["close_reason"] != MERGED), assignments[-1]),
+    )
     return {
         "lead_key": lead_key,
+        "asked_as": asked,
         "status": "closed" if current["closed_at"] is not None else current["status"],
         "summary": summary(config, current, decisions[-1]),
         "current": {

@@ -1,7 +1,8 @@
 """The router: consumes `leads.scored`, assigns leads to reps, explains every decision.
 
-It also consumes `sla.escalated` (reassign, excluding the reps who missed the lead) and
-CRM outcomes (which close a rep's open lead and credit conversions), retries queued leads
+It also consumes `sla.escalated` (reassign, excluding the reps who missed the lead), CRM
+outcomes (which close a rep's open lead and credit conversions, whichever of the person's
+keys they name) and `lead.merged` (a person's keys become one), retries queued leads
 as reps come on shift, sends the notifications its decisions queue, and serves the admin API.
 """
 
@@ -47,7 +48,7 @@ def _consumer(options: NotifyOptions) -> ConsumerSpec:
     return ConsumerSpec(
         group="leadflow-router",
         topics=[topics.SCORED, topics.ALERTS, topics.ACTIVITY],
-        accepts={"lead.scored", "sla.escalated", *service.OUTCOMES},
+        accepts={"lead.scored", "lead.merged", "sla.escalated", *service.OUTCOMES},
         batch_handler=make,
     )
 

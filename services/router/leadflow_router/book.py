@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from leadflow.aliases import Alias, AliasBook, Merge
 from leadflow.config import LeadflowConfig, Rep
 from leadflow.delivery import Notification
 from leadflow.events import Envelope, LeadScored
@@ -22,6 +23,8 @@ from leadflow_router.domain import Decision, RoutingState
 from leadflow_router.pools import Reach
 
 Kind = Literal["route", "reassign", "dequeue"]
+# Why an assignment closed when its person's other live assignment, made earlier, was kept.
+MERGED = "merged"
 
 
 @dataclass(slots=True)
@@ -74,6 +77,14 @@ class Writes:
     decided: list[Decided] = field(default_factory=list)
     events: list[Envelope] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
+    # What merges changed: alias rows; stored assignments moved to a survivor (by id, with
+    # their new key and seq); keys whose decisions now belong to a survivor (old -> new);
+    # routed leads dropped (by key), and routed leads a survivor takes over (by its key).
+    aliases: dict[str, Alias] = field(default_factory=dict)
+    moved: dict[int, Assignment] = field(default_factory=dict)
+    rekeyed: dict[str, str] = field(default_factory=dict)
+    unrouted: set[str] = field(default_factory=set)
+    rerouted: dict[str, LeadScored] = field(default_factory=dict)
 
 
 class RoutingBook:
@@ -94,6 +105,7 @@ class RoutingBook:
         day_starts: Mapping[str, datetime] | None = None,
         turns: Mapping[str, Turns] | None = None,
         routed: Mapping[str, LeadScored] | None = None,
+        aliases: AliasBook | None = None,
     ) -> None:
         self.reps = dict(reps or {})
         self._history = {key: list(rows) for key, rows in (history or {}).items()}
@@ -102,6 +114,7 @@ class RoutingBook:
         self._day_starts = dict(day_starts or {})
         self._turns = dict(turns or {})
         self._routed = dict(routed or {})
+        self.aliases = aliases if aliases is not None else AliasBook()
         self.writes = Writes()
 
     # What decisions read.
@@ -111,9 +124,27 @@ class RoutingBook:
         return self._history.get(lead_key, [])
 
     def current(self, lead_key: str) -> Assignment | None:
-        """The lead's latest assignment or queue entry."""
+        """The lead's open assignment or queue entry, else its latest one not closed by a
+        merge (an outcome coming late is the kept assignment's).
+
+        A person has one open row at most; after a merge their closed rows (the other
+        profile's, closed as `merged`) may come after it.
+        """
         rows = self._history.get(lead_key)
-        return rows[-1] if rows else None
+        if not rows:
+            return None
+        open_row = next((row for row in reversed(rows) if row.closed_at is None), None)
+        if open_row is not None:
+            return open_row
+        return next((row for row in reversed(rows) if row.close_reason != MERGED), rows[-1])
+
+    def next_seq(self, lead_key: str) -> int:
+        """The `seq` of the lead's next assignment or queue entry."""
+        return max((row.seq for row in self._history.get(lead_key, ())), default=0) + 1
+
+    def person(self, lead_key: str) -> str:
+        """The key the person known by `lead_key` is known by now (the router's aliases)."""
+        return self.aliases.canonical(lead_key)
 
     def routed_lead(self, lead_key: str) -> LeadScored | None:
         """The scored lead as it was first routed."""
@@ -200,6 +231,53 @@ class RoutingBook:
         for since, counts in self._since.items():
             if row.rep_id in counts and row.assigned_at >= since:
                 counts[row.rep_id][1] += 1
+
+    def merge(self, merge: Merge) -> list[str]:
+        """Record a merge and move the state of every key that stopped meaning a person of
+        its own to the survivor: its assignments (after the survivor's, numbered on), its
+        decisions, its routed lead (when the survivor has none). Returns the survivors
+        whose state grew, for the caller to keep one live assignment each."""
+        moved = self.aliases.apply(merge)
+        # The oldest assignments first: the person's history reads in the order it happened.
+        for key in sorted(moved, key=self._first_assigned):
+            self._move(key, moved[key])
+        self.writes.aliases = self.aliases.changed()
+        return sorted({root for key, root in moved.items() if root != key})
+
+    def _first_assigned(self, key: str) -> tuple[bool, datetime | None, str]:
+        rows = self._history.get(key)
+        if not rows:
+            return (True, None, key)
+        return (False, rows[0].assigned_at, rows[0].assignment_id)
+
+    def _move(self, key: str, root: str) -> None:
+        rows = self._history.pop(key, [])
+        if rows:
+            target = self._history.setdefault(root, [])
+            seq = self.next_seq(root)
+            for row in rows:
+                row.lead_key, row.seq, seq = root, seq, seq + 1
+                if row.id is not None:
+                    self.writes.moved[row.id] = row
+            target.extend(rows)
+        writes = self.writes
+        for old, new in writes.rekeyed.items():
+            if new == key:
+                writes.rekeyed[old] = root
+        writes.rekeyed[key] = root
+        scored = self._routed.pop(key, None)
+        writes.rerouted.pop(key, None)
+        fresh = [s for s in writes.leads if s.lead_key == key]
+        writes.leads = [s for s in writes.leads if s.lead_key != key]
+        if scored is not None and not fresh:
+            writes.unrouted.add(key)
+        if scored is not None and root not in self._routed:
+            taken = scored.model_copy(update={"lead_key": root})
+            self._routed[root] = taken
+            if fresh:
+                writes.leads.append(taken)
+            else:
+                writes.rerouted[root] = taken
 
     def _changed(self, row: Assignment) -> None:
         if row.id is not None:

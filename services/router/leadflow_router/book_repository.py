@@ -11,9 +11,11 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow import aliases
+from leadflow.aliases import AliasBook
 from leadflow.db.tables import UtcDateTime
 from leadflow.events import LeadScored
 from leadflow.notifications import queue_many
@@ -30,6 +32,9 @@ from leadflow_router.tables import (
     routed_leads,
     routing_decisions,
 )
+
+# The router's name in the alias table.
+CONSUMER = "router"
 
 # Advisory locks taken one after the other in the array's order (unnest keeps it), in
 # one round trip: every router sorts its keys, so two batches never wait on each other
@@ -150,12 +155,36 @@ _CHANGE = (
 )
 
 
+# A merge moves an assignment to the survivor, after the survivor's own (see `RoutingBook`).
+_MOVE = (
+    update(assignments)
+    .where(assignments.c.id == bindparam("row_id"))
+    .values(lead_key=bindparam("new_lead_key"), seq=bindparam("new_seq"))
+)
+_REKEY = (
+    update(routing_decisions)
+    .where(routing_decisions.c.lead_key == bindparam("old_lead_key"))
+    .values(lead_key=bindparam("new_lead_key"))
+)
+
+
+async def lock_leads(session: AsyncSession, lead_keys: Collection[str]) -> None:
+    """Hold these people until the transaction ends (PostgreSQL; SQLite writers already
+    hold the database lock from BEGIN IMMEDIATE)."""
+    if not lead_keys or session.bind is None or session.bind.dialect.name != "postgresql":
+        return
+    keys = sorted(lock_key(f"lead:{key}") for key in lead_keys)
+    await session.execute(_LOCK_POOLS, {"keys": keys})
+
+
 async def save(session: AsyncSession, writes: Writes, now: datetime) -> None:
     """Write back what a batch changed: a statement per table, whatever the batch's size."""
-    if writes.leads:
+    await _save_merges(session, writes)
+    routed = [*writes.leads, *(writes.rerouted[key] for key in sorted(writes.rerouted))]
+    if routed:
         rows = [
             {"lead_key": s.lead_key, "scored": s.model_dump(mode="json"), "routed_at": now}
-            for s in writes.leads
+            for s in routed
         ]
         await session.execute(insert(routed_leads), rows)
     if writes.changed:
@@ -180,6 +209,26 @@ async def save(session: AsyncSession, writes: Writes, now: datetime) -> None:
         )
     await enqueue_many(session, PRODUCER, writes.events, now)
     await queue_many(session, PRODUCER, writes.notifications, now)
+
+
+async def _save_merges(session: AsyncSession, writes: Writes) -> None:
+    """The aliases, and the assignments, decisions and routed leads merges moved."""
+    if writes.aliases:
+        await aliases.save_rows(session, CONSUMER, writes.aliases)
+    if writes.moved:
+        moves = [
+            {"row_id": row_id, "new_lead_key": row.lead_key, "new_seq": row.seq}
+            for row_id, row in sorted(writes.moved.items())
+        ]
+        await session.execute(_MOVE, moves)
+    if writes.rekeyed:
+        rekeyed = [
+            {"old_lead_key": k, "new_lead_key": v} for k, v in sorted(writes.rekeyed.items())
+        ]
+        await session.execute(_REKEY, rekeyed)
+    gone = writes.unrouted | set(writes.rerouted)
+    if gone:
+        await session.execute(delete(routed_leads).where(routed_leads.c.lead_key.in_(sorted(gone))))
 
 
 async def _save_turns(session: AsyncSession, turns: dict[str, Turns]) -> None:
@@ -228,6 +277,14 @@ class SqlRoutingStore:
     async def lock(self, pools: Collection[str]) -> None:
         """Advisory locks on the pools, to the end of the transaction (PostgreSQL)."""
         await lock_pools(self.session, pools)
+
+    async def lock_leads(self, lead_keys: Collection[str]) -> None:
+        """Advisory locks on the people, to the end of the transaction (PostgreSQL)."""
+        await lock_leads(self.session, lead_keys)
+
+    async def aliases(self, lead_keys: Collection[str]) -> AliasBook:
+        """The router's aliases of every person these keys name."""
+        return await aliases.load(self.session, CONSUMER, lead_keys)
 
     async def history(self, lead_keys: Collection[str]) -> dict[str, list[Assignment]]:
         """Every assignment and queue entry of these leads, oldest first."""

@@ -4,6 +4,13 @@ Handlers are functions of (batch, event): they decide with the pure domain again
 book, change the book, and add what must be written (the assignment, the decision, the
 outgoing event and its notifications). The service loads the book before and writes it
 back after, so the same handlers serve one event and a thousand.
+
+One person, one key: every key an event names is looked up in the router's aliases, and
+the handler works on the person's current key (`RoutingBook.person`), so what the router
+writes and publishes after a merge carries the survivor's key. A merge (`lead.merged`, or
+the `merged_from` of a `lead.scored`, whichever comes first) moves the absorbed keys'
+assignments, decisions and routed lead to the survivor; of two live assignments the earlier
+stays and the other closes as `merged` (`keep_one`), both reps being told.
 """
 
 from __future__ import annotations
@@ -12,11 +19,13 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from leadflow.aliases import Merge, merge_of, person_of
 from leadflow.config import LeadflowConfig
 from leadflow.events import (
     Envelope,
     LeadActivity,
     LeadAssigned,
+    LeadMerged,
     LeadScored,
     LeadUnassigned,
     Payload,
@@ -26,9 +35,9 @@ from leadflow.events import (
 )
 from leadflow_router import domain
 from leadflow_router.availability import skip_kind
-from leadflow_router.book import Assignment, Decided, Kind, RoutingBook
+from leadflow_router.book import MERGED, Assignment, Decided, Kind, RoutingBook
 from leadflow_router.metrics import ASSIGNMENTS, END_TO_END, REASSIGNMENTS, SKIPPED
-from leadflow_router.notify import NotifyOptions, notifications_for
+from leadflow_router.notify import NotifyOptions, merge_notifications, notifications_for
 from leadflow_router.pools import Reach, reach
 
 log = logging.getLogger(__name__)
@@ -36,6 +45,8 @@ log = logging.getLogger(__name__)
 SOURCE = "/leadflow/router"
 # Outcomes that end a rep's work on a lead, and whether they count as a conversion (SQL).
 OUTCOMES = {"lead.rejected": False, "lead.converted": True, "lead.won": True, "lead.lost": False}
+# The close reasons those outcomes leave on an assignment.
+FINAL = {kind.removeprefix("lead.") for kind in OUTCOMES}
 
 
 class Batch:
@@ -72,13 +83,95 @@ def routes(config: LeadflowConfig, scored: LeadScored) -> bool:
     return scored.newly_qualified and scored.tier in config.routing.tiers
 
 
+def merge_in(data: Payload) -> Merge | None:
+    """The merge an event tells the router of: a `lead.merged`, or a `lead.scored` whose
+    person absorbed profiles (its identifiers alone come with a `lead.merged` too)."""
+    if isinstance(data, LeadMerged) or (isinstance(data, LeadScored) and data.merged_from):
+        return merge_of(data)
+    return None
+
+
+def named_keys(data: Payload) -> set[str]:
+    """Every key an event names that the router must look up, before it is applied."""
+    if isinstance(data, LeadActivity):
+        return set(outcome_keys(data))
+    found = {data.lead_key}
+    merge = merge_in(data)
+    if merge is not None:
+        found |= merge.named()
+    return found
+
+
+def outcome_keys(activity: LeadActivity) -> list[str]:
+    """The keys a CRM outcome names its person by, best first (its lead key alone on events
+    written before outcomes carried every key they were given)."""
+    return list(activity.identifiers) or [activity.lead_key]
+
+
+def merge(batch: Batch, event: Envelope) -> None:
+    """Move the absorbed keys' state to the survivor; keep one live assignment each."""
+    found = merge_in(event.data)
+    if found is None:
+        return
+    for root in batch.book.merge(found):
+        keep_one(batch, root)
+
+
+def keep_one(batch: Batch, lead_key: str) -> None:
+    """Of a person's open rows (two profiles routed before they were found to be one), keep
+    the earlier assignment (a queue entry only if no rep holds them) and close the others as
+    `merged`, telling each closed row's rep and the kept one's. A final outcome reported
+    under another of the person's keys since the kept row was assigned closes it too.
+
+    The SLA monitor applies the same rules to the same `lead.merged` (the earlier
+    `assigned_at`, then the smaller assignment id; the outcomes of any of the person's
+    keys), so it stops the closed assignment's window itself: the router publishes nothing
+    more for it.
+    """
+    book = batch.book
+    rows = book.history(lead_key)
+    live = [row for row in rows if row.closed_at is None]
+    if not live:
+        return
+    kept = min(live, key=lambda r: (r.status != "assigned", r.assigned_at, r.assignment_id))
+    scored = book.routed_lead(lead_key)
+    for row in live:
+        if row is kept:
+            continue
+        book.close(row, MERGED, batch.now)
+        book.writes.notifications.extend(
+            merge_notifications(batch.config, batch.options, lead_key, kept, row, scored)
+        )
+    ended = [
+        row
+        for row in rows
+        if row.close_reason in FINAL and row.closed_at and row.closed_at >= kept.assigned_at
+    ]
+    if ended:
+        first = min(ended, key=lambda r: (r.closed_at or r.assigned_at, r.close_reason or ""))
+        book.close(kept, first.close_reason or "", first.closed_at or batch.now)
+    converted = [
+        r.converted_at for r in rows if r.converted_at and r.converted_at >= kept.assigned_at
+    ]
+    if converted:
+        book.convert(kept, min(converted))
+
+
 def route(batch: Batch, event: Envelope) -> domain.Decision | None:
-    """Route a lead the first time it qualifies; later scores of a routed lead change nothing."""
+    """Route a person the first time they qualify; later scores of a routed person change
+    nothing. A score carrying a merge applies it first."""
+    merge(batch, event)
     scored = event.data
     assert isinstance(scored, LeadScored)
     book = batch.book
-    if not routes(batch.config, scored) or book.history(scored.lead_key):
+    if not routes(batch.config, scored):
         return None
+    person = book.person(scored.lead_key)
+    if book.history(person):
+        return None
+    if person != scored.lead_key:
+        # A score of an absorbed profile that was in flight when the merge came.
+        scored = scored.model_copy(update={"lead_key": person})
     where = batch.reach(scored)
     decision = domain.route(
         batch.config, scored, batch.now, book.state(batch.config, batch.now, where)
@@ -102,7 +195,8 @@ def reassign(batch: Batch, event: Envelope) -> domain.Decision | None:
     alert = event.data
     assert isinstance(alert, SlaAlert)
     book = batch.book
-    current = book.current(alert.lead_key)
+    person = book.person(alert.lead_key)
+    current = book.current(person)
     if (
         current is None
         or current.assignment_id != alert.assignment_id
@@ -113,13 +207,11 @@ def reassign(batch: Batch, event: Envelope) -> domain.Decision | None:
             extra={"lead_key": alert.lead_key, "assignment_id": alert.assignment_id},
         )
         return None
-    scored = book.routed_lead(alert.lead_key)
+    scored = book.routed_lead(person)
     if scored is None:
-        log.warning(
-            "escalation for a lead the router never routed", extra={"lead_key": alert.lead_key}
-        )
+        log.warning("escalation for a lead the router never routed", extra={"lead_key": person})
         return None
-    previous = previous_reps(book.history(alert.lead_key))
+    previous = previous_reps(book.history(person))
     where = batch.reach(scored)
     state = book.state(batch.config, batch.now, where, {*previous, alert.rep_id})
     decision = domain.route(batch.config, scored, batch.now, state)
@@ -130,7 +222,7 @@ def reassign(batch: Batch, event: Envelope) -> domain.Decision | None:
         decision,
         where,
         assignment_id=derived_event_id("reassignment", event.id),
-        seq=current.seq + 1,
+        seq=book.next_seq(person),
         kind="reassign",
         previous=previous or [alert.rep_id],
     )
@@ -156,7 +248,7 @@ def dequeue(batch: Batch, entry: Assignment) -> domain.Decision | None:
         decision,
         where,
         assignment_id=derived_event_id("dequeue", entry.assignment_id),
-        seq=entry.seq + 1,
+        seq=book.next_seq(entry.lead_key),
         kind="dequeue",
         previous=previous,
     )
@@ -169,12 +261,15 @@ def record_outcome(batch: Batch, event: Envelope) -> None:
 
 
 def close_on_outcome(book: RoutingBook, event: Envelope) -> None:
-    """Close the lead's open assignment on a final outcome; credit a conversion to its rep."""
+    """Close the person's open assignment on a final outcome reported by any of their keys
+    (lead key, email or phone); credit a conversion to its rep."""
     activity = event.data
     assert isinstance(activity, LeadActivity)
     if event.type not in OUTCOMES:
         return
-    current = book.current(activity.lead_key)
+    keys = outcome_keys(activity)
+    person = person_of(keys, book.aliases.resolve(keys), lambda key: bool(book.history(key)))
+    current = book.current(person)
     if current is None or current.rep_id is None:
         return
     book.close(current, activity.activity, activity.occurred_at)
@@ -184,8 +279,15 @@ def close_on_outcome(book: RoutingBook, event: Envelope) -> None:
 
 Handler = Callable[[Batch, Envelope], domain.Decision | None]
 
+
+def record_merge(batch: Batch, event: Envelope) -> None:
+    """Apply a `lead.merged`."""
+    merge(batch, event)
+
+
 HANDLERS: dict[str, Handler] = {
     "lead.scored": route,
+    "lead.merged": record_merge,
     "sla.escalated": reassign,
     **dict.fromkeys(OUTCOMES, record_outcome),
 }

@@ -21,6 +21,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from leadflow.aliases import AliasBook
 from leadflow.delivery import Notification
 from leadflow.events import Envelope, LeadScored
 from leadflow_router.book import Assignment, Decided, Turns, Writes
@@ -48,6 +49,9 @@ class InMemoryRoutingStore:
         self._converted: dict[str, list[datetime]] = {}
         self._turns: dict[str, tuple[str | None, int]] = {}
         self._routed: dict[str, LeadScored] = {}
+        self._aliases = AliasBook()
+        # Where each decision is in `decided`, by its lead's key (for merges to move them).
+        self._decided_by_key: dict[str, list[int]] = {}
 
     @property
     def assignments(self) -> list[Assignment]:
@@ -72,6 +76,18 @@ class InMemoryRoutingStore:
 
     async def lock(self, pools: Collection[str]) -> None:
         """Nothing to hold: an in-memory store applies one batch at a time."""
+
+    async def lock_leads(self, lead_keys: Collection[str]) -> None:
+        """Nothing to hold: an in-memory store applies one batch at a time."""
+
+    async def aliases(self, lead_keys: Collection[str]) -> AliasBook:
+        """The aliases of every person these keys name (a copy of their rows)."""
+        wanted = {k for key in lead_keys for k in self._aliases.keys_of(key)}
+        return AliasBook(self._aliases.rows_of(wanted))
+
+    def person(self, lead_key: str) -> str:
+        """The key the person known by `lead_key` is known by now."""
+        return self._aliases.canonical(lead_key)
 
     async def history(self, lead_keys: Collection[str]) -> dict[str, list[Assignment]]:
         """Copies of every assignment and queue entry of these leads, oldest first."""
@@ -110,7 +126,8 @@ class InMemoryRoutingStore:
     async def save(self, writes: Writes, now: datetime) -> None:
         """Keep what a batch changed, in the order the database store writes it."""
         self._check(writes)
-        for scored in writes.leads:
+        self._merge(writes)
+        for scored in [*writes.leads, *writes.rerouted.values()]:
             self._routed[scored.lead_key] = scored
         for row_id, row in sorted(writes.changed.items()):
             self._change(self._rows[row_id - 1], row)
@@ -118,18 +135,49 @@ class InMemoryRoutingStore:
             self._turns[team] = (turns.last_rep_id, turns.turns)
         for row in writes.assignments:
             self._insert(row)
-        self.decided.extend(writes.decided)
+        for one in writes.decided:
+            self._decided_by_key.setdefault(one.assignment.lead_key, []).append(len(self.decided))
+            self.decided.append(one)
         self.events.extend(writes.events)
         self.notifications.extend(writes.notifications)
 
+    def _merge(self, writes: Writes) -> None:
+        """Keep what merges changed: aliases, moved assignments, decisions, routed leads."""
+        self._aliases.keep(writes.aliases)
+        for row_id, row in sorted(writes.moved.items()):
+            stored = self._rows[row_id - 1]
+            self._leads[stored.lead_key].remove(stored)
+            if not self._leads[stored.lead_key]:
+                del self._leads[stored.lead_key]
+            stored.lead_key, stored.seq = row.lead_key, row.seq
+            insort(self._leads.setdefault(row.lead_key, []), stored, key=_seq)
+        for old, new in sorted(writes.rekeyed.items()):
+            for index in self._decided_by_key.pop(old, []):
+                one = self.decided[index]
+                self.decided[index] = replace(one, assignment=replace(one.assignment, lead_key=new))
+                self._decided_by_key.setdefault(new, []).append(index)
+        for key in writes.unrouted | set(writes.rerouted):
+            self._routed.pop(key, None)
+
     def _check(self, writes: Writes) -> None:
         """Refuse, before changing anything, what the tables' keys would refuse."""
-        keys = [s.lead_key for s in writes.leads]
-        if len(set(keys)) < len(keys) or any(key in self._routed for key in keys):
+        keys = [s.lead_key for s in [*writes.leads, *writes.rerouted.values()]]
+        gone = writes.unrouted | set(writes.rerouted)
+        if len(set(keys)) < len(keys) or any(
+            key in self._routed and key not in gone for key in keys
+        ):
             raise ValueError("a lead was routed for the first time twice; nothing was saved.")
+        if any(not (0 < row_id <= len(self._rows)) for row_id in writes.moved):
+            raise ValueError("a moved assignment was never stored; nothing was saved.")
         seqs = [(row.lead_key, row.seq) for row in writes.assignments]
         ids = [row.assignment_id for row in writes.assignments]
-        stored = {(key, row.seq) for key, _ in seqs for row in self._leads.get(key, ())}
+        moving = set(writes.moved)
+        stored = {
+            (key, row.seq)
+            for key, _ in seqs
+            for row in self._leads.get(key, ())
+            if row.id not in moving
+        } | {(row.lead_key, row.seq) for row in writes.moved.values()}
         if (
             len(set(seqs)) < len(seqs)
             or stored & set(seqs)
@@ -174,3 +222,7 @@ class InMemoryRoutingStore:
 
 def _start(absence: tuple[datetime, datetime, str]) -> datetime:
     return absence[0]
+
+
+def _seq(row: Assignment) -> int:
+    return row.seq

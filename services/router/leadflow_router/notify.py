@@ -8,6 +8,7 @@ from typing import Any
 from leadflow.config import LeadflowConfig
 from leadflow.delivery import Notification
 from leadflow.events import Envelope, LeadScored
+from leadflow_router.book import Assignment
 from leadflow_router.domain import Decision
 
 PRODUCER = "router"
@@ -138,3 +139,69 @@ def notifications_for(
             )
         )
     return notes
+
+
+def merge_notifications(
+    config: LeadflowConfig,
+    options: NotifyOptions,
+    lead_key: str,
+    kept: Assignment,
+    closed: Assignment,
+    scored: LeadScored | None,
+) -> list[Notification]:
+    """What the reps hear when two of a person's assignments became one: the rep whose
+    assignment closed that the lead is with the other rep now, the kept rep that a lead of
+    theirs was also assigned to someone else, who stands down."""
+    settings = config.routing.notify
+    why_url = f"{options.public_url}/v1/leads/{lead_key}/routing"
+    company = (scored.lead.company.name if scored is not None else None) or lead_key
+    lines = [*_lead_lines(scored), ""] if scored is not None else []
+    key = f"router:merged:{closed.assignment_id}"
+    payload = {
+        "type": "lead.merged",
+        "lead_key": lead_key,
+        "kept_assignment_id": kept.assignment_id,
+        "kept_rep_id": kept.rep_id,
+        "closed_assignment_id": closed.assignment_id,
+        "closed_rep_id": closed.rep_id,
+        "why_url": why_url,
+    }
+    kept_name = _rep_name(config, kept.rep_id)
+    notes: list[Notification] = []
+    for rep_id, role, subject, message in (
+        (
+            closed.rep_id,
+            "closed",
+            f"Lead merged: {company} is with {kept_name or 'another rep'} now",
+            "two records of this lead turned out to be one person, who was assigned earlier to "
+            f"{kept_name or 'another rep'}; you no longer need to follow it up",
+        ),
+        (
+            kept.rep_id,
+            "kept",
+            f"Lead merged: {company} stays with you",
+            "another record of this lead, assigned to "
+            f"{_rep_name(config, closed.rep_id) or 'nobody yet'}, turned out to be the same "
+            "person; it stays with you",
+        ),
+    ):
+        rep = next((r for r in config.reps if r.id == rep_id), None)
+        if rep is None:  # a queue entry, or a rep who left the configuration
+            continue
+        body = "\n".join([f"Hi {rep.name},", "", f"{message[0].upper()}{message[1:]}.", "", *lines])
+        body += f"Details: {why_url}"
+        if settings.rep_email:
+            notes.append(Notification("email", rep.email, subject, body, f"{key}:{role}:email", {}))
+        if settings.rep_webhook and rep.webhook:
+            notes.append(
+                Notification(
+                    "webhook", rep.webhook, subject, body, f"{key}:{role}:webhook", payload
+                )
+            )
+    return notes
+
+
+def _rep_name(config: LeadflowConfig, rep_id: str | None) -> str | None:
+    if rep_id is None:
+        return None
+    return next((rep.name for rep in config.reps if rep.id == rep_id), rep_id)

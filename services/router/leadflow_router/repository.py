@@ -12,7 +12,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow import aliases
+from leadflow_router.book_repository import CONSUMER
 from leadflow_router.tables import assignments, routing_decisions
+
+
+async def person(session: AsyncSession, lead_key: str) -> str:
+    """The key the person known by `lead_key` is known by now, in the router's aliases."""
+    found = await aliases.resolve(session, CONSUMER, [lead_key])
+    return found[lead_key]
 
 
 async def history(session: AsyncSession, lead_key: str) -> list[dict[str, Any]]:

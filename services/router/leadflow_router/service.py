@@ -22,6 +22,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow.aliases import AliasBook
 from leadflow.config import LeadflowConfig, Rep
 from leadflow.events import Envelope, LeadActivity, LeadScored, SlaAlert
 from leadflow_router import domain, handlers, repository, roster
@@ -65,13 +66,24 @@ async def route_batch(
     """Apply the router's events in order (scores, escalations, CRM outcomes) to the state
     in `store`, and save what they wrote."""
     batch = Batch(config, options or NotifyOptions(), now)
-    escalated = {e.data.lead_key for e in events if isinstance(e.data, SlaAlert)}
-    routed = await store.routed_leads(escalated)
+    # Scores that call for no routing and merge nothing (most of them) need nothing loaded.
+    named = _named(config, events)
+    # Whoever merges or routes a person's keys holds them: a profile routed while another
+    # router merges it away would otherwise keep an assignment under a key nobody reads.
+    await store.lock_leads(named)
+    aliases = await store.aliases(named)
+    persons = {aliases.canonical(key) for key in named}
+    await store.lock_leads(persons - named)
+    escalated = {aliases.canonical(e.data.lead_key) for e in events if isinstance(e.data, SlaAlert)}
+    merging = {
+        aliases.canonical(key)
+        for e in events
+        if (merge := handlers.merge_in(e.data)) is not None
+        for key in merge.named()
+    }
+    routed = await store.routed_leads(escalated | merging)
     deciding = [e.data for e in events if isinstance(e.data, LeadScored) and routes(config, e.data)]
-    # Scores that call for no routing (most of them) need nothing loaded.
-    lead_keys = {s.lead_key for s in deciding} | escalated
-    lead_keys |= {e.data.lead_key for e in events if isinstance(e.data, LeadActivity)}
-    await _load(store, batch, lead_keys, [*deciding, *routed.values()], routed)
+    await _load(store, batch, persons, [*deciding, *routed.values()], routed, aliases)
     decisions = []
     for event in events:
         handler = HANDLERS.get(event.type)
@@ -124,7 +136,10 @@ async def record_activity(session: AsyncSession, event: Envelope) -> None:
     if event.type not in OUTCOMES:
         return
     store = SqlRoutingStore(session)
-    book = RoutingBook(history=await store.history([activity.lead_key]))
+    keys = handlers.outcome_keys(activity)
+    aliases = await store.aliases(keys)
+    persons = {aliases.canonical(key) for key in keys}
+    book = RoutingBook(history=await store.history(persons), aliases=aliases)
     close_on_outcome(book, event)
     await store.save(book.writes, activity.occurred_at)
 
@@ -178,12 +193,27 @@ async def reps_now(
     }
 
 
+def _named(config: LeadflowConfig, events: Sequence[Envelope]) -> set[str]:
+    """Every key the batch's events name that the router must look up: those of scores that
+    route or merge, merges, escalations and outcomes."""
+    keys: set[str] = set()
+    for event in events:
+        data = event.data
+        if event.type not in HANDLERS:
+            continue
+        if isinstance(data, LeadScored) and not routes(config, data) and not data.merged_from:
+            continue
+        keys |= handlers.named_keys(data)
+    return keys
+
+
 async def _load(
     store: RoutingStore,
     batch: Batch,
     lead_keys: Iterable[str],
     deciding: Iterable[LeadScored],
     routed: dict[str, LeadScored],
+    aliases: AliasBook | None = None,
 ) -> None:
     """Lock what the batch's decisions may touch, then load the book they read."""
     config, now = batch.config, batch.now
@@ -209,6 +239,7 @@ async def _load(
         day_starts=day_starts,
         turns=await store.turns(locked.teams),
         routed=routed,
+        aliases=aliases,
     )
     batch.locked = locked
 

@@ -8,7 +8,9 @@ the consumers, the in-memory one (`memory.InMemoryRoutingStore`) `leadflow simul
 tests, so a simulation decides as the router does.
 
 Loading is split into the reads the use case makes, in this order, because each needs the
-one before: the scored leads escalations route again (for what their decisions may touch),
+one before: the locks on the people the batch names and their aliases (what key each of
+them is known by now), the scored leads escalations route again and merges move (for what
+their decisions may touch),
 the run-time roster of the reps those decisions may touch (for the start of each rep's
 day), the locks on their routing pools, then under the locks the leads' assignments, the
 reps' counts since each instant and the teams' turns.
@@ -20,6 +22,7 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
+from leadflow.aliases import AliasBook
 from leadflow.events import LeadScored
 from leadflow_router.book import Assignment, Turns, Writes
 
@@ -37,7 +40,16 @@ class RunTimeRoster(NamedTuple):
 
 
 class RoutingStore(Protocol):
-    """Where the router's assignments, turns, routed leads and run-time roster live."""
+    """Where the router's assignments, turns, routed leads, aliases and run-time roster live."""
+
+    async def lock_leads(self, lead_keys: Collection[str]) -> None:
+        """Hold these people until the batch is saved (all at once, in one order)."""
+        ...
+
+    async def aliases(self, lead_keys: Collection[str]) -> AliasBook:
+        """The router's aliases of every person these keys name (each key's person, and
+        every other key of that person): what a merge of these keys needs."""
+        ...
 
     async def routed_leads(self, lead_keys: Collection[str]) -> dict[str, LeadScored]:
         """The scored leads as they were first routed, by lead key."""
@@ -65,6 +77,7 @@ class RoutingStore(Protocol):
         ...
 
     async def save(self, writes: Writes, now: datetime) -> None:
-        """Write what a batch changed: routed leads, closed and converted assignments, turns,
-        new assignments, decisions, events to publish and notifications."""
+        """Write what a batch changed: aliases, routed leads, assignments and decisions moved
+        to a survivor, closed and converted assignments, turns, new assignments, decisions,
+        events to publish and notifications."""
         ...

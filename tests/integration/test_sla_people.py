@@ -108,7 +108,7 @@ def processor(engine: AsyncEngine, config: LeadflowConfig) -> EventProcessor:
         consumer="leadflow-sla-monitor",
         engine=engine,
         batch_handler=handle,
-        accepts={"lead.assigned", "lead.reassigned", "lead.merged", *domain.STOPPING_ACTIVITIES},
+        accepts=domain.CONSUMED,
         dead_letters=InMemoryBus(),
         settings=Settings(),
         metrics=consumer_metrics("sla_people_test"),
@@ -219,14 +219,14 @@ async def test_a_contact_by_phone_closes_the_email_window_wherever_the_merge_com
     assert ends[0]["aliases"] == [(PHONE, EMAIL)]
 
 
-async def test_two_live_windows_keep_the_earlier_wherever_the_merge_comes_before_the_contact(
+async def test_two_live_windows_keep_the_earlier_wherever_the_merge_comes(
     engine: AsyncEngine, config: LeadflowConfig
 ) -> None:
     # The phone's profile qualified first: it survives, though the email was assigned first.
     story = [assigned(EMAIL, "ana"), assigned(PHONE, "ben", minutes=1), contacted(EMAIL)]
     merge = merged(PHONE, EMAIL, absorbed=True)
     ends = []
-    for events in interleavings(story, merge)[:-1]:
+    for events in interleavings(story, merge):
         await consume(engine, config, events)
         ends.append(await snapshot(engine))
         assert await fire(engine, config, T0 + timedelta(hours=1)) == []
@@ -258,12 +258,13 @@ async def test_the_window_closed_as_merged_never_alerts_the_kept_one_does(
     ]
 
 
-async def test_a_contact_that_closed_the_phone_window_before_the_merge_closes_the_email_one(
+async def test_a_contact_that_closed_the_later_window_before_the_merge_moves_to_the_kept_one(
     engine: AsyncEngine, config: LeadflowConfig
 ) -> None:
-    """Both profiles were assigned, the phone's rep called (its window closed as
-    contacted), then scoring merged them: the email's window, the only live one, closes too
-    (the person was contacted after it was assigned); nothing is left to alert."""
+    """Both profiles were assigned and the phone's rep called (its window closed as
+    contacted), then scoring merged them. The router keeps the earlier assignment (both were
+    live: a contact leaves the lead with its rep) and closes the other as merged: so does
+    the monitor, and the contact closes the kept window; nothing is left to alert."""
     await consume(
         engine,
         config,
@@ -278,9 +279,39 @@ async def test_a_contact_that_closed_the_phone_window_before_the_merge_closes_th
     contact = T0 + timedelta(minutes=3)
     assert (await snapshot(engine))["windows"] == [
         (f"{EMAIL}-ana", EMAIL, "closed", "contacted", contact),
-        (f"{PHONE}-ben", EMAIL, "closed", "contacted", contact),
+        (f"{PHONE}-ben", EMAIL, "closed", "merged", None),
     ]
     assert await fire(engine, config, T0 + timedelta(hours=1)) == []
+
+
+async def test_an_assignment_the_router_closed_on_a_rejection_is_not_kept(
+    engine: AsyncEngine, config: LeadflowConfig
+) -> None:
+    """The email's lead was contacted, then rejected (the router closed Ana's assignment);
+    the phone's profile, assigned later to Ben, merges in: Ben's is the live assignment, and
+    his window keeps running."""
+    await consume(
+        engine,
+        config,
+        [
+            assigned(EMAIL, "ana"),
+            contacted(EMAIL, minutes=2),
+            contacted(EMAIL, minutes=4, kind="rejected"),
+            assigned(PHONE, "ben", 6),
+            merged(EMAIL, PHONE, absorbed=True),
+        ],
+    )
+
+    contact = T0 + timedelta(minutes=2)
+    assert (await snapshot(engine))["windows"] == [
+        (f"{EMAIL}-ana", EMAIL, "closed", "contacted", contact),
+        (f"{PHONE}-ben", EMAIL, "open", None, None),
+    ]
+    alerts = await fire(engine, config, T0 + timedelta(minutes=16))
+    assert {(a.type, a.data.rep_id) for a in alerts} == {  # type: ignore[union-attr]
+        ("sla.warning", "ben"),
+        ("sla.breached", "ben"),
+    }
 
 
 async def test_an_outcome_from_before_the_assignment_stays_out_of_its_window(

@@ -129,7 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
     spec = ConsumerSpec(
         group="leadflow-sla-monitor",
         topics=[topics.ASSIGNED, topics.ACTIVITY],
-        accepts={"lead.assigned", "lead.reassigned", "lead.merged", *domain.STOPPING_ACTIVITIES},
+        accepts=domain.CONSUMED,
         batch_handler=monitor.batch_handler,
         after_commit=monitor.scheduler.flush_hints,
     )

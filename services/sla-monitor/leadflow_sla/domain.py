@@ -5,6 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 STOPPING_ACTIVITIES = {"lead.contacted", "lead.accepted", "lead.rejected", "lead.converted"}
+# Outcomes after which the router holds the lead for no rep any more (a contact or an
+# acceptance stops the clock, but the assignment stays the rep's).
+ENDING_ACTIVITIES = {"lead.rejected", "lead.converted", "lead.won", "lead.lost"}
+# What the monitor's consumer applies.
+CONSUMED = {
+    "lead.assigned",
+    "lead.reassigned",
+    "lead.merged",
+    *STOPPING_ACTIVITIES,
+    *ENDING_ACTIVITIES,
+}
 
 
 def due_at(assigned_at: datetime, window: timedelta) -> datetime:

@@ -13,7 +13,7 @@ from leadflow.db.statements import insert_new
 from leadflow.db.tables import UtcDateTime
 from leadflow_sla.ladder import StagePlan
 from leadflow_sla.tables import sla_outcomes, sla_timers, sla_windows
-from leadflow_sla.windows import FollowUpWindow, ReportedOutcome
+from leadflow_sla.windows import MERGED, SETTLING, FollowUpWindow, ReportedOutcome
 
 STAGE_COLUMNS = {"warning": "warned_at", "breached": "breached_at", "escalated": "escalated_at"}
 
@@ -41,16 +41,18 @@ WINDOW_COLUMNS = (
 async def windows_touched(
     session: AsyncSession, lead_keys: Collection[str], assignment_ids: Collection[str]
 ) -> list[FollowUpWindow]:
-    """The open windows of these leads and the windows of these assignments, in one
+    """The open windows of these people and those closed by a contact or an acceptance
+    (their assignments still live), and the windows of these assignments, in one
     statement, oldest first."""
     if not lead_keys and not assignment_ids:
         return []
     c = sla_windows.c
+    live = or_(c.status == "open", c.outcome.in_(SETTLING))
     query = (
         select(c.id, *(c[name] for name in WINDOW_COLUMNS))
         .where(
             or_(
-                and_(c.lead_key.in_(sorted(lead_keys)), c.status == "open"),
+                and_(c.lead_key.in_(sorted(lead_keys)), live),
                 c.assignment_id.in_(sorted(assignment_ids)),
             )
         )
@@ -126,11 +128,27 @@ async def outcomes_of(session: AsyncSession, lead_keys: Collection[str]) -> list
     return [ReportedOutcome(*row) for row in rows.all()]
 
 
+# A live assignment's window closed by a contact or an acceptance, closed again as merged.
+_RELABEL = (
+    update(sla_windows)
+    .where(sla_windows.c.id == bindparam("row_id"), sla_windows.c.status == "closed")
+    .values(
+        outcome=MERGED,
+        contacted_at=None,
+        closed_at=bindparam("new_closed_at", type_=UtcDateTime()),
+    )
+)
+
+
 async def save_people(
-    session: AsyncSession, reported: Sequence[ReportedOutcome], moved: Mapping[str, str]
+    session: AsyncSession,
+    reported: Sequence[ReportedOutcome],
+    moved: Mapping[str, str],
+    relabeled: Sequence[FollowUpWindow] = (),
 ) -> None:
-    """Keep the outcomes a batch received, and move every row of the keys its merges
-    absorbed (windows, timers, outcomes) to the survivors: a statement per table."""
+    """Keep the outcomes a batch received; move every row of the keys its merges absorbed
+    (windows, timers, outcomes) to the survivors; close again as merged the stored closed
+    windows of assignments merged away: a statement per table and kind of change."""
     if reported:
         await session.execute(
             sla_outcomes.insert(),
@@ -143,6 +161,11 @@ async def save_people(
                 }
                 for o in reported
             ],
+        )
+    if relabeled:
+        rows = sorted(relabeled, key=lambda w: w.id or 0)
+        await session.execute(
+            _RELABEL, [{"row_id": w.id, "new_closed_at": w.closed_at} for w in rows]
         )
     if not moved:
         return

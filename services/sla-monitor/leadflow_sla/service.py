@@ -56,12 +56,15 @@ async def apply_events(
     book = await aliases.load(session, ALIASES, keys)
     people = keys | set(book.resolve(keys).values())
     stored = await repository.windows_touched(session, people, assignments)
-    reported = await repository.outcomes_of(session, people) if windows.merges_in(events) else []
+    joining = windows.needs_outcomes(events, book)
+    reported = await repository.outcomes_of(session, people) if joining else []
     windowbook = windows.WindowBook(stored, book, reported)
     for event in events:
         windows.apply(windowbook, event, config, now)
     await repository.save_windows(session, windowbook.opened, windowbook.closed, now)
-    await repository.save_people(session, windowbook.reported, windowbook.moved)
+    await repository.save_people(
+        session, windowbook.reported, windowbook.moved, windowbook.relabeled
+    )
     await aliases.save(session, ALIASES, book)
     for seconds in windowbook.speeds_to_lead():
         SPEED_TO_LEAD.observe(seconds)

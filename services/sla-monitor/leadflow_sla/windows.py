@@ -8,12 +8,16 @@ first delivery opened), and writes back what changed in bulk.
 One person, one window. Every key an event names is resolved through the monitor's aliases
 to the person's current key: an assignment opens its window there, and an outcome reported
 by email, phone or lead key closes the window open there. A `lead.merged` moves the
-absorbed keys' windows to the survivor; of two windows then open, the earlier assignment's
-stays (as the router keeps it) and the other closes as `merged`, its timers stopped. The
-outcomes each key received are kept (`ReportedOutcome`), so a contact reported under the
-phone before the merge told the monitor the phone was the person's still closes the
-window of the assignment made under the email, once the merge comes: applying the same
-events with the merge earlier or later leaves the same windows.
+absorbed keys' windows to the survivor. Of the person's assignments still live then (as
+the router counts them: a window open, or closed by a contact or an acceptance, and no
+rejection, conversion, win or loss since), the router keeps the earlier one and closes the
+others as `merged` without publishing anything; the monitor applies the same rule to the
+same merge (`keep_one`): the other windows close as `merged`, their timers stopped, and
+their contact, if any, counts for the kept one. The outcomes each key received are kept
+(`ReportedOutcome`), so a contact reported under the phone before the merge told the
+monitor the phone was the person's still closes the window of the assignment made under
+the email once the merge comes: the same events with the merge earlier or later leave the
+same windows.
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ from leadflow_sla.business_time import WorkCalendar, calendar_for
 from leadflow_sla.ladder import StagePlan
 
 # What closes a window besides an activity: the lead went to another rep, or the person
-# had another window open, assigned earlier, when two of their keys were found to be one.
+# had another live assignment, made earlier, when two of their keys were found to be one.
 REASSIGNED = "reassigned"
 MERGED = "merged"
+# Outcomes that close a window but leave the assignment the rep's.
+SETTLING = ("contacted", "accepted")
+ENDING = {kind.removeprefix("lead.") for kind in domain.ENDING_ACTIVITIES}
 
 
 @dataclass(slots=True)
@@ -91,16 +98,20 @@ class WindowBook:
     ) -> None:
         self.aliases = aliases if aliases is not None else AliasBook()
         self._assignments: set[str] = set()
+        # By person: windows open, and windows closed by a contact or an acceptance.
         self._open: dict[str, list[FollowUpWindow]] = {}
+        self._settled: dict[str, list[FollowUpWindow]] = {}
         self._outcomes: dict[str, list[ReportedOutcome]] = {}
         for window in stored:
             self._remember(window)
         for outcome in outcomes:
             self._outcomes.setdefault(outcome.lead_key, []).append(outcome)
-        # Windows this batch opened (in order, and by key) and stored windows it closed.
+        # Windows this batch opened (in order, and by key), stored windows it closed, and
+        # stored closed windows it closed again as merged.
         self.opened: list[FollowUpWindow] = []
         self._opened: dict[str, list[FollowUpWindow]] = {}
         self.closed: list[FollowUpWindow] = []
+        self.relabeled: list[FollowUpWindow] = []
         # Outcomes this batch received, and each key a merge absorbed with its survivor.
         self.reported: list[ReportedOutcome] = []
         self.moved: dict[str, str] = {}
@@ -109,6 +120,8 @@ class WindowBook:
         self._assignments.add(window.assignment_id)
         if window.status == "open":
             self._open.setdefault(window.lead_key, []).append(window)
+        elif window.outcome in SETTLING:
+            self._settled.setdefault(window.lead_key, []).append(window)
 
     def has_window(self, assignment_id: str) -> bool:
         """Whether a window was opened for this assignment (stored or by this batch)."""
@@ -140,6 +153,8 @@ class WindowBook:
         window.closed_at, window.contacted_at = at, contacted_at
         if window.id is not None:
             self.closed.append(window)
+        if outcome in SETTLING:
+            self._settled.setdefault(window.lead_key, []).append(window)
 
     def report(self, outcome: ReportedOutcome) -> None:
         """Keep an outcome the person received (a later merge may need it)."""
@@ -148,16 +163,14 @@ class WindowBook:
 
     def merge(self, merge: Merge, now: datetime) -> None:
         """Record a merge; move the absorbed keys' windows and outcomes to the survivor, keep
-        the earlier of two open windows, and let the outcomes of any of the person's keys
-        close the one left open."""
+        one live assignment, and let the outcomes of any of the person's keys close its
+        window if it is still open."""
         moved = self.aliases.apply(merge)
         for key, root in sorted(moved.items()):
-            self._open.setdefault(root, []).extend(self._open.pop(key, []))
-            for window in self._opened.pop(key, []):
-                self._opened.setdefault(root, []).append(window)
-                window.lead_key = root
-            for window in self._open[root]:
-                window.lead_key = root
+            for windows in (self._open, self._settled, self._opened):
+                windows.setdefault(root, []).extend(windows.pop(key, []))
+                for window in windows[root]:
+                    window.lead_key = root
             for outcome in self._outcomes.pop(key, []):
                 outcome.lead_key = root
                 self._outcomes.setdefault(root, []).append(outcome)
@@ -165,27 +178,46 @@ class WindowBook:
             key: self.aliases.canonical(root) for key, root in {**self.moved, **moved}.items()
         }
         for root in sorted(set(moved.values())):
-            self.keep_earliest(root, now)
+            self.keep_one(root, now)
             self._apply_outcomes(root, now)
 
-    def keep_earliest(self, lead_key: str, now: datetime) -> None:
-        """Of the person's open windows, keep the earliest assignment's; close the others as
-        `merged` (the router keeps the earlier of two live assignments alike)."""
-        windows = self._open.get(lead_key, [])
-        if len(windows) < 2:
+    def keep_one(self, lead_key: str, now: datetime) -> None:
+        """Of the person's live assignments, keep the earliest (then the smallest assignment
+        id), as the router does; close the others' windows as `merged`, their timers
+        stopped, their contact no longer theirs."""
+        live = [*self._open.get(lead_key, []), *self._settled.get(lead_key, [])]
+        live = [w for w in live if not self._ended(w)]
+        if len(live) < 2:
             return
-        kept = min(windows, key=lambda w: (w.assigned_at, w.assignment_id))
-        for window in windows:
-            if window is not kept:
+        kept = min(live, key=lambda w: (w.assigned_at, w.assignment_id))
+        for window in live:
+            if window is kept:
+                continue
+            if window.status == "open":
+                self._open[lead_key].remove(window)
                 self._close(window, MERGED, now, None)
-        self._open[lead_key] = [kept]
+            else:
+                self._settled[lead_key].remove(window)
+                window.outcome, window.contacted_at, window.closed_at = MERGED, None, now
+                if window.id is not None:
+                    self.relabeled.append(window)
+
+    def _ended(self, window: FollowUpWindow) -> bool:
+        """Whether the router closed the assignment of a settled window since: the person
+        was rejected, converted, won or lost after it was made."""
+        return window.status != "open" and any(
+            o.activity in ENDING and o.occurred_at >= window.assigned_at
+            for o in self._outcomes.get(window.lead_key, [])
+        )
 
     def _apply_outcomes(self, lead_key: str, now: datetime) -> None:
         """Close the person's open window with the first outcome received for any of their
         keys since it was assigned."""
         for window in self._open.get(lead_key, []):
             after = [
-                o for o in self._outcomes.get(lead_key, []) if o.occurred_at >= window.assigned_at
+                o
+                for o in self._outcomes.get(lead_key, [])
+                if o.occurred_at >= window.assigned_at and o.activity not in ("won", "lost")
             ]
             if not after:
                 continue
@@ -219,8 +251,8 @@ def start_window(
     """(Re)start the person's follow-up window for the assigned rep, with its ladder of timers.
 
     A reassignment (the lead had reps before) closes the previous rep's window first: the
-    clock restarts for the new rep. A first assignment of a person who already has a window
-    open (two of their keys were assigned before anyone knew they were one) keeps the
+    clock restarts for the new rep. A first assignment of a person who already has a live
+    assignment (two of their keys were assigned before anyone knew they were one) keeps the
     earlier of the two. An assignment that already has a window (a copy of its event)
     changes nothing.
     """
@@ -254,7 +286,7 @@ def start_window(
         )
     )
     if first:
-        book.keep_earliest(person, now)
+        book.keep_one(person, now)
 
 
 def named_keys(activity: LeadActivity) -> list[str]:
@@ -265,11 +297,13 @@ def named_keys(activity: LeadActivity) -> list[str]:
 
 def stop_windows(book: WindowBook, event_id: str, activity: LeadActivity, now: datetime) -> None:
     """Close the open window of the person the outcome names by any of its keys; a contact
-    records when it came (speed to lead). The outcome is kept for later merges."""
+    records when it came (speed to lead). The outcome is kept for later merges; one that
+    does not stop the clock (a win, a loss) is only kept."""
     keys = named_keys(activity)
     person = person_of(keys, book.aliases.resolve(keys), book.has_open)
-    contacted = activity.occurred_at if activity.activity == "contacted" else None
-    book.close(person, activity.activity, now, contacted)
+    if f"lead.{activity.activity}" in domain.STOPPING_ACTIVITIES:
+        contacted = activity.occurred_at if activity.activity == "contacted" else None
+        book.close(person, activity.activity, now, contacted)
     book.report(ReportedOutcome(person, activity.activity, activity.occurred_at, event_id))
 
 
@@ -278,7 +312,7 @@ def apply(book: WindowBook, event: Envelope, config: LeadflowConfig, now: dateti
     move windows to the survivor on a merge."""
     if isinstance(event.data, LeadAssigned):
         start_window(book, event.data, config, now)
-    elif isinstance(event.data, LeadActivity) and event.type in domain.STOPPING_ACTIVITIES:
+    elif isinstance(event.data, LeadActivity) and event.type in domain.CONSUMED:
         stop_windows(book, event.id, event.data, now)
     elif isinstance(event.data, LeadMerged) and (merge := merge_of(event.data)) is not None:
         book.merge(merge, now)
@@ -292,13 +326,21 @@ def touched(events: Iterable[Envelope]) -> tuple[set[str], set[str]]:
         if isinstance(event.data, LeadAssigned):
             keys.add(event.data.lead_key)
             assignments.add(event.data.assignment_id)
-        elif isinstance(event.data, LeadActivity) and event.type in domain.STOPPING_ACTIVITIES:
+        elif isinstance(event.data, LeadActivity) and event.type in domain.CONSUMED:
             keys.update(named_keys(event.data))
         elif isinstance(event.data, LeadMerged) and (merge := merge_of(event.data)) is not None:
             keys.update(merge.named())
     return keys, assignments
 
 
-def merges_in(events: Iterable[Envelope]) -> bool:
-    """Whether a batch merges keys (then it needs the outcomes its people received)."""
-    return any(isinstance(e.data, LeadMerged) and merge_of(e.data) for e in events)
+def needs_outcomes(events: Iterable[Envelope], aliases: AliasBook) -> bool:
+    """Whether a batch may join a person's keys (a merge, or an assignment under a key that
+    is an alias now): then it needs the outcomes the person received."""
+    return any(
+        (isinstance(e.data, LeadMerged) and merge_of(e.data) is not None)
+        or (
+            isinstance(e.data, LeadAssigned)
+            and aliases.canonical(e.data.lead_key) != e.data.lead_key
+        )
+        for e in events
+    )

@@ -116,7 +116,8 @@ def replay(
     """Every person's outcome after replaying `history` in time order through `config`.
 
     Each lead is scored, then its score goes to the router as the scoring service would
-    publish it; a person keeps the assignment of their first routing.
+    publish it; a person keeps the assignment the router holds for them (their first
+    routing; of two profiles routed before they merged, the earlier assignment).
     """
     engine = importlib.import_module("leadflow_scoring.replay").Replay(config.scoring)
     router = importlib.import_module("leadflow_router.replay").Replay(config)
@@ -127,11 +128,9 @@ def replay(
         scored: LeadScored = engine.apply(received, event_id, now)
         for merged in scored.merged_from:
             outcomes.pop(merged, None)
-        before = outcomes.get(scored.lead_key)
-        team, rep, rule = (before.team, before.rep, before.rule) if before else (None, None, None)
-        decision = router.route(scored, derived_event_id("lead.scored", event_id), now)
-        if decision is not None:
-            team, rep, rule = decision.team, decision.rep_id, decision.rule
+        router.route(scored, derived_event_id("lead.scored", event_id), now)
+        held = router.current(scored.lead_key)
+        team, rep, rule = (held.team, held.rep_id, held.rule) if held else (None, None, None)
         outcomes[scored.lead_key] = Outcome(
             scored.lead_key, scored.tier, scored.grade, scored.score, team, rep, rule
         )

@@ -16,6 +16,7 @@ from leadflow.config import LeadflowConfig
 from leadflow.coroutines import complete
 from leadflow.events import Envelope, LeadScored, new_event
 from leadflow_router import service
+from leadflow_router.book import Assignment, RoutingBook
 from leadflow_router.domain import Decision
 from leadflow_router.memory import InMemoryRoutingStore
 
@@ -30,6 +31,12 @@ class Replay:
     def apply(self, events: Sequence[Envelope], now: datetime) -> service.Routed:
         """Apply a batch of router events at `now`, exactly as the service would."""
         return complete(service.route_batch(self.store, events, self.config, now))
+
+    def current(self, lead_key: str) -> Assignment | None:
+        """The person's current assignment or queue entry (at any of their keys), if any."""
+        person = self.store.person(lead_key)
+        rows = complete(self.store.history([person])).get(person, [])
+        return RoutingBook(history={person: rows}).current(person)
 
     def route(self, scored: LeadScored, event_id: str, now: datetime) -> Decision | None:
         """Apply one `lead.scored` at `now`: the decision when it calls for routing."""

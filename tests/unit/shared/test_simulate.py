@@ -91,3 +91,30 @@ def test_a_lead_nobody_can_take_is_queued_in_the_simulation(tmp_path: Path) -> N
     assert reps(outcomes, leads) == ["ana", "ben", "chloe", None]
     last = outcomes[leads[3].lead_key]
     assert (last.team, last.rule) == ("enterprise", "enterprise-size")
+
+
+def test_two_profiles_routed_before_they_merge_end_as_one_person(tmp_path: Path) -> None:
+    email, phone = "vp@big.example", "+14155550123"
+    company = {"name": "Big", "domain": "big.example", "size": 1500}
+    lead = {"job_title": "VP Sales", "company": company, "country": "US"}
+    bodies = [
+        {"event": "lead", "activity": "demo_request", "lead": lead | {"email": email}},
+        {"event": "lead", "activity": "demo_request", "lead": lead | {"phone": phone}},
+        {"event": "lead", "activity": "webinar", "lead": lead | {"email": email, "phone": phone}},
+    ]
+    path = tmp_path / "history.jsonl"
+    path.write_text(
+        "\n".join(
+            orjson.dumps(b | {"received_at": (T0 + timedelta(minutes=i)).isoformat()}).decode()
+            for i, b in enumerate(bodies)
+        )
+        + "\n"
+    )
+    leads = sim.read_history(path)
+
+    outcomes = sim.replay(config(tmp_path, "current", {}), leads)
+
+    # One person, under the email's key, with the assignment made first (the phone's,
+    # made a minute later to the next rep in turn, closed as merged).
+    assert list(outcomes) == [leads[0].lead_key]
+    assert outcomes[leads[0].lead_key].rep == "ana"

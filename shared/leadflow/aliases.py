@@ -12,9 +12,10 @@ A row always points at the final survivor, never at another alias, so resolving 
 look-up. Merges may arrive in any order (`lead.merged` and `lead.scored` travel on
 different topics; a later merge can overtake an earlier one): `AliasBook.apply` works on
 the whole group of keys a merge touches and picks its root, the one key no merge absorbed,
-so the same merges give the same rows whatever their order. Scoring never absorbs a
-survivor into one of its own aliases; if merges ever did contradict each other, the
-smallest key of the group wins, still whatever their order.
+so the same merges give the same rows whatever their order. That holds for merges as
+scoring publishes them, where no key is ever absorbed by two people. Merges that
+contradict each other (a cycle, or one key absorbed by two unrelated survivors) still leave
+one root per group, the smallest free key, but which one may then depend on their order.
 
 A consumer batch costs a constant number of statements: `resolve` (one SELECT) for the
 keys its events name, `load` (one SELECT) before applying merges in memory and `save` (one
@@ -105,7 +106,7 @@ class AliasBook:
         newly = set(merge.aliases) - {merge.survivor}
         absorbed = {key for key in group if key in self._rows} | newly
         free = group - absorbed
-        # One free key unless merges contradict each other; then the smallest, in any order.
+        # One free key unless merges contradict each other; then the smallest.
         root = min(free) if free else min(group)
         moved: dict[str, str] = {}
         for key in sorted(group):

@@ -403,6 +403,9 @@ class Team(_Model):
     conversion_window: Duration = timedelta(days=90)
     # Lead attributes a rep must cover to take the lead (language, product interest, region).
     skills: list[Literal["language", "product", "region"]] = Field(default_factory=list)
+    # Marking one of the team's reps out of office (admin API) hands their open leads not yet
+    # contacted to the team's other reps, through the team's distribution.
+    redistribute_on_absence: bool = False
 
 
 class RoutingRule(_Model):

@@ -1,4 +1,5 @@
-"""The admin API: change reps at run time (out of office, caps, hours, weights), audited.
+"""The admin API: change reps at run time (out of office, caps, hours, weights) and
+reassign leads by hand, audited.
 
 Every route needs `Authorization: Bearer <token>` (LEADFLOW_ADMIN_TOKEN); changes are
 stored in the database, win over the configuration, and take effect on the next decision.
@@ -10,13 +11,15 @@ import hmac
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow.config import LeadflowConfig
 from leadflow.problems import Problem, field_errors
 from leadflow.processing import utcnow
 from leadflow.runtime import RuntimeDep, SessionDep
 from leadflow_router import admin_service, roster, roster_repository
+from leadflow_router.notify import NotifyOptions
+from leadflow_router.service import ReassignRefused
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -65,6 +68,20 @@ def _parse(model: type[_Body], body: Any) -> _Body:
         raise Problem(
             422, "invalid_body", "The change is not valid.", errors=field_errors(exc.errors())
         ) from exc
+
+
+class ReassignIn(BaseModel):
+    """A lead given by hand to a rep, and why (kept in the audit log, told to both reps)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rep_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+def _options(request: Request) -> NotifyOptions:
+    options = getattr(request.app.state, "notify_options", None)
+    return options if isinstance(options, NotifyOptions) else NotifyOptions()
 
 
 @router.get("/reps")
@@ -117,8 +134,19 @@ async def add_absence(
     _known_rep(config, rep_id)
     absence = _parse(roster.AbsenceIn, await _json(request))
     async with runtime.sessions() as session, session.begin():
-        absence_id = await admin_service.add_absence(session, rep_id, absence, actor, utcnow())
-    return {"id": absence_id, "rep_id": rep_id, **absence.model_dump(mode="json")}
+        absence_id, moved, stayed = await admin_service.add_absence(
+            session, rep_id, absence, actor, utcnow(), config, _options(request)
+        )
+    relay = getattr(runtime, "relay", None)
+    if moved and relay is not None:
+        relay.wake()
+    return {
+        "id": absence_id,
+        "rep_id": rep_id,
+        **absence.model_dump(mode="json"),
+        "redistributed": [admin_service.handover_view(one) for one in moved],
+        "kept": stayed,
+    }
 
 
 @router.delete(
@@ -138,6 +166,40 @@ async def cancel_absence(
             404, "unknown_absence", f"Rep {rep_id!r} has no out-of-office period {absence_id}."
         )
     return Response(status_code=204)
+
+
+@router.post(
+    "/leads/{lead_key}/reassign",
+    responses={
+        404: {"description": "Unknown lead, or not assigned to anyone."},
+        409: {"description": "The lead is closed (rejected, converted, won or lost)."},
+        422: {"description": "Unknown rep, the same rep, a rep it cannot go to, or away."},
+    },
+)
+async def reassign_lead(
+    lead_key: str, request: Request, actor: Actor, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Give a lead (any of its person's keys) to another rep by hand: the assignment moves,
+    the SLA window restarts for the new rep, both reps are told, the change is audited."""
+    body = _parse(ReassignIn, await _json(request))
+    try:
+        async with runtime.sessions() as session, session.begin():
+            moved = await admin_service.reassign(
+                session,
+                runtime.settings.app,
+                lead_key,
+                body.rep_id,
+                body.reason,
+                actor,
+                utcnow(),
+                _options(request),
+            )
+    except ReassignRefused as refused:
+        raise Problem(refused.status, refused.code, refused.detail) from refused
+    relay = getattr(runtime, "relay", None)
+    if relay is not None:
+        relay.wake()  # publish the reassignment now, not at the relay's next poll
+    return {**admin_service.handover_view(moved), "reason": body.reason}
 
 
 @router.get("/audit")

@@ -1,4 +1,5 @@
-"""Run-time roster changes: overrides and absences, each audited (who, what, when, how)."""
+"""Run-time changes: rep overrides and absences, leads reassigned by hand, each audited
+(who, what, when, how)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow.config import LeadflowConfig
 from leadflow_router import book_repository, roster, roster_repository
 from leadflow_router.availability import RepLoad, local_day_start, off_duty, over_capacity
+from leadflow_router.book_repository import SqlRoutingStore
 from leadflow_router.metrics import ADMIN_CHANGES
-from leadflow_router.service import current_reps
+from leadflow_router.notify import NotifyOptions
+from leadflow_router.service import (
+    HandedOver,
+    current_reps,
+    reassign_by_hand,
+    redistribute_absent,
+)
 
 _FIELDS = (
     "active",
@@ -89,10 +97,75 @@ async def change_rep(
     ADMIN_CHANGES.labels("rep.update").inc()
 
 
+async def reassign(
+    session: AsyncSession,
+    config: LeadflowConfig,
+    lead_key: str,
+    rep_id: str,
+    reason: str,
+    actor: str,
+    now: datetime,
+    options: NotifyOptions | None = None,
+) -> HandedOver:
+    """Give a lead to a rep by hand and audit it (`service.reassign_by_hand`; raises
+    `ReassignRefused`)."""
+    moved = await reassign_by_hand(
+        SqlRoutingStore(session), config, lead_key, rep_id, reason, now, options, actor=actor
+    )
+    await _audit_handover(session, moved, reason, actor, now)
+    ADMIN_CHANGES.labels("lead.reassign").inc()
+    return moved
+
+
+def handover_view(moved: HandedOver) -> dict[str, Any]:
+    """A lead moved outside routing, as the admin API answers it."""
+    taken, previous = moved.assignment, moved.previous
+    return {
+        "lead_key": moved.lead_key,
+        "assignment_id": taken.assignment_id,
+        "rep_id": taken.rep_id,
+        "team": taken.team,
+        "rule": taken.rule,
+        "seq": taken.seq,
+        "assigned_at": taken.assigned_at.isoformat(),
+        "previous_assignment_id": previous.assignment_id,
+        "previous_rep_id": previous.rep_id,
+        "close_reason": previous.close_reason,
+    }
+
+
+async def _audit_handover(
+    session: AsyncSession, moved: HandedOver, reason: str, actor: str, now: datetime
+) -> None:
+    """One audit line per lead moved, under the rep it was taken from."""
+    previous = moved.previous
+    await roster_repository.audit(
+        session,
+        actor=actor,
+        action="lead.reassign",
+        rep_id=previous.rep_id,
+        before={
+            "lead_key": moved.lead_key,
+            "assignment_id": previous.assignment_id,
+            "rep_id": previous.rep_id,
+        },
+        after={**handover_view(moved), "reason": reason},
+        now=now,
+    )
+
+
 async def add_absence(
-    session: AsyncSession, rep_id: str, absence: roster.AbsenceIn, actor: str, now: datetime
-) -> int:
-    """Mark a rep out of office for a period; returns the absence id."""
+    session: AsyncSession,
+    rep_id: str,
+    absence: roster.AbsenceIn,
+    actor: str,
+    now: datetime,
+    config: LeadflowConfig | None = None,
+    options: NotifyOptions | None = None,
+) -> tuple[int, list[HandedOver], list[str]]:
+    """Mark a rep out of office for a period; returns the absence id, and when it covers
+    now and `config` makes one of the rep's teams redistribute on absence, the leads handed
+    to the team's other reps (each audited) and the keys of those nobody could take."""
     absence_id = await roster_repository.add_absence(
         session,
         rep_id,
@@ -112,7 +185,16 @@ async def add_absence(
         now=now,
     )
     ADMIN_CHANGES.labels("rep.out_of_office.add").inc()
-    return absence_id
+    if config is None or not absence.start <= now < absence.end:
+        return absence_id, [], []
+    moved, stayed = await redistribute_absent(
+        SqlRoutingStore(session), config, rep_id, now, options
+    )
+    for one in moved:
+        await _audit_handover(session, one, "out_of_office", actor, now)
+    if moved:
+        ADMIN_CHANGES.labels("lead.reassign").inc(len(moved))
+    return absence_id, moved, stayed
 
 
 async def cancel_absence(

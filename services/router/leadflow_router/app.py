@@ -2,7 +2,8 @@
 
 It also consumes `sla.escalated` (reassign, excluding the reps who missed the lead), CRM
 outcomes (which close a rep's open lead and credit conversions, whichever of the person's
-keys they name) and `lead.merged` (a person's keys become one), retries queued leads
+keys they name), contacts (so a rep marked out of office keeps the leads they reached) and
+`lead.merged` (a person's keys become one), retries queued leads
 as reps come on shift, sends the notifications its decisions queue, and serves the admin API.
 """
 
@@ -48,7 +49,13 @@ def _consumer(options: NotifyOptions) -> ConsumerSpec:
     return ConsumerSpec(
         group="leadflow-router",
         topics=[topics.SCORED, topics.ALERTS, topics.ACTIVITY],
-        accepts={"lead.scored", "lead.merged", "sla.escalated", *service.OUTCOMES},
+        accepts={
+            "lead.scored",
+            "lead.merged",
+            "sla.escalated",
+            *service.OUTCOMES,
+            *service.CONTACTS,
+        },
         batch_handler=make,
     )
 
@@ -157,4 +164,5 @@ def create_app(settings: Settings, router_settings: RouterSettings | None = None
     )
     install_problem_handlers(app)
     app.state.admin_tokens = router_settings.admin_tokens()
+    app.state.notify_options = options
     return app

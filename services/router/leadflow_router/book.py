@@ -22,7 +22,8 @@ from leadflow_router.availability import RepLoad
 from leadflow_router.domain import Decision, RoutingState
 from leadflow_router.pools import Reach
 
-Kind = Literal["route", "reassign", "dequeue"]
+# `manual`: a manager reassigned the lead by hand (admin API), or marked its rep out of office.
+Kind = Literal["route", "reassign", "dequeue", "manual"]
 # Why an assignment closed when its person's other live assignment, made earlier, was kept.
 MERGED = "merged"
 
@@ -44,6 +45,7 @@ class Assignment:
     close_reason: str | None = None
     converted_at: datetime | None = None
     id: int | None = None
+    contacted_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -231,6 +233,13 @@ class RoutingBook:
         for since, counts in self._since.items():
             if row.rep_id in counts and row.assigned_at >= since:
                 counts[row.rep_id][1] += 1
+
+    def contact(self, row: Assignment, at: datetime) -> None:
+        """Record the first contact (or acceptance) of the lead while `row` holds it."""
+        if row.contacted_at is not None:
+            return
+        row.contacted_at = at
+        self._changed(row)
 
     def merge(self, merge: Merge) -> list[str]:
         """Record a merge and move the state of every key that stopped meaning a person of

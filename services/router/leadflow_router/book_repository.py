@@ -83,6 +83,7 @@ async def history_of(
         c.closed_at,
         c.close_reason,
         c.converted_at,
+        c.contacted_at,
     ).where(c.lead_key.in_(list(lead_keys)))
     history: dict[str, list[Assignment]] = {}
     for row in await session.execute(query.order_by(c.lead_key, c.seq)):
@@ -123,6 +124,18 @@ async def tallies(
     return open_leads, counts
 
 
+async def uncontacted_of(session: AsyncSession, rep_id: str) -> list[str]:
+    """The leads the rep holds (open assignments) and has not contacted, oldest first."""
+    c = assignments.c
+    query = (
+        select(c.lead_key)
+        .where(c.rep_id == rep_id, c.status == "assigned", c.closed_at.is_(None))
+        .where(c.contacted_at.is_(None))
+        .order_by(c.assigned_at, c.id)
+    )
+    return [str(key) for key in (await session.execute(query)).scalars()]
+
+
 async def turns_of(session: AsyncSession, teams: Collection[str]) -> dict[str, Turns]:
     """The round-robin pointers of these teams (a team that never had a turn has none)."""
     if not teams:
@@ -150,6 +163,9 @@ _CHANGE = (
         ),
         converted_at=func.coalesce(
             assignments.c.converted_at, bindparam("new_converted_at", type_=UtcDateTime())
+        ),
+        contacted_at=func.coalesce(
+            assignments.c.contacted_at, bindparam("new_contacted_at", type_=UtcDateTime())
         ),
     )
 )
@@ -195,6 +211,7 @@ async def save(session: AsyncSession, writes: Writes, now: datetime) -> None:
                 "new_closed_at": row.closed_at,
                 "new_close_reason": row.close_reason,
                 "new_converted_at": row.converted_at,
+                "new_contacted_at": row.contacted_at,
             }
             for row_id, row in sorted(writes.changed.items())
         ]
@@ -298,6 +315,10 @@ class SqlRoutingStore:
         """The round-robin pointers of these teams."""
         return await turns_of(self.session, teams)
 
+    async def uncontacted(self, rep_id: str) -> list[str]:
+        """The leads the rep holds and has not contacted, oldest first."""
+        return await uncontacted_of(self.session, rep_id)
+
     async def save(self, writes: Writes, now: datetime) -> None:
         """Write back what a batch changed, a statement per table."""
         await save(self.session, writes, now)
@@ -317,6 +338,7 @@ def _assignment(row: Assignment) -> dict[str, Any]:
         "closed_at": row.closed_at,
         "close_reason": row.close_reason,
         "converted_at": row.converted_at,
+        "contacted_at": row.contacted_at,
     }
 
 

@@ -37,7 +37,12 @@ from leadflow_router import domain
 from leadflow_router.availability import skip_kind
 from leadflow_router.book import MERGED, Assignment, Decided, Kind, RoutingBook
 from leadflow_router.metrics import ASSIGNMENTS, END_TO_END, REASSIGNMENTS, SKIPPED
-from leadflow_router.notify import NotifyOptions, merge_notifications, notifications_for
+from leadflow_router.notify import (
+    NotifyOptions,
+    handover_notifications,
+    merge_notifications,
+    notifications_for,
+)
 from leadflow_router.pools import Reach, reach
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,9 @@ SOURCE = "/leadflow/router"
 OUTCOMES = {"lead.rejected": False, "lead.converted": True, "lead.won": True, "lead.lost": False}
 # The close reasons those outcomes leave on an assignment.
 FINAL = {kind.removeprefix("lead.") for kind in OUTCOMES}
+# What the CRM reports once the rep has reached the lead: the assignment stays theirs, but
+# marking them out of office no longer hands it on.
+CONTACTS = ("lead.contacted", "lead.accepted")
 
 
 class Batch:
@@ -277,6 +285,61 @@ def close_on_outcome(book: RoutingBook, event: Envelope) -> None:
         book.convert(current, activity.occurred_at)
 
 
+def record_contact(batch: Batch, event: Envelope) -> None:
+    """Record the first contact (or acceptance) of the person's open assignment, reported
+    by any of their keys."""
+    activity = event.data
+    assert isinstance(activity, LeadActivity)
+    book = batch.book
+    keys = outcome_keys(activity)
+    person = person_of(keys, book.aliases.resolve(keys), lambda key: bool(book.history(key)))
+    current = book.current(person)
+    if current is None or current.rep_id is None or current.closed_at is not None:
+        return
+    if activity.occurred_at >= current.assigned_at:
+        book.contact(current, activity.occurred_at)
+
+
+def hand_over(
+    batch: Batch,
+    current: Assignment,
+    decision: domain.Decision,
+    where: Reach,
+    *,
+    assignment_id: str,
+    close_reason: str,
+    why: str,
+) -> Assignment:
+    """Give the person's open assignment `current` to the decision's rep, outside routing (a
+    manager's hand, or the rep marked out of office): `current` closes as `close_reason`, the
+    new assignment is published as `lead.reassigned` (the previous reps in
+    `previous_rep_ids`, so the SLA monitor closes the old window and opens the new rep's),
+    the new rep hears of it as of any reassignment and the previous rep that it moved and
+    why. Returns the new assignment."""
+    book = batch.book
+    person = current.lead_key
+    scored = book.routed_lead(person)
+    assert scored is not None
+    assert decision.rep_id is not None
+    previous = previous_reps(book.history(person))
+    book.close(current, close_reason, batch.now)
+    _record(
+        batch,
+        scored,
+        decision,
+        where,
+        assignment_id=assignment_id,
+        seq=book.next_seq(person),
+        kind="manual",
+        previous=previous,
+    )
+    row = book.history(person)[-1]
+    book.writes.notifications.extend(
+        handover_notifications(batch.config, batch.options, scored, current, row, why)
+    )
+    return row
+
+
 Handler = Callable[[Batch, Envelope], domain.Decision | None]
 
 
@@ -290,6 +353,7 @@ HANDLERS: dict[str, Handler] = {
     "lead.merged": record_merge,
     "sla.escalated": reassign,
     **dict.fromkeys(OUTCOMES, record_outcome),
+    **dict.fromkeys(CONTACTS, record_contact),
 }
 
 
@@ -350,7 +414,7 @@ def _record(
             previous_rep_ids=previous,
             source=scored.source,
         )
-        type_ = "lead.reassigned" if kind == "reassign" else "lead.assigned"
+        type_ = "lead.reassigned" if kind in ("reassign", "manual") else "lead.assigned"
     else:
         data = LeadUnassigned(
             lead_key=scored.lead_key,

@@ -116,6 +116,18 @@ class InMemoryRoutingStore:
         """The round-robin pointers of these teams (copies)."""
         return {t: Turns(*self._turns[t]) for t in teams if t in self._turns}
 
+    async def uncontacted(self, rep_id: str) -> list[str]:
+        """The leads the rep holds and has not contacted, oldest first."""
+        held = [
+            row
+            for row in self._rows
+            if row.rep_id == rep_id
+            and row.status == "assigned"
+            and row.closed_at is None
+            and row.contacted_at is None
+        ]
+        return [row.lead_key for row in sorted(held, key=_held)]
+
     @staticmethod
     def _since(index: dict[str, list[datetime]], rep: str, since: datetime) -> int:
         times = index.get(rep, [])
@@ -214,6 +226,8 @@ class InMemoryRoutingStore:
                 stored.closed_at = new.closed_at
                 if rep is not None:
                     self._open[rep] -= 1
+        if stored.contacted_at is None and new.contacted_at is not None:
+            stored.contacted_at = new.contacted_at
         if stored.converted_at is None and new.converted_at is not None:
             stored.converted_at = new.converted_at
             if rep is not None:
@@ -226,3 +240,7 @@ def _start(absence: tuple[datetime, datetime, str]) -> datetime:
 
 def _seq(row: Assignment) -> int:
     return row.seq
+
+
+def _held(row: Assignment) -> tuple[datetime, int]:
+    return (row.assigned_at, row.id or 0)

@@ -201,6 +201,55 @@ def merge_notifications(
     return notes
 
 
+def handover_notifications(
+    config: LeadflowConfig,
+    options: NotifyOptions,
+    scored: LeadScored,
+    closed: Assignment,
+    taken: Assignment,
+    why: str,
+) -> list[Notification]:
+    """What the rep a lead was taken from hears (a manager reassigned it by hand, or they
+    were marked out of office): who has it now, and why; the new rep hears of it as of any
+    reassignment (`notifications_for`)."""
+    rep = next((r for r in config.reps if r.id == closed.rep_id), None)
+    if rep is None:  # a rep who left the configuration
+        return []
+    settings = config.routing.notify
+    why_url = f"{options.public_url}/v1/leads/{taken.lead_key}/routing"
+    company = scored.lead.company.name or taken.lead_key
+    taker = _rep_name(config, taken.rep_id) or "another rep"
+    subject = f"Lead reassigned: {company} is with {taker} now"
+    body = "\n".join(
+        [
+            f"Hi {rep.name},",
+            "",
+            f"This lead was reassigned to {taker}: {why}. You no longer need to follow it up.",
+            "",
+            *_lead_lines(scored),
+            "",
+            f"Details: {why_url}",
+        ]
+    )
+    key = f"router:handover:{taken.assignment_id}"
+    payload = {
+        "type": "lead.handed_over",
+        "lead_key": taken.lead_key,
+        "closed_assignment_id": closed.assignment_id,
+        "previous_rep_id": closed.rep_id,
+        "assignment_id": taken.assignment_id,
+        "rep_id": taken.rep_id,
+        "reason": why,
+        "why_url": why_url,
+    }
+    notes: list[Notification] = []
+    if settings.rep_email:
+        notes.append(Notification("email", rep.email, subject, body, f"{key}:email", {}))
+    if settings.rep_webhook and rep.webhook:
+        notes.append(Notification("webhook", rep.webhook, subject, body, f"{key}:webhook", payload))
+    return notes
+
+
 def _rep_name(config: LeadflowConfig, rep_id: str | None) -> str | None:
     if rep_id is None:
         return None

@@ -16,6 +16,7 @@ or hundreds, in Kafka order) costs the same few statements:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,21 +27,37 @@ from leadflow.aliases import AliasBook
 from leadflow.config import LeadflowConfig, Rep
 from leadflow.events import Envelope, LeadActivity, LeadScored, SlaAlert
 from leadflow_router import domain, handlers, repository, roster
-from leadflow_router.availability import local_day_start
-from leadflow_router.book import RoutingBook, Writes
+from leadflow_router.availability import cannot_take, local_day_start, off_duty, skip_kind
+from leadflow_router.book import Assignment, RoutingBook, Writes
 from leadflow_router.book_repository import SqlRoutingStore
-from leadflow_router.handlers import HANDLERS, OUTCOMES, Batch, close_on_outcome, observe, routes
+from leadflow_router.distribution import pick
+from leadflow_router.handlers import (
+    CONTACTS,
+    FINAL,
+    HANDLERS,
+    OUTCOMES,
+    Batch,
+    close_on_outcome,
+    hand_over,
+    observe,
+    routes,
+)
 from leadflow_router.notify import NotifyOptions
-from leadflow_router.pools import union
+from leadflow_router.pools import Reach, pools_of, reach, union
 from leadflow_router.store import RoutingStore
 
 __all__ = [
+    "CONTACTS",
     "OUTCOMES",
+    "HandedOver",
+    "ReassignRefused",
     "Routed",
     "apply_events",
     "current_reps",
+    "reassign_by_hand",
     "reassign_escalated",
     "record_activity",
+    "redistribute_absent",
     "retry_queued",
     "route_batch",
     "route_scored",
@@ -214,10 +231,13 @@ async def _load(
     deciding: Iterable[LeadScored],
     routed: dict[str, LeadScored],
     aliases: AliasBook | None = None,
+    locked: Reach | None = None,
 ) -> None:
-    """Lock what the batch's decisions may touch, then load the book they read."""
+    """Lock what the batch's decisions may touch (`locked`, else what the routing of the
+    `deciding` leads may touch), then load the book they read."""
     config, now = batch.config, batch.now
-    locked = union(batch.reach(scored) for scored in deciding)
+    if locked is None:
+        locked = union(batch.reach(scored) for scored in deciding)
     # The roster changes only through the admin API, never under the routing lock.
     reps = await reps_now(store, config, locked.reps, now)
     await store.lock(locked.pools)
@@ -248,3 +268,250 @@ async def _save(store: RoutingStore, batch: Batch) -> None:
     writes = batch.book.writes
     await store.save(writes, batch.now)
     observe(writes.decided, batch.now)
+
+
+class ReassignRefused(Exception):
+    """Why a lead cannot be reassigned by hand: an HTTP status, a problem code, a sentence."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class HandedOver:
+    """A lead moved outside routing: the assignment it left and the one it has now."""
+
+    lead_key: str
+    previous: Assignment
+    assignment: Assignment
+
+
+# Why a rep cannot be given a lead by hand (a manager may overrule shifts and caps, not
+# a rep who is inactive or away).
+_AWAY = ("inactive", "out_of_office")
+MANUAL_REASON = "reassigned"
+ABSENCE_REASON = "out_of_office"
+
+
+async def reassign_by_hand(
+    store: RoutingStore,
+    config: LeadflowConfig,
+    lead_key: str,
+    rep_id: str,
+    reason: str,
+    now: datetime,
+    options: NotifyOptions | None = None,
+    *,
+    actor: str,
+) -> HandedOver:
+    """Give the lead known by `lead_key` (any of the person's keys) to `rep_id` by hand.
+
+    Refused (`ReassignRefused`) when the router holds no open assignment of the person
+    (404: unknown, queued, or closed as merged), the lead is closed by an outcome
+    (409), or the rep is not configured, already has it, is in no team the lead can go to
+    (the current assignment's team, the teams and reps its routing reaches), or is inactive
+    or out of office now (422). Shifts and caps do not stop a manager.
+    """
+    await store.lock_leads({lead_key})
+    aliases = await store.aliases({lead_key})
+    person = aliases.canonical(lead_key)
+    await store.lock_leads({person} - {lead_key})
+    history = await store.history({person})
+    routed = await store.routed_leads({person})
+    book = RoutingBook(history=history, routed=routed, aliases=aliases)
+    current = book.current(person)
+    scored = book.routed_lead(person)
+    if current is None or scored is None:
+        raise ReassignRefused(404, "unknown_lead", f"The router has no lead {lead_key!r}.")
+    if current.closed_at is not None and current.close_reason in FINAL:
+        raise ReassignRefused(
+            409,
+            "lead_closed",
+            f"Lead {lead_key!r} is closed ({current.close_reason}): there is nothing to reassign.",
+        )
+    if current.closed_at is not None or current.status != "assigned" or current.rep_id is None:
+        raise ReassignRefused(
+            404,
+            "not_assigned",
+            f"Lead {lead_key!r} is not assigned to anyone"
+            + (" (it waits in the queue)." if current.status == "queued" else "."),
+        )
+    if not any(rep.id == rep_id for rep in config.reps):
+        raise ReassignRefused(422, "unknown_rep", f"No rep with id {rep_id!r} is configured.")
+    if rep_id == current.rep_id:
+        raise ReassignRefused(422, "same_rep", f"Lead {lead_key!r} is already with {rep_id!r}.")
+    team = _team_for(config, scored, current, rep_id, now)
+    if team is None:
+        raise ReassignRefused(
+            422,
+            "rep_not_eligible",
+            f"{config.rep(rep_id).name} is in no team lead {lead_key!r} can go to "
+            f"(team {current.team!r}, or the teams and reps its routing rules reach).",
+        )
+    rep = (await reps_now(store, config, [rep_id], now))[rep_id]
+    away = off_duty(rep, now)
+    if away is not None and skip_kind(away) in _AWAY:
+        raise ReassignRefused(422, "rep_unavailable", f"{rep.name} cannot take leads now: {away}.")
+    pools = pools_of(config)
+    where = Reach(
+        frozenset({rep_id}),
+        frozenset({team}),
+        frozenset({pools.of_rep(rep_id), pools.of_rep(current.rep_id)}),
+    )
+    await store.lock(where.pools)
+    batch = Batch(config, options or NotifyOptions(), now)
+    batch.book = book
+    why = f"{actor} reassigned it by hand" + (f" ({reason})" if reason else "")
+    decision = domain.Decision(
+        "assigned",
+        rule=current.rule,
+        team=team,
+        rep_id=rep_id,
+        candidates=[rep_id],
+        reason=f"{why}, from {_name(config, current.rep_id)} to {rep.name}",
+        method="named_rep",
+    )
+    taken = hand_over(
+        batch,
+        current,
+        decision,
+        where,
+        assignment_id=str(uuid.uuid4()),
+        close_reason=MANUAL_REASON,
+        why=why,
+    )
+    await _save(store, batch)
+    return HandedOver(person, current, taken)
+
+
+async def redistribute_absent(
+    store: RoutingStore,
+    config: LeadflowConfig,
+    rep_id: str,
+    now: datetime,
+    options: NotifyOptions | None = None,
+) -> tuple[list[HandedOver], list[str]]:
+    """Hand the open leads `rep_id` has not contacted to the other reps of their team, when
+    the team redistributes on absence (`teams[].redistribute_on_absence`): each through the
+    team's distribution (its turns, weights or loads, skills and caps), the absent rep
+    skipped, as a reassignment with reason `out_of_office`. A lead nobody in its team can
+    take now stays where it is. Returns the leads moved and the keys of those that stayed.
+    """
+    teams = [t for t in config.teams if t.redistribute_on_absence and rep_id in t.reps]
+    if not teams:
+        return [], []
+    held = await store.uncontacted(rep_id)
+    if not held:
+        return [], []
+    await store.lock_leads(set(held))
+    aliases = await store.aliases(set(held))
+    persons = sorted({aliases.canonical(key) for key in held})
+    await store.lock_leads(set(persons) - set(held))
+    routed = await store.routed_leads(set(persons))
+    pools = pools_of(config)
+    names = frozenset(t.name for t in teams)
+    reps = frozenset(r for t in teams for r in t.reps)
+    locked = Reach(
+        reps, names, frozenset({pools.of_team(n) for n in names} | {pools.of_rep(rep_id)})
+    )
+    batch = Batch(config, options or NotifyOptions(), now)
+    await _load(store, batch, persons, [], routed, aliases, locked)
+    book = batch.book
+    absent = config.rep(rep_id).name
+    moved: list[HandedOver] = []
+    stayed: list[str] = []
+    for person in persons:
+        current = book.current(person)
+        scored = book.routed_lead(person)
+        if (
+            current is None
+            or scored is None
+            or current.rep_id != rep_id
+            or current.closed_at is not None
+            or current.contacted_at is not None
+            or current.team not in names
+        ):
+            continue
+        team = config.team(current.team)
+        where = Reach(frozenset(team.reps), frozenset({team.name}), locked.pools)
+        state = book.state(config, now, where, {rep_id})
+        skipped = {
+            r: why
+            for r in team.reps
+            if (
+                why := cannot_take(
+                    state.reps[r],
+                    now,
+                    state.loads[r],
+                    lead=scored.lead,
+                    skills=team.skills,
+                    excluded=state.excluded,
+                )
+            )
+            is not None
+        }
+        available = [r for r in team.reps if r not in skipped]
+        if not available:
+            stayed.append(person)
+            continue
+        chosen = pick(
+            team,
+            available,
+            reps=state.reps,
+            last=state.last_turn.get(team.name),
+            open_leads={r: state.loads[r].open for r in team.reps},
+            recent=state.recent.get(team.name, {}),
+            conversions=state.conversions.get(team.name, {}),
+        )
+        name = state.reps[chosen.rep_id].name
+        why = f"{absent} is out of office"
+        decision = domain.Decision(
+            "assigned",
+            rule=current.rule,
+            team=team.name,
+            rep_id=chosen.rep_id,
+            candidates=list(team.reps),
+            skipped={r: w for r, w in skipped.items() if r != rep_id},
+            reason=f"{why}; team {team.name!r} redistributes: {chosen.how.format(rep=name)}",
+            method=team.distribution,
+            details=chosen.details,
+        )
+        taken = hand_over(
+            batch,
+            current,
+            decision,
+            where,
+            assignment_id=str(uuid.uuid4()),
+            close_reason=ABSENCE_REASON,
+            why=why,
+        )
+        moved.append(HandedOver(person, current, taken))
+    await _save(store, batch)
+    return moved, stayed
+
+
+def _team_for(
+    config: LeadflowConfig, scored: LeadScored, current: Assignment, rep_id: str, now: datetime
+) -> str | None:
+    """The team a lead given by hand to `rep_id` goes to: the current assignment's when the
+    rep is in it, else the first of the rep's teams its routing reaches, else the rep's first
+    team (the fallback team for a rep in none, as routing queues for them) when the routing
+    names the rep (an account owner, a rule's rep); None when the rep is in no team the
+    lead can go to."""
+    if rep_id in config.team(current.team).reps:
+        return current.team
+    reached = reach(config, scored, now)
+    for team in config.teams:
+        if team.name in reached.teams and rep_id in team.reps:
+            return team.name
+    if rep_id in reached.reps:
+        own = config.team_of(rep_id)
+        return own.name if own is not None else config.routing.fallback_team
+    return None
+
+
+def _name(config: LeadflowConfig, rep_id: str | None) -> str:
+    return next((rep.name for rep in config.reps if rep.id == rep_id), rep_id or "nobody")

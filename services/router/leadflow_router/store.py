@@ -76,6 +76,11 @@ class RoutingStore(Protocol):
         """The round-robin pointers of these teams (a team that never had a turn has none)."""
         ...
 
+    async def uncontacted(self, rep_id: str) -> list[str]:
+        """The leads the rep holds (open assignments) and has not contacted, oldest first
+        (what marking them out of office may hand on)."""
+        ...
+
     async def save(self, writes: Writes, now: datetime) -> None:
         """Write what a batch changed: aliases, routed leads, assignments and decisions moved
         to a survivor, closed and converted assignments, turns, new assignments, decisions,

@@ -25,6 +25,9 @@ assignments = Table(
     Column("close_reason", String(32), nullable=True),
     # When the CRM reported the lead converted (SQL) while this assignment held it.
     Column("converted_at", UtcDateTime(), nullable=True),
+    # When the CRM first reported the lead contacted (or accepted) while this assignment
+    # held it: marking the rep out of office hands on only leads not contacted yet.
+    Column("contacted_at", UtcDateTime(), nullable=True),
     UniqueConstraint("lead_key", "seq"),
     Index("ix_assignments_rep_id_assigned_at", "rep_id", "assigned_at"),
 )

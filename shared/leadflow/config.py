@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import holidays
 import yaml
@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic.json_schema import WithJsonSchema
 
 from leadflow.conditions import Condition
+from leadflow.events import Tier
 from leadflow.schedules import (
     Absence,
     Shift,
@@ -77,6 +78,25 @@ Duration = Annotated[
         }
     ),
 ]
+
+
+# Every tier scoring gives a lead, highest first: a move to an earlier one is an upgrade.
+TIERS: tuple[str, ...] = get_args(Tier)
+
+
+def tier_rank(tier: str) -> int:
+    """How high a tier stands (mql highest); unknown tiers stand below every known one."""
+    return len(TIERS) - TIERS.index(tier) if tier in TIERS else 0
+
+
+def _known_tiers(value: list[str], field: str) -> list[str]:
+    unknown = [tier for tier in value if tier not in TIERS]
+    if unknown:
+        raise ValueError(
+            f"{field} names tiers that do not exist: {', '.join(map(repr, unknown))}; "
+            f"use {', '.join(TIERS)}."
+        )
+    return value
 
 
 class _Model(BaseModel):
@@ -462,7 +482,11 @@ class Routing(_Model):
     """Ordered routing rules and the queue that takes what no rule matches."""
 
     version: str = Field(min_length=1)
-    tiers: list[str] = Field(default_factory=lambda: ["mql"])
+    # The tiers whose leads are routed: a lead is routed when it enters one of them for the
+    # first time (an MQL when it newly qualifies), and again on an upgrade to a higher one.
+    tiers: list[str] = Field(default_factory=lambda: ["mql"], min_length=1)
+    # Tiers at which leads of priority accounts (`accounts[].priority`) are routed too.
+    priority_account_tiers: list[str] = Field(default_factory=list)
     rules: list[RoutingRule] = Field(default_factory=list)
     fallback_team: str
     # The zone of the `time.*` fields routing conditions can test.
@@ -473,6 +497,20 @@ class Routing(_Model):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return known_zone(value)
+
+    @field_validator("tiers")
+    @classmethod
+    def _routed_tiers(cls, value: list[str]) -> list[str]:
+        return _known_tiers(value, "routing.tiers")
+
+    @field_validator("priority_account_tiers")
+    @classmethod
+    def _account_tiers(cls, value: list[str]) -> list[str]:
+        return _known_tiers(value, "routing.priority_account_tiers")
+
+    def routed_tiers(self, priority_account: bool) -> list[str]:
+        """The tiers at which a lead is routed (more for a priority account's)."""
+        return [*self.tiers, *self.priority_account_tiers] if priority_account else self.tiers
 
 
 class SlaPolicy(_Model):
@@ -494,6 +532,11 @@ class SlaPolicy(_Model):
     warn_at_percent: int | None = Field(default=None, gt=0, lt=100)
     escalate_after: Duration | None = None
     max_escalations: int = Field(default=1, ge=0)
+
+    @field_validator("tiers")
+    @classmethod
+    def _policy_tiers(cls, value: list[str]) -> list[str]:
+        return _known_tiers(value, "tiers")
 
     @field_validator("window")
     @classmethod

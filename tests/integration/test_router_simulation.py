@@ -1,7 +1,8 @@
 """The router on the database and `leadflow simulate`'s router in memory decide alike.
 
 Random configurations (distributions, caps, named reps that queue or overflow, working
-hours, language skills, an account) and random streams of batches (scores, CRM outcomes,
+hours, language skills, an account, routed tiers: the watch list, a priority account's
+below the bar) and random streams of batches (scores, CRM outcomes,
 escalations, hours or days apart) go through the consumers' batch handler on SQLite and
 PostgreSQL, a batch per transaction, and through the simulation's in-memory router
 (`leadflow_router.replay.Replay`), one event at a time. Every decision, assignment row,
@@ -57,6 +58,7 @@ T0 = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)
 TABLES = (assignments, routing_decisions, round_robin_pointers, routed_leads, outbox, notifications)
 KEYS = [f"lk_{i}" for i in range(12)]
 ACCOUNTS = [{"name": "Acme", "domains": ["acme.example"], "owner": "chloe", "priority": True}]
+WATCH = {"field": "score.tier", "equals": "watch"}
 SHIFT = [{"days": ["mon-fri"], "start": "09:00", "end": "17:30"}]
 DISTRIBUTIONS: list[dict[str, Any]] = [
     {"distribution": "round_robin"},
@@ -107,7 +109,13 @@ def configs(draw: st.DrawFn) -> LeadflowConfig:
             "when_unavailable": draw(overflow),
         },
     ]
-    return make_config(reps=reps, teams=teams, rules=rules, accounts=ACCOUNTS)
+    # Watch-listed leads too, sometimes (to a team of their own rule), and a priority
+    # account's below the bar: upgrades route a person again.
+    tiers = draw(st.sampled_from([["mql"], ["mql", "watch"]]))
+    if "watch" in tiers:
+        rules.insert(0, {"name": "watch-list", "team": "smb", "when": [WATCH]})
+    routing = {"tiers": tiers, "priority_account_tiers": draw(st.sampled_from([[], ["nurture"]]))}
+    return make_config(reps=reps, teams=teams, rules=rules, accounts=ACCOUNTS, routing=routing)
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,7 @@ steps = st.one_of(
         language=st.sampled_from([None, "en", "fr"]),
         source=st.sampled_from(["web", "web", "partner"]),
         domain=st.sampled_from(["example.com", "example.com", "example.com", "acme.example"]),
-        tier=st.sampled_from(["mql", "mql", "watch"]),
+        tier=st.sampled_from(["mql", "mql", "watch", "nurture"]),
     ),
     st.builds(
         Outcome,
@@ -248,6 +256,7 @@ async def same_state(engine: AsyncEngine, memory: InMemoryRoutingStore) -> None:
             await conn.execute(select(routing_decisions).order_by(routing_decisions.c.id))
         ).all()
         events = (await conn.execute(select(outbox.c.key).order_by(outbox.c.id))).all()
+        leads = (await conn.execute(select(routed_leads.c.lead_key, routed_leads.c.scored))).all()
     assert [row(dict(r._mapping)) for r in stored] == [row(a) for a in memory.assignments]
     turns = await memory.turns({str(p.team) for p in pointers} | {"enterprise", "smb"})
     assert {p.team: (p.last_rep_id, p.turns) for p in pointers} == {
@@ -257,6 +266,10 @@ async def same_state(engine: AsyncEngine, memory: InMemoryRoutingStore) -> None:
         (d.assignment.assignment_id, d.kind, d.decision.reason) for d in memory.decided
     ]
     assert [e.key for e in events] == [e.subject for e in memory.events]
+    kept = await memory.routed_leads(KEYS)
+    assert {str(r.lead_key): r.scored["tier"] for r in leads} == {
+        key: scored.tier for key, scored in kept.items()
+    }
 
 
 async def clear(engine: AsyncEngine) -> None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from leadflow.aliases import Merge, merge_of, person_of
-from leadflow.config import LeadflowConfig
+from leadflow.config import LeadflowConfig, tier_rank
 from leadflow.events import (
     Envelope,
     LeadActivity,
@@ -44,6 +45,7 @@ from leadflow_router.notify import (
     notifications_for,
 )
 from leadflow_router.pools import Reach, reach
+from leadflow_router.rules import match_account
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ SOURCE = "/leadflow/router"
 OUTCOMES = {"lead.rejected": False, "lead.converted": True, "lead.won": True, "lead.lost": False}
 # The close reasons those outcomes leave on an assignment.
 FINAL = {kind.removeprefix("lead.") for kind in OUTCOMES}
+# Why an assignment closed when its person rose to a higher routed tier and was routed again.
+UPGRADED = "upgraded"
 # What the CRM reports once the rep has reached the lead: the assignment stays theirs, but
 # marking them out of office no longer hands it on.
 CONTACTS = ("lead.contacted", "lead.accepted")
@@ -87,8 +91,26 @@ class Batch:
 
 
 def routes(config: LeadflowConfig, scored: LeadScored) -> bool:
-    """Whether a score calls for routing: the lead has just qualified, in a routed tier."""
-    return scored.newly_qualified and scored.tier in config.routing.tiers
+    """Whether a score may call for routing: its tier is routed (`routing.tiers`, and
+    `routing.priority_account_tiers` for a priority account's lead), and for an MQL it has
+    just qualified. Whether the person was routed at that tier or a higher one already is
+    the router's record to say (`route`)."""
+    tier, routing = scored.tier, config.routing
+    if tier == "mql" and not scored.newly_qualified:
+        return False
+    if tier in routing.tiers:
+        return True
+    if tier not in routing.priority_account_tiers:
+        return False
+    matched = match_account(config.accounts, scored.lead)
+    return matched is not None and matched[0].priority
+
+
+def upgrades(scored: LeadScored, routed: LeadScored | None) -> bool:
+    """Whether a score routes a person the router holds again: it lifts them into a higher
+    tier than the one they were last routed at (watch -> mql). A re-score within that tier,
+    or below it, changes nothing."""
+    return routed is not None and tier_rank(scored.tier) > tier_rank(routed.tier)
 
 
 def merge_in(data: Payload) -> Merge | None:
@@ -166,8 +188,11 @@ def keep_one(batch: Batch, lead_key: str) -> None:
 
 
 def route(batch: Batch, event: Envelope) -> domain.Decision | None:
-    """Route a person the first time they qualify; later scores of a routed person change
-    nothing. A score carrying a merge applies it first."""
+    """Route a person the first time they enter a routed tier, and again when they rise to
+    a higher routed tier (watch -> mql): the upgrade closes their live assignment or queue
+    entry as `upgraded` and is decided afresh, by the new tier's rules, the history kept.
+    Other scores of a routed person change nothing. A score carrying a merge applies it
+    first."""
     merge(batch, event)
     scored = event.data
     assert isinstance(scored, LeadScored)
@@ -175,27 +200,57 @@ def route(batch: Batch, event: Envelope) -> domain.Decision | None:
     if not routes(batch.config, scored):
         return None
     person = book.person(scored.lead_key)
-    if book.history(person):
+    history = book.history(person)
+    before = book.routed_lead(person)
+    if history and not upgrades(scored, before):
         return None
     if person != scored.lead_key:
         # A score of an absorbed profile that was in flight when the merge came.
         scored = scored.model_copy(update={"lead_key": person})
+    previous: list[str] = []
+    if history:
+        assert before is not None
+        previous = previous_reps(history)
+        live = [row for row in history if row.closed_at is None]
+        for row in live:
+            book.close(row, UPGRADED, batch.now)
+        _keep_instead(book, scored)
+    else:
+        book.keep_lead(scored)
     where = batch.reach(scored)
     decision = domain.route(
         batch.config, scored, batch.now, book.state(batch.config, batch.now, where)
     )
-    book.keep_lead(scored)
+    if history:
+        assert before is not None
+        step = f"upgraded from tier {before.tier} to {scored.tier}: routed again"
+        decision = replace(decision, trace=[step, *decision.trace])
     _record(
         batch,
         scored,
         decision,
         where,
         assignment_id=derived_event_id("assignment", event.id),
-        seq=1,
+        seq=book.next_seq(person),
         kind="route",
-        previous=[],
+        previous=previous,
     )
     return decision
+
+
+def _keep_instead(book: RoutingBook, scored: LeadScored) -> None:
+    """Make `scored` the person's routed lead in place of the one routed before (what an
+    escalation or a retry decides on from now on): the stored row is dropped and the new
+    one written, or this batch's own replaced."""
+    writes = book.writes
+    fresh = [s for s in writes.leads if s.lead_key == scored.lead_key]
+    writes.leads = [s for s in writes.leads if s.lead_key != scored.lead_key]
+    if scored.lead_key in writes.rerouted:
+        del writes.rerouted[scored.lead_key]
+        writes.unrouted.add(scored.lead_key)
+    elif not fresh:
+        writes.unrouted.add(scored.lead_key)
+    book.keep_lead(scored)
 
 
 def reassign(batch: Batch, event: Envelope) -> domain.Decision | None:

@@ -98,9 +98,13 @@ async def route_batch(
         if (merge := handlers.merge_in(e.data)) is not None
         for key in merge.named()
     }
-    routed = await store.routed_leads(escalated | merging)
     deciding = [e.data for e in events if isinstance(e.data, LeadScored) and routes(config, e.data)]
-    await _load(store, batch, persons, [*deciding, *routed.values()], routed, aliases)
+    # A deciding score's person may have been routed at a lower tier (an upgrade routes
+    # them again) or at its own or a higher one (it changes nothing): their routed lead says.
+    scoring = {aliases.canonical(scored.lead_key) for scored in deciding}
+    routed = await store.routed_leads(escalated | merging | scoring)
+    again = [routed[key] for key in sorted(escalated | merging) if key in routed]
+    await _load(store, batch, persons, [*deciding, *again], routed, aliases)
     decisions = []
     for event in events:
         handler = HANDLERS.get(event.type)
@@ -129,7 +133,7 @@ async def route_scored(
     now: datetime,
     options: NotifyOptions | None = None,
 ) -> domain.Decision | None:
-    """Route a lead the first time it qualifies; later scores of a routed lead change nothing."""
+    """Route a lead when it enters a routed tier, or rises to a higher one (`handlers.route`)."""
     [decision] = await apply_events(session, [event], config, now, options)
     return decision
 

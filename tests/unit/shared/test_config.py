@@ -141,7 +141,15 @@ def test_example_configuration_loads() -> None:
         "throwaway-email",
         "link-in-name",
     ]
-    assert [rep.id for rep in config.reps] == ["ana", "ben", "chloe", "dev", "emma", "felix"]
+    assert [rep.id for rep in config.reps] == [
+        "ana",
+        "ben",
+        "chloe",
+        "dev",
+        "emma",
+        "felix",
+        "iris",
+    ]
     assert config.rep("chloe").name == "Chloé Martin"
     assert config.rep("dev").timezone == "Asia/Kolkata"
     assert config.team("enterprise").reps == ["ana", "ben", "chloe"]
@@ -150,12 +158,14 @@ def test_example_configuration_loads() -> None:
     assert team_of_felix.name == "smb"
     assert config.team_of("nobody") is None
     assert [(r.name, r.team, r.rep) for r in config.routing.rules] == [
+        ("watch-list", "inside-sales", None),
         ("enterprise-size", "enterprise", None),
         ("dach-to-felix", None, "felix"),
         ("everyone-else", "smb", None),
     ]
+    assert config.routing.tiers == ["mql", "watch"]
     assert config.routing.fallback_team == "smb"
-    assert config.routing.rules[2].when == []
+    assert config.routing.rules[3].when == []
     assert [(p.name, p.window, p.tiers) for p in config.sla.policies] == [
         ("hot-mql", timedelta(minutes=5), ["mql"])
     ]

@@ -197,7 +197,7 @@ def test_simulate_reports_what_the_candidate_changes(
     }
     assert data["tier_moves"] == {"watch -> mql": 1}
     [change] = data["changed"]
-    assert (change["current"]["team"], change["candidate"]["team"]) == (None, "smb")
+    assert (change["current"]["team"], change["candidate"]["team"]) == ("inside-sales", "smb")
     assert "watch -> mql" in result.output
 
 

@@ -12,7 +12,9 @@ from rich.console import Console
 from leadflow.config import ConfigFileError
 from leadflow.settings import ConfigError, Settings, get_settings
 
-report_app = typer.Typer(help="Closed-loop reports: funnel, speed to lead, reasons, ROI.")
+report_app = typer.Typer(
+    help="Closed-loop reports: funnel, speed to lead, reasons, ROI, tier shares."
+)
 console = Console(stderr=True)
 
 
@@ -174,6 +176,43 @@ def report_roi(
         rep=rep,
         touch=touch,
         by=by,
+    )
+
+
+@report_app.command("tiers")
+def report_tiers(
+    start: FromOption = None,
+    end: ToOption = None,
+    source: SourceOption = None,
+    campaign: CampaignOption = None,
+    segment: SegmentOption = None,
+    team: TeamOption = None,
+    rep: RepOption = None,
+    touch: TouchOption = "first",
+    period: Annotated[
+        Literal["day", "week", "month"], typer.Option(help="One group per day, week or month.")
+    ] = "week",
+    by: Annotated[
+        Literal["all", "source", "campaign"],
+        typer.Option(help="Split each period by source or campaign."),
+    ] = "all",
+    fmt: FormatOption = "table",
+) -> None:
+    """Each tier's share of the leads per period, source or campaign, against
+    reporting.tier_targets; shares off target by more than the tolerance are flagged."""
+    _report(
+        "tiers",
+        fmt,
+        start=start,
+        end=end,
+        source=source,
+        campaign=campaign,
+        segment=segment,
+        team=team,
+        rep=rep,
+        touch=touch,
+        by=by,
+        period=period,
     )
 
 

@@ -619,6 +619,22 @@ class Reporting(_Model):
     campaign_costs: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=dict
     )
+    # The share of leads each tier should take (e.g. mql 0.05, watch 0.10): the tiers report
+    # flags a period, source or campaign whose share is further than `tier_tolerance` (in
+    # share points) from it, once it has at least `tier_min_leads` leads.
+    tier_targets: dict[str, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
+    tier_tolerance: float = Field(default=0.02, ge=0, le=1, allow_inf_nan=False)
+    tier_min_leads: int = Field(default=20, ge=1)
+
+    @field_validator("tier_targets")
+    @classmethod
+    def _targeted_tiers(cls, value: dict[str, float]) -> dict[str, float]:
+        _known_tiers(list(value), "reporting.tier_targets")
+        if sum(value.values()) > 1:
+            raise ValueError("reporting.tier_targets add up to more than 1 (all leads).")
+        return value
 
     @model_validator(mode="after")
     def _unique_segment_names(self) -> Reporting:

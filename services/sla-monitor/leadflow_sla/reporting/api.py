@@ -1,4 +1,5 @@
-"""`/v1/reports/...`: funnel, speed to lead, reasons and ROI as JSON; costs per lead (admin)."""
+"""`/v1/reports/...`: funnel, speed to lead, reasons, ROI and tier shares as JSON; costs per
+lead (admin)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from leadflow.config import Reporting
 from leadflow.processing import utcnow
 from leadflow.runtime import RuntimeDep, SessionDep
-from leadflow_sla.reporting import domain, render, repository, service
+from leadflow_sla.reporting import domain, render, repository, service, tiers
 from leadflow_sla.reporting.metrics import COSTS_CHANGED
 from leadflow_sla.reporting.query import (
     Dimension,
@@ -103,6 +104,20 @@ async def roi(
     """Maximum cost per lead per segment or campaign, flagged where leads cost more."""
     report = await service.roi_report(session, reporting, query, by)
     return render.document("roi", query, report, utcnow())
+
+
+@router.get("/tiers")
+async def tier_shares(
+    session: SessionDep,
+    reporting: ReportingDep,
+    query: QueryDep,
+    period: tiers.Period = "week",
+    by: tiers.TierDimension = "all",
+) -> dict[str, Any]:
+    """Each tier's share of the leads per period (and source or campaign), against the
+    targets in `reporting.tier_targets`, drift beyond the tolerance flagged."""
+    report = await service.tiers_report(session, reporting, query, period, by)
+    return render.document("tiers", query, report, utcnow())
 
 
 @router.get("/leads/{lead_key}")

@@ -1,4 +1,4 @@
-"""`leadflow report funnel|speed|reasons|roi`: the HTTP reports, read from the database."""
+"""`leadflow report funnel|speed|reasons|roi|tiers`: the HTTP reports, read from the database."""
 
 from __future__ import annotations
 
@@ -22,16 +22,17 @@ class ReportError(Exception):
 def report(kind: render.Kind, settings: Settings, fmt: render.Format, **options: Any) -> str:
     """The rendered report; `options` are the period, filters, `touch` and `by`."""
     by = options.pop("by", None)
+    period = options.pop("period", None)
     try:
         query = make_query(settings.app.reporting, **options)
     except ValueError as exc:
         raise ReportError(str(exc)) from exc
-    doc = asyncio.run(_document(kind, settings, query, by))
+    doc = asyncio.run(_document(kind, settings, query, by, period))
     return render.render(kind, doc, fmt)
 
 
 async def _document(
-    kind: render.Kind, settings: Settings, query: ReportQuery, by: Any
+    kind: render.Kind, settings: Settings, query: ReportQuery, by: Any, period: Any = None
 ) -> dict[str, Any]:
     reporting = settings.app.reporting
     engine = create_engine(settings.database_url)
@@ -44,6 +45,10 @@ async def _document(
                 result = await service.speed_report(session, query)
             elif kind == "reasons":
                 result = await service.reasons_report(session, query)
+            elif kind == "tiers":
+                result = await service.tiers_report(
+                    session, reporting, query, period or "week", by or "all"
+                )
             else:
                 result = await service.roi_report(session, reporting, query, by or "segment")
     except DBAPIError as exc:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from leadflow_sla.reporting.query import ReportQuery
 
-Kind = Literal["funnel", "speed", "reasons", "roi"]
+Kind = Literal["funnel", "speed", "reasons", "roi", "tiers"]
 Format = Literal["table", "csv", "json"]
 Style = Literal["text", "int", "rate", "money", "seconds", "days"]
 
@@ -68,6 +68,14 @@ SUMMARIES: dict[Kind, tuple[Column, ...]] = {
         Column("currency", "currency"),
         Column("flagged", "over their maximum cost per lead", "int"),
     ),
+    "tiers": (
+        Column("leads", "leads", "int"),
+        Column("period", "period"),
+        Column("by", "by"),
+        Column("tolerance", "tolerance (share points)", _RATE),
+        Column("min_leads", "fewest leads to flag", "int"),
+        Column("flagged", "tier shares off target", "int"),
+    ),
 }
 
 _REASONS = (
@@ -75,7 +83,25 @@ _REASONS = (
     Column("leads", "leads", "int"),
     Column("share", "share", _RATE),
 )
+_TIER_SHARE = (
+    Column("tier", "tier"),
+    Column("leads", "leads", "int"),
+    Column("total", "of", "int"),
+    Column("share", "share", _RATE),
+    Column("target", "target", _RATE),
+    Column("drift", "drift", _RATE),
+    Column("status", "status"),
+)
 SECTIONS: dict[Kind, tuple[Section, ...]] = {
+    "tiers": (
+        Section("overall", "Tier shares, whole range", "overall", _TIER_SHARE),
+        Section(
+            "rows",
+            "Tier shares by {period} and {by}",
+            "rows",
+            (Column("period", "{period}"), Column("key", "{by}"), *_TIER_SHARE),
+        ),
+    ),
     "funnel": (
         Section(
             "stages",

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow import aliases
 from leadflow.config import Reporting
 from leadflow.events import Envelope, LeadActivity
-from leadflow_sla.reporting import domain, lifecycle, people, repository, roi
+from leadflow_sla.reporting import domain, lifecycle, people, repository, roi, tiers
 from leadflow_sla.reporting.metrics import LIFECYCLE_EVENTS
 from leadflow_sla.reporting.query import Dimension, ReportQuery
 
@@ -120,3 +120,15 @@ async def roi_report(
     """Maximum cost per lead per segment or campaign, against what leads actually cost."""
     lifecycles = await repository.lifecycles(session, query)
     return roi.roi(lifecycles, reporting, by, query.touch, await costs(session, reporting))
+
+
+async def tiers_report(
+    session: AsyncSession,
+    reporting: Reporting,
+    query: ReportQuery,
+    period: tiers.Period,
+    by: tiers.TierDimension,
+) -> tiers.TiersReport:
+    """Each tier's share of the leads per period and source or campaign, against targets."""
+    lifecycles = await repository.lifecycles(session, query)
+    return tiers.tiers(lifecycles, reporting, period, by, query.touch)

@@ -192,6 +192,10 @@ class LeadAssigned(_Payload):
     previous_rep_ids: list[str] = Field(default_factory=list)
     # The source the lead came from (SLA policies can differ by source).
     source: str | None = None
+    # How many SLA escalations the lead went through before this assignment (a manager's
+    # reassignment by hand is not one); None on events written before the router said,
+    # where every previous rep was an escalation.
+    escalations: int | None = None
 
 
 class LeadUnassigned(_Payload):

@@ -452,6 +452,8 @@ def _record(
         assigned_at=now,
         turn=turn,
     )
+    # Escalations so far, before this row: a reassignment by hand is not one.
+    escalations = sum(1 for r in book.history(scored.lead_key) if r.close_reason == "escalated")
     book.add(row)
     data: Payload
     if decision.rep_id is not None:
@@ -468,6 +470,7 @@ def _record(
             received_at=scored.received_at,
             previous_rep_ids=previous,
             source=scored.source,
+            escalations=escalations,
         )
         type_ = "lead.reassigned" if kind in ("reassign", "manual") else "lead.assigned"
     else:

@@ -250,11 +250,12 @@ def start_window(
 ) -> None:
     """(Re)start the person's follow-up window for the assigned rep, with its ladder of timers.
 
-    A reassignment (the lead had reps before) closes the previous rep's window first: the
-    clock restarts for the new rep. A first assignment of a person who already has a live
-    assignment (two of their keys were assigned before anyone knew they were one) keeps the
-    earlier of the two. An assignment that already has a window (a copy of its event)
-    changes nothing.
+    A reassignment (the lead had reps before: an escalation, or a manager's by hand) closes
+    the previous rep's window first: the clock restarts for the new rep, whose ladder counts
+    the escalations so far (`escalations`; a reassignment by hand is not one). A first
+    assignment of a person who already has a live assignment (two of their keys were
+    assigned before anyone knew they were one) keeps the earlier of the two. An assignment
+    that already has a window (a copy of its event) changes nothing.
     """
     if book.has_window(assigned.assignment_id):
         return
@@ -266,7 +267,9 @@ def start_window(
     if policy is None:
         return
     calendar = rep_calendar(config, assigned.rep_id)
-    escalations = len(assigned.previous_rep_ids)
+    escalations = (
+        assigned.escalations if assigned.escalations is not None else len(assigned.previous_rep_ids)
+    )
     stages = ladder.plan(policy, assigned.assigned_at, calendar, escalations)
     breach = next(s for s in stages if s.stage == "breached")
     book.open(

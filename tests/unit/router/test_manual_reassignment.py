@@ -19,7 +19,18 @@ from leadflow_router.memory import InMemoryRoutingStore
 from leadflow_router.replay import Replay
 from leadflow_router.service import HandedOver, ReassignRefused
 from tests.fixtures.routing import NOW, make_config
-from tests.unit.router.test_merges import E, P, X, at, merged, outcome, rows, run, score
+from tests.unit.router.test_merges import (
+    E,
+    P,
+    X,
+    at,
+    escalation,
+    merged,
+    outcome,
+    rows,
+    run,
+    score,
+)
 
 CONFIG = make_config()
 REDISTRIBUTING = make_config(teams={"enterprise": {"redistribute_on_absence": True}})
@@ -69,6 +80,7 @@ def test_a_lead_reassigned_by_hand_moves_with_its_history_and_both_reps_hear() -
     assert event.type == "lead.reassigned"
     assert isinstance(event.data, LeadAssigned)
     assert (event.data.rep_id, event.data.previous_rep_ids) == ("chloe", ["ana"])
+    assert event.data.escalations == 0  # a reassignment by hand is no escalation
     assert event.data.assignment_id == moved.assignment.assignment_id
     assert notes(replay.store, sent) == [
         ("chloe@example.com", f"New lead reassigned to you: {E}"),
@@ -287,3 +299,23 @@ def test_a_contact_before_the_assignment_does_not_count_for_it() -> None:
     moved, _ = absent(replay, "ben", minutes=20)
 
     assert [m.assignment.rep_id for m in moved] == ["chloe"]
+
+
+def test_a_reassignment_by_hand_after_an_escalation_keeps_the_escalations_count() -> None:
+    replay = Replay(CONFIG)
+    run(replay, score(E, 0))
+    first = replay.current(E)
+    assert first is not None
+    run(replay, escalation(E, first.assignment_id, "ana", 5))  # to ben
+
+    by_hand(replay, E, "chloe", minutes=10)
+
+    [escalated, manual] = [e.data for e in replay.store.events[-2:]]
+    assert isinstance(escalated, LeadAssigned)
+    assert isinstance(manual, LeadAssigned)
+    assert (escalated.rep_id, escalated.escalations) == ("ben", 1)
+    assert (manual.rep_id, manual.previous_rep_ids, manual.escalations) == (
+        "chloe",
+        ["ana", "ben"],
+        1,
+    )

@@ -115,6 +115,33 @@ def test_a_reassignment_closes_the_stored_window_and_opens_the_next(
     assert (opened.assignment_id, opened.escalations, opened.status) == ("b-2", 1, "open")
 
 
+def test_a_reassignment_by_hand_restarts_the_clock_without_counting_an_escalation() -> None:
+    policy = {
+        "name": "hot",
+        "window": "10m",
+        "tiers": ["mql"],
+        "escalate_after": "5m",
+        "max_escalations": 1,
+    }
+    config = make_config(sla={"policies": [policy]})
+    by_hand = assigned("b", seq=2)
+    assert isinstance(by_hand.data, LeadAssigned)
+    by_hand.data.escalations = 0
+    escalated = assigned("b", seq=2)
+    assert isinstance(escalated.data, LeadAssigned)
+    escalated.data.escalations = 1
+
+    manual = run(config, WindowBook([stored("b")]), by_hand)
+    auto = run(config, WindowBook([stored("b")]), escalated)
+
+    assert [w.outcome for w in manual.closed] == ["reassigned"]
+    [opened] = manual.opened
+    assert opened.escalations == 0
+    # The new rep can still be escalated; after an escalation the one allowed is spent.
+    assert "escalated" in {s.stage for s in opened.stages}
+    assert "escalated" not in {s.stage for s in auto.opened[0].stages}
+
+
 def test_copies_of_an_assignment_open_one_window_even_after_it_closed(
     config: LeadflowConfig,
 ) -> None:

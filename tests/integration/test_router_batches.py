@@ -25,6 +25,7 @@ from leadflow.events import (
     Lead,
     LeadActivity,
     SlaAlert,
+    Tier,
     derived_event_id,
     new_event,
 )
@@ -188,11 +189,11 @@ async def test_a_batch_closes_and_converts_stored_assignments_once(engine: Async
     assert found == [("e0", "rejected", T0), ("e1", "won", T0)]
 
 
-def processor(engine: AsyncEngine) -> EventProcessor:
+def processor(engine: AsyncEngine, routing: LeadflowConfig | None = None) -> EventProcessor:
     """The router's consumer as it runs in the service: inbox, batch handler, one commit."""
 
     async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
-        await service.apply_events(session, events, config(), now)
+        await service.apply_events(session, events, routing or config(), now)
 
     return EventProcessor(
         consumer="leadflow-router",
@@ -206,7 +207,9 @@ def processor(engine: AsyncEngine) -> EventProcessor:
     )
 
 
-async def statements(engine: AsyncEngine, events: Sequence[Envelope]) -> int:
+async def statements(
+    engine: AsyncEngine, events: Sequence[Envelope], routing: LeadflowConfig | None = None
+) -> int:
     """How many statements the router's consumer sends for one batch of `events`."""
     sent: list[str] = []
 
@@ -218,7 +221,7 @@ async def statements(engine: AsyncEngine, events: Sequence[Envelope]) -> int:
     ]
     event.listen(engine.sync_engine, "before_cursor_execute", count)
     try:
-        await processor(engine).process(records)
+        await processor(engine, routing).process(records)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
     return len(sent)
@@ -251,6 +254,40 @@ async def test_statements_per_batch_do_not_grow_with_the_batch(engine: AsyncEngi
     big = [f"big-{i}" for i in range(1, 100, 2)]
     mixed = [escalation(k, "x") for k in big[:30]] + [outcome(k, "won") for k in big[30:]]
     assert await statements(engine, [*mixed, score("last", BIG)]) <= one + 3
+
+
+async def test_watch_list_routing_and_upgrades_cost_the_same_few_statements(
+    engine: AsyncEngine,
+) -> None:
+    """Watch-tier scores load their people's routed leads to tell a first entry, a re-score
+    and an upgrade apart: one statement for a batch of any size."""
+    watching = make_config(routing={"tiers": ["mql", "watch"]})
+
+    def tiered(key: str, tier: Tier, n: int) -> Envelope:
+        data = scored(Lead(company=BIG), lead_key=key, tier=tier, at=T0)
+        return new_event("lead.scored", data, source="/t", time=T0, event_id=f"{key}-{n}")
+
+    async def counted(events: list[Envelope]) -> int:
+        return await statements(engine, events, watching)
+
+    await counted([tiered("warm", "watch", 0)])
+    cost: dict[str, list[int]] = {}
+    for size in (1, 100):
+        keys = [f"w{size}-{i}" for i in range(size)]
+        cost[f"watch {size}"] = [await counted([tiered(k, "watch", 1) for k in keys])]
+        cost[f"again {size}"] = [await counted([tiered(k, "watch", 2) for k in keys])]
+        cost[f"mql {size}"] = [await counted([tiered(k, "mql", 3) for k in keys])]
+    assert cost["watch 1"] == cost["watch 100"], cost
+    assert cost["again 1"] == cost["again 100"], cost
+    # An upgrade closes the watch assignments and replaces the routed leads: three more.
+    assert cost["mql 1"] == cost["mql 100"], cost
+    assert cost["mql 1"][0] <= cost["watch 1"][0] + 3, cost
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(assignments.c.close_reason).where(assignments.c.lead_key.like("w100-%"))
+        )
+        reasons = [r.close_reason for r in rows]
+    assert sorted(reasons, key=str) == [None] * 100 + ["upgraded"] * 100
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Leads moved by hand through the admin API, on SQLite and PostgreSQL: a manager's
 reassignment (and every refusal), and an out-of-office period that redistributes the rep's
-open, uncontacted leads in a team that asks for it."""
+open, uncontacted leads in a team that asks for it; both leave the same rows and events on
+the database as on the in-memory store."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from leadflow.config import LeadflowConfig
@@ -30,8 +31,10 @@ from leadflow.events import (
 from leadflow.problems import install_problem_handlers
 from leadflow.runtime import get_runtime
 from leadflow_router import admin, service
+from leadflow_router.book_repository import SqlRoutingStore
+from leadflow_router.memory import InMemoryRoutingStore
 from leadflow_router.settings import RouterSettings
-from leadflow_router.tables import admin_audit, assignments
+from leadflow_router.tables import admin_audit, assignments, rep_absences
 from tests.fixtures.routing import make_config, scored
 from tests.integration.test_router_api import OPS, TOKENS
 from tests.integration.test_routing_service import BIG, emitted, rows
@@ -278,4 +281,61 @@ async def test_an_absence_starting_later_redistributes_nothing(
     assert response.json()["redistributed"] == []
     assert [(r["rep_id"], r["close_reason"]) for r in await rows(engine, assignments)] == [
         ("ana", None)
+    ]
+
+
+async def test_moves_by_hand_leave_the_same_rows_on_the_database_as_in_memory(
+    engine: AsyncEngine,
+) -> None:
+    config = REDISTRIBUTING
+    memory = InMemoryRoutingStore()
+    at = now()
+    streams = [
+        [scored_event(f"lk_{n}") for n in range(5)],  # ana, ben, chloe, ana, ben
+        [activity("lk_0", "contacted")],
+    ]
+
+    async def moves(store: Any) -> None:
+        await service.reassign_by_hand(store, config, "lk_1", "chloe", "asked", at, actor="ops")
+        moved, _ = await service.redistribute_absent(store, config, "ana", at)
+        assert [m.lead_key for m in moved] == ["lk_3"]
+
+    for events in streams:
+        await service.route_batch(memory, events, config, at)
+        async with session_factory(engine)() as session, session.begin():
+            await service.route_batch(SqlRoutingStore(session), events, config, at)
+    memory.absences["ana"] = [(at - timedelta(minutes=1), at + timedelta(days=1), "")]
+    await moves(memory)
+    async with session_factory(engine)() as session, session.begin():
+        await session.execute(
+            insert(rep_absences).values(
+                rep_id="ana",
+                starts_at=at - timedelta(minutes=1),
+                ends_at=at + timedelta(days=1),
+                note="",
+                created_at=at,
+                created_by="test",
+            )
+        )
+        await moves(SqlRoutingStore(session))
+
+    def shape(row: Any) -> tuple[Any, ...]:
+        return (
+            row.lead_key,
+            row.seq,
+            row.rep_id,
+            row.team,
+            row.close_reason,
+            row.contacted_at is not None,
+        )
+
+    stored = sorted(shape(SimpleNamespace(**r)) for r in await rows(engine, assignments))
+    assert stored == sorted(shape(r) for r in memory.assignments)
+    assert ("lk_1", 2, "chloe", "enterprise", None, False) in stored
+    assert ("lk_0", 1, "ana", "enterprise", None, True) in stored
+    published = [
+        (e.type, e.subject, getattr(e.data, "rep_id", None)) for e in await emitted(engine)
+    ]
+    assert published == [
+        (e.type, e.subject, getattr(e.data, "rep_id", None)) for e in memory.events
     ]

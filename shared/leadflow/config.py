@@ -440,11 +440,20 @@ class RoutingRule(_Model):
     outside: list[TimeWindow] = Field(default_factory=list)
     # When nobody the rule points at can take the lead: queue it there, or try the next rule.
     when_unavailable: Literal["queue", "next_rule"] = "queue"
+    # Sticky ownership (team rules): a lead whose company domain already has an open lead
+    # with a rep of the team, or whose account's owner is in the team, goes to that rep
+    # (caps do not stop them; being inactive, away, off shift or without the skill does).
+    sticky: bool = False
 
     @model_validator(mode="after")
     def _one_target(self) -> RoutingRule:
         if (self.team is None) == (self.rep is None):
             raise ValueError(f"routing rule {self.name!r} needs exactly one of team or rep.")
+        if self.sticky and self.team is None:
+            raise ValueError(
+                f"routing rule {self.name!r} is sticky but names a rep: only a team rule "
+                "can keep a company's leads with the rep who works it."
+            )
         return self
 
 

@@ -9,7 +9,7 @@ instant on (the start of the rep's day, a weighted team's balance or conversion 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -46,6 +46,8 @@ class Assignment:
     converted_at: datetime | None = None
     id: int | None = None
     contacted_at: datetime | None = None
+    # The lead's company domain (`domain.sticky_domain`): what sticky ownership looks up.
+    domain: str | None = None
 
 
 @dataclass(slots=True)
@@ -108,8 +110,13 @@ class RoutingBook:
         turns: Mapping[str, Turns] | None = None,
         routed: Mapping[str, LeadScored] | None = None,
         aliases: AliasBook | None = None,
+        owners: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         self.reps = dict(reps or {})
+        # Per company domain loaded, its open assignments (assignment id, rep), oldest
+        # first; assignments this batch makes join them, those it closes leave them.
+        self._owners = {domain: list(rows) for domain, rows in (owners or {}).items()}
+        self._ended: set[str] = set()
         self._history = {key: list(rows) for key, rows in (history or {}).items()}
         self._open = dict(open_leads or {})
         self._since = {s: dict(counts) for s, counts in (assigned_since or {}).items()}
@@ -175,7 +182,15 @@ class RoutingBook:
                 since = now - team.conversion_window
                 conversions[name] = {r: self._assigned(r, since) for r in team.reps}
         reps = {r: self.reps[r] for r in reach.reps}
-        return RoutingState(reps, loads, last_turn, recent, conversions, frozenset(excluded))
+        return RoutingState(
+            reps, loads, last_turn, recent, conversions, frozenset(excluded), _Owners(self)
+        )
+
+    def owners(self, domain: str) -> list[str]:
+        """The reps holding an open lead of this company domain, the earliest first (none
+        for a domain the batch did not load)."""
+        rows = self._owners.get(domain, ())
+        return list(dict.fromkeys(rep for aid, rep in rows if aid not in self._ended))
 
     def _assigned(self, rep_id: str, since: datetime) -> tuple[int, int]:
         assigned, converted = self._since[since][rep_id]
@@ -205,6 +220,8 @@ class RoutingBook:
         rep = row.rep_id
         if row.status != "assigned" or rep is None:
             return
+        if row.domain in self._owners and row.closed_at is None:
+            self._owners[row.domain].append((row.assignment_id, rep))
         if rep in self._open and row.closed_at is None:
             self._open[rep] += 1
         for since, counts in self._since.items():
@@ -218,6 +235,7 @@ class RoutingBook:
         if row.closed_at is not None:
             return
         row.closed_at, row.close_reason = at, reason
+        self._ended.add(row.assignment_id)
         self._changed(row)
         if row.status == "assigned" and row.rep_id in self._open:
             self._open[row.rep_id] -= 1
@@ -291,3 +309,21 @@ class RoutingBook:
     def _changed(self, row: Assignment) -> None:
         if row.id is not None:
             self.writes.changed[row.id] = row
+
+
+class _Owners(Mapping[str, Sequence[str]]):
+    """A book's owners by company domain, read as a decision asks for one."""
+
+    def __init__(self, book: RoutingBook) -> None:
+        self._book = book
+
+    def __getitem__(self, domain: str) -> Sequence[str]:
+        if domain not in self._book._owners:
+            raise KeyError(domain)
+        return self._book.owners(domain)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._book._owners)
+
+    def __len__(self) -> int:
+        return len(self._book._owners)

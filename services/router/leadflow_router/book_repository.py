@@ -84,6 +84,7 @@ async def history_of(
         c.close_reason,
         c.converted_at,
         c.contacted_at,
+        c.domain,
     ).where(c.lead_key.in_(list(lead_keys)))
     history: dict[str, list[Assignment]] = {}
     for row in await session.execute(query.order_by(c.lead_key, c.seq)):
@@ -122,6 +123,26 @@ async def tallies(
         for i, since in enumerate(ordered):
             counts[since][rep] = [int(numbers[2 * i]), int(numbers[2 * i + 1])]
     return open_leads, counts
+
+
+async def owners_of(
+    session: AsyncSession, domains: Collection[str]
+) -> dict[str, list[tuple[str, str]]]:
+    """Per company domain, its open assignments as (assignment id, rep), oldest first
+    (every domain asked for is in the answer)."""
+    found: dict[str, list[tuple[str, str]]] = {d: [] for d in domains}
+    if not domains:
+        return found
+    c = assignments.c
+    query = (
+        select(c.domain, c.assignment_id, c.rep_id)
+        .where(c.domain.in_(sorted(domains)), c.status == "assigned", c.closed_at.is_(None))
+        .where(c.rep_id.is_not(None))
+        .order_by(c.domain, c.assigned_at, c.id)
+    )
+    for domain, assignment_id, rep_id in await session.execute(query):
+        found[str(domain)].append((str(assignment_id), str(rep_id)))
+    return found
 
 
 async def uncontacted_of(session: AsyncSession, rep_id: str) -> list[str]:
@@ -319,6 +340,10 @@ class SqlRoutingStore:
         """The leads the rep holds and has not contacted, oldest first."""
         return await uncontacted_of(self.session, rep_id)
 
+    async def owners(self, domains: Collection[str]) -> dict[str, list[tuple[str, str]]]:
+        """Per company domain, its open assignments as (assignment id, rep), oldest first."""
+        return await owners_of(self.session, domains)
+
     async def save(self, writes: Writes, now: datetime) -> None:
         """Write back what a batch changed, a statement per table."""
         await save(self.session, writes, now)
@@ -339,6 +364,7 @@ def _assignment(row: Assignment) -> dict[str, Any]:
         "close_reason": row.close_reason,
         "converted_at": row.converted_at,
         "contacted_at": row.contacted_at,
+        "domain": row.domain,
     }
 
 

@@ -14,15 +14,26 @@ from typing import Any, Literal
 
 from leadflow.config import LeadflowConfig, Rep, RoutingRule, Team
 from leadflow.events import LeadScored
-from leadflow_router.availability import Occasion, RepLoad, cannot_take
+from leadflow.schedules import normalize_domain
+from leadflow_router.availability import Occasion, RepLoad, cannot_take, skip_kind
 from leadflow_router.distribution import pick
-from leadflow_router.rules import match_account, matching_rules, reads_time, routing_document
+from leadflow_router.rules import (
+    company_domain,
+    match_account,
+    matching_rules,
+    reads_time,
+    routing_document,
+)
 
 FALLBACK_RULE = "fallback"
 ACCOUNT_RULE = "account-owner"
 DISTRIBUTIONS = ("round_robin", "weighted", "least_loaded")
 
-Method = Literal["account_owner", "named_rep", "round_robin", "weighted", "least_loaded", "queue"]
+Method = Literal[
+    "account_owner", "named_rep", "sticky", "round_robin", "weighted", "least_loaded", "queue"
+]
+# What sticky ownership overrides: the rep who works a company keeps its leads above caps.
+STICKY_OVERRIDES = frozenset({"daily_cap", "open_cap"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,8 @@ class RoutingState:
     recent: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     conversions: Mapping[str, Mapping[str, tuple[int, int]]] = field(default_factory=dict)
     excluded: frozenset[str] = frozenset()
+    # Per company domain, the reps holding an open lead of it, the earliest first.
+    owners: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def rep(self, rep_id: str) -> Rep:
         """The rep as it stands now (configuration plus run-time overrides)."""
@@ -101,6 +114,7 @@ class _Roster:
     config: LeadflowConfig
     teams: dict[str, Team]
     team_of: dict[str, Team]
+    personal: frozenset[str] = frozenset()
 
 
 _ROSTERS: dict[int, _Roster] = {}
@@ -114,12 +128,24 @@ def _roster(config: LeadflowConfig) -> _Roster:
     for team in config.teams:
         for rep_id in team.reps:
             team_of.setdefault(rep_id, team)
-    roster = _Roster(config, {team.name: team for team in config.teams}, team_of)
+    personal = frozenset(normalize_domain(d) for d in config.scoring.domains.personal)
+    roster = _Roster(config, {team.name: team for team in config.teams}, team_of, personal)
     if len(_ROSTERS) > 64:
         _ROSTERS.clear()
     # The entry keeps the configuration alive, so its id cannot be reused while cached.
     _ROSTERS[id(config)] = roster
     return roster
+
+
+def sticky_domain(config: LeadflowConfig, scored: LeadScored) -> str | None:
+    """The company domain sticky ownership keeps this lead's company by (`rules.company_domain`,
+    the configuration's free-mail domains excluded)."""
+    return company_domain(scored.lead, _roster(config).personal)
+
+
+def sticky(config: LeadflowConfig) -> bool:
+    """Whether any routing rule keeps a company's leads with its rep."""
+    return any(rule.sticky for rule in config.routing.rules)
 
 
 _NO_LOAD = RepLoad()
@@ -229,12 +255,68 @@ class _Walk:
             f"queued for team {team!r}",
         )
 
-    def team(self, rule_name: str, team: Team, *, overflow: bool) -> Decision | None:
+    def sticky(self, rule: RoutingRule, team: Team) -> tuple[Decision | None, str]:
+        """The rep who works the lead's company keeps it (rule `sticky`): the owner of its
+        account, then the reps holding an open lead of its domain, the earliest first, each
+        when in the rule's team and able to take it but for caps. Returns the decision, or
+        None and why nobody kept it (for the distribution's reason)."""
+        domain = sticky_domain(self.config, self.scored)
+        matched = match_account(self.config.accounts, self.scored.lead)
+        owners: list[tuple[str, str]] = []
+        if matched is not None:
+            owners.append((matched[0].owner, f"owner of account {matched[0].name}"))
+        if domain is not None:
+            owners.extend((r, f"owner of {domain}") for r in self.state.owners.get(domain, ()))
+        seen: set[str] = set()
+        refused: list[str] = []
+        for rep_id, why in owners:
+            if rep_id in seen or rep_id not in team.reps:
+                continue
+            seen.add(rep_id)
+            rep = self.state.rep(rep_id)
+            reason = cannot_take(
+                rep,
+                self.now,
+                self.state.loads.get(rep_id, _NO_LOAD),
+                lead=self.scored.lead,
+                skills=team.skills,
+                excluded=self.state.excluded,
+                occasion=self.occasion,
+            )
+            if reason is not None and skip_kind(reason) not in STICKY_OVERRIDES:
+                self.skipped[rep_id] = reason
+                refused.append(f"{rep.name} ({why}) cannot take it: {reason}")
+                continue
+            above = f" (above the cap: {reason})" if reason is not None else ""
+            self.trace.append(f"rule {rule.name!r} is sticky: {rep.name} is the {why}{above}")
+            return self.decision(
+                "assigned",
+                rule=rule.name,
+                team=team.name,
+                rep_id=rep_id,
+                candidates=[rep_id],
+                reason=f"sticky: {why} is {rep.name}{above}",
+                method="sticky",
+                details={"domain": domain} if domain is not None else {},
+            ), ""
+        if refused:
+            note = "sticky: " + "; ".join(refused)
+        elif domain is None:
+            note = "sticky: no company domain (none given, or a free-mail one)"
+        else:
+            note = f"sticky: nobody in team {team.name!r} works {domain} yet"
+        self.trace.append(f"rule {rule.name!r}: {note}")
+        return None, note
+
+    def team(
+        self, rule_name: str, team: Team, *, overflow: bool, note: str = ""
+    ) -> Decision | None:
         how = (
             f"no rule matched; the fallback sends it to team {team.name!r}"
             if rule_name == FALLBACK_RULE
             else f"rule {rule_name!r} sends it to team {team.name!r}"
         )
+        first = f"{note}; " if note else ""
         available = [r for r in team.reps if self.why_not(self.state.rep(r), team.skills) is None]
         if available:
             chosen = pick(
@@ -254,7 +336,7 @@ class _Walk:
                 team=team.name,
                 rep_id=chosen.rep_id,
                 candidates=list(team.reps),
-                reason=f"{how}; {chosen.how.format(rep=name)}",
+                reason=f"{first}{how}; {chosen.how.format(rep=name)}",
                 method=team.distribution,
                 details=chosen.details,
             )
@@ -267,7 +349,7 @@ class _Walk:
             team=team.name,
             rep_id=None,
             candidates=list(team.reps),
-            reason=f"{how}, where nobody can take it now; queued for the team",
+            reason=f"{first}{how}, where nobody can take it now; queued for the team",
         )
 
 
@@ -287,7 +369,13 @@ def route(
             decision = walk.named_rep(rule, rule.rep)
         else:
             assert rule.team is not None
-            decision = walk.team(rule.name, walk.roster.teams[rule.team], overflow=overflow)
+            team = walk.roster.teams[rule.team]
+            note = ""
+            if rule.sticky:
+                decision, note = walk.sticky(rule, team)
+                if decision is not None:
+                    return decision
+            decision = walk.team(rule.name, team, overflow=overflow, note=note)
         if decision is not None:
             return decision
     fallback_team = walk.roster.teams[config.routing.fallback_team]

@@ -451,6 +451,7 @@ def _record(
         status=decision.outcome,
         assigned_at=now,
         turn=turn,
+        domain=domain.sticky_domain(config, scored),
     )
     # Escalations so far, before this row: a reassignment by hand is not one.
     escalations = sum(1 for r in book.history(scored.lead_key) if r.close_reason == "escalated")

@@ -43,6 +43,7 @@ class InMemoryRoutingStore:
         self._rows: list[Assignment] = []  # every assignment; a row's id is its index + 1
         self._leads: dict[str, list[Assignment]] = {}
         self._by_id: dict[str, Assignment] = {}  # by assignment_id
+        self._by_domain: dict[str, list[Assignment]] = {}  # by company domain, in order
         self._open: Counter[str] = Counter()
         # Per rep, when each of their assignments (and each converted one) was made, sorted.
         self._assigned: dict[str, list[datetime]] = {}
@@ -128,6 +129,20 @@ class InMemoryRoutingStore:
         ]
         return [row.lead_key for row in sorted(held, key=_held)]
 
+    async def owners(self, domains: Collection[str]) -> dict[str, list[tuple[str, str]]]:
+        """Per company domain, its open assignments as (assignment id, rep), oldest first."""
+        found: dict[str, list[tuple[str, str]]] = {}
+        for domain in domains:
+            held = [
+                row
+                for row in self._by_domain.get(domain, ())
+                if row.status == "assigned" and row.closed_at is None and row.rep_id is not None
+            ]
+            found[domain] = [
+                (row.assignment_id, str(row.rep_id)) for row in sorted(held, key=_held)
+            ]
+        return found
+
     @staticmethod
     def _since(index: dict[str, list[datetime]], rep: str, since: datetime) -> int:
         times = index.get(rep, [])
@@ -207,6 +222,8 @@ class InMemoryRoutingStore:
         self._rows.append(stored)
         self._leads.setdefault(stored.lead_key, []).append(stored)
         self._by_id[stored.assignment_id] = stored
+        if stored.domain is not None:
+            self._by_domain.setdefault(stored.domain, []).append(stored)
         rep = stored.rep_id
         if stored.status != "assigned" or rep is None:
             return

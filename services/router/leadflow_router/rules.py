@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -211,4 +211,19 @@ def match_account(accounts: Sequence[Account], lead: Lead) -> tuple[Account, str
             account = index.get(candidate)
             if account is not None:
                 return account, candidate
+    return None
+
+
+def company_domain(lead: Lead, personal: Collection[str] = ()) -> str | None:
+    """The company a lead belongs to, as a domain sticky ownership groups leads by: its
+    company's domain, else its email's domain; never a free mailbox's (`personal`,
+    normalized): an address there says nothing about the employer."""
+    if lead.company.domain:
+        domain = normalize_domain(lead.company.domain)
+        if domain and domain not in personal:
+            return domain
+    if lead.email and "@" in lead.email:
+        domain = normalize_domain(lead.email.rpartition("@")[2])
+        if domain and domain not in personal:
+            return domain
     return None

@@ -8,7 +8,8 @@ or hundreds, in Kafka order) costs the same few statements:
 1. read the run-time roster of the reps its decisions may touch (overrides, absences) and
    the scored leads that escalations route again;
 2. lock the routing pools those decisions may touch (`pools.py`), all at once, in order;
-3. load the leads' assignments, the reps' open and recent counts and the teams' turns;
+3. load the leads' assignments, who holds open leads of their companies (when a routing
+   rule is sticky), the reps' open and recent counts and the teams' turns;
 4. apply each event in order to that state (`handlers.py`), so later events see earlier
    ones' assignments, turns and loads;
 5. write back in bulk: assignments, decisions, turns, routed leads, outbox, notifications.
@@ -240,12 +241,21 @@ async def _load(
     """Lock what the batch's decisions may touch (`locked`, else what the routing of the
     `deciding` leads may touch), then load the book they read."""
     config, now = batch.config, batch.now
+    deciding = list(deciding)
     if locked is None:
         locked = union(batch.reach(scored) for scored in deciding)
     # The roster changes only through the admin API, never under the routing lock.
     reps = await reps_now(store, config, locked.reps, now)
     await store.lock(locked.pools)
     history = await store.history(set(lead_keys))
+    # Who works the deciding leads' companies, read under the locks: a sticky rule's
+    # owner is one of the reps of its team, whose pool is locked.
+    domains = (
+        {d for s in deciding if (d := domain.sticky_domain(config, s)) is not None}
+        if domain.sticky(config)
+        else set()
+    )
+    owners = await store.owners(domains) if domains else {}
     day_starts = {rep_id: local_day_start(rep, now) for rep_id, rep in reps.items()}
     sinces = set(day_starts.values())
     for name in locked.teams:
@@ -264,6 +274,7 @@ async def _load(
         turns=await store.turns(locked.teams),
         routed=routed,
         aliases=aliases,
+        owners=owners,
     )
     batch.locked = locked
 

@@ -12,8 +12,9 @@ one before: the locks on the people the batch names and their aliases (what key 
 them is known by now), the scored leads escalations route again and merges move (for what
 their decisions may touch),
 the run-time roster of the reps those decisions may touch (for the start of each rep's
-day), the locks on their routing pools, then under the locks the leads' assignments, the
-reps' counts since each instant and the teams' turns.
+day), the locks on their routing pools, then under the locks the leads' assignments, who
+holds open leads of their companies (sticky rules only), the reps' counts since each
+instant and the teams' turns.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ class RoutingStore(Protocol):
     async def uncontacted(self, rep_id: str) -> list[str]:
         """The leads the rep holds (open assignments) and has not contacted, oldest first
         (what marking them out of office may hand on)."""
+        ...
+
+    async def owners(self, domains: Collection[str]) -> dict[str, list[tuple[str, str]]]:
+        """Per company domain, its open assignments (not closed, a rep holding them) as
+        (assignment id, rep), oldest first, every domain asked for present: who works each
+        company, for sticky routing rules (read under the pool locks)."""
         ...
 
     async def save(self, writes: Writes, now: datetime) -> None:

@@ -28,8 +28,12 @@ assignments = Table(
     # When the CRM first reported the lead contacted (or accepted) while this assignment
     # held it: marking the rep out of office hands on only leads not contacted yet.
     Column("contacted_at", UtcDateTime(), nullable=True),
+    # The lead's company domain (its company's, else its email's unless free mail): sticky
+    # routing rules look up who holds an open lead of it.
+    Column("domain", String(253), nullable=True),
     UniqueConstraint("lead_key", "seq"),
     Index("ix_assignments_rep_id_assigned_at", "rep_id", "assigned_at"),
+    Index("ix_assignments_domain", "domain"),
 )
 
 round_robin_pointers = Table(

@@ -290,6 +290,42 @@ async def test_watch_list_routing_and_upgrades_cost_the_same_few_statements(
     assert sorted(reasons, key=str) == [None] * 100 + ["upgraded"] * 100
 
 
+async def test_sticky_rules_cost_one_statement_more_for_any_batch(engine: AsyncEngine) -> None:
+    """Who holds open leads of the batch's companies is one read, whatever their number;
+    a configuration without sticky rules does not make it."""
+    sticky = make_config(
+        rules=[
+            {
+                "name": "enterprise-size",
+                "team": "enterprise",
+                "sticky": True,
+                "when": [{"field": "lead.company.size", "gte": 1000}],
+            }
+        ]
+    )
+
+    def company(key: str, n: int) -> Envelope:
+        lead = Lead(company=Company(size=5000, domain=f"c{n}.example"))
+        return new_event("lead.scored", scored(lead, lead_key=key, at=T0), source="/t", time=T0)
+
+    await statements(engine, [company("warm", 0)], sticky)
+    one = await statements(engine, [company("one", 1)], sticky)
+    # A hundred leads of fifty companies, half of which already have an owner.
+    hundred = await statements(engine, [company(f"many-{i}", i % 50) for i in range(100)], sticky)
+    plain = await statements(engine, [company("plain", 1)])
+
+    assert hundred == one
+    assert one == plain + 1
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(routing_decisions.c.method).where(routing_decisions.c.lead_key.like("many-%"))
+        )
+        methods = sorted(str(m) for m in rows.scalars())
+    # c2..c49: the first lead takes a turn, the second follows it; c0's and c1's both
+    # follow the rep who already holds one.
+    assert methods.count("sticky") == 52, methods
+
+
 @pytest.fixture
 def postgres_url(tmp_path: Path) -> Iterator[str]:
     """A migrated PostgreSQL database (the only one where routers lock pools of their own)."""

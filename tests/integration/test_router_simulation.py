@@ -2,11 +2,11 @@
 
 Random configurations (distributions, caps, named reps that queue or overflow, working
 hours, language skills, an account, routed tiers: the watch list, a priority account's
-below the bar) and random streams of batches (scores, CRM outcomes,
-escalations, hours or days apart) go through the consumers' batch handler on SQLite and
-PostgreSQL, a batch per transaction, and through the simulation's in-memory router
-(`leadflow_router.replay.Replay`), one event at a time. Every decision, assignment row,
-round-robin pointer and decision record must be the same.
+below the bar; sticky rules keeping a company's leads with its rep) and random streams of
+batches (scores, CRM outcomes, escalations, hours or days apart) go through the
+consumers' batch handler on SQLite and PostgreSQL, a batch per transaction, and through
+the simulation's in-memory router (`leadflow_router.replay.Replay`), one event at a time.
+Every decision, assignment row, round-robin pointer and decision record must be the same.
 """
 
 from __future__ import annotations
@@ -89,12 +89,13 @@ def configs(draw: st.DrawFn) -> LeadflowConfig:
         "smb": draw(st.sampled_from(DISTRIBUTIONS)),
     }
     overflow = st.sampled_from(["queue", "next_rule"])
-    rules = [
+    rules: list[dict[str, Any]] = [
         {
             "name": "enterprise-size",
             "team": "enterprise",
             "when": [{"field": "lead.company.size", "gte": 1000}],
             "when_unavailable": draw(overflow),
+            "sticky": draw(st.booleans()),
         },
         {
             "name": "dach-to-felix",
@@ -114,6 +115,9 @@ def configs(draw: st.DrawFn) -> LeadflowConfig:
     tiers = draw(st.sampled_from([["mql"], ["mql", "watch"]]))
     if "watch" in tiers:
         rules.insert(0, {"name": "watch-list", "team": "smb", "when": [WATCH]})
+    # Sometimes a last rule takes the rest to smb, maybe sticky (instead of the fallback).
+    if draw(st.booleans()):
+        rules.append({"name": "everyone-else", "team": "smb", "sticky": draw(st.booleans())})
     routing = {"tiers": tiers, "priority_account_tiers": draw(st.sampled_from([[], ["nurture"]]))}
     return make_config(reps=reps, teams=teams, rules=rules, accounts=ACCOUNTS, routing=routing)
 
@@ -150,7 +154,9 @@ steps = st.one_of(
         country=st.sampled_from(["PT", "DE", "GB"]),
         language=st.sampled_from([None, "en", "fr"]),
         source=st.sampled_from(["web", "web", "partner"]),
-        domain=st.sampled_from(["example.com", "example.com", "example.com", "acme.example"]),
+        domain=st.sampled_from(
+            ["example.com", "example.com", "beta.example", "acme.example", "gmail.com"]
+        ),
         tier=st.sampled_from(["mql", "mql", "watch", "nurture"]),
     ),
     st.builds(
@@ -217,7 +223,7 @@ def row(a: Assignment | dict[str, Any]) -> tuple[Any, ...]:
     """An assignment row's columns (its id left out)."""
     get = a.get if isinstance(a, dict) else lambda name: getattr(a, name)
     names = ("assignment_id", "lead_key", "seq", "rep_id", "team", "rule", "status")
-    later = ("assigned_at", "turn", "closed_at", "close_reason", "converted_at")
+    later = ("assigned_at", "turn", "closed_at", "close_reason", "converted_at", "domain")
     return tuple(get(name) for name in (*names, *later))
 
 

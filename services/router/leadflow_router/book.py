@@ -9,7 +9,7 @@ instant on (the start of the rep's day, a weighted team's balance or conversion 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -186,6 +186,10 @@ class RoutingBook:
             reps, loads, last_turn, recent, conversions, frozenset(excluded), _Owners(self)
         )
 
+    def owned_domains(self) -> KeysView[str]:
+        """The company domains whose owners the batch loaded."""
+        return self._owners.keys()
+
     def owners(self, domain: str) -> list[str]:
         """The reps holding an open lead of this company domain, the earliest first (none
         for a domain the batch did not load)."""
@@ -318,12 +322,12 @@ class _Owners(Mapping[str, Sequence[str]]):
         self._book = book
 
     def __getitem__(self, domain: str) -> Sequence[str]:
-        if domain not in self._book._owners:
+        if domain not in self._book.owned_domains():
             raise KeyError(domain)
         return self._book.owners(domain)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._book._owners)
+        return iter(self._book.owned_domains())
 
     def __len__(self) -> int:
-        return len(self._book._owners)
+        return len(self._book.owned_domains())

@@ -32,7 +32,6 @@ from tests.fixtures.intake import BASE_URL, intake_client, published
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "config" / "example.yaml"
 SOURCES = load_config(EXAMPLE).sources
-NOW = time.time()  # the libraries check the timestamps against their own clock
 CALL = orjson.dumps({"CallSid": "CA1", "From": "+16135550188", "budget": 3, "urgent": True})
 # Each example file and the source its sender posts it through (the README tour's order).
 EXAMPLES = {
@@ -51,25 +50,28 @@ EXAMPLES = {
 SIMULATION_INPUTS = {"history.jsonl", "candidate.yaml"}
 
 
-def sign(source: str, body: bytes, **options: Any) -> Any:
+def sign(source: str, body: bytes, now: float | None = None, **options: Any) -> Any:
+    """The request `source`'s sender would post, signed at `now` (default: this instant;
+    the senders' libraries check timestamps against their own clock)."""
     return signed_request(
         source,
         SOURCES[source],
         DEV_SECRETS[source],
         "http://intake.test/",
         body,
-        now=NOW,
+        now=time.time() if now is None else now,
         **options,
     )
 
 
 def test_standard_is_signed_as_standardwebhooks_verifies() -> None:
-    request = sign("web", b'{"event": "lead"}', delivery_id="msg_1")
+    now = time.time()
+    request = sign("web", b'{"event": "lead"}', now, delivery_id="msg_1")
 
     assert request.url == "http://intake.test/v1/webhooks/web"
     assert request.headers["webhook-id"] == "msg_1"
     verified = Webhook(DEV_SECRETS["web"]).verify(
-        request.body.decode(), request.headers | {"webhook-timestamp": str(int(NOW))}
+        request.body.decode(), request.headers | {"webhook-timestamp": str(int(now))}
     )
     assert verified == {"event": "lead"}
 
@@ -91,7 +93,7 @@ def test_twilio_posts_the_fields_form_encoded_as_twilio_signs_them() -> None:
 
 def test_twilio_signs_the_public_url_the_sender_was_given() -> None:
     source = Source(kind="twilio", public_base_url="https://leads.example.com")
-    request = signed_request("ivr", source, "token", "http://127.0.0.1:8000", CALL, now=NOW)
+    request = signed_request("ivr", source, "token", "http://127.0.0.1:8000", CALL, now=time.time())
 
     fields = dict(parse_qsl(request.body.decode()))
     assert request.url == "http://127.0.0.1:8000/v1/webhooks/ivr"
@@ -117,10 +119,11 @@ def test_twilio_refuses_what_is_not_form_fields(body: bytes, says: str) -> None:
 
 def test_hubspot_is_signed_as_the_hubspot_client_verifies() -> None:
     body = b'{"email": "dana@initech.example"}'
-    request = sign("hubspot", body)
+    now = time.time()
+    request = sign("hubspot", body, now)
 
     timestamp = request.headers["x-hubspot-request-timestamp"]
-    assert timestamp == str(int(NOW * 1000))
+    assert timestamp == str(int(now * 1000))
     assert Signature.is_valid(
         signature=request.headers["x-hubspot-signature-v3"],
         client_secret=DEV_SECRETS["hubspot"],

@@ -11,36 +11,27 @@ and reassignments. Writes `bench/results/sla_batches.json`.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import os
 import random
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bench.batch_runs import main
 from leadflow.bus import Record
 from leadflow.bus.memory import InMemoryBus
 from leadflow.config import LeadflowConfig
 from leadflow.db.engine import create_engine
-from leadflow.db.migrate import upgrade
 from leadflow.events import Envelope, LeadActivity, LeadAssigned, new_event
 from leadflow.metrics import consumer_metrics
 from leadflow.processing import EventProcessor
 from leadflow.settings import Settings
 from leadflow_sla import domain, service
-from tests.fixtures.databases import create_postgres_database, drop_postgres_database
 
-RESULTS = Path(__file__).resolve().parent / "results"
 NOW = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 SIZES = (1, 50, 200)
 STOPPING = ["contacted", "contacted", "contacted", "accepted", "rejected", "converted"]
@@ -193,42 +184,5 @@ async def measure(url: str, events: int) -> list[dict[str, Any]]:
     return rows[1:]
 
 
-def run(kind: str, server: str | None, events: int) -> list[dict[str, Any]]:
-    """Measure on a fresh, migrated database of `kind`."""
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-            upgrade(url)
-            return [{"database": kind, **r} for r in asyncio.run(measure(url, events))]
-    assert server is not None
-    url = create_postgres_database(server)
-    try:
-        upgrade(url)
-        return [{"database": kind, **r} for r in asyncio.run(measure(url, events))]
-    finally:
-        drop_postgres_database(url)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--postgres", help="a PostgreSQL server URL (postgresql+asyncpg://...)")
-    parser.add_argument("--events", type=int, default=1000, help="events per batch size")
-    args = parser.parse_args()
-    server = args.postgres or os.environ.get("LEADFLOW_TEST_POSTGRES_URL") or None
-    rows = run("sqlite", None, args.events)
-    if server:
-        rows += run("postgresql", server, args.events)
-    sys.stdout.write(f"{'database':<11} {'batch':>5} {'stmts/batch':>11} {'stmts/event':>11}")
-    sys.stdout.write(f" {'ms/event':>9} {'ms/batch p50':>12}\n")
-    for r in rows:
-        sys.stdout.write(
-            f"{r['database']:<11} {r['batch']:>5} {r['statements_per_batch']:>11.1f} "
-            f"{r['statements_per_event']:>11.2f} {r['ms_per_event']:>9.2f} "
-            f"{r['ms_per_batch_p50']:>12.1f}\n"
-        )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sla_batches.json").write_text(json.dumps(rows, indent=2) + "\n")
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, "sla_batches", measure)

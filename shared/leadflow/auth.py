@@ -1,0 +1,330 @@
+"""Who may call an API: bearer tokens with scopes, one parser and one set of rules everywhere.
+
+A token is a random string its holder sends as `Authorization: Bearer <token>`. The
+services never store it: settings hold its SHA-256, its name (what audit logs record),
+its scopes and, for a rep's own token, the rep it speaks for.
+
+Tokens come from `LEADFLOW_TOKENS` (a JSON list) or `LEADFLOW_TOKENS_FILE` (the same list
+as a YAML or JSON file), each entry::
+
+    {"name": "ops-dashboard", "sha256": "<hex>", "scopes": ["sla:read", "reports:read"]}
+    {"name": "ana", "sha256": "<hex>", "scopes": ["leads:claim"], "rep": "ana"}
+    {"name": "emea-manager", "sha256": "<hex>", "scopes": ["sla:read"], "teams": ["emea"]}
+
+`leadflow tokens new NAME --scope ...` makes a token and prints the entry to add.
+
+Scopes:
+
+- `leads:read`   profiles, routing decisions and the pools' contents
+- `leads:claim`  take a lead from a pool (a rep's token, bound to the rep with `rep`)
+- `sla:read`     follow-up windows, breaches, lifecycles
+- `reports:read` the reports
+- `admin`        every change (reps, reassignments, costs, erasure) and every other scope
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, get_args
+
+import yaml
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leadflow.problems import Problem
+
+Scope = Literal["leads:read", "leads:claim", "sla:read", "reports:read", "admin"]
+SCOPES: Final[tuple[Scope, ...]] = get_args(Scope)
+ADMIN: Final = "admin"
+
+# Tokens shorter than this are refused when they are configured in plain text.
+MIN_TOKEN_LENGTH: Final = 24
+TOKEN_PREFIX: Final = "lf_"
+
+_REALM: Final = {"WWW-Authenticate": 'Bearer realm="leadflow"'}
+
+
+class TokenEntry(BaseModel):
+    """One token as settings hold it: never the token itself, only its SHA-256."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: tuple[Scope, ...] = Field(min_length=1)
+    rep: str | None = Field(default=None, min_length=1, max_length=64)
+    teams: tuple[str, ...] | None = None
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.removeprefix("sha256:").strip().lower()
+        return value
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a token's name, what it may do, and whom it speaks for."""
+
+    name: str
+    scopes: frozenset[str]
+    rep: str | None = None
+    # The teams this caller may see; None is every team.
+    teams: frozenset[str] | None = None
+    via: Literal["token", "oidc", "session"] = "token"
+    claims: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def allows(self, scope: str) -> bool:
+        """Whether this caller holds `scope` (admin holds every scope)."""
+        return ADMIN in self.scopes or scope in self.scopes
+
+    def sees_team(self, team: str) -> bool:
+        """Whether this caller may see the leads of `team`."""
+        return self.teams is None or team in self.teams
+
+
+def token_hash(token: str) -> str:
+    """The SHA-256 hex digest settings store in place of a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random token (256 bits)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class TokenSet:
+    """The configured tokens, looked up by the hash of what a caller presents."""
+
+    def __init__(self, entries: Iterable[TokenEntry]) -> None:
+        self._by_hash: dict[str, TokenEntry] = {}
+        names: set[str] = set()
+        for entry in entries:
+            if entry.name in names:
+                raise ValueError(f"token name {entry.name!r} is used twice; names must be unique.")
+            if entry.sha256 in self._by_hash:
+                raise ValueError(f"tokens {entry.name!r} and another have the same hash.")
+            names.add(entry.name)
+            self._by_hash[entry.sha256] = entry
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    @property
+    def entries(self) -> list[TokenEntry]:
+        """Every configured token entry."""
+        return list(self._by_hash.values())
+
+    def find(self, token: str) -> Principal | None:
+        """The principal `token` stands for, or None when it is not a configured token."""
+        digest = token_hash(token)
+        found: TokenEntry | None = None
+        for known, entry in self._by_hash.items():
+            # Compare every entry in constant time: the time taken says nothing.
+            if hmac.compare_digest(known, digest):
+                found = entry
+        if found is None:
+            return None
+        return Principal(
+            name=found.name,
+            scopes=frozenset(found.scopes),
+            rep=found.rep,
+            teams=None if found.teams is None else frozenset(found.teams),
+        )
+
+
+def parse_entries(raw: str, origin: str) -> list[TokenEntry]:
+    """Token entries from JSON or YAML text; the error names `origin` and the entry."""
+    try:
+        data = yaml.safe_load(raw) if raw.strip() else []
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{origin} is not valid JSON or YAML: {exc}") from exc
+    if isinstance(data, dict) and "tokens" in data:
+        data = data["tokens"]
+    if not isinstance(data, list):
+        raise ValueError(f"{origin} must be a list of token entries.")
+    entries: list[TokenEntry] = []
+    for index, item in enumerate(data):
+        try:
+            entries.append(TokenEntry.model_validate(item))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ValueError(f"{origin}, token entry {index}: {problems}") from exc
+    return entries
+
+
+def plain_admin_entries(raw: str, origin: str) -> list[TokenEntry]:
+    """Admin tokens given in plain text: `token`, or `name:token` pairs separated by commas.
+
+    Kept for deployments that set `LEADFLOW_ADMIN_TOKEN`; each becomes an `admin` token.
+    """
+    entries: list[TokenEntry] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        name, sep, token = item.partition(":")
+        if not sep:
+            name, token = "admin", item
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"{origin}: the token of {name!r} is shorter than {MIN_TOKEN_LENGTH} characters; "
+                "use `leadflow tokens new` for a random one."
+            )
+        entries.append(TokenEntry(name=name, sha256=token_hash(token), scopes=(ADMIN,)))
+    return entries
+
+
+class AuthSettings(BaseSettings):
+    """`LEADFLOW_TOKENS`, `LEADFLOW_TOKENS_FILE`, `LEADFLOW_ADMIN_TOKEN` and the OIDC issuer."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADFLOW_", extra="ignore")
+
+    tokens: str | None = None
+    tokens_file: Path | None = None
+    admin_token: SecretStr | None = None
+    # OpenID Connect: accept JWTs signed by the issuer's keys (JWKS), so an operations team
+    # can sign in with its single sign-on. Scopes are read from `oidc_scope_claim`.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_scope_claim: str = "scope"
+    oidc_rep_claim: str | None = None
+    oidc_teams_claim: str | None = None
+    oidc_leeway_s: float = Field(default=60.0, ge=0)
+    oidc_jwks_cache_s: float = Field(default=300.0, gt=0)
+
+    def token_set(self) -> TokenSet:
+        """Every configured token; raises ValueError naming the setting that is wrong."""
+        entries: list[TokenEntry] = []
+        if self.tokens:
+            entries += parse_entries(self.tokens, "LEADFLOW_TOKENS")
+        if self.tokens_file is not None:
+            try:
+                raw = self.tokens_file.read_text()
+            except OSError as exc:
+                raise ValueError(
+                    f"LEADFLOW_TOKENS_FILE {self.tokens_file} cannot be read: {exc.strerror}"
+                ) from exc
+            entries += parse_entries(raw, str(self.tokens_file))
+        if self.admin_token is not None:
+            entries += plain_admin_entries(
+                self.admin_token.get_secret_value(), "LEADFLOW_ADMIN_TOKEN"
+            )
+        return TokenSet(entries)
+
+
+# An extra verifier for bearer credentials that are not tokens (OIDC JWTs): returns the
+# principal, None when the credential is not its kind, or raises a 401 Problem.
+Verifier = Callable[[str], Awaitable[Principal | None]]
+
+
+@dataclass
+class Authenticator:
+    """Turns the `Authorization` header into a principal; installed on `app.state.auth`."""
+
+    tokens: TokenSet
+    verifiers: list[Verifier] = field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anyone at all can be let in."""
+        return bool(len(self.tokens) or self.verifiers)
+
+    async def principal(self, credential: str) -> Principal | None:
+        """The caller `credential` identifies, or None."""
+        found = self.tokens.find(credential)
+        if found is not None:
+            return found
+        for verify in self.verifiers:
+            principal = await verify(credential)
+            if principal is not None:
+                return principal
+        return None
+
+
+_bearer = HTTPBearer(auto_error=False, description="A Leadflow token or an OIDC access token.")
+
+
+def install(app: Any, authenticator: Authenticator) -> None:
+    """Make `authenticator` the one every `require(...)` of `app` consults."""
+    app.state.auth = authenticator
+
+
+async def _principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    authenticator: Authenticator | None = getattr(request.app.state, "auth", None)
+    if authenticator is None or not authenticator.enabled:
+        raise Problem(
+            403,
+            "auth_not_configured",
+            "No token is configured for this service: set LEADFLOW_TOKENS (see "
+            "`leadflow tokens new`) or LEADFLOW_OIDC_ISSUER.",
+        )
+    if credentials is None or not credentials.credentials.strip():
+        raise Problem(
+            401,
+            "missing_token",
+            "This route needs a token: send `Authorization: Bearer <token>`.",
+            headers=_REALM,
+        )
+    principal = await authenticator.principal(credentials.credentials.strip())
+    if principal is None:
+        raise Problem(401, "bad_token", "The token is not valid.", headers=_REALM)
+    request.state.principal = principal
+    return principal
+
+
+class _ScopeCheck:
+    """The dependency of a route that needs `scope`; the route's declared scope."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    async def __call__(self, principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+        if not principal.allows(self.scope):
+            raise Problem(
+                403,
+                "missing_scope",
+                f"The token {principal.name!r} does not have the scope {self.scope!r} "
+                "this route needs.",
+            )
+        return principal
+
+
+def require(scope: Scope) -> Any:
+    """A dependency that lets through only callers holding `scope`; returns the Principal.
+
+    Use as ``principal: Annotated[Principal, require("leads:read")]``, or in a router's
+    ``dependencies=[require("sla:read")]``.
+    """
+    return Depends(_ScopeCheck(scope))
+
+
+def route_scope(dependant: Any) -> Scope | None:
+    """The scope a route declares through `require`, found in its dependency tree."""
+    stack = [dependant]
+    while stack:
+        node = stack.pop()
+        if isinstance(node.call, _ScopeCheck):
+            return node.call.scope
+        stack.extend(node.dependencies)
+    return None
+
+
+def dump_entry(entry: TokenEntry) -> str:
+    """The JSON line to add to `LEADFLOW_TOKENS` for `entry`."""
+    return json.dumps(entry.model_dump(exclude_none=True))

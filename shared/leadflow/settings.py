@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadflow.config import LeadflowConfig, load_config
+from leadflow.keys import DEV_KEY_SECRET, LeadKeys, secret_problem
 
 DEFAULT_CONFIG_PATH = Path("config/example.yaml")
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///var/leadflow.db"
@@ -109,6 +110,12 @@ class Settings(BaseSettings):
     notify_backoff_s: float = Field(default=1.0, gt=0)
     notify_backoff_max_s: float = Field(default=300.0, gt=0)
     notify_poll_s: float = Field(default=0.5, gt=0)
+    # Lead keys are an HMAC of a person's email or phone under this secret (leadflow.keys);
+    # during a rotation, the secrets it replaced (separated by whitespace) still find the
+    # people known before, as do the unsalted keys of releases before key secrets.
+    key_secret: SecretStr | None = None
+    key_secret_previous: SecretStr | None = None
+    key_previous_unsalted: bool = False
 
     @model_validator(mode="after")
     def _kafka_options_fit_together(self) -> Settings:
@@ -172,9 +179,29 @@ class Settings(BaseSettings):
             return [DEV_SECRETS[source]]
         return []
 
+    def lead_keys(self) -> LeadKeys:
+        """How this deployment derives lead keys (the development secret outside production);
+        raises ConfigError when production has no usable secret."""
+        if problem := self._key_secret_problem():
+            raise ConfigError(problem)
+        secret = self.key_secret.get_secret_value() if self.key_secret else DEV_KEY_SECRET
+        previous = self.key_secret_previous.get_secret_value() if self.key_secret_previous else ""
+        return LeadKeys(
+            secret,
+            previous.split(),
+            previous_unsalted=self.key_previous_unsalted,
+        )
+
+    def _key_secret_problem(self) -> str | None:
+        if self.env != "production":
+            return None
+        return secret_problem(self.key_secret.get_secret_value() if self.key_secret else None)
+
     def check(self) -> list[str]:
         """Problems that stop this deployment from running; empty when it can run."""
         problems: list[str] = []
+        if problem := self._key_secret_problem():
+            problems.append(problem)
         for name in self.app.sources:
             secrets = self.source_secrets(name)
             if not secrets:

@@ -19,7 +19,15 @@ Scopes:
 - `leads:claim`  take a lead from a pool (a rep's token, bound to the rep with `rep`)
 - `sla:read`     follow-up windows, breaches, lifecycles
 - `reports:read` the reports
+- `metrics:read` `/metrics` on the API port (Prometheus sends the token; unneeded when
+                 `LEADFLOW_METRICS_PORT` serves the metrics on a port of their own)
 - `admin`        every change (reps, reassignments, costs, erasure) and every other scope
+
+Every route says who may call it: `require(scope)`, or `PUBLIC` for the few that anyone
+may (signed webhooks, which authenticate themselves, and the probes). The authorization
+matrix test fails on a route that says neither.
+
+`LEADFLOW_OIDC_ISSUER` adds JSON Web Tokens signed by an identity provider (leadflow.oidc).
 """
 
 from __future__ import annotations
@@ -34,20 +42,32 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 
 import yaml
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadflow.problems import Problem
+from leadflow.settings import ConfigError
 
-Scope = Literal["leads:read", "leads:claim", "sla:read", "reports:read", "admin"]
+Scope = Literal["leads:read", "leads:claim", "sla:read", "reports:read", "metrics:read", "admin"]
 SCOPES: Final[tuple[Scope, ...]] = get_args(Scope)
 ADMIN: Final = "admin"
 
 # Tokens shorter than this are refused when they are configured in plain text.
 MIN_TOKEN_LENGTH: Final = 24
 TOKEN_PREFIX: Final = "lf_"
+
+# The token `leadflow run` configures when none is: development only, refused in production.
+DEV_TOKEN: Final = "lf_dev-local-stack-only-not-a-secret"
 
 _REALM: Final = {"WWW-Authenticate": 'Bearer realm="leadflow"'}
 
@@ -200,10 +220,14 @@ class AuthSettings(BaseSettings):
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
     oidc_scope_claim: str = "scope"
+    # The claim that names the caller in audit logs.
+    oidc_name_claim: str = "sub"
     oidc_rep_claim: str | None = None
     oidc_teams_claim: str | None = None
     oidc_leeway_s: float = Field(default=60.0, ge=0)
     oidc_jwks_cache_s: float = Field(default=300.0, gt=0)
+    # An unknown key id fetches the keys again (the issuer rotated them), at most this often.
+    oidc_jwks_refetch_s: float = Field(default=30.0, ge=0)
 
     def token_set(self) -> TokenSet:
         """Every configured token; raises ValueError naming the setting that is wrong."""
@@ -223,6 +247,62 @@ class AuthSettings(BaseSettings):
                 self.admin_token.get_secret_value(), "LEADFLOW_ADMIN_TOKEN"
             )
         return TokenSet(entries)
+
+    @model_validator(mode="after")
+    def _oidc_settings_fit_together(self) -> AuthSettings:
+        if self.oidc_issuer is None:
+            return self
+        if not self.oidc_issuer.startswith(("https://", "http://")):
+            raise ValueError("LEADFLOW_OIDC_ISSUER must be the issuer's URL (https://...).")
+        if not self.oidc_audience:
+            raise ValueError(
+                "LEADFLOW_OIDC_ISSUER is set but LEADFLOW_OIDC_AUDIENCE is not: without it, a "
+                "token the issuer made for any other application would be accepted."
+            )
+        return self
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    """A pydantic error of AuthSettings as sentences naming the variables."""
+    return "; ".join(
+        f"LEADFLOW_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+        if err["loc"]
+        else str(err["msg"]).removeprefix("Value error, ")
+        for err in exc.errors()
+    )
+
+
+def build_authenticator(env: str, settings: AuthSettings | None = None) -> Authenticator:
+    """A service's Authenticator from its settings (`AuthSettings()` by default).
+
+    Raises ConfigError naming the variable that is wrong; production also refuses to run
+    with nobody able to call the API, and with the development token.
+    """
+    try:
+        settings = settings or AuthSettings()
+        tokens = settings.token_set()
+    except ValidationError as exc:
+        raise ConfigError(_settings_problem(exc)) from exc
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    verifiers: list[Verifier] = []
+    if settings.oidc_issuer is not None:
+        from leadflow.oidc import OidcVerifier  # it imports this module
+
+        verifiers.append(OidcVerifier.from_settings(settings, env))
+    if env == "production":
+        if not len(tokens) and not verifiers:
+            raise ConfigError(
+                "LEADFLOW_TOKENS is not set: production refuses to serve an API nobody can "
+                "call; make tokens with `leadflow tokens new NAME --scope SCOPE` (or set "
+                "LEADFLOW_OIDC_ISSUER)."
+            )
+        if tokens.find(DEV_TOKEN) is not None:
+            raise ConfigError(
+                "LEADFLOW_TOKENS holds the development token of `leadflow run`; production "
+                "refuses it: make real ones with `leadflow tokens new`."
+            )
+    return Authenticator(tokens, verifiers)
 
 
 # An extra verifier for bearer credentials that are not tokens (OIDC JWTs): returns the
@@ -257,9 +337,17 @@ class Authenticator:
 _bearer = HTTPBearer(auto_error=False, description="A Leadflow token or an OIDC access token.")
 
 
-def install(app: Any, authenticator: Authenticator) -> None:
-    """Make `authenticator` the one every `require(...)` of `app` consults."""
+def install(app: FastAPI, authenticator: Authenticator) -> None:
+    """Make `authenticator` the one every `require(...)` of `app` consults; its refusals
+    are answered as problem+json."""
     app.state.auth = authenticator
+    if Problem not in app.exception_handlers:
+
+        async def refused(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, Problem)
+            return exc.response(request.url.path)
+
+        app.add_exception_handler(Problem, refused)
 
 
 async def _principal(
@@ -314,6 +402,14 @@ def require(scope: Scope) -> Any:
     return Depends(_ScopeCheck(scope))
 
 
+async def _anyone() -> None:
+    """Lets every caller through: the marker of a route that is public on purpose."""
+
+
+# `dependencies=[PUBLIC]` on a route that anyone may call (signed webhooks, probes).
+PUBLIC: Final[Any] = Depends(_anyone)
+
+
 def route_scope(dependant: Any) -> Scope | None:
     """The scope a route declares through `require`, found in its dependency tree."""
     stack = [dependant]
@@ -323,6 +419,17 @@ def route_scope(dependant: Any) -> Scope | None:
             return node.call.scope
         stack.extend(node.dependencies)
     return None
+
+
+def is_public(dependant: Any) -> bool:
+    """Whether a route is declared public (`PUBLIC` among its dependencies)."""
+    stack = [dependant]
+    while stack:
+        node = stack.pop()
+        if node.call is _anyone:
+            return True
+        stack.extend(node.dependencies)
+    return False
 
 
 def dump_entry(entry: TokenEntry) -> str:

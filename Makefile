@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run migrate test test-unit test-integration lint format bench clean
+.PHONY: install run migrate test test-unit test-integration lint format bench clean tools
 
 install: $(STAMP)
 
@@ -21,8 +21,14 @@ migrate: install
 run: migrate
 	$(BIN)/leadflow run
 
-test: install
+test: install tools
 	$(BIN)/pytest
+
+# promtool checks and unit-tests the alert rules (Debian's prometheus package ships it).
+tools:
+	@command -v promtool >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+	  || echo "promtool is missing (apt-get install prometheus): the alert-rule tests will skip"
 
 test-unit: install
 	$(BIN)/pytest tests/unit

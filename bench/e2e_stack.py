@@ -177,7 +177,6 @@ class BenchStack:
 
     async def counters(self, service: str) -> list[Counters]:
         """SQL statements sent and events consumed so far by each instance of a service."""
-        prefix = f"leadflow_{service.replace('-', '_')}"
         found = []
         async with httpx.AsyncClient(timeout=10) as client:
             for name in self.instances(service):
@@ -185,7 +184,7 @@ class BenchStack:
                 found.append(
                     Counters(
                         counter_total(text, "leadflow_sql_statements_total"),
-                        counter_total(text, f"{prefix}_events_consumed_total"),
+                        counter_total(text, "leadflow_events_consumed_total"),
                     )
                 )
         return found

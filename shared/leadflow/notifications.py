@@ -42,6 +42,7 @@ from leadflow.delivery import (
     WebhookSender,
     header_text,
 )
+from leadflow.metrics import Labelled
 from leadflow.notification_claims import Claimed, Outcome
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
@@ -94,23 +95,35 @@ def _row(producer: str, notification: Notification, now: datetime) -> dict[str, 
 class NotificationMetrics:
     """Sends, retries and final failures, by channel."""
 
-    sent: Counter
-    retried: Counter
-    failed: Counter
+    sent: Labelled
+    retried: Labelled
+    failed: Labelled
+
+
+_SENT = Counter(
+    "leadflow_notifications_sent_total",
+    "Notifications delivered, by service and channel.",
+    ["service", "channel"],
+)
+_RETRIED = Counter(
+    "leadflow_notifications_retried_total",
+    "Failed sends scheduled for another try, by service and channel.",
+    ["service", "channel"],
+)
+_FAILED = Counter(
+    "leadflow_notifications_failed_total",
+    "Notifications given up after every attempt, by service and channel.",
+    ["service", "channel"],
+)
 
 
 @cache
 def notification_metrics(service: str) -> NotificationMetrics:
-    """The notification metrics of `service` (created once per process)."""
-    prefix = f"leadflow_{service}_notifications"
+    """The notification metrics of `service`, with its `service` label bound."""
     return NotificationMetrics(
-        sent=Counter(f"{prefix}_sent_total", "Notifications delivered, by channel.", ["channel"]),
-        retried=Counter(
-            f"{prefix}_retried_total", "Failed sends scheduled for another try.", ["channel"]
-        ),
-        failed=Counter(
-            f"{prefix}_failed_total", "Notifications given up after every attempt.", ["channel"]
-        ),
+        sent=Labelled(_SENT, service),
+        retried=Labelled(_RETRIED, service),
+        failed=Labelled(_FAILED, service),
     )
 
 
@@ -148,7 +161,7 @@ class NotificationDispatcher:
         self._settings = settings
         self._producer = producer
         self._senders = senders
-        self._metrics = notification_metrics(producer.replace("-", "_"))
+        self._metrics = notification_metrics(producer)
         self._slots = asyncio.Semaphore(concurrency)
         # Slack between what this process knows of a claim and the database's expiry.
         self._margin_s = min(CLAIM_MARGIN_S, self._ttl.total_seconds() / 10)

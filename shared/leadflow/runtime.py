@@ -22,7 +22,13 @@ from leadflow.bus.kafka import KafkaConsumerRunner, KafkaPublisher, ensure_topic
 from leadflow.db.engine import create_engine, session_factory
 from leadflow.faults import describe, is_transient
 from leadflow.lanes import LanePriority
-from leadflow.metrics import ConsumerMetrics, add_metrics_route, consumer_metrics
+from leadflow.auth import PUBLIC, Authenticator, build_authenticator, install
+from leadflow.metrics import (
+    ConsumerMetrics,
+    add_metrics_route,
+    consumer_metrics,
+    serve_metrics_port,
+)
 from leadflow.outbox import OutboxRelay
 from leadflow.processing import BatchHandler, EventHandler, EventProcessor
 from leadflow.settings import Settings
@@ -134,13 +140,17 @@ def consumer_service(
     background: Mapping[str, Background] | None = None,
     description: str = "",
     ready_checks: dict[str, Callable[[], bool]] | None = None,
+    authenticator: Authenticator | None = None,
 ) -> FastAPI:
     """A FastAPI app that runs `specs` as consumer groups for as long as it is served.
 
     The service starts whether or not the database and the broker are up: its consumers,
     outbox relay and `background` jobs run under one supervisor, wait for what they need
-    and restart after an error; `/readyz` says what is missing meanwhile.
+    and restart after an error; `/readyz` says what is missing meanwhile. Its routes
+    answer the callers `authenticator` lets in (built from `LEADFLOW_TOKENS` and
+    `LEADFLOW_OIDC_*` by default; a bad setting raises ConfigError).
     """
+    authenticator = authenticator or build_authenticator(settings.env)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -150,7 +160,7 @@ def consumer_service(
             statement_timeout_s=settings.database_statement_timeout_s,
         )
         publisher = KafkaPublisher(settings, name)
-        metrics = consumer_metrics(name.replace("-", "_"))
+        metrics = consumer_metrics(name)
         relay = OutboxRelay(engine, publisher, settings, name, metrics)
         supervisor = Supervisor(name, backoff_max_s=settings.retry_backoff_max_s)
         runtime = Runtime(
@@ -212,9 +222,11 @@ def consumer_service(
         description=description,
         lifespan=lifespan,
         telemetry=telemetry(settings),
+        **api_docs(settings),
     )
+    install(app, authenticator)
     add_probe_routes(app, ready=_ready)
-    add_metrics_route(app)
+    add_metrics_route(app, settings)
     for router in routers:
         app.include_router(router)
     return app
@@ -264,11 +276,11 @@ async def _ready(app: FastAPI) -> dict[str, Any]:
 def add_probe_routes(app: FastAPI, ready: Callable[[FastAPI], Awaitable[dict[str, Any]]]) -> None:
     """`/healthz` (the process answers) and `/readyz` (it can do its work)."""
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], dependencies=[PUBLIC])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], dependencies=[PUBLIC])
     async def readyz(request: Request) -> JSONResponse:
         body = await ready(request.app)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
@@ -277,11 +289,17 @@ def add_probe_routes(app: FastAPI, ready: Callable[[FastAPI], Awaitable[dict[str
 async def _watch_lag(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(5)
-        lag = 0
         for runner in runtime.consumers:
-            lag += await runner.lag()
-        runtime.metrics.consumer_lag.set(lag)
+            runtime.metrics.consumer_lag.labels(runner.group).set(await runner.lag())
         runtime.supervisor.ok("lag-watcher")
+
+
+def api_docs(settings: Settings) -> dict[str, str | None]:
+    """Where FastAPI serves the API's documents: nowhere in production (`/docs`, `/redoc`
+    and `/openapi.json` tell a stranger every route), the usual paths elsewhere."""
+    if settings.env == "production":
+        return {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    return {"docs_url": "/docs", "redoc_url": "/redoc", "openapi_url": "/openapi.json"}
 
 
 def telemetry(settings: Settings) -> TelemetryConfig:
@@ -302,4 +320,5 @@ def serve(app: FastAPI, settings: Settings, port: int) -> None:
         # which proxies' X-Forwarded-For to believe (the intake's LEADFLOW_INTAKE_TRUSTED_PROXIES).
         proxy_headers=False,
     )
+    serve_metrics_port(settings)
     uvicorn.Server(config).run()

@@ -19,7 +19,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import cache
 
 from prometheus_client import Counter
 
@@ -30,13 +29,11 @@ log = logging.getLogger(__name__)
 Work = Callable[[], Awaitable[None]]
 
 
-@cache
-def _restarts() -> Counter:
-    return Counter(
-        "leadflow_task_restarts_total",
-        "Background tasks restarted after an error, by service and task.",
-        ["service", "task"],
-    )
+_RESTARTS = Counter(
+    "leadflow_task_restarts_total",
+    "Background tasks restarted after an error, by service and task.",
+    ["service", "task"],
+)
 
 
 @dataclass
@@ -122,7 +119,7 @@ class Supervisor:
                     delay = self._backoff_min_s
                 supervised.failures += 1
                 supervised.last_error = describe(exc)
-                _restarts().labels(self.service, supervised.name).inc()
+                _RESTARTS.labels(self.service, supervised.name).inc()
                 log.exception(
                     "background task failed; restarting it",
                     extra={

@@ -162,7 +162,7 @@ def consumed(url: str) -> float:
     """Scored events a router process consumed (from its /metrics)."""
     text = httpx.get(f"{url}/metrics", timeout=5).text
     for line in text.splitlines():
-        if line.startswith('leadflow_router_events_consumed_total{type="lead.scored"}'):
+        if line.startswith('leadflow_events_consumed_total{service="router",type="lead.scored"}'):
             return float(line.split()[-1])
     return 0.0
 

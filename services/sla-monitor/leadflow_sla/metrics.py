@@ -1,7 +1,7 @@
 """The SLA monitor's own Prometheus metrics.
 
 Alert deliveries are counted by the notification dispatcher
-(`leadflow_sla_monitor_notifications_{sent,retried,failed}_total`, by channel).
+(`leadflow_notifications_{sent,retried,failed}_total{service="sla-monitor"}`, by channel).
 """
 
 from prometheus_client import Counter, Gauge, Histogram

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Collection
-from functools import cache
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -37,14 +36,11 @@ log = logging.getLogger(__name__)
 _RETRY_MIN_S = 0.25
 
 
-@cache
-def paused_gauge() -> Gauge:
-    """1 while a consumer group of this process waits for its infrastructure, else 0."""
-    return Gauge(
-        "leadflow_consumer_paused",
-        "1 while the consumer is paused because the database or the broker is unavailable.",
-        ["group"],
-    )
+_PAUSED = Gauge(
+    "leadflow_consumer_paused",
+    "1 while the consumer is paused because the database or the broker is unavailable.",
+    ["group"],
+)
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -89,7 +85,7 @@ class KafkaConsumerRunner:
         self._loop_done.set()
         self._delay = _RETRY_MIN_S
         self._broken = False
-        self._gauge = paused_gauge().labels(group)
+        self._gauge = _PAUSED.labels(group)
         self._gauge.set(0)
         self.running = False
         self.paused: str | None = "starting"

@@ -92,18 +92,18 @@ EXPOSITION = """\
 # TYPE leadflow_sql_statements_total counter
 leadflow_sql_statements_total 1234.0
 leadflow_sql_statements_created 1.7e+09
-# HELP leadflow_router_events_consumed_total Events consumed, by type.
-# TYPE leadflow_router_events_consumed_total counter
-leadflow_router_events_consumed_total{type="lead.scored"} 40.0
-leadflow_router_events_consumed_total{type="sla.escalated"} 2.0
-leadflow_router_events_consumed_created{type="lead.scored"} 1.7e+09
+# HELP leadflow_events_consumed_total Events consumed, by service and type.
+# TYPE leadflow_events_consumed_total counter
+leadflow_events_consumed_total{service="router",type="lead.scored"} 40.0
+leadflow_events_consumed_total{service="router",type="sla.escalated"} 2.0
+leadflow_events_consumed_created{service="router",type="lead.scored"} 1.7e+09
 """
 
 
 def test_counter_total_sums_every_label_set_and_skips_created_samples() -> None:
     assert counter_total(EXPOSITION, "leadflow_sql_statements_total") == 1234.0
-    assert counter_total(EXPOSITION, "leadflow_router_events_consumed_total") == 42.0
-    assert counter_total(EXPOSITION, "leadflow_scoring_events_consumed_total") == 0.0
+    assert counter_total(EXPOSITION, "leadflow_events_consumed_total") == 42.0
+    assert counter_total(EXPOSITION, "leadflow_events_dead_lettered_total") == 0.0
 
 
 def test_per_event_of_no_events_is_none() -> None:

@@ -410,6 +410,27 @@ class Rep(_Model):
         return value
 
 
+class TeamPool(_Model):
+    """A team whose leads wait in a pool its reps claim from, first come, first served.
+
+    `sla_starts`: the follow-up clock of a claimed lead starts when a rep claims it
+    (`claim`) or when it arrived in the pool (`arrival`). A lead nobody claimed within
+    `unclaimed_after` is reported to the team's manager and, with `fallback: distribute`,
+    given through the team's `distribution` (with `none` it keeps waiting).
+    """
+
+    sla_starts: Literal["claim", "arrival"] = "claim"
+    unclaimed_after: Duration
+    fallback: Literal["distribute", "none"] = "distribute"
+
+    @field_validator("unclaimed_after")
+    @classmethod
+    def _positive_wait(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("unclaimed_after must be longer than zero, e.g. 15m.")
+        return value
+
+
 class Team(_Model):
     """Reps who share leads, the way they share them, and their manager."""
 
@@ -426,6 +447,9 @@ class Team(_Model):
     # Marking one of the team's reps out of office (admin API) hands their open leads not yet
     # contacted to the team's other reps, through the team's distribution.
     redistribute_on_absence: bool = False
+    # A pool: leads routed to the team wait until one of its reps claims one (see TeamPool);
+    # `distribution` still gives the leads nobody claimed in time and escalated ones.
+    pool: TeamPool | None = None
 
 
 class RoutingRule(_Model):

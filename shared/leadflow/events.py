@@ -196,6 +196,29 @@ class LeadAssigned(_Payload):
     # reassignment by hand is not one); None on events written before the router said,
     # where every previous rep was an escalation.
     escalations: int | None = None
+    # When the follow-up clock started, when not at `assigned_at`: the lead's arrival in a
+    # team pool whose policy starts the clock at arrival (`teams[].pool.sla_starts`).
+    clock_from: AwareDatetime | None = None
+
+
+class LeadPooled(_Payload):
+    """The lead waits in a team's pool until one of its reps claims it."""
+
+    lead_key: str
+    assignment_id: str
+    team: str
+    rule: str
+    tier: Tier
+    reason: str
+    pooled_at: AwareDatetime
+    received_at: AwareDatetime
+    # When the team's manager hears that nobody claimed it (and, per the team's fallback,
+    # the team's distribution gives it).
+    unclaimed_at: AwareDatetime
+    # Whether the follow-up clock of the rep who claims it runs from `pooled_at` (arrival)
+    # or from the claim.
+    sla_starts: Literal["claim", "arrival"]
+    source: str | None = None
 
 
 class LeadUnassigned(_Payload):
@@ -229,7 +252,14 @@ class SlaAlert(_Payload):
 
 
 Payload = (
-    LeadReceived | LeadActivity | LeadScored | LeadMerged | LeadAssigned | LeadUnassigned | SlaAlert
+    LeadReceived
+    | LeadActivity
+    | LeadScored
+    | LeadMerged
+    | LeadAssigned
+    | LeadPooled
+    | LeadUnassigned
+    | SlaAlert
 )
 
 PAYLOAD_TYPES: dict[str, type[_Payload]] = {
@@ -239,6 +269,7 @@ PAYLOAD_TYPES: dict[str, type[_Payload]] = {
     "lead.merged": LeadMerged,
     "lead.assigned": LeadAssigned,
     "lead.reassigned": LeadAssigned,
+    "lead.pooled": LeadPooled,
     "lead.unassigned": LeadUnassigned,
     "sla.warning": SlaAlert,
     "sla.breached": SlaAlert,

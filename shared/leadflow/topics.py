@@ -30,7 +30,7 @@ def topic_for(event_type: str, lane: Lane = "live") -> str:
         return RECEIVED_BULK if lane == "bulk" else RECEIVED
     if event_type == "lead.scored":
         return SCORED_BULK if lane == "bulk" else SCORED
-    if event_type in ("lead.assigned", "lead.reassigned", "lead.unassigned"):
+    if event_type in ("lead.assigned", "lead.reassigned", "lead.pooled", "lead.unassigned"):
         return ASSIGNED
     if event_type.startswith("sla."):
         return ALERTS

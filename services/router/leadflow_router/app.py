@@ -26,8 +26,9 @@ from leadflow.problems import install_problem_handlers
 from leadflow.processing import BatchHandler, utcnow
 from leadflow.runtime import Background, ConsumerSpec, Runtime, consumer_service
 from leadflow.settings import ConfigError, Settings
-from leadflow_router import admin, api, service
-from leadflow_router.metrics import QUEUED
+from leadflow_router import admin, api, claims, pool_api, service
+from leadflow_router.book_repository import SqlRoutingStore
+from leadflow_router.metrics import QUEUED, UNCLAIMED
 from leadflow_router.notify import PRODUCER, NotifyOptions
 from leadflow_router.settings import RouterSettings
 
@@ -124,6 +125,35 @@ def _queue_retries(router_settings: RouterSettings, options: NotifyOptions) -> B
     return run
 
 
+def _unclaimed(router_settings: RouterSettings, options: NotifyOptions) -> Background:
+    """The pools' timer: acts once on each lead nobody claimed in time (`claims.py`)."""
+
+    async def run(runtime: Runtime) -> None:
+        config = runtime.settings.app
+        if not any(team.pool is not None for team in config.teams):
+            return
+        while True:
+            await asyncio.sleep(router_settings.pool_check_s)
+            try:
+                while True:
+                    async with runtime.sessions() as session, session.begin():
+                        done = await claims.act_on_unclaimed(
+                            SqlRoutingStore(session), config, utcnow(), options, limit=RETRY_PAGE
+                        )
+                    UNCLAIMED.labels("distributed").inc(done.distributed)
+                    UNCLAIMED.labels("kept").inc(len(done.acted_on) - done.distributed)
+                    if done.acted_on:
+                        runtime.relay.wake()
+                    if len(done.acted_on) < RETRY_PAGE:
+                        break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("database unavailable; unclaimed pool leads will be handled later")
+
+    return run
+
+
 def check(settings: Settings, router_settings: RouterSettings) -> None:
     """Refuse settings the router must not run with; raises ConfigError saying why."""
     tokens = router_settings.admin_tokens()
@@ -155,10 +185,11 @@ def create_app(settings: Settings, router_settings: RouterSettings | None = None
         "router",
         settings,
         [_consumer(options), _bulk_consumer(options)],
-        routers=[api.router, admin.router],
+        routers=[api.router, admin.router, pool_api.router],
         background={
             "notifications": _notifications(router_settings),
             "queue-retry": _queue_retries(router_settings, options),
+            "pool-timer": _unclaimed(router_settings, options),
         },
         description=__doc__ or "",
     )

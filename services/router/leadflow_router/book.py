@@ -22,8 +22,10 @@ from leadflow_router.availability import RepLoad
 from leadflow_router.domain import Decision, RoutingState
 from leadflow_router.pools import Reach
 
-# `manual`: a manager reassigned the lead by hand (admin API), or marked its rep out of office.
-Kind = Literal["route", "reassign", "dequeue", "manual"]
+# `manual`: a manager reassigned the lead by hand (admin API), or marked its rep out of office;
+# `claim`: a rep took the lead from their team's pool; `unclaimed`: nobody claimed it in
+# time and the team's distribution gave it.
+Kind = Literal["route", "reassign", "dequeue", "manual", "claim", "unclaimed"]
 # Why an assignment closed when its person's other live assignment, made earlier, was kept.
 MERGED = "merged"
 
@@ -60,6 +62,17 @@ class Turns:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolEntry:
+    """A lead waiting in a team's pool (a row of `pooled_leads`): its pool entry (the
+    assignment row with status `pooled`), and when its manager hears nobody claimed it."""
+
+    assignment_id: str
+    team: str
+    pooled_at: datetime
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Decided:
     """A decision this batch took, and what it was about (the record and the metrics)."""
 
@@ -81,6 +94,8 @@ class Writes:
     decided: list[Decided] = field(default_factory=list)
     events: list[Envelope] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
+    # Leads this batch left waiting in a team's pool.
+    pooled: list[PoolEntry] = field(default_factory=list)
     # What merges changed: alias rows; stored assignments moved to a survivor (by id, with
     # their new key and seq); keys whose decisions now belong to a survivor (old -> new);
     # routed leads dropped (by key), and routed leads a survivor takes over (by its key).

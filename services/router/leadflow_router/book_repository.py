@@ -21,13 +21,14 @@ from leadflow.events import LeadScored
 from leadflow.notifications import queue_many
 from leadflow.outbox import enqueue_many
 from leadflow_router import roster_repository
-from leadflow_router.book import Assignment, Turns, Writes
+from leadflow_router.book import Assignment, PoolEntry, Turns, Writes
 from leadflow_router.domain import Decision
 from leadflow_router.notify import PRODUCER
 from leadflow_router.pools import lock_key
 from leadflow_router.store import RunTimeRoster, Tallies
 from leadflow_router.tables import (
     assignments,
+    pooled_leads,
     round_robin_pointers,
     routed_leads,
     routing_decisions,
@@ -240,6 +241,8 @@ async def save(session: AsyncSession, writes: Writes, now: datetime) -> None:
     await _save_turns(session, writes.turns)
     if writes.assignments:
         await session.execute(insert(assignments), [_assignment(a) for a in writes.assignments])
+    if writes.pooled:
+        await session.execute(insert(pooled_leads), [_pooled(e) for e in writes.pooled])
     if writes.decided:
         await session.execute(
             insert(routing_decisions),
@@ -344,9 +347,76 @@ class SqlRoutingStore:
         """Per company domain, its open assignments as (assignment id, rep), oldest first."""
         return await owners_of(self.session, domains)
 
+    async def unclaimed(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """Pool entries overdue and not acted on, as (assignment id, lead key)."""
+        return await unclaimed_of(self.session, now, limit)
+
+    async def take_unclaimed(self, assignment_ids: Collection[str], now: datetime) -> set[str]:
+        """Mark overdue pool entries as acted on; those this transaction marked."""
+        return await take_unclaimed(self.session, assignment_ids, now)
+
+    async def claim(self, assignment_id: str, at: datetime) -> bool:
+        """Close a pool entry as claimed if it is still open; whether this one did."""
+        return await claim_entry(self.session, assignment_id, at)
+
     async def save(self, writes: Writes, now: datetime) -> None:
         """Write back what a batch changed, a statement per table."""
         await save(self.session, writes, now)
+
+
+async def unclaimed_of(session: AsyncSession, now: datetime, limit: int) -> list[tuple[str, str]]:
+    """Pool entries nobody claimed by their due time and nobody acted on yet, as
+    (assignment id, lead key), the longest overdue first (an entry waits while its
+    assignments row is open)."""
+    p, c = pooled_leads.c, assignments.c
+    query = (
+        select(p.assignment_id, c.lead_key)
+        .join(assignments, c.assignment_id == p.assignment_id)
+        .where(p.due_at <= now, p.alerted_at.is_(None), c.closed_at.is_(None))
+        .order_by(p.due_at, p.assignment_id)
+        .limit(limit)
+    )
+    return [(str(aid), str(key)) for aid, key in await session.execute(query)]
+
+
+async def take_unclaimed(
+    session: AsyncSession, assignment_ids: Collection[str], now: datetime
+) -> set[str]:
+    """Mark these overdue pool entries as acted on; returns those this transaction marked
+    (an entry another router marked first is not among them: it acts on it, not we)."""
+    if not assignment_ids:
+        return set()
+    p = pooled_leads.c
+    stmt = (
+        update(pooled_leads)
+        .where(p.assignment_id.in_(sorted(assignment_ids)), p.alerted_at.is_(None))
+        .values(alerted_at=now)
+        .returning(p.assignment_id)
+    )
+    return {str(aid) for aid in (await session.execute(stmt)).scalars()}
+
+
+async def claim_entry(session: AsyncSession, assignment_id: str, at: datetime) -> bool:
+    """Close a pool entry as claimed if it is still open; whether this transaction did (the
+    one conditional UPDATE two claimers race on: the second finds it closed)."""
+    c = assignments.c
+    stmt = (
+        update(assignments)
+        .where(c.assignment_id == assignment_id, c.status == "pooled", c.closed_at.is_(None))
+        .values(closed_at=at, close_reason="claimed")
+    )
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def _pooled(entry: PoolEntry) -> dict[str, Any]:
+    return {
+        "assignment_id": entry.assignment_id,
+        "team": entry.team,
+        "pooled_at": entry.pooled_at,
+        "due_at": entry.due_at,
+        "alerted_at": None,
+    }
 
 
 def _assignment(row: Assignment) -> dict[str, Any]:

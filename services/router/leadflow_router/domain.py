@@ -30,8 +30,19 @@ ACCOUNT_RULE = "account-owner"
 DISTRIBUTIONS = ("round_robin", "weighted", "least_loaded")
 
 Method = Literal[
-    "account_owner", "named_rep", "sticky", "round_robin", "weighted", "least_loaded", "queue"
+    "account_owner",
+    "named_rep",
+    "sticky",
+    "round_robin",
+    "weighted",
+    "least_loaded",
+    "queue",
+    "pool",
+    "claim",
 ]
+# What a decision did with the lead: gave it to a rep, queued it for a team nobody in can
+# take it now, or left it in a team's pool for its reps to claim.
+Outcome = Literal["assigned", "queued", "pooled"]
 # What sticky ownership overrides: the rep who works a company keeps its leads above caps.
 STICKY_OVERRIDES = frozenset({"daily_cap", "open_cap"})
 
@@ -40,7 +51,7 @@ STICKY_OVERRIDES = frozenset({"daily_cap", "open_cap"})
 class Decision:
     """Who gets the lead, through which rule, and why every other candidate did not."""
 
-    outcome: Literal["assigned", "queued"]
+    outcome: Outcome
     rule: str
     team: str
     rep_id: str | None
@@ -172,6 +183,7 @@ class _Walk:
         self.trace: list[str] = []
         self.account: str | None = None
         self.priority = False
+        self.into_pool = True
 
     def why_not(self, rep: Rep, skills: Sequence[str] = ()) -> str | None:
         reason = cannot_take(
@@ -187,7 +199,7 @@ class _Walk:
             self.skipped[rep.id] = reason
         return reason
 
-    def decision(self, outcome: Literal["assigned", "queued"], **kwargs: Any) -> Decision:
+    def decision(self, outcome: Outcome, **kwargs: Any) -> Decision:
         return Decision(
             outcome,
             skipped=dict(self.skipped),
@@ -317,6 +329,17 @@ class _Walk:
             else f"rule {rule_name!r} sends it to team {team.name!r}"
         )
         first = f"{note}; " if note else ""
+        if team.pool is not None and self.into_pool:
+            self.trace.append(f"{how}, a pool: it waits there for one of its reps to claim it")
+            return self.decision(
+                "pooled",
+                rule=rule_name,
+                team=team.name,
+                rep_id=None,
+                candidates=list(team.reps),
+                reason=f"{first}{how}; it waits in the team's pool for a rep to claim it",
+                method="pool",
+            )
         available = [r for r in team.reps if self.why_not(self.state.rep(r), team.skills) is None]
         if available:
             chosen = pick(
@@ -354,11 +377,19 @@ class _Walk:
 
 
 def route(
-    config: LeadflowConfig, scored: LeadScored, now: datetime, state: RoutingState
+    config: LeadflowConfig,
+    scored: LeadScored,
+    now: datetime,
+    state: RoutingState,
+    *,
+    into_pool: bool = True,
 ) -> Decision:
     """Account owner first, then the first matching rule that can place the lead, then the
-    fallback team; a lead nobody can take is queued, never dropped."""
+    fallback team; a lead nobody can take is queued, never dropped. A team that is a pool
+    keeps the lead for its reps to claim (`into_pool`; escalations and queue retries, which
+    must give the lead to someone, pass False and use the team's distribution)."""
     walk = _Walk(config, scored, now, state)
+    walk.into_pool = into_pool
     decision = walk.account_owner()
     if decision is not None:
         return decision
@@ -382,3 +413,24 @@ def route(
     fallback = walk.team(FALLBACK_RULE, fallback_team, overflow=False)
     assert fallback is not None
     return fallback
+
+
+def distribute(
+    config: LeadflowConfig,
+    scored: LeadScored,
+    now: datetime,
+    state: RoutingState,
+    *,
+    team: str,
+    rule: str,
+    note: str,
+) -> Decision:
+    """Give a lead through `team`'s distribution, as `rule` sent it there (a pool's lead
+    nobody claimed in time): a rep of the team who can take it now, else the team's queue.
+    `note` opens the reason (why the distribution decides)."""
+    walk = _Walk(config, scored, now, state)
+    walk.into_pool = False
+    walk.trace.append(note)
+    decision = walk.team(rule, walk.roster.teams[team], overflow=False, note=note)
+    assert decision is not None
+    return decision

@@ -27,6 +27,7 @@ from leadflow.events import (
     LeadActivity,
     LeadAssigned,
     LeadMerged,
+    LeadPooled,
     LeadScored,
     LeadUnassigned,
     Payload,
@@ -36,7 +37,7 @@ from leadflow.events import (
 )
 from leadflow_router import domain
 from leadflow_router.availability import skip_kind
-from leadflow_router.book import MERGED, Assignment, Decided, Kind, RoutingBook
+from leadflow_router.book import MERGED, Assignment, Decided, Kind, PoolEntry, RoutingBook
 from leadflow_router.metrics import ASSIGNMENTS, END_TO_END, REASSIGNMENTS, SKIPPED
 from leadflow_router.notify import (
     NotifyOptions,
@@ -225,7 +226,7 @@ def route(batch: Batch, event: Envelope) -> domain.Decision | None:
         assert before is not None
         step = f"upgraded from tier {before.tier} to {scored.tier}: routed again"
         decision = replace(decision, trace=[step, *decision.trace])
-    _record(
+    record(
         batch,
         scored,
         decision,
@@ -277,9 +278,10 @@ def reassign(batch: Batch, event: Envelope) -> domain.Decision | None:
     previous = previous_reps(book.history(person))
     where = batch.reach(scored)
     state = book.state(batch.config, batch.now, where, {*previous, alert.rep_id})
-    decision = domain.route(batch.config, scored, batch.now, state)
+    # An escalated lead goes to someone: a pool's team gives it by its distribution.
+    decision = domain.route(batch.config, scored, batch.now, state, into_pool=False)
     book.close(current, "escalated", batch.now)
-    _record(
+    record(
         batch,
         scored,
         decision,
@@ -301,11 +303,11 @@ def dequeue(batch: Batch, entry: Assignment) -> domain.Decision | None:
     previous = previous_reps(book.history(entry.lead_key))
     where = batch.reach(scored)
     state = book.state(batch.config, batch.now, where, previous)
-    decision = domain.route(batch.config, scored, batch.now, state)
+    decision = domain.route(batch.config, scored, batch.now, state, into_pool=False)
     if decision.outcome == "queued":
         return None
     book.close(entry, "assigned_from_queue", batch.now)
-    _record(
+    record(
         batch,
         scored,
         decision,
@@ -378,7 +380,7 @@ def hand_over(
     assert decision.rep_id is not None
     previous = previous_reps(book.history(person))
     book.close(current, close_reason, batch.now)
-    _record(
+    record(
         batch,
         scored,
         decision,
@@ -417,7 +419,7 @@ def previous_reps(history: list[Assignment]) -> list[str]:
     return list(dict.fromkeys(row.rep_id for row in history if row.rep_id is not None))
 
 
-def _record(
+def record(
     batch: Batch,
     scored: LeadScored,
     decision: domain.Decision,
@@ -427,6 +429,7 @@ def _record(
     seq: int,
     kind: Kind,
     previous: list[str],
+    clock_from: datetime | None = None,
 ) -> None:
     config, book, now = batch.config, batch.book, batch.now
     if decision.rep_id is not None and (
@@ -472,8 +475,29 @@ def _record(
             previous_rep_ids=previous,
             source=scored.source,
             escalations=escalations,
+            clock_from=clock_from,
         )
         type_ = "lead.reassigned" if kind in ("reassign", "manual") else "lead.assigned"
+    elif decision.outcome == "pooled":
+        pool = config.team(decision.team).pool
+        assert pool is not None
+        data = LeadPooled(
+            lead_key=scored.lead_key,
+            assignment_id=assignment_id,
+            team=decision.team,
+            rule=decision.rule,
+            tier=scored.tier,
+            reason=decision.reason,
+            pooled_at=now,
+            received_at=scored.received_at,
+            unclaimed_at=now + pool.unclaimed_after,
+            sla_starts=pool.sla_starts,
+            source=scored.source,
+        )
+        type_ = "lead.pooled"
+        book.writes.pooled.append(
+            PoolEntry(assignment_id, decision.team, now, now + pool.unclaimed_after)
+        )
     else:
         data = LeadUnassigned(
             lead_key=scored.lead_key,

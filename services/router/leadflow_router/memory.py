@@ -24,7 +24,7 @@ from typing import Any
 from leadflow.aliases import AliasBook
 from leadflow.delivery import Notification
 from leadflow.events import Envelope, LeadScored
-from leadflow_router.book import Assignment, Decided, Turns, Writes
+from leadflow_router.book import Assignment, Decided, PoolEntry, Turns, Writes
 from leadflow_router.store import RunTimeRoster, Tallies
 
 
@@ -53,6 +53,9 @@ class InMemoryRoutingStore:
         self._aliases = AliasBook()
         # Where each decision is in `decided`, by its lead's key (for merges to move them).
         self._decided_by_key: dict[str, list[int]] = {}
+        # `pooled_leads`: each pool entry, and when its overdue entry was acted on.
+        self.pooled: dict[str, PoolEntry] = {}
+        self.alerted: dict[str, datetime] = {}
 
     @property
     def assignments(self) -> list[Assignment]:
@@ -143,6 +146,32 @@ class InMemoryRoutingStore:
             ]
         return found
 
+    async def unclaimed(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """Pool entries overdue and not acted on, as (assignment id, lead key)."""
+        due = sorted(
+            (entry.due_at, aid)
+            for aid, entry in self.pooled.items()
+            if entry.due_at <= now
+            and aid not in self.alerted
+            and self._by_id[aid].closed_at is None
+        )
+        return [(aid, self._by_id[aid].lead_key) for _, aid in due[:limit]]
+
+    async def take_unclaimed(self, assignment_ids: Collection[str], now: datetime) -> set[str]:
+        """Mark overdue pool entries as acted on; those this call marked."""
+        taken = {aid for aid in assignment_ids if aid in self.pooled and aid not in self.alerted}
+        for aid in taken:
+            self.alerted[aid] = now
+        return taken
+
+    async def claim(self, assignment_id: str, at: datetime) -> bool:
+        """Close a pool entry as claimed if it is still open; whether this call did."""
+        row = self._by_id.get(assignment_id)
+        if row is None or row.status != "pooled" or row.closed_at is not None:
+            return False
+        row.closed_at, row.close_reason = at, "claimed"
+        return True
+
     @staticmethod
     def _since(index: dict[str, list[datetime]], rep: str, since: datetime) -> int:
         times = index.get(rep, [])
@@ -162,6 +191,8 @@ class InMemoryRoutingStore:
             self._turns[team] = (turns.last_rep_id, turns.turns)
         for row in writes.assignments:
             self._insert(row)
+        for entry in writes.pooled:
+            self.pooled[entry.assignment_id] = entry
         for one in writes.decided:
             self._decided_by_key.setdefault(one.assignment.lead_key, []).append(len(self.decided))
             self.decided.append(one)

@@ -33,3 +33,14 @@ ADMIN_CHANGES = Counter(
     "Run-time changes made through the admin API, by action.",
     ["action"],
 )
+CLAIMS = Counter(
+    "leadflow_router_pool_claims_total",
+    "Claims of leads waiting in a team pool, by outcome (claimed, or why refused).",
+    ["outcome"],
+)
+UNCLAIMED = Counter(
+    "leadflow_router_pool_unclaimed_total",
+    "Pool entries nobody claimed in time, by what followed (distributed, or kept waiting "
+    "or queued).",
+    ["outcome"],
+)

@@ -96,6 +96,8 @@ def notifications_for(
                     "webhook", settings.crm_webhook, subject, body, f"{key}:crm:webhook", payload
                 )
             )
+    elif decision.outcome == "pooled":
+        notes.extend(_pool_notifications(config, options, scored, decision, event))
     elif settings.manager_on_queue:
         notes.append(
             Notification(
@@ -254,3 +256,82 @@ def _rep_name(config: LeadflowConfig, rep_id: str | None) -> str | None:
     if rep_id is None:
         return None
     return next((rep.name for rep in config.reps if rep.id == rep_id), rep_id)
+
+
+def _pool_notifications(
+    config: LeadflowConfig,
+    options: NotifyOptions,
+    scored: LeadScored,
+    decision: Decision,
+    event: Envelope,
+) -> list[Notification]:
+    """What a pool's reps hear when a lead arrives in it: that it waits, and where to
+    claim it (the first of them to claim it gets it)."""
+    settings = config.routing.notify
+    team = config.team(decision.team)
+    pool_url = f"{options.public_url}/v1/pools/{team.name}"
+    claim_url = f"{options.public_url}/v1/leads/{scored.lead_key}/claim"
+    subject = f"New lead in the {team.name} pool: {scored.lead.company.name or scored.lead_key}"
+    payload = {
+        "type": event.type,
+        "event_id": event.id,
+        "pooled": event.data.model_dump(mode="json"),
+        "pool_url": pool_url,
+        "claim_url": claim_url,
+    }
+    notes: list[Notification] = []
+    for rep_id in team.reps:
+        rep = config.rep(rep_id)
+        if not rep.active:
+            continue
+        body = "\n".join(
+            [
+                f"Hi {rep.name},",
+                "",
+                f"A {scored.tier.upper()} lead waits in team {team.name}'s pool: the first rep "
+                "to claim it gets it.",
+                "",
+                *_lead_lines(scored),
+                "",
+                f"Claim it: POST {claim_url} with your token.",
+                f"The pool: {pool_url}",
+            ]
+        )
+        key = f"router:{event.id}:pool:{rep_id}"
+        if settings.rep_email:
+            notes.append(Notification("email", rep.email, subject, body, f"{key}:email", {}))
+        if settings.rep_webhook and rep.webhook:
+            notes.append(
+                Notification("webhook", rep.webhook, subject, body, f"{key}:webhook", payload)
+            )
+    return notes
+
+
+def unclaimed_notifications(
+    config: LeadflowConfig,
+    options: NotifyOptions,
+    scored: LeadScored,
+    entry: Assignment,
+    waited: str,
+    outcome: str,
+) -> list[Notification]:
+    """What a pool's manager hears when nobody claimed a lead in time: how long it waited
+    and what happened to it (`outcome`, a sentence); once per pool entry."""
+    team = config.team(entry.team)
+    manager = team.manager
+    why_url = f"{options.public_url}/v1/leads/{entry.lead_key}/routing"
+    subject = f"Lead unclaimed in the {team.name} pool for {waited}"
+    body = "\n".join(
+        [
+            f"Hi {manager.name},",
+            "",
+            f"Nobody in team {team.name} claimed this lead within {waited} of its arrival in "
+            f"the pool. {outcome}",
+            "",
+            *_lead_lines(scored),
+            "",
+            f"Details: {why_url}",
+        ]
+    )
+    key = f"router:unclaimed:{entry.assignment_id}:manager:email"
+    return [Notification("email", manager.email, subject, body, key, {})]

@@ -6,6 +6,7 @@ What a routing batch reads and writes in bulk is in `book_repository.py`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import aliases
+from leadflow.events import LeadScored
 from leadflow_router.book_repository import CONSUMER
-from leadflow_router.tables import assignments, routing_decisions
+from leadflow_router.tables import assignments, pooled_leads, routed_leads, routing_decisions
 
 
 async def person(session: AsyncSession, lead_key: str) -> str:
@@ -74,3 +76,40 @@ async def decisions(session: AsyncSession, lead_key: str) -> list[dict[str, Any]
         .order_by(routing_decisions.c.decided_at, routing_decisions.c.id)
     )
     return [dict(r._mapping) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLead:
+    """A lead waiting in a team's pool: its pool entry and the scored lead it waits with."""
+
+    lead_key: str
+    assignment_id: str
+    rule: str
+    pooled_at: datetime
+    due_at: datetime
+    alerted_at: datetime | None
+    scored: LeadScored | None
+
+
+async def pool_leads(session: AsyncSession, team: str) -> list[PoolLead]:
+    """The leads waiting in a team's pool (open pool entries), the longest waiting first."""
+    a, p, r = assignments.c, pooled_leads.c, routed_leads.c
+    query = (
+        select(a.lead_key, a.assignment_id, a.rule, p.pooled_at, p.due_at, p.alerted_at, r.scored)
+        .join(pooled_leads, p.assignment_id == a.assignment_id)
+        .outerjoin(routed_leads, r.lead_key == a.lead_key)
+        .where(a.team == team, a.status == "pooled", a.closed_at.is_(None))
+        .order_by(p.pooled_at, a.id)
+    )
+    return [
+        PoolLead(
+            lead_key=str(row.lead_key),
+            assignment_id=str(row.assignment_id),
+            rule=str(row.rule),
+            pooled_at=row.pooled_at,
+            due_at=row.due_at,
+            alerted_at=row.alerted_at,
+            scored=LeadScored.model_validate(row.scored) if row.scored is not None else None,
+        )
+        for row in await session.execute(query)
+    ]

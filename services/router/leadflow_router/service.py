@@ -105,12 +105,12 @@ async def route_batch(
     scoring = {aliases.canonical(scored.lead_key) for scored in deciding}
     routed = await store.routed_leads(escalated | merging | scoring)
     again = [routed[key] for key in sorted(escalated | merging) if key in routed]
-    await _load(store, batch, persons, [*deciding, *again], routed, aliases)
+    await load_book(store, batch, persons, [*deciding, *again], routed, aliases)
     decisions = []
     for event in events:
         handler = HANDLERS.get(event.type)
         decisions.append(handler(batch, event) if handler is not None else None)
-    await _save(store, batch)
+    await save_batch(store, batch)
     return Routed(decisions, batch.book.writes)
 
 
@@ -182,7 +182,7 @@ async def retry_queued(
     batch = Batch(config, options or NotifyOptions(), now)
     store = SqlRoutingStore(session)
     routed = await store.routed_leads(lead_keys)
-    await _load(store, batch, lead_keys, list(routed.values()), routed)
+    await load_book(store, batch, lead_keys, list(routed.values()), routed)
     assigned = 0
     for entry in queued:
         # The entry as it stands under the lock: another router may have dequeued it since.
@@ -190,7 +190,7 @@ async def retry_queued(
         row = next((a for a in history if a.id == entry["id"]), None)
         if row is not None and handlers.dequeue(batch, row) is not None:
             assigned += 1
-    await _save(store, batch)
+    await save_batch(store, batch)
     return [int(entry["id"]) for entry in queued], assigned
 
 
@@ -229,7 +229,7 @@ def _named(config: LeadflowConfig, events: Sequence[Envelope]) -> set[str]:
     return keys
 
 
-async def _load(
+async def load_book(
     store: RoutingStore,
     batch: Batch,
     lead_keys: Iterable[str],
@@ -279,7 +279,8 @@ async def _load(
     batch.locked = locked
 
 
-async def _save(store: RoutingStore, batch: Batch) -> None:
+async def save_batch(store: RoutingStore, batch: Batch) -> None:
+    """Write back what the batch changed and count its decisions."""
     writes = batch.book.writes
     await store.save(writes, batch.now)
     observe(writes.decided, batch.now)
@@ -328,7 +329,8 @@ async def reassign_by_hand(
     (404: unknown, queued, or closed as merged), the lead is closed by an outcome
     (409), or the rep is not configured, already has it, is in no team the lead can go to
     (the current assignment's team, the teams and reps its routing reaches), or is inactive
-    or out of office now (422). Shifts and caps do not stop a manager.
+    or out of office now (422). Shifts and caps do not stop a manager. A lead waiting in
+    a team's pool is given too: its pool entry closes as `reassigned`.
     """
     await store.lock_leads({lead_key})
     aliases = await store.aliases({lead_key})
@@ -347,7 +349,11 @@ async def reassign_by_hand(
             "lead_closed",
             f"Lead {lead_key!r} is closed ({current.close_reason}): there is nothing to reassign.",
         )
-    if current.closed_at is not None or current.status != "assigned" or current.rep_id is None:
+    # A lead waiting in a team's pool may be given by hand too: it leaves the pool.
+    pooled = current.status == "pooled" and current.closed_at is None
+    if not pooled and (
+        current.closed_at is not None or current.status != "assigned" or current.rep_id is None
+    ):
         raise ReassignRefused(
             404,
             "not_assigned",
@@ -371,11 +377,8 @@ async def reassign_by_hand(
     if away is not None and skip_kind(away) in _AWAY:
         raise ReassignRefused(422, "rep_unavailable", f"{rep.name} cannot take leads now: {away}.")
     pools = pools_of(config)
-    where = Reach(
-        frozenset({rep_id}),
-        frozenset({team}),
-        frozenset({pools.of_rep(rep_id), pools.of_rep(current.rep_id)}),
-    )
+    held = pools.of_rep(current.rep_id) if current.rep_id is not None else pools.of_team(team)
+    where = Reach(frozenset({rep_id}), frozenset({team}), frozenset({pools.of_rep(rep_id), held}))
     await store.lock(where.pools)
     batch = Batch(config, options or NotifyOptions(), now)
     batch.book = book
@@ -386,7 +389,9 @@ async def reassign_by_hand(
         team=team,
         rep_id=rep_id,
         candidates=[rep_id],
-        reason=f"{why}, from {_name(config, current.rep_id)} to {rep.name}",
+        reason=f"{why}, from "
+        + (f"team {current.team!r}'s pool" if pooled else _name(config, current.rep_id))
+        + f" to {rep.name}",
         method="named_rep",
     )
     taken = hand_over(
@@ -398,7 +403,7 @@ async def reassign_by_hand(
         close_reason=MANUAL_REASON,
         why=why,
     )
-    await _save(store, batch)
+    await save_batch(store, batch)
     return HandedOver(person, current, taken)
 
 
@@ -433,7 +438,7 @@ async def redistribute_absent(
         reps, names, frozenset({pools.of_team(n) for n in names} | {pools.of_rep(rep_id)})
     )
     batch = Batch(config, options or NotifyOptions(), now)
-    await _load(store, batch, persons, [], routed, aliases, locked)
+    await load_book(store, batch, persons, [], routed, aliases, locked)
     book = batch.book
     absent = config.rep(rep_id).name
     moved: list[HandedOver] = []
@@ -504,7 +509,7 @@ async def redistribute_absent(
             why=why,
         )
         moved.append(HandedOver(person, current, taken))
-    await _save(store, batch)
+    await save_batch(store, batch)
     return moved, stayed
 
 

@@ -23,6 +23,8 @@ class RouterSettings(BaseSettings):
     rep_webhook_secret: SecretStr | None = None
     # How often queued leads are tried again (someone may have come on shift).
     queue_retry_s: float = Field(default=60.0, gt=0)
+    # How often the pools are checked for leads nobody claimed in time.
+    pool_check_s: float = Field(default=15.0, gt=0)
 
     def admin_tokens(self) -> dict[str, str]:
         """Token -> the name the audit log records for it."""

@@ -88,6 +88,21 @@ class RoutingStore(Protocol):
         company, for sticky routing rules (read under the pool locks)."""
         ...
 
+    async def unclaimed(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """Pool entries nobody claimed by their due time and nobody acted on yet, as
+        (assignment id, lead key), the longest overdue first (read before any lock)."""
+        ...
+
+    async def take_unclaimed(self, assignment_ids: Collection[str], now: datetime) -> set[str]:
+        """Mark these overdue pool entries as acted on (manager told, fallback given);
+        returns those this call marked: each entry is acted on once, whoever asks."""
+        ...
+
+    async def claim(self, assignment_id: str, at: datetime) -> bool:
+        """Close the pool entry `assignment_id` as `claimed` if it is still open (in one
+        conditional step); whether this call closed it."""
+        ...
+
     async def save(self, writes: Writes, now: datetime) -> None:
         """Write what a batch changed: aliases, routed leads, assignments and decisions moved
         to a survivor, closed and converted assignments, turns, new assignments, decisions,

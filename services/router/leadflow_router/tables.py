@@ -112,3 +112,17 @@ admin_audit = Table(
     Column("after", JSON, nullable=True),
     Index("ix_admin_audit_at", "at"),
 )
+
+# Leads waiting in a team's pool: the pool entry (the `assignments` row with status
+# `pooled`) by its assignment id, when the team's manager hears nobody claimed it, and when
+# that happened (once per entry). An entry waits while its assignment row is open.
+pooled_leads = Table(
+    "pooled_leads",
+    metadata,
+    Column("assignment_id", String(64), primary_key=True),
+    Column("team", String(64), nullable=False),
+    Column("pooled_at", UtcDateTime(), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("alerted_at", UtcDateTime(), nullable=True),
+    Index("ix_pooled_leads_due_at", "due_at"),
+)

@@ -255,7 +255,9 @@ def start_window(
     the escalations so far (`escalations`; a reassignment by hand is not one). A first
     assignment of a person who already has a live assignment (two of their keys were
     assigned before anyone knew they were one) keeps the earlier of the two. An assignment
-    that already has a window (a copy of its event) changes nothing.
+    that already has a window (a copy of its event) changes nothing. The ladder counts from
+    `clock_from` when the event gives one (a lead claimed from a pool whose clock starts at
+    the lead's arrival there), else from the assignment.
     """
     if book.has_window(assigned.assignment_id):
         return
@@ -270,7 +272,9 @@ def start_window(
     escalations = (
         assigned.escalations if assigned.escalations is not None else len(assigned.previous_rep_ids)
     )
-    stages = ladder.plan(policy, assigned.assigned_at, calendar, escalations)
+    # A lead claimed from a pool whose clock starts at arrival counts from its arrival.
+    started = assigned.clock_from or assigned.assigned_at
+    stages = ladder.plan(policy, started, calendar, escalations)
     breach = next(s for s in stages if s.stage == "breached")
     book.open(
         FollowUpWindow(

@@ -410,15 +410,24 @@ async def _anyone() -> None:
 PUBLIC: Final[Any] = Depends(_anyone)
 
 
-def route_scope(dependant: Any) -> Scope | None:
-    """The scope a route declares through `require`, found in its dependency tree."""
+def route_scopes(dependant: Any) -> frozenset[Scope]:
+    """Every scope a route requires through `require`, found in its dependency tree."""
+    found: set[Scope] = set()
     stack = [dependant]
     while stack:
         node = stack.pop()
         if isinstance(node.call, _ScopeCheck):
-            return node.call.scope
+            found.add(node.call.scope)
         stack.extend(node.dependencies)
-    return None
+    return frozenset(found)
+
+
+def route_scope(dependant: Any) -> Scope | None:
+    """The scope a route declares through `require` (`admin` when it requires several)."""
+    scopes = route_scopes(dependant)
+    if len(scopes) > 1:
+        return ADMIN if ADMIN in scopes else sorted(scopes)[0]
+    return next(iter(scopes), None)
 
 
 def is_public(dependant: Any) -> bool:

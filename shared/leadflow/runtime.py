@@ -8,7 +8,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -294,7 +294,15 @@ async def _watch_lag(runtime: Runtime) -> None:
         runtime.supervisor.ok("lag-watcher")
 
 
-def api_docs(settings: Settings) -> dict[str, str | None]:
+class ApiDocs(TypedDict):
+    """FastAPI's arguments that place the API's documents."""
+
+    docs_url: str | None
+    redoc_url: str | None
+    openapi_url: str | None
+
+
+def api_docs(settings: Settings) -> ApiDocs:
     """Where FastAPI serves the API's documents: nowhere in production (`/docs`, `/redoc`
     and `/openapi.json` tell a stranger every route), the usual paths elsewhere."""
     if settings.env == "production":

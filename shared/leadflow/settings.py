@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     outbox_grace_s: float = Field(default=1.0, gt=0)
     sla_poll_s: float = Field(default=0.25, gt=0)
     host: str = "127.0.0.1"
+    # Serve `/metrics` on this port of its own, without a token (keep the port where only
+    # Prometheus reaches it). Unset: `/metrics` is on the API port, for a `metrics:read` token.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: str = "INFO"
     # FastAPI's native OpenTelemetry (spans, metrics and logs through the globally configured
     # providers). Off by default: `/metrics` is the built-in telemetry, and the check per

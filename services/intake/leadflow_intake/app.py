@@ -13,11 +13,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from leadflow.auth import Authenticator, build_authenticator, install
 from leadflow.bus import Publisher
 from leadflow.bus.kafka import KafkaPublisher
 from leadflow.metrics import add_metrics_route
 from leadflow.problems import PROBLEM_JSON, install_problem_handlers
-from leadflow.runtime import add_probe_routes, connect_broker, telemetry
+from leadflow.runtime import add_probe_routes, api_docs, connect_broker, telemetry
 from leadflow.settings import Settings
 from leadflow.supervisor import Supervisor
 from leadflow_intake.api import Intake, WebhookApp, add_webhook_route
@@ -34,9 +35,14 @@ def create_app(
     settings: Settings,
     intake: IntakeSettings | None = None,
     publisher: Publisher | None = None,
+    authenticator: Authenticator | None = None,
 ) -> FastAPI:
-    """The intake's ASGI app; pass `publisher` to run it on another bus (unit tests)."""
+    """The intake's ASGI app; pass `publisher` to run it on another bus (unit tests).
+
+    Webhooks authenticate themselves (signatures); `authenticator` guards `/metrics`.
+    """
     intake = intake or IntakeSettings()
+    authenticator = authenticator or build_authenticator(settings.env)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,11 +77,13 @@ def create_app(
         description=__doc__ or "",
         lifespan=lifespan,
         telemetry=telemetry(settings),
+        **api_docs(settings),
     )
     install_problem_handlers(app)
+    install(app, authenticator)
     add_webhook_route(app)
     add_probe_routes(app, ready=_ready)
-    add_metrics_route(app)
+    add_metrics_route(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -1,18 +1,18 @@
 """The admin API: change reps at run time (out of office, caps, hours, weights) and
 reassign leads by hand, audited.
 
-Every route needs `Authorization: Bearer <token>` (LEADFLOW_ADMIN_TOKEN); changes are
-stored in the database, win over the configuration, and take effect on the next decision.
+Every route needs a token with the `admin` scope (leadflow.auth); changes are stored in
+the database, win over the configuration, and take effect on the next decision.
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leadflow.auth import Principal, require
 from leadflow.config import LeadflowConfig
 from leadflow.problems import Problem, field_errors
 from leadflow.processing import utcnow
@@ -23,33 +23,8 @@ from leadflow_router.service import ReassignRefused
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-_AUTH_HEADERS = {"WWW-Authenticate": 'Bearer realm="leadflow-admin"'}
-
-
-def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-    """The name of the admin token presented (what the audit log records)."""
-    tokens: dict[str, str] = request.app.state.admin_tokens
-    if not tokens:
-        raise Problem(
-            403,
-            "admin_disabled",
-            "The admin API is disabled: set LEADFLOW_ADMIN_TOKEN on the router to enable it.",
-        )
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise Problem(
-            401,
-            "missing_token",
-            "Send the admin token as `Authorization: Bearer <token>`.",
-            headers=_AUTH_HEADERS,
-        )
-    for token, name in tokens.items():
-        if hmac.compare_digest(token.encode(), given.strip().encode()):
-            return name
-    raise Problem(401, "bad_token", "The admin token is not valid.", headers=_AUTH_HEADERS)
-
-
-Actor = Annotated[str, Depends(require_admin)]
+# The caller of a change: an `admin` token or OIDC user; the audit log records its name.
+Actor = Annotated[Principal, require("admin")]
 
 
 def _known_rep(config: LeadflowConfig, rep_id: str) -> str:
@@ -115,7 +90,7 @@ async def change_rep(
     change = _parse(roster.RepOverride, await _json(request))
     now = utcnow()
     async with runtime.sessions() as session, session.begin():
-        await admin_service.change_rep(session, rep_id, change, actor, now)
+        await admin_service.change_rep(session, rep_id, change, actor.name, now)
     async with runtime.sessions() as session:
         [view] = await admin_service.rep_views(session, config, [rep_id], now)
     return view
@@ -135,7 +110,7 @@ async def add_absence(
     absence = _parse(roster.AbsenceIn, await _json(request))
     async with runtime.sessions() as session, session.begin():
         absence_id, moved, stayed = await admin_service.add_absence(
-            session, rep_id, absence, actor, utcnow(), config, _options(request)
+            session, rep_id, absence, actor.name, utcnow(), config, _options(request)
         )
     relay = getattr(runtime, "relay", None)
     if moved and relay is not None:
@@ -160,7 +135,9 @@ async def cancel_absence(
     """Cancel an out-of-office period (the rep is back)."""
     _known_rep(runtime.settings.app, rep_id)
     async with runtime.sessions() as session, session.begin():
-        found = await admin_service.cancel_absence(session, rep_id, absence_id, actor, utcnow())
+        found = await admin_service.cancel_absence(
+            session, rep_id, absence_id, actor.name, utcnow()
+        )
     if not found:
         raise Problem(
             404, "unknown_absence", f"Rep {rep_id!r} has no out-of-office period {absence_id}."
@@ -190,7 +167,7 @@ async def reassign_lead(
                 lead_key,
                 body.rep_id,
                 body.reason,
-                actor,
+                actor.name,
                 utcnow(),
                 _options(request),
             )

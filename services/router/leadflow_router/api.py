@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
+from leadflow.auth import require
 from leadflow.config import LeadflowConfig
 from leadflow.problems import Problem
 from leadflow.runtime import RuntimeDep, SessionDep
 from leadflow_router import repository
 from leadflow_router.book import MERGED
 
-router = APIRouter(prefix="/v1", tags=["routing"])
+router = APIRouter(prefix="/v1", tags=["routing"], dependencies=[require("leads:read")])
 
 
 def _name(config: LeadflowConfig, rep_id: str | None) -> str | None:

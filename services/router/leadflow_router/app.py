@@ -34,7 +34,6 @@ from leadflow_router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
 
-MIN_TOKEN_LENGTH = 24
 RETRY_PAGE = 100
 
 
@@ -156,19 +155,8 @@ def _unclaimed(router_settings: RouterSettings, options: NotifyOptions) -> Backg
 
 def check(settings: Settings, router_settings: RouterSettings) -> None:
     """Refuse settings the router must not run with; raises ConfigError saying why."""
-    tokens = router_settings.admin_tokens()
     if settings.env != "production":
         return
-    if not tokens:
-        raise ConfigError(
-            "LEADFLOW_ADMIN_TOKEN is not set; production refuses to run the router without "
-            "an admin token (`token` or `name:token,name:token`)."
-        )
-    if any(len(token) < MIN_TOKEN_LENGTH for token in tokens):
-        raise ConfigError(
-            f"LEADFLOW_ADMIN_TOKEN holds a token shorter than {MIN_TOKEN_LENGTH} characters; "
-            "use long random tokens in production."
-        )
     if settings.app.routing.notify.crm_webhook and router_settings.crm_webhook_secret is None:
         raise ConfigError(
             "routing.notify.crm_webhook is set but LEADFLOW_ROUTER_CRM_WEBHOOK_SECRET is not; "
@@ -194,6 +182,5 @@ def create_app(settings: Settings, router_settings: RouterSettings | None = None
         description=__doc__ or "",
     )
     install_problem_handlers(app)
-    app.state.admin_tokens = router_settings.admin_tokens()
     app.state.notify_options = options
     return app

@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, HTTPException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
+from leadflow.auth import require
 from leadflow.events import Envelope
 from leadflow.processing import BatchHandler
 from leadflow.runtime import ConsumerSpec, Runtime, SessionDep, consumer_service
@@ -19,7 +20,7 @@ from leadflow.settings import Settings
 from leadflow.topics import Lane
 from leadflow_scoring import repository, service
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[require("leads:read")])
 
 
 @router.get("/leads/{lead_key}/profile")

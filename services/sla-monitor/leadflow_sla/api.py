@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
+from leadflow.auth import require
 from leadflow.processing import utcnow
 from leadflow.runtime import RuntimeDep, SessionDep
 from leadflow_sla import repository, service
 
-router = APIRouter(prefix="/v1/sla", tags=["sla"])
+router = APIRouter(prefix="/v1/sla", tags=["sla"], dependencies=[require("sla:read")])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many leads.")]
 

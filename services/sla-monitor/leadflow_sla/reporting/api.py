@@ -3,14 +3,13 @@ lead (admin)."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import asdict
-from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from leadflow.auth import require
 from leadflow.config import Reporting
 from leadflow.processing import utcnow
 from leadflow.runtime import RuntimeDep, SessionDep
@@ -24,9 +23,12 @@ from leadflow_sla.reporting.query import (
     make_query,
 )
 from leadflow_sla.reporting.roi import CostKind
-from leadflow_sla.reporting.settings import MIN_TOKEN_LENGTH, ReportingSettings
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+# Reports need `reports:read`; changing a cost needs `admin`.
+READ = require("reports:read")
+AdminDep = require("admin")
 
 
 def reporting_config(runtime: RuntimeDep) -> Reporting:
@@ -76,28 +78,28 @@ def report_query(
 QueryDep = Annotated[ReportQuery, Depends(report_query)]
 
 
-@router.get("/funnel")
+@router.get("/funnel", dependencies=[READ])
 async def funnel(session: SessionDep, query: QueryDep, by: Dimension = "source") -> dict[str, Any]:
     """Stage counts, stage-to-stage conversion and leakage, MQL→SQL, conversion per `by`."""
     report = await service.funnel_report(session, query, by)
     return render.document("funnel", query, report, utcnow())
 
 
-@router.get("/speed")
+@router.get("/speed", dependencies=[READ])
 async def speed(session: SessionDep, query: QueryDep) -> dict[str, Any]:
     """Speed to lead (median, p90, buckets), hand-off to first contact, per rep."""
     report = await service.speed_report(session, query)
     return render.document("speed", query, report, utcnow())
 
 
-@router.get("/reasons")
+@router.get("/reasons", dependencies=[READ])
 async def reasons(session: SessionDep, query: QueryDep) -> dict[str, Any]:
     """Rejection (screening) reasons ranked, and lost-deal reasons."""
     report = await service.reasons_report(session, query)
     return render.document("reasons", query, report, utcnow())
 
 
-@router.get("/roi")
+@router.get("/roi", dependencies=[READ])
 async def roi(
     session: SessionDep, reporting: ReportingDep, query: QueryDep, by: CostKind = "segment"
 ) -> dict[str, Any]:
@@ -106,7 +108,7 @@ async def roi(
     return render.document("roi", query, report, utcnow())
 
 
-@router.get("/tiers")
+@router.get("/tiers", dependencies=[READ])
 async def tier_shares(
     session: SessionDep,
     reporting: ReportingDep,
@@ -120,7 +122,7 @@ async def tier_shares(
     return render.document("tiers", query, report, utcnow())
 
 
-@router.get("/leads/{lead_key}")
+@router.get("/leads/{lead_key}", dependencies=[READ])
 async def lead_lifecycle(
     session: SessionDep, lead_key: Annotated[str, Path(max_length=64)]
 ) -> dict[str, Any]:
@@ -132,38 +134,6 @@ async def lead_lifecycle(
     return {**asdict(found), "stage": domain.STAGES[domain.furthest_stage(found)]}
 
 
-@cache
-def _admin_token() -> str | None:
-    token = ReportingSettings().admin_token
-    return token.get_secret_value() if token is not None else None
-
-
-def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
-    """Let the request through only with `Authorization: Bearer <LEADFLOW_ADMIN_TOKEN>`."""
-    token = _admin_token()
-    if not token:
-        raise HTTPException(403, "The admin API is off: set LEADFLOW_ADMIN_TOKEN to enable it.")
-    if len(token) < MIN_TOKEN_LENGTH:
-        raise HTTPException(
-            403,
-            f"LEADFLOW_ADMIN_TOKEN is too short; use {MIN_TOKEN_LENGTH} or more random characters.",
-        )
-    scheme, _, offered = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not offered:
-        raise HTTPException(
-            401,
-            "Send the admin token as Authorization: Bearer <token>.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not hmac.compare_digest(offered.strip().encode(), token.encode()):
-        raise HTTPException(
-            401, "The bearer token is not the admin token.", headers={"WWW-Authenticate": "Bearer"}
-        )
-
-
-AdminDep = Depends(require_admin)
-
-
 class CostIn(BaseModel):
     """What a lead of a segment or campaign actually costs."""
 
@@ -172,7 +142,7 @@ class CostIn(BaseModel):
     cost_per_lead: float = Field(ge=0, allow_inf_nan=False)
 
 
-@router.get("/costs")
+@router.get("/costs", dependencies=[READ])
 async def costs(session: SessionDep, reporting: ReportingDep) -> dict[str, Any]:
     """Cost per lead of every segment and campaign that has one, and where it comes from."""
     effective = await service.costs(session, reporting)

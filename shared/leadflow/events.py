@@ -176,6 +176,21 @@ class LeadMerged(_Payload):
         return sorted({*self.absorbed, *self.identifiers} - {self.survivor})
 
 
+class LeadErased(_Payload):
+    """A person was erased (a privacy request): every service deletes what it holds under
+    any of `keys`, or keeps it only as an anonymous count (reports).
+
+    Published by scoring on `leads.activity`, keyed by the person's key like their other
+    activity, after it deleted its own rows and wrote the erasure record
+    (`leadflow.erasure`) that keeps events from before `erased_at` from bringing them back.
+    """
+
+    lead_key: str
+    # Every key the person was known by: their profile's, merged profiles', each identifier's.
+    keys: list[str] = Field(min_length=1)
+    erased_at: AwareDatetime
+
+
 class LeadAssigned(_Payload):
     """A lead was given to a rep (first assignment, or a reassignment)."""
 
@@ -256,6 +271,7 @@ Payload = (
     | LeadActivity
     | LeadScored
     | LeadMerged
+    | LeadErased
     | LeadAssigned
     | LeadPooled
     | LeadUnassigned
@@ -267,6 +283,7 @@ PAYLOAD_TYPES: dict[str, type[_Payload]] = {
     **{f"lead.{kind}": LeadActivity for kind in get_args(ActivityKind)},
     "lead.scored": LeadScored,
     "lead.merged": LeadMerged,
+    "lead.erased": LeadErased,
     "lead.assigned": LeadAssigned,
     "lead.reassigned": LeadAssigned,
     "lead.pooled": LeadPooled,

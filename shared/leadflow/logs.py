@@ -1,4 +1,10 @@
-"""JSON logs, one object per line, with email addresses and phone numbers masked."""
+"""JSON logs, one object per line, with personal data masked.
+
+Text (the message, string fields, tracebacks) has anything shaped like an email address or
+a phone number masked. Names and companies have no shape to recognize: fields that hold
+them (`first_name`, `company`, `rep_name`, ... at any depth of an `extra` value) are masked
+by their name, whatever they hold.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from leadflow.tracing import log_fields
+
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 # A leading "+" (E.164 and most written forms) or a bare run of 10+ digits; IP addresses,
 # ports and dates stay readable.
@@ -18,6 +26,24 @@ _PHONE = re.compile(
     r"|(?<![\d.:-])\d{10,15}(?![\d.:-])"  # 4155550134
     r"|(?<![\d.])\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?![\d.])"  # (415) 555-0134, 415-555-0134
 )
+# Fields whose values are a person's name, company or contact, wherever they appear.
+PERSONAL_FIELDS = frozenset(
+    {
+        "first_name",
+        "last_name",
+        "full_name",
+        "name",
+        "rep_name",
+        "company",
+        "company_name",
+        "job_title",
+        "email",
+        "phone",
+        "manager_email",
+        "answers",
+    }
+)
+MASK = "[redacted]"
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -30,14 +56,21 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
+        return {k: _redact_field(k, v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [_redact_value(v) for v in value]
     return value
 
 
+def _redact_field(name: Any, value: Any) -> Any:
+    if isinstance(name, str) and name.lower() in PERSONAL_FIELDS and value is not None:
+        return MASK
+    return _redact_value(value)
+
+
 class JsonFormatter(logging.Formatter):
-    """Formats records as JSON: time, level, logger, message and any `extra` fields."""
+    """Formats records as JSON: time, level, logger, message, the current span's trace and
+    span ids (leadflow.tracing) and any `extra` fields."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -50,10 +83,12 @@ class JsonFormatter(logging.Formatter):
             "service": self._service,
             "logger": record.name,
             "message": redact(record.getMessage()),
+            # The current span's trace_id and span_id, when there is one.
+            **log_fields(),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = _redact_value(value)
+                entry[key] = _redact_field(key, value)
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()

@@ -4,7 +4,8 @@ Handlers are typed functions of `(session, event, now)`; they never see a raw Ka
 record and never commit: the processor owns the transaction, which holds the inbox
 row, the handler's state change and its outbox rows together. Right after the commit it
 hands those outbox rows to its `outbox` to publish (leadflow.outbox), before the batch's
-offsets are committed.
+offsets are committed. While tracing, each event is handled in a span of its lead's trace
+(leadflow.tracing), continued from the record's `traceparent` header.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
@@ -20,13 +21,16 @@ from typing import Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from leadflow import erasure, tracing
 from leadflow.bus import Publisher, Record
 from leadflow.db.engine import session_factory
 from leadflow.events import Envelope
 from leadflow.faults import InfrastructureUnavailable, describe, is_transient
 from leadflow.inbox import first_deliveries
+from leadflow.logs import redact
 from leadflow.metrics import ConsumerMetrics
 from leadflow.outbox import Written, written
 from leadflow.settings import Settings
@@ -50,6 +54,7 @@ EventHandler = Callable[[AsyncSession, Envelope, datetime], Awaitable[None]]
 # they need in a few statements, applies them in memory one by one, and writes back in bulk.
 BatchHandler = Callable[[AsyncSession, Sequence[Envelope], datetime], Awaitable[None]]
 Clock = Callable[[], datetime]
+_NO_PARENTS: Mapping[str, str] = {}
 
 
 class CommittedOutbox(Protocol):
@@ -163,13 +168,21 @@ class EventProcessor:
         self, events: list[tuple[Record, Envelope]], outgoing: list[Written]
     ) -> Counter[str]:
         accepted = [event for _, event in events if event.type in self._accepts]
+        # Each event's trace context, from the record's headers (only while tracing).
+        parents = (
+            {e.id: p for r, e in events if (p := tracing.traceparent_in(r.headers))}
+            if tracing.enabled()
+            else _NO_PARENTS
+        )
         async with self._sessions() as session:
             async with session.begin():
-                counts = await self._apply_in(session, accepted)
+                counts = await self._apply_in(session, accepted, parents)
             outgoing += written(session)  # committed: now they may go out
         return counts
 
-    async def _apply_in(self, session: AsyncSession, accepted: list[Envelope]) -> Counter[str]:
+    async def _apply_in(
+        self, session: AsyncSession, accepted: list[Envelope], parents: Mapping[str, str]
+    ) -> Counter[str]:
         counts: Counter[str] = Counter()
         now = self._clock()
         new_ids = await first_deliveries(session, self._consumer, [e.id for e in accepted], now)
@@ -181,8 +194,12 @@ class EventProcessor:
                 counts[event.type] += 1
             else:
                 counts["duplicate"] += 1
+        # Events about an erased person from before the erasure (late, or redelivered) would
+        # bring them back: they are dropped here, for every consumer alike.
+        fresh = await erasure.late(session, fresh) if fresh else fresh
         if fresh:
-            await self._handle(session, fresh, now)
+            with tracing.consuming(self._consumer, fresh, parents):
+                await self._handle(session, fresh, now)
         return counts
 
     async def _apply_alone(
@@ -197,7 +214,7 @@ class EventProcessor:
             try:
                 return await self._apply([(record, event)], outgoing)
             except PoisonEvent as exc:
-                poison.append(_DeadLetter(record, "rejected_event", str(exc), event.id))
+                poison.append(_DeadLetter(record, "rejected_event", redact(str(exc)), event.id))
                 return Counter()
             except Exception as exc:
                 # A handler error is the event's fault only while the database answers:
@@ -269,8 +286,15 @@ def one_by_one(handler: EventHandler) -> BatchHandler:
 
 
 def _describe(exc: Exception) -> str:
+    """What the dead-letter header says went wrong, without personal data: a validation
+    error's places and rules (never the values), a database error's kind and first line
+    (never its statement, parameters or detail), anything else masked like a log line."""
     if isinstance(exc, ValidationError):
         return "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10]
         )
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, StatementError):
+        cause = exc.orig if exc.orig is not None else exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        return redact(f"{type(exc).__name__}: {type(cause).__name__}: {first}")
+    return redact(f"{type(exc).__name__}: {exc}")

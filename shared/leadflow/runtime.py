@@ -18,11 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leadflow import topics
+from leadflow.auth import PUBLIC, Authenticator, build_authenticator, install
 from leadflow.bus.kafka import KafkaConsumerRunner, KafkaPublisher, ensure_topics
 from leadflow.db.engine import create_engine, session_factory
 from leadflow.faults import describe, is_transient
 from leadflow.lanes import LanePriority
-from leadflow.auth import PUBLIC, Authenticator, build_authenticator, install
 from leadflow.metrics import (
     ConsumerMetrics,
     add_metrics_route,
@@ -31,6 +31,8 @@ from leadflow.metrics import (
 )
 from leadflow.outbox import OutboxRelay
 from leadflow.processing import BatchHandler, EventHandler, EventProcessor
+from leadflow.retention import Rule, shared_rules
+from leadflow.retention import run as run_retention
 from leadflow.settings import Settings
 from leadflow.supervisor import Supervisor
 from leadflow.topics import Lane
@@ -141,6 +143,7 @@ def consumer_service(
     description: str = "",
     ready_checks: dict[str, Callable[[], bool]] | None = None,
     authenticator: Authenticator | None = None,
+    retention: Sequence[Rule] = (),
 ) -> FastAPI:
     """A FastAPI app that runs `specs` as consumer groups for as long as it is served.
 
@@ -148,7 +151,8 @@ def consumer_service(
     outbox relay and `background` jobs run under one supervisor, wait for what they need
     and restart after an error; `/readyz` says what is missing meanwhile. Its routes
     answer the callers `authenticator` lets in (built from `LEADFLOW_TOKENS` and
-    `LEADFLOW_OIDC_*` by default; a bad setting raises ConfigError).
+    `LEADFLOW_OIDC_*` by default; a bad setting raises ConfigError). A `retention` job
+    prunes the shared tables and the service's own `retention` rules (leadflow.retention).
     """
     authenticator = authenticator or build_authenticator(settings.env)
 
@@ -179,6 +183,17 @@ def consumer_service(
         # consumers: joining a consumer group can take a while after a restart.
         for job_name, job in (background or {}).items():
             supervisor.spawn(job_name, functools.partial(job, runtime))
+        rules = [*shared_rules(settings), *retention]
+        supervisor.spawn(
+            "retention",
+            functools.partial(
+                run_retention,
+                runtime.sessions,
+                rules,
+                settings,
+                functools.partial(supervisor.ok, "retention"),
+            ),
+        )
         priority = LanePriority()
         for spec in specs:
             processor = EventProcessor(
@@ -311,7 +326,8 @@ def api_docs(settings: Settings) -> ApiDocs:
 
 
 def telemetry(settings: Settings) -> TelemetryConfig:
-    """FastAPI's OpenTelemetry switches: all on with `LEADFLOW_OTEL=true`, else all off."""
+    """FastAPI's OpenTelemetry switches: all on with `LEADFLOW_OTEL=true`, else all off.
+    Its spans go to the tracer provider `leadflow.tracing.configure` made the global one."""
     return {"tracing": settings.otel, "metrics": settings.otel, "logs": settings.otel}
 
 

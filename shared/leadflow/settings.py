@@ -113,6 +113,14 @@ class Settings(BaseSettings):
     notify_backoff_s: float = Field(default=1.0, gt=0)
     notify_backoff_max_s: float = Field(default=300.0, gt=0)
     notify_poll_s: float = Field(default=0.5, gt=0)
+    # Retention (leadflow.retention), in days; 0 keeps forever. The inbox of processed
+    # event ids only needs to outlive redeliveries (the topics' retention, 7 days by
+    # default); sent or failed notifications and old touches hold personal data.
+    retention_processed_events_days: float = Field(default=30.0, ge=0)
+    retention_notifications_days: float = Field(default=90.0, ge=0)
+    retention_touches_days: float = Field(default=365.0, ge=0)
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    retention_batch: int = Field(default=1000, ge=1)
     # Lead keys are an HMAC of a person's email or phone under this secret (leadflow.keys);
     # during a rotation, the secrets it replaced (separated by whitespace) still find the
     # people known before, as do the unsalted keys of releases before key secrets.

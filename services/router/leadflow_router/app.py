@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
+from leadflow.erasure import erasing
 from leadflow.events import Envelope
 from leadflow.faults import is_transient
 from leadflow.notifications import EmailSender, NotificationDispatcher, WebhookSender
@@ -26,7 +27,7 @@ from leadflow.problems import install_problem_handlers
 from leadflow.processing import BatchHandler, utcnow
 from leadflow.runtime import Background, ConsumerSpec, Runtime, consumer_service
 from leadflow.settings import ConfigError, Settings
-from leadflow_router import admin, api, claims, pool_api, service
+from leadflow_router import admin, api, claims, pool_api, privacy, service
 from leadflow_router.book_repository import SqlRoutingStore
 from leadflow_router.metrics import QUEUED, UNCLAIMED
 from leadflow_router.notify import PRODUCER, NotifyOptions
@@ -44,7 +45,7 @@ def _consumer(options: NotifyOptions) -> ConsumerSpec:
         async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
             await service.apply_events(session, events, config, now, options)
 
-        return handle
+        return erasing(handle, privacy.erase_people)
 
     return ConsumerSpec(
         group="leadflow-router",
@@ -52,6 +53,7 @@ def _consumer(options: NotifyOptions) -> ConsumerSpec:
         accepts={
             "lead.scored",
             "lead.merged",
+            "lead.erased",
             "sla.escalated",
             *service.OUTCOMES,
             *service.CONTACTS,

@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow import topics
 from leadflow.auth import require
 from leadflow.events import Envelope
+from leadflow.problems import install_problem_handlers
 from leadflow.processing import BatchHandler
+from leadflow.retention import Rule
 from leadflow.runtime import ConsumerSpec, Runtime, SessionDep, consumer_service
 from leadflow.settings import Settings
 from leadflow.topics import Lane
-from leadflow_scoring import repository, service
+from leadflow_scoring import admin, repository, service
 
 router = APIRouter(prefix="/v1", tags=["scoring"], dependencies=[require("leads:read")])
 
@@ -79,6 +81,13 @@ def create_app(settings: Settings) -> FastAPI:
         batch_handler=_batch_handler("bulk"),
         lane="bulk",
     )
-    return consumer_service(
-        "scoring", settings, [live, bulk], routers=[router], description=__doc__ or ""
+    app = consumer_service(
+        "scoring",
+        settings,
+        [live, bulk],
+        routers=[router, admin.router],
+        description=__doc__ or "",
+        retention=[Rule("touches", settings.retention_touches_days, repository.prune_touches)],
     )
+    install_problem_handlers(app)
+    return app

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow.db.statements import insert_new
@@ -298,3 +298,40 @@ async def profile(session: AsyncSession, lead_key: str) -> dict[str, Any] | None
         await session.execute(select(*columns).where(lead_profiles.c.lead_key == lead_key))
     ).first()
     return dict(row._mapping) if row is not None else None
+
+
+async def person_keys(session: AsyncSession, lead_key: str) -> set[str]:
+    """Every key of a live profile's person: its own, its merged profiles', each identifier's
+    (two statements)."""
+    identifiers, merged = await aliases(session, lead_key)
+    return {lead_key, *merged, *identifiers}
+
+
+async def erase(session: AsyncSession, keys: Collection[str]) -> None:
+    """Delete a person's profiles, identifiers and touches (three statements): identifiers
+    and profiles first, the rows a batch scoring the person locks, so that one in flight
+    has committed its touches before they are deleted."""
+    wanted = sorted(keys)
+    await session.execute(
+        delete(lead_identifiers).where(
+            or_(lead_identifiers.c.identifier.in_(wanted), lead_identifiers.c.lead_key.in_(wanted))
+        )
+    )
+    await session.execute(
+        delete(lead_profiles).where(
+            or_(lead_profiles.c.lead_key.in_(wanted), lead_profiles.c.merged_into.in_(wanted))
+        )
+    )
+    await session.execute(delete(lead_touches).where(lead_touches.c.lead_key.in_(wanted)))
+
+
+async def prune_touches(session: AsyncSession, before: datetime, limit: int) -> int:
+    """Delete up to `limit` touches that happened before `before`; how many were."""
+    oldest = (
+        select(lead_touches.c.id)
+        .where(lead_touches.c.occurred_at < before)
+        .order_by(lead_touches.c.id)
+        .limit(limit)
+    )
+    result = await session.execute(delete(lead_touches).where(lead_touches.c.id.in_(oldest)))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -62,4 +62,6 @@ lead_touches = Table(
     # What this event said about the person; the profile is folded from these in time order.
     Column("fields", JSON, nullable=False, server_default=text("'{}'")),
     Index("ix_lead_touches_lead_key_occurred_at", "lead_key", "occurred_at"),
+    # Retention prunes old touches by it (LEADFLOW_RETENTION_TOUCHES_DAYS).
+    Index("ix_lead_touches_occurred_at", "occurred_at"),
 )

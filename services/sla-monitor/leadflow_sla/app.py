@@ -15,13 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
 from leadflow.config import LeadflowConfig
+from leadflow.erasure import erasing
 from leadflow.events import Envelope
 from leadflow.faults import is_transient
 from leadflow.notifications import EmailSender, NotificationDispatcher, Sender, WebhookSender
 from leadflow.processing import BatchHandler, utcnow
 from leadflow.runtime import ConsumerSpec, Runtime, consumer_service
 from leadflow.settings import Settings
-from leadflow_sla import domain, repository, service
+from leadflow_sla import domain, privacy, repository, service
 from leadflow_sla.api import router
 from leadflow_sla.metrics import OPEN_TIMERS, OPEN_WINDOWS, OVERDUE_WINDOWS
 from leadflow_sla.reporting import api as reporting_api
@@ -59,7 +60,7 @@ class Monitor:
         async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
             await service.apply_events(session, events, config, now, self.scheduler.hint)
 
-        return handle
+        return erasing(handle, privacy.erase_people)
 
     async def send_notifications(self, runtime: Runtime) -> None:
         """Send queued alerts (email, webhook, Slack) until cancelled; raises on a database

@@ -13,6 +13,7 @@ CONSUMED = {
     "lead.assigned",
     "lead.reassigned",
     "lead.merged",
+    "lead.erased",
     *STOPPING_ACTIVITIES,
     *ENDING_ACTIVITIES,
 }

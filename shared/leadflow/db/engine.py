@@ -26,8 +26,11 @@ def create_engine(
     `statement_timeout_s`): a server that vanished without closing its connections is
     then an error to retry, not a wait that never ends; pooled connections are checked
     before use, so a restarted server costs one failed ping, not a failed transaction.
+    Errors never quote a statement's parameters (`hide_parameters`): they are a person's
+    email, name or company, and errors end up in logs and dead-letter headers.
     """
     parsed = make_url(url)
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         if parsed.get_driver_name() == "asyncpg":

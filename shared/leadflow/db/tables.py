@@ -65,6 +65,8 @@ processed_events = Table(
     Column("consumer", String(64), primary_key=True),
     Column("event_id", String(64), primary_key=True),
     Column("processed_at", UtcDateTime(), nullable=False),
+    # Retention prunes by it (leadflow.retention).
+    Index("ix_processed_events_processed_at", "processed_at"),
 )
 
 outbox = Table(
@@ -78,6 +80,8 @@ outbox = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("sent_at", UtcDateTime(), nullable=True),
+    # The W3C trace context the record carries as its `traceparent` header (leadflow.tracing).
+    Column("traceparent", String(55), nullable=True),
     Index("ix_outbox_producer_sent_at_id", "producer", "sent_at", "id"),
 )
 
@@ -101,6 +105,8 @@ notifications = Table(
     # Which dispatcher is sending the row, until when (by the database's clock).
     Column("claimed_by", String(128), nullable=True),
     Column("claimed_until", UtcDateTime(), nullable=True),
+    # The trace of the lead the notification is about: its send is a span there.
+    Column("traceparent", String(55), nullable=True),
     Index(
         "ix_notifications_producer_sent_at_next_attempt_at",
         "producer",
@@ -128,4 +134,15 @@ lead_aliases = Table(
     Column("survivor", String(64), nullable=False),
     Column("merged_at", UtcDateTime(), nullable=False),
     Index("ix_lead_aliases_consumer_survivor", "consumer", "survivor"),
+)
+
+# Who was erased (a privacy request), without saying who: the SHA-256 of each of the
+# person's keys, and when. Consumers drop events about them from before that moment
+# (`leadflow.erasure`); nothing else of the person is kept anywhere.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("erasure_id", String(64), nullable=False),
+    Column("erased_at", UtcDateTime(), nullable=False),
 )

@@ -11,10 +11,11 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
+from leadflow.erasure import erasing
 from leadflow.events import Envelope
 from leadflow.processing import BatchHandler
 from leadflow.runtime import ConsumerSpec, Runtime
-from leadflow_sla.reporting import service
+from leadflow_sla.reporting import privacy, service
 
 
 def _batch_handler(runtime: Runtime) -> BatchHandler:
@@ -23,7 +24,7 @@ def _batch_handler(runtime: Runtime) -> BatchHandler:
     async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
         await service.apply_events(session, events, reporting, now)
 
-    return handle
+    return erasing(handle, privacy.erase_people)
 
 
 REPORTING_CONSUMER = ConsumerSpec(

@@ -22,6 +22,7 @@ ACCEPTS = {
     "lead.received",
     "lead.scored",
     "lead.merged",
+    "lead.erased",
     "lead.assigned",
     "lead.reassigned",
     "lead.contacted",

@@ -1,0 +1,64 @@
+"""Scoring's administrative routes: erasing a person (a privacy request)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+
+from leadflow.auth import Principal, require
+from leadflow.problems import Problem
+from leadflow.processing import utcnow
+from leadflow.runtime import RuntimeDep
+from leadflow_scoring import privacy
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+# What the other services do with `lead.erased`, as the answer tells the caller.
+FOLLOWS = {
+    "router": "deletes the assignments, routing decisions, routed lead and notifications",
+    "sla-monitor": "deletes the follow-up windows, timers, outcomes and alerts",
+    "reporting": "keeps the lifecycle as an anonymous count under a key of its own",
+}
+
+
+@router.delete("/people/{lead_key}", status_code=202)
+async def erase_person(
+    lead_key: str,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, require("admin")],
+) -> dict[str, Any]:
+    """Erase a person everywhere, found by any of their keys (email's, phone's, a merged
+    profile's).
+
+    Scoring deletes the profile, identifiers and touches at once and publishes
+    `lead.erased`; the other services erase theirs as they consume it (202). Asking again
+    answers 202 with `status: erased` and when; a key scoring never knew answers 404.
+    """
+    now = utcnow()
+    async with runtime.sessions() as session, session.begin():
+        done = await privacy.erase_person(session, lead_key, now)
+    if done is None:
+        raise Problem(
+            404,
+            "unknown_lead",
+            f"No person has the key {lead_key!r}: check the key, or compute it from the "
+            "email or phone with `leadflow people erase`.",
+        )
+    if done.status == "erasing":
+        runtime.relay.wake()
+        # The audit line: who erased, and which erasure (never the person's keys).
+        log.info(
+            "person erased",
+            extra={"actor": principal.name, "erasure_id": done.erasure_id, "keys": done.keys},
+        )
+    return {
+        "status": done.status,
+        "erasure_id": done.erasure_id or None,
+        "erased_at": done.erased_at,
+        "keys": done.keys,
+        "then": FOLLOWS if done.status == "erasing" else {},
+    }

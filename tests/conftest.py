@@ -8,6 +8,11 @@ import pytest
 
 pytest_plugins = ["tests.fixtures.databases", "tests.fixtures.broker"]
 
+# Every service defaults to production; the suite means development (the documented
+# secrets, SQLite, loopback) unless a test asks for production, and the service processes
+# it starts inherit this.
+os.environ["LEADFLOW_ENV"] = "development"
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI (CI=true), fail the run when any test was skipped."""

@@ -21,6 +21,7 @@ from rich.markup import escape
 from leadflow.cli_import import import_leads
 from leadflow.cli_reports import demo, report_app
 from leadflow.config import ConfigFileError, line_of, load_config
+from leadflow.production import api_problem
 from leadflow.reachability import unreachable_rules
 from leadflow.settings import ConfigError, Settings, get_settings
 
@@ -50,9 +51,10 @@ _SERVICE_APPS = {
 }
 
 
-def _settings() -> Settings:
+def _settings(*, client: bool = False) -> Settings:
+    """The settings of a service, or of a `client` command (development unless told)."""
     try:
-        return get_settings()
+        return get_settings(client=client)
     except (ConfigError, ConfigFileError) as exc:
         console.print(f"[red]Configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -63,7 +65,7 @@ def _serve(name: str, port: int | None) -> None:
     from leadflow.runtime import serve
 
     settings = _settings()
-    problems = settings.check()
+    problems = settings.check(name)
     if problems:
         for problem in problems:
             console.print(f"[red]error:[/red] {problem}")
@@ -77,6 +79,9 @@ def _serve(name: str, port: int | None) -> None:
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+    if refusal := api_problem(app, settings.env):
+        console.print(f"[red]error:[/red] {refusal}")
+        raise typer.Exit(2)
     serve(app, settings, port or service_settings.port)
 
 
@@ -109,10 +114,12 @@ def sla_monitor(port: PortOption = None) -> None:
 
 @app.command()
 def run(var: Annotated[Path, typer.Option(help="Folder for logs.")] = Path("var")) -> None:
-    """Run everything here: a local broker (unless LEADFLOW_KAFKA_BOOTSTRAP is set) and services."""
-    from leadflow.stack import run_stack
+    """Run everything here, in development unless LEADFLOW_ENV says otherwise, on loopback:
+    a local broker (unless LEADFLOW_KAFKA_BOOTSTRAP is set) and the four services."""
+    from leadflow.stack import development_unless_told, run_stack
 
-    settings = _settings()
+    development_unless_told()
+    settings = _settings(client=True)
     raise typer.Exit(run_stack(settings, var, Console()))
 
 
@@ -137,7 +144,7 @@ def db_upgrade(revision: str = "head") -> None:
     """Create or migrate the database tables (LEADFLOW_DATABASE_URL)."""
     from leadflow.db.migrate import upgrade
 
-    settings = _settings()
+    settings = _settings(client=True)
     upgrade(settings.database_url, revision)
     console.print(f"database is at revision {revision}.")
 
@@ -148,11 +155,18 @@ def config_check(
         Path | None, typer.Argument(help="YAML file (default: LEADFLOW_CONFIG).")
     ] = None,
 ) -> None:
-    """Validate a configuration file and the secrets it needs; errors point at the line."""
+    """Validate a configuration file and the secrets it needs; errors point at the line.
+
+    Development's rules unless LEADFLOW_ENV says otherwise: LEADFLOW_ENV=production checks
+    what a production service would refuse."""
     if path is not None:
         os.environ["LEADFLOW_CONFIG"] = str(path)
     try:
-        settings = Settings()
+        settings = (
+            Settings()
+            if os.environ.get("LEADFLOW_ENV", "").strip()
+            else Settings(env="development")
+        )
         config = load_config(settings.config)
     except ConfigFileError as exc:
         for problem in exc.problems:
@@ -169,7 +183,7 @@ def config_check(
     console.print(
         f"{settings.config}: OK — {len(config.sources)} sources, {len(config.teams)} teams, "
         f"{len(config.reps)} reps, {len(config.routing.rules)} routing rules, "
-        f"{len(config.sla.policies)} SLA policies."
+        f"{len(config.sla.policies)} SLA policies ({settings.env} rules)."
     )
     # Rules that load but can never fire: the configuration runs, so these do not fail it.
     for warning in unreachable_rules(config):
@@ -232,7 +246,7 @@ def simulate(
     from leadflow import simulate as sim
 
     candidate_config = _load_or_exit(config)
-    current_config = _load_or_exit(current or Settings().config)
+    current_config = _load_or_exit(current or _settings(client=True).config)
     try:
         leads = sim.read_history(history)
     except (OSError, sim.HistoryError) as exc:
@@ -316,7 +330,7 @@ def webhook_send(
     """Sign a body as the source's sender does (its kind's scheme) and POST it to the intake."""
     from leadflow.senders import RequestBodyError, signed_request
 
-    settings = _settings()
+    settings = _settings(client=True)
     config = settings.app.sources.get(source)
     if config is None:
         known = ", ".join(sorted(settings.app.sources))
@@ -355,7 +369,7 @@ def events_tail(
     """Print the events of some topics as JSON lines, until Ctrl-C."""
     from leadflow.bus.kafka import tail
 
-    settings = _settings()
+    settings = _settings(client=True)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(tail(settings, [settings.topic(t) for t in topics], beginning, typer.echo))
 
@@ -370,7 +384,7 @@ def dlq_replay(
     """Republish dead-lettered records to their original topics (after fixing the cause)."""
     from leadflow.bus.kafka import replay_dead_letters
 
-    settings = _settings()
+    settings = _settings(client=True)
     count = asyncio.run(replay_dead_letters(settings, consumer=consumer, limit=limit))
     console.print(f"replayed {count} record(s) from {settings.topic('leads.dlq')}.")
 

@@ -46,7 +46,7 @@ def import_leads(
 
 def _settings() -> Settings:
     try:
-        return get_settings()
+        return get_settings(client=True)
     except (ConfigError, ConfigFileError) as exc:
         console.print(f"[red]Configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc

@@ -13,11 +13,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadflow.config import LeadflowConfig, load_config
 from leadflow.keys import DEV_KEY_SECRET, LeadKeys, secret_problem
+from leadflow.production import development_host_problem, weak_secret_problem
+from leadflow.webhook_targets import target_problems, webhook_targets
 
 DEFAULT_CONFIG_PATH = Path("config/example.yaml")
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///var/leadflow.db"
@@ -44,7 +46,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LEADFLOW_", extra="ignore")
 
-    env: Literal["development", "production"] = "development"
+    # Production unless said otherwise: only the local stack (`leadflow run`) and the
+    # client commands run in development when LEADFLOW_ENV is not set (see get_settings).
+    env: Literal["development", "production"] = "production"
     config: Path = DEFAULT_CONFIG_PATH
     database_url: str = DEFAULT_SQLITE_URL
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -163,7 +167,8 @@ class Settings(BaseSettings):
         if self.env == "production" and self.database_url.startswith("sqlite"):
             raise ValueError(
                 "LEADFLOW_DATABASE_URL points at SQLite; production needs PostgreSQL "
-                "(postgresql+asyncpg://...)."
+                "(postgresql+asyncpg://...). Services run in production unless "
+                "LEADFLOW_ENV=development; `leadflow run` sets it for the local stack."
             )
         return self
 
@@ -180,10 +185,11 @@ class Settings(BaseSettings):
         """The secrets that currently authenticate `source` (several during a rotation).
 
         `LEADFLOW_SOURCE_<NAME>_SECRET` holds one secret, or several separated by
-        whitespace or commas while a rotation is under way.
+        whitespace (spaces or newlines) while a rotation is under way. A comma is part of a
+        secret: a shared secret with a comma in it stays one secret.
         """
         var = secret_env_var(source)
-        raw = os.environ.get(var, "").replace(",", " ").split()
+        raw = os.environ.get(var, "").split()
         if raw:
             return raw
         if self.env != "production" and source in DEV_SECRETS:
@@ -208,9 +214,12 @@ class Settings(BaseSettings):
             return None
         return secret_problem(self.key_secret.get_secret_value() if self.key_secret else None)
 
-    def check(self) -> list[str]:
-        """Problems that stop this deployment from running; empty when it can run."""
+    def check(self, service: str | None = None) -> list[str]:
+        """Problems that stop this deployment (or one `service` of it) from running; empty
+        when it can run. Production's refusals are listed in leadflow.production."""
         problems: list[str] = []
+        if problem := development_host_problem(self.env, self.host):
+            problems.append(problem)
         if problem := self._key_secret_problem():
             problems.append(problem)
         for name in self.app.sources:
@@ -225,6 +234,13 @@ class Settings(BaseSettings):
                     f"source {name!r} uses the documented development secret; "
                     f"set {secret_env_var(name)} to a real one in production."
                 )
+            elif self.env == "production":
+                problems += [
+                    f"source {name!r}: {weak}"
+                    for secret in secrets
+                    if (weak := weak_secret_problem(secret_env_var(name), secret)) is not None
+                ]
+        problems += target_problems(webhook_targets(self.app, service), self.env)
         return problems
 
 
@@ -233,13 +249,35 @@ def secret_env_var(source: str) -> str:
     return f"LEADFLOW_SOURCE_{source.upper().replace('-', '_')}_SECRET"
 
 
-def get_settings() -> Settings:
-    """Settings from the environment; raises ConfigError with a readable message."""
+def get_settings(*, client: bool = False) -> Settings:
+    """Settings from the environment; raises ConfigError with a readable message.
+
+    A service runs in production unless LEADFLOW_ENV says otherwise. A `client` command
+    (sending webhooks, reports, migrations, watching topics) serves nothing to the network:
+    without LEADFLOW_ENV it takes development's defaults, so that it works against the
+    local stack as it is.
+    """
     try:
-        settings = Settings()
+        settings = Settings(env="development") if client and not _env_given() else Settings()
         _ = settings.app
     except ConfigError:
         raise
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc)) from exc
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return settings
+
+
+def _env_given() -> bool:
+    return bool(os.environ.get("LEADFLOW_ENV", "").strip())
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The errors of Settings as sentences, each naming its variable."""
+    return " ".join(
+        f"LEADFLOW_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}."
+        if err["loc"]
+        else str(err["msg"]).removeprefix("Value error, ")
+        for err in exc.errors()
+    )

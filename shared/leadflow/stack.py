@@ -1,4 +1,9 @@
-"""`leadflow run`: the broker and the four services as separate processes on this machine."""
+"""`leadflow run`: the broker and the four services as separate processes on this machine.
+
+The local stack is the one place that runs in development (unless LEADFLOW_ENV says
+otherwise): the example sources accept the secrets the README publishes, and the database
+is SQLite. So it says so when it starts, and it listens on loopback only.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import httpx
 from rich.console import Console
 
 from leadflow.broker import BrokerError, start_broker
+from leadflow.production import development_host_problem
 from leadflow.settings import Settings
 
 SERVICES = {"intake": 8000, "scoring": 8001, "router": 8002, "sla-monitor": 8003}
@@ -30,6 +36,29 @@ def service_port(name: str) -> int:
     """The port a service listens on (`LEADFLOW_<SERVICE>_PORT`, else its default)."""
     prefix = "SLA" if name == "sla-monitor" else name.upper()
     return int(os.environ.get(f"LEADFLOW_{prefix}_PORT", SERVICES[name]))
+
+
+def development_unless_told() -> None:
+    """Run the local stack in development, unless LEADFLOW_ENV names an environment."""
+    if not os.environ.get("LEADFLOW_ENV", "").strip():
+        os.environ["LEADFLOW_ENV"] = "development"
+
+
+def announce(settings: Settings, console: Console) -> bool:
+    """Say loudly which rules the stack runs under; False when it must not start."""
+    if problem := development_host_problem(settings.env, settings.host):
+        console.print(f"[red]error:[/red] {problem}")
+        return False
+    if settings.env == "development":
+        console.print(
+            "[bold black on yellow] DEVELOPMENT [/] the sources accept the development "
+            "secrets the README publishes; every service listens on "
+            f"[bold]{settings.host}[/bold] only. Not for real leads: production is "
+            "LEADFLOW_ENV=production (the default of every service) with real secrets."
+        )
+    else:
+        console.print(f"[bold]{settings.env.upper()}[/bold] rules (LEADFLOW_ENV={settings.env}).")
+    return True
 
 
 @dataclass
@@ -50,6 +79,8 @@ def run_stack(settings: Settings, var: Path, console: Console) -> int:
         nonlocal stopping
         stopping = True
 
+    if not announce(settings, console):
+        return 2
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:

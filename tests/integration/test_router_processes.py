@@ -92,7 +92,7 @@ def routers(
             "LEADFLOW_NOTIFY_POLL_S": "0.2",
             "LEADFLOW_ADMIN_TOKEN": f"ops:{ADMIN_TOKEN}",
             "LEADFLOW_ROUTER_CRM_WEBHOOK_SECRET": CRM_SECRET,
-            "LEADFLOW_ROUTER_REP_WEBHOOK_SECRET": REP_SECRET,
+            "LEADFLOW_REP_FELIX_WEBHOOK_SECRET": REP_SECRET,
             "LEADFLOW_ROUTER_QUEUE_RETRY_S": "1",
         }
         with running_broker() as bootstrap:

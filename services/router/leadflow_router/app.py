@@ -27,6 +27,7 @@ from leadflow.problems import install_problem_handlers
 from leadflow.processing import BatchHandler, utcnow
 from leadflow.runtime import Background, ConsumerSpec, Runtime, consumer_service
 from leadflow.settings import ConfigError, Settings
+from leadflow.webhook_targets import signing_secrets, webhook_targets
 from leadflow_router import admin, api, claims, pool_api, privacy, service
 from leadflow_router.book_repository import SqlRoutingStore
 from leadflow_router.metrics import QUEUED, UNCLAIMED
@@ -75,18 +76,11 @@ def _bulk_consumer(options: NotifyOptions) -> ConsumerSpec:
     )
 
 
-def _notifications(router_settings: RouterSettings) -> Background:
+def _notifications() -> Background:
     async def run(runtime: Runtime) -> None:
         settings = runtime.settings
-        config = settings.app
-        secrets: dict[str, str] = {}
-        crm = config.routing.notify.crm_webhook
-        if crm and router_settings.crm_webhook_secret is not None:
-            secrets[crm] = router_settings.crm_webhook_secret.get_secret_value()
-        if router_settings.rep_webhook_secret is not None:
-            for rep in config.reps:
-                if rep.webhook:
-                    secrets[rep.webhook] = router_settings.rep_webhook_secret.get_secret_value()
+        # Each rep's webhook and the CRM push sign with their own secret.
+        secrets = signing_secrets(webhook_targets(settings.app, "router"))
         async with httpx.AsyncClient(timeout=settings.notify_timeout_s) as client:
             dispatcher = NotificationDispatcher(
                 runtime.engine,
@@ -177,7 +171,7 @@ def create_app(settings: Settings, router_settings: RouterSettings | None = None
         [_consumer(options), _bulk_consumer(options)],
         routers=[api.router, admin.router, pool_api.router],
         background={
-            "notifications": _notifications(router_settings),
+            "notifications": _notifications(),
             "queue-retry": _queue_retries(router_settings, options),
             "pool-timer": _unclaimed(router_settings, options),
         },

@@ -12,9 +12,9 @@ class RouterSettings(BaseSettings):
     port: int = 8002
     # Base URL the routing explanation is reachable at, for links in notifications.
     public_url: str = "http://127.0.0.1:8002"
-    # Standard Webhooks secrets (whsec_...) for the CRM push and reps' webhooks.
+    # Standard Webhooks secret (whsec_...) of the CRM push; each rep's webhook has its own,
+    # LEADFLOW_REP_<ID>_WEBHOOK_SECRET (leadflow.webhook_targets).
     crm_webhook_secret: SecretStr | None = None
-    rep_webhook_secret: SecretStr | None = None
     # How often queued leads are tried again (someone may have come on shift).
     queue_retry_s: float = Field(default=60.0, gt=0)
     # How often the pools are checked for leads nobody claimed in time.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -22,6 +21,7 @@ from leadflow.notifications import EmailSender, NotificationDispatcher, Sender, 
 from leadflow.processing import BatchHandler, utcnow
 from leadflow.runtime import ConsumerSpec, Runtime, consumer_service
 from leadflow.settings import Settings
+from leadflow.webhook_targets import signing_secrets, webhook_targets
 from leadflow_sla import domain, privacy, repository, service
 from leadflow_sla.api import router
 from leadflow_sla.metrics import OPEN_TIMERS, OPEN_WINDOWS, OVERDUE_WINDOWS
@@ -35,11 +35,7 @@ log = logging.getLogger(__name__)
 
 def webhook_secrets(config: LeadflowConfig) -> dict[str, str]:
     """Signing secrets of the alert webhooks, read from the variables the config names."""
-    secrets: dict[str, str] = {}
-    for hook in config.sla.webhooks:
-        if hook.secret_env and os.environ.get(hook.secret_env):
-            secrets[hook.url] = os.environ[hook.secret_env]
-    return secrets
+    return signing_secrets(webhook_targets(config, "sla-monitor"))
 
 
 class Monitor:

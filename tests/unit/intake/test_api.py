@@ -142,7 +142,7 @@ def test_rotated_secrets_are_all_accepted(
     bus: InMemoryBus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old, new = "whsec_b2xkLXNlY3JldC0wMDAwMDAwMDAwMDA=", "whsec_bmV3LXNlY3JldC0wMDAwMDAwMDAwMDA="
-    monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", f"{new},{old}")
+    monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", f"{new}\n{old}")  # one a line
     # Secrets are read when the intake starts, so the rotation is a restart with both.
     app = create_app(Settings(config=CONFIG), IntakeSettings(spool_dir=tmp_path), publisher=bus)
 

@@ -33,7 +33,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def development() -> Settings:
     """Development settings on the example configuration."""
-    return Settings(config=EXAMPLE)
+    return Settings(env="development", config=EXAMPLE)
 
 
 def production() -> Settings:
@@ -63,11 +63,9 @@ def test_secret_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(
     "value",
     [
-        "whsec_old,whsec_new",
         "whsec_old whsec_new",
-        "whsec_old, whsec_new",
-        "  whsec_old ,\twhsec_new\n",
-        "whsec_old,,whsec_new,",
+        "whsec_old\nwhsec_new",
+        "  whsec_old \twhsec_new\n",
     ],
 )
 def test_several_secrets_during_a_rotation(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
@@ -87,7 +85,13 @@ def test_environment_overrides_the_development_secret(monkeypatch: pytest.Monkey
     assert development().source_secrets("web") == [REAL_WEB_SECRET]
 
 
-@pytest.mark.parametrize("value", ["", " ", ",", " , "])
+def test_a_comma_is_part_of_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_SOURCE_MARKETO_SECRET", "shared,secret-with-a-comma")
+
+    assert development().source_secrets("marketo") == ["shared,secret-with-a-comma"]
+
+
+@pytest.mark.parametrize("value", ["", " ", "\n\t"])
 def test_blank_variable_means_no_secret(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", value)
 
@@ -120,10 +124,16 @@ def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert settings.app.routing.fallback_team == "smb"
 
 
-def test_development_defaults() -> None:
-    settings = Settings()
+def test_production_is_the_default() -> None:
+    with pytest.raises(ValidationError, match="production needs PostgreSQL"):
+        Settings()
 
-    assert settings.env == "development"
+    assert Settings(database_url=POSTGRES_URL).env == "production"
+
+
+def test_development_defaults() -> None:
+    settings = Settings(env="development")
+
     assert settings.database_url == DEFAULT_SQLITE_URL
     assert settings.config == Path("config/example.yaml")
     assert settings.topic("leads.received") == "leads.received"
@@ -138,7 +148,8 @@ def test_production_refuses_sqlite(url: str) -> None:
 
     assert caught.value.errors()[0]["msg"] == (
         "Value error, LEADFLOW_DATABASE_URL points at SQLite; production needs PostgreSQL "
-        "(postgresql+asyncpg://...)."
+        "(postgresql+asyncpg://...). Services run in production unless "
+        "LEADFLOW_ENV=development; `leadflow run` sets it for the local stack."
     )
 
 
@@ -149,9 +160,27 @@ def test_get_settings_reports_sqlite_in_production(monkeypatch: pytest.MonkeyPat
         get_settings()
 
 
+def test_get_settings_of_a_service_is_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_DATABASE_URL", POSTGRES_URL)
+
+    assert get_settings().env == "production"
+
+
+@pytest.mark.parametrize(("given", "env"), [(None, "development"), ("production", "production")])
+def test_get_settings_of_a_client_is_development_unless_told(
+    monkeypatch: pytest.MonkeyPatch, given: str | None, env: str
+) -> None:
+    monkeypatch.setenv("LEADFLOW_DATABASE_URL", POSTGRES_URL)
+    if given is not None:
+        monkeypatch.setenv("LEADFLOW_ENV", given)
+
+    assert get_settings(client=True).env == env
+
+
 def test_get_settings_reports_an_unreadable_configuration(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setenv("LEADFLOW_ENV", "development")
     missing = tmp_path / "missing.yaml"
     monkeypatch.setenv("LEADFLOW_CONFIG", str(missing))
 
@@ -162,6 +191,7 @@ def test_get_settings_reports_an_unreadable_configuration(
 
 
 def test_get_settings_loads_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_ENV", "development")
     monkeypatch.setenv("LEADFLOW_CONFIG", str(EXAMPLE))
 
     assert list(get_settings().app.sources) == [
@@ -211,7 +241,7 @@ def test_production_check_requires_a_secret_per_source(monkeypatch: pytest.Monke
     [
         DEV_SECRETS["web"],
         DEV_SECRETS["crm"],
-        f"{REAL_WEB_SECRET},{DEV_SECRETS['web']}",
+        f"{REAL_WEB_SECRET} {DEV_SECRETS['web']}",
     ],
 )
 @pytest.mark.usefixtures("other_sources_signed")

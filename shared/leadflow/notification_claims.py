@@ -35,6 +35,8 @@ class Claimed:
     attempts: int
     next_attempt_at: datetime
     notification: Notification
+    # The trace of the lead it is about, where its send is a span (leadflow.tracing).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ async def claim(
             n.body,
             n.dedupe_key,
             n.payload,
+            n.traceparent,
         )
     )
     claimed = [
@@ -138,6 +141,7 @@ async def claim(
                 dedupe_key=row.dedupe_key,
                 payload=row.payload,
             ),
+            traceparent=row.traceparent,
         )
         for row in result
     ]

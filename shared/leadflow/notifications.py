@@ -10,7 +10,8 @@ and none sends a row another holds. Sends to different targets run at once (up t
 `concurrency`), each target's in order: a receiver that answers slowly holds up only its
 own notifications. A crash between a send and its bookkeeping resends once; emails carry
 a Message-ID and webhooks a `webhook-id` derived from the dedupe key, so receivers can
-drop the copy.
+drop the copy. A row keeps the trace context of the lead it is about, and each attempt to
+send it is a span in that trace (leadflow.tracing).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from leadflow import leases
+from leadflow import leases, tracing
 from leadflow import notification_claims as claims
 from leadflow.coalesce import Coalescer
 from leadflow.db.engine import session_factory
@@ -76,6 +78,7 @@ async def queue_many(
 
 
 def _row(producer: str, notification: Notification, now: datetime) -> dict[str, Any]:
+    traceparent = tracing.traceparent_for(_lead_of(notification)) if tracing.enabled() else None
     return {
         "producer": producer,
         "channel": notification.channel,
@@ -88,7 +91,19 @@ def _row(producer: str, notification: Notification, now: datetime) -> dict[str, 
         "created_at": now,
         "attempts": 0,
         "next_attempt_at": now,
+        "traceparent": traceparent,
     }
+
+
+def _lead_of(notification: Notification) -> str | None:
+    """The key of the lead a notification is about: its payload's `lead_key` (an SLA
+    alert), or its assignment's (a rep told of a lead)."""
+    payload = notification.payload
+    assignment = payload.get("assignment")
+    lead_key = payload.get("lead_key") or (
+        assignment.get("lead_key") if isinstance(assignment, dict) else None
+    )
+    return lead_key if isinstance(lead_key, str) else None
 
 
 @dataclass(frozen=True)
@@ -292,7 +307,15 @@ class NotificationDispatcher:
         try:
             if sender is None:
                 raise RuntimeError(f"no sender is configured for channel {channel!r}")
-            await asyncio.wait_for(sender.send(row.notification), self._settings.notify_timeout_s)
+            with tracing.continued(
+                f"{self._producer} notify {channel}",
+                row.traceparent,
+                kind=SpanKind.PRODUCER,
+                attributes={"leadflow.notification.channel": channel, "leadflow.attempt": attempts},
+            ):
+                await asyncio.wait_for(
+                    sender.send(row.notification), self._settings.notify_timeout_s
+                )
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:1000]
             if attempts >= self._settings.notify_max_attempts:

@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from leadflow import leases
-from leadflow.bus import Publisher
+from leadflow import leases, tracing
+from leadflow.bus import Message, Publisher
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import outbox
 from leadflow.events import Envelope
@@ -46,10 +46,11 @@ _WRITTEN = "leadflow.outbox.written"
 @dataclass(frozen=True, slots=True)
 class Written:
     """Outbox rows written by one statement of a transaction, to publish (in order) once
-    that transaction committed: their ids, and each row's topic, key and payload."""
+    that transaction committed: their ids, and each row's topic, key, payload and trace
+    context header."""
 
     ids: list[int]
-    messages: list[tuple[str, str, bytes]]
+    messages: list[Message]
 
 
 async def enqueue(session: AsyncSession, producer: str, event: Envelope, now: datetime) -> None:
@@ -81,18 +82,19 @@ async def enqueue_many(
         }
         for (topic, event), payload in zip(bound, payloads, strict=True)
     ]
+    messages: list[Message] = [
+        (topic, event.subject, payload)
+        for (topic, event), payload in zip(bound, payloads, strict=True)
+    ]
+    if tracing.enabled():
+        # Each event continues the trace of the lead it is about (leadflow.tracing).
+        for i, ((topic, event), payload) in enumerate(zip(bound, payloads, strict=True)):
+            parent = rows[i]["traceparent"] = tracing.traceparent_for(event.subject)
+            messages[i] = tracing.message(topic, event.subject, payload, parent)
     # The ids only serve to mark the rows sent; RETURNING keeps the insert one statement
     # (asking for them in parameter order would make SQLite insert row by row).
     ids = (await session.scalars(insert(outbox).returning(outbox.c.id), rows)).all()
-    session.info.setdefault(_WRITTEN, []).append(
-        Written(
-            list(ids),
-            [
-                (topic, event.subject, payload)
-                for (topic, event), payload in zip(bound, payloads, strict=True)
-            ],
-        )
-    )
+    session.info.setdefault(_WRITTEN, []).append(Written(list(ids), messages))
 
 
 def written(session: AsyncSession) -> list[Written]:
@@ -163,7 +165,8 @@ class OutboxRelay:
             return
         try:
             await self._publisher.publish_many(
-                [(self._settings.topic(t), k, p) for r in rows for t, k, p in r.messages]
+                # Each message as written, on the prefixed topic.
+                [(self._settings.topic(m[0]), *m[1:]) for r in rows for m in r.messages]
             )
         except Exception as exc:
             self._backlog = True
@@ -174,7 +177,7 @@ class OutboxRelay:
             else:
                 log.exception("publishing after commit failed; the relay takes over")
             return
-        self._count_produced(t for r in rows for t, _, _ in r.messages)
+        self._count_produced(m[0] for r in rows for m in r.messages)
         self._published.extend(id_ for r in rows for id_ in r.ids)
         self._work.set()
 
@@ -235,18 +238,23 @@ class OutboxRelay:
 
     async def _pending_rows(
         self, session: AsyncSession, grace: timedelta
-    ) -> list[Row[tuple[int, str, str, bytes]]]:
+    ) -> list[Row[tuple[int, str, str, bytes, str | None]]]:
         query = (
-            select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+            select(
+                outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.traceparent
+            )
             .where(*self._unsent(grace))
             .order_by(outbox.c.id)
             .limit(RELAY_BATCH)
         )
         return list((await session.execute(query)).all())  # type: ignore[arg-type]
 
-    async def _publish(self, rows: list[Row[tuple[int, str, str, bytes]]]) -> None:
+    async def _publish(self, rows: list[Row[tuple[int, str, str, bytes, str | None]]]) -> None:
         await self._publisher.publish_many(
-            [(self._settings.topic(r.topic), r.key, r.payload) for r in rows]
+            [
+                tracing.message(self._settings.topic(r.topic), r.key, r.payload, r.traceparent)
+                for r in rows
+            ]
         )
         self._count_produced(r.topic for r in rows)
 

@@ -101,8 +101,9 @@ class Settings(BaseSettings):
     # Prometheus reaches it). Unset: `/metrics` is on the API port, for a `metrics:read` token.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: str = "INFO"
-    # FastAPI's native OpenTelemetry (spans, metrics and logs through the globally configured
-    # providers). Off by default: `/metrics` is the built-in telemetry, and the check per
+    # Tracing (leadflow.tracing): one trace per lead, exported over OTLP/HTTP to
+    # OTEL_EXPORTER_OTLP_ENDPOINT, with FastAPI's native OpenTelemetry on. Needs the `otel`
+    # extra. Off by default: `/metrics` is the built-in telemetry, and the check per
     # request costs the intake about 5% of its throughput.
     otel: bool = False
     smtp_host: str = "127.0.0.1"

@@ -17,7 +17,7 @@ import leadflow_router.tables
 import leadflow_scoring.tables
 import leadflow_sla.reporting.tables
 import leadflow_sla.tables
-from leadflow.bus import Headers, Record
+from leadflow.bus import Headers, Message, Record
 from leadflow.bus.memory import InMemoryBus
 from leadflow.config import load_config
 from leadflow.db.engine import create_engine, session_factory
@@ -143,7 +143,7 @@ class FailingBus(InMemoryBus):
     """A broker that is down."""
 
     async def publish_many(
-        self, messages: list[tuple[str, str, bytes]], *, timeout_s: float | None = None
+        self, messages: Sequence[Message], *, timeout_s: float | None = None
     ) -> None:
         raise ConnectionError("broker down")
 

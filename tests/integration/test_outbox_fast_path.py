@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from leadflow.bus import Record
+from leadflow.bus import Message, Record
 from leadflow.bus.memory import InMemoryBus
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import outbox
@@ -65,7 +65,7 @@ class FlakyBus(InMemoryBus):
         self.down = False
 
     async def publish_many(
-        self, messages: list[tuple[str, str, bytes]], *, timeout_s: float | None = None
+        self, messages: Sequence[Message], *, timeout_s: float | None = None
     ) -> None:
         if self.down:
             raise ConnectionError("broker down")

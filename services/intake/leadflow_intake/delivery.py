@@ -13,6 +13,9 @@ The relay runs under the process's supervisor: an unexpected error restarts it (
 re-reads the spool from its cursor, so the worst case is a batch published twice, which
 the inboxes drop). A cursor that cannot be written is retried, and after a failed append
 the relay probes the disk until it writes again, so readiness comes back by itself.
+
+Each event carries the webhook's trace context as a `traceparent` header, kept in the
+spool with it, so a lead spooled through an outage stays in its trace (leadflow.tracing).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import logging
 import time
 from collections.abc import Sequence
 
-from leadflow.bus import Publisher
+from leadflow import tracing
+from leadflow.bus import Message, Publisher
 from leadflow.events import SerializedEvent
 from leadflow.settings import Settings
 from leadflow.supervisor import Supervisor
@@ -99,8 +103,12 @@ class Delivery:
     async def submit(self, events: Sequence[SerializedEvent], lane: Lane = "live") -> None:
         """Hand events to the broker or the spool, on `lane`'s topics; raises SpoolError
         when neither can keep them."""
+        # The webhook's trace context (its request's span) goes with each of its events.
+        traceparent = tracing.current_traceparent()
         messages = [
-            SpooledEvent(self._settings.topic(topic_for(e.type, lane)), e.subject, e.value)
+            SpooledEvent(
+                self._settings.topic(topic_for(e.type, lane)), e.subject, e.value, traceparent
+            )
             for e in events
         ]
         if not messages:
@@ -120,9 +128,7 @@ class Delivery:
         try:
             # A publish that times out is not withdrawn: it may still succeed later, and
             # the spooled copy keeps the same event id, so consumers' inboxes drop one.
-            await publisher.publish_many(
-                [(m.topic, m.key, m.value) for m in messages], timeout_s=self._intake.spool_after_s
-            )
+            await publisher.publish_many(_messages(messages), timeout_s=self._intake.spool_after_s)
         except TimeoutError:
             self.broker_ok = False
             return "timeout"
@@ -188,7 +194,7 @@ class Delivery:
         started = time.perf_counter()
         try:
             await asyncio.wait_for(
-                publisher.publish_many([(e.topic, e.key, e.value) for e in batch.events]),
+                publisher.publish_many(_messages(batch.events)),
                 self._settings.publish_timeout_s,
             )
         except Exception:
@@ -223,3 +229,8 @@ class Delivery:
     def _update_gauges(self) -> None:
         SPOOL_DEPTH.set(self.spool.depth)
         SPOOL_BYTES.set(self.spool.bytes)
+
+
+def _messages(events: Sequence[SpooledEvent]) -> list[Message]:
+    """The events as messages to publish, each with its trace context header."""
+    return [tracing.message(e.topic, e.key, e.value, e.traceparent) for e in events]

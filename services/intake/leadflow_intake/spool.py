@@ -2,11 +2,16 @@
 
 Records are appended to segment files (`<number>.seg`) and fsync'd before the webhook is
 answered. Each record is `length (4 bytes) | CRC-32 (4 bytes) | payload`, the payload being
-`topic length (2) | topic | key length (2) | key | value`. A `cursor` file (replaced
-atomically, fsync'd) says how far the relay has got; segments wholly behind it are
-deleted. On open, a torn record at the end of the last segment (a crash mid-append, never
-answered 202) is cut off; a bad record anywhere else is corruption, and the rest of that
-segment is set aside as `<number>.seg.corrupt` with an error log.
+`topic length (2) | topic | key length (2) | key | value`, or, when the event carries the
+webhook's trace context, `topic length | 0x8000 (2) | topic | key length (2) | key |
+traceparent length (2) | traceparent | value` (a topic is never 32 KiB long, so the high
+bit is free, and records written before trace contexts were kept still read alike).
+
+A `cursor` file (replaced atomically, fsync'd) says how far the relay has got; segments
+wholly behind it are deleted. On open, a torn record at the end of the last segment (a
+crash mid-append, never answered 202) is cut off; a bad record anywhere else is
+corruption, and the rest of that segment is set aside as `<number>.seg.corrupt` with an
+error log.
 
 One spool belongs to one intake process: an exclusive lock on `spool.lock` refuses a
 second one on the same directory.
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">II")
 _SHORT = struct.Struct(">H")
+# Set in a record's topic length when a trace context follows its key.
+_TRACED = 0x8000
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 
@@ -45,28 +52,49 @@ class SpoolBatch:
 
 @dataclass(frozen=True, slots=True)
 class SpooledEvent:
-    """One message waiting for the broker: topic, key and value."""
+    """One message waiting for the broker: topic, key, value and the W3C trace context of
+    the webhook it came with (its `traceparent` header, leadflow.tracing)."""
 
     topic: str
     key: str
     value: bytes
+    traceparent: str | None = None
 
 
 def encode(event: SpooledEvent) -> bytes:
     """The record of an event, header included."""
     topic, key = event.topic.encode(), event.key.encode()
-    payload = _SHORT.pack(len(topic)) + topic + _SHORT.pack(len(key)) + key + event.value
+    if event.traceparent is None:
+        head = _SHORT.pack(len(topic)) + topic + _SHORT.pack(len(key)) + key
+    else:
+        trace = event.traceparent.encode()
+        head = (
+            _SHORT.pack(len(topic) | _TRACED)
+            + topic
+            + _SHORT.pack(len(key))
+            + key
+            + _SHORT.pack(len(trace))
+            + trace
+        )
+    payload = head + event.value
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def decode(payload: bytes) -> SpooledEvent:
     """The event of a record's payload (its checksum already verified)."""
     (topic_len,) = _SHORT.unpack_from(payload, 0)
+    traced, topic_len = topic_len & _TRACED, topic_len & ~_TRACED
     topic = payload[2 : 2 + topic_len].decode()
     offset = 2 + topic_len
     (key_len,) = _SHORT.unpack_from(payload, offset)
     key = payload[offset + 2 : offset + 2 + key_len].decode()
-    return SpooledEvent(topic, key, payload[offset + 2 + key_len :])
+    offset += 2 + key_len
+    traceparent = None
+    if traced:
+        (trace_len,) = _SHORT.unpack_from(payload, offset)
+        traceparent = payload[offset + 2 : offset + 2 + trace_len].decode()
+        offset += 2 + trace_len
+    return SpooledEvent(topic, key, payload[offset:], traceparent)
 
 
 def _read_records(data: bytes, start: int) -> tuple[list[tuple[int, bytes]], int, bool]:

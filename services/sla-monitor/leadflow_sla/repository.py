@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadflow import tracing
 from leadflow.db.statements import insert_new
 from leadflow.db.tables import UtcDateTime
 from leadflow_sla.ladder import StagePlan
@@ -87,7 +88,12 @@ async def save_windows(
         # A window another transaction opened meanwhile for the same assignment (a copy of
         # its event under another id) is kept, with its timers: the ladder is the same.
         await session.execute(insert_new(session, sla_windows), [_window(w) for w in opened])
-        timers = [_timer(w, s) for w in opened for s in w.stages]
+        # Each timer continues the trace of the assignment that opened its window.
+        traced = tracing.enabled()
+        parents = {
+            w.lead_key: tracing.traceparent_for(w.lead_key) if traced else None for w in opened
+        }
+        timers = [_timer(w, s, parents[w.lead_key]) for w in opened for s in w.stages]
         await session.execute(insert_new(session, sla_timers), timers)
     if not closed:
         return
@@ -183,7 +189,7 @@ def _window(window: FollowUpWindow) -> dict[str, Any]:
     return {name: getattr(window, name) for name in WINDOW_COLUMNS}
 
 
-def _timer(window: FollowUpWindow, stage: StagePlan) -> dict[str, Any]:
+def _timer(window: FollowUpWindow, stage: StagePlan, traceparent: str | None) -> dict[str, Any]:
     return {
         "assignment_id": window.assignment_id,
         "stage": stage.stage,
@@ -195,6 +201,7 @@ def _timer(window: FollowUpWindow, stage: StagePlan) -> dict[str, Any]:
         "due_at": stage.due_at,
         "status": "open" if window.status == "open" else "stopped",
         "closed_at": window.closed_at,
+        "traceparent": traceparent,
     }
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow import aliases
+from leadflow import aliases, tracing
 from leadflow.config import LeadflowConfig
 from leadflow.events import Envelope, SlaAlert, derived_event_id, new_event
 from leadflow.notifications import queue
@@ -89,7 +89,13 @@ async def fire_due(
             continue
         window = stored.get(timer["assignment_id"])
         alert = build_alert(timer, window, config, router_url, now)
-        await raise_alert(session, alert, config, now)
+        # The alert is a span in the lead's trace, continued from the assignment's.
+        with tracing.continued(
+            f"{PRODUCER} sla.{alert.stage}",
+            timer.get("traceparent"),
+            attributes={"leadflow.lead_key": alert.lead_key, "leadflow.sla.stage": alert.stage},
+        ):
+            await raise_alert(session, alert, config, now)
         if window is not None:
             await repository.mark_stage(session, timer["assignment_id"], alert.stage, now)
         TIMER_LATENESS.observe(max(0.0, (now - timer["due_at"]).total_seconds()))

@@ -23,6 +23,8 @@ sla_timers = Table(
     Column("due_at", UtcDateTime(), nullable=False),
     Column("status", String(16), nullable=False),
     Column("closed_at", UtcDateTime(), nullable=True),
+    # The trace of the assignment that opened it: its alert continues there.
+    Column("traceparent", String(55), nullable=True),
     UniqueConstraint("assignment_id", "stage"),
     Index("ix_sla_timers_status_due_at", "status", "due_at"),
     Index("ix_sla_timers_lead_key", "lead_key"),

@@ -6,10 +6,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 Headers = list[tuple[str, bytes]]
+# A message to publish: topic, key, value, and its headers if it has any.
+Message = tuple[str, str, bytes] | tuple[str, str, bytes, Headers]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +35,7 @@ class Publisher(Protocol):
     ) -> None: ...
 
     async def publish_many(
-        self, messages: list[tuple[str, str, bytes]], *, timeout_s: float | None = None
+        self, messages: Sequence[Message], *, timeout_s: float | None = None
     ) -> None:
         """Publish in order; raises TimeoutError when not all are acknowledged within
         `timeout_s` (default: the publisher's own bound). A timed-out publish is not

@@ -11,7 +11,7 @@ import heapq
 import itertools
 import logging
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from leadflow.bus import Headers
+from leadflow.bus import Headers, Message
 from leadflow.bus.consumer import KafkaConsumerRunner
 from leadflow.bus.options import connection_options, topic_configs
 from leadflow.settings import Settings
@@ -28,6 +28,8 @@ from leadflow.topics import DLQ
 __all__ = ["KafkaConsumerRunner", "KafkaPublisher", "ensure_topics", "replay_dead_letters", "tail"]
 
 log = logging.getLogger(__name__)
+
+_NO_HEADERS: Headers = []
 
 
 class KafkaPublisher:
@@ -128,7 +130,7 @@ class KafkaPublisher:
         )
 
     async def publish_many(
-        self, messages: list[tuple[str, str, bytes]], *, timeout_s: float | None = None
+        self, messages: Sequence[Message], *, timeout_s: float | None = None
     ) -> None:
         """Publish messages in order (per partition) and wait until all are acknowledged
         (within `timeout_s`, default `publish_timeout_s`).
@@ -213,7 +215,12 @@ class KafkaPublisher:
         open_batch: dict[tuple[str, int], int] = {}
         partitions: dict[str, list[int]] = {}
         for call in calls:
-            for topic, key, value in call.messages:
+            for message in call.messages:
+                if len(message) == 3:
+                    topic, key, value = message
+                    headers = _NO_HEADERS
+                else:
+                    topic, key, value, headers = message
                 raw_key = key.encode()
                 if topic not in partitions:
                     partitions[topic] = sorted(await self._producer.partitions_for(topic))
@@ -221,10 +228,16 @@ class KafkaPublisher:
                 index = open_batch.get((topic, partition))
                 if (
                     index is None
-                    or batches[index][2].append(timestamp=None, key=raw_key, value=value) is None
+                    or batches[index][2].append(
+                        timestamp=None, key=raw_key, value=value, headers=headers
+                    )
+                    is None
                 ):
                     batch = self._producer.create_batch()
-                    if batch.append(timestamp=None, key=raw_key, value=value) is None:
+                    if (
+                        batch.append(timestamp=None, key=raw_key, value=value, headers=headers)
+                        is None
+                    ):
                         raise MessageSizeTooLargeError(
                             f"a {len(value)}-byte message does not fit in a record batch"
                         )
@@ -283,7 +296,7 @@ class _Call:
 
     __slots__ = ("batches", "done", "messages")
 
-    def __init__(self, messages: list[tuple[str, str, bytes]], done: asyncio.Future[None]) -> None:
+    def __init__(self, messages: Sequence[Message], done: asyncio.Future[None]) -> None:
         self.messages = messages
         self.done = done
         self.batches: set[int] = set()

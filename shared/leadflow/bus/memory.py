@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import defaultdict
+from collections.abc import Sequence
 
-from leadflow.bus import BatchProcessor, Headers, Record
+from leadflow.bus import BatchProcessor, Headers, Message, Record
 
 
 class InMemoryBus:
@@ -26,12 +27,12 @@ class InMemoryBus:
         log.append(Record(topic, partition, len(log), key.encode(), value, list(headers or [])))
 
     async def publish_many(
-        self, messages: list[tuple[str, str, bytes]], *, timeout_s: float | None = None
+        self, messages: Sequence[Message], *, timeout_s: float | None = None
     ) -> None:
         """Append several messages in order (within `timeout_s`, when given)."""
         async with asyncio.timeout(timeout_s):
-            for topic, key, value in messages:
-                await self.publish(topic, key, value)
+            for message in messages:
+                await self.publish(*message)
 
     def values(self, topic: str) -> list[bytes]:
         """Every message value published on `topic`, in order."""

@@ -61,6 +61,7 @@ def _settings(*, client: bool = False) -> Settings:
 
 
 def _serve(name: str, port: int | None) -> None:
+    from leadflow import tracing
     from leadflow.logs import configure_logging
     from leadflow.runtime import serve
 
@@ -71,6 +72,7 @@ def _serve(name: str, port: int | None) -> None:
             console.print(f"[red]error:[/red] {problem}")
         raise typer.Exit(2)
     configure_logging(name, settings.log_level)
+    tracing.configure(name, settings)
     app_module, settings_module, settings_class = _SERVICE_APPS[name]
     service_settings: Any = getattr(importlib.import_module(settings_module), settings_class)()
     create_app = importlib.import_module(app_module).create_app

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from leadflow.events import lead_key_for
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
 from tests.fixtures.stack import Stack, lead_body, stack_per_database
 
@@ -83,7 +84,7 @@ def reported(stack: Stack, lead_key: str) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        response = httpx.get(url)
+        response = httpx.get(url, headers=AUTH)
         if response.status_code == 200:
             last = response.json()
             if last["tier"] is not None and last["assigned_at"] is not None:

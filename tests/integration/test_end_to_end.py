@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from leadflow.db.engine import create_engine
 from leadflow.events import Envelope, LeadAssigned, SlaAlert, lead_key_for
 from leadflow_router.tables import assignments
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
 from tests.fixtures.stack import Stack, lead_body, stack_per_database
 
@@ -101,7 +102,9 @@ async def test_signed_lead_is_assigned_then_breach_alerted(stack: Stack) -> None
     assert breached.data.manager_email == "grace@example.com"
     assert assigned.data.rep_name in breached.data.message
     assert breached.data.due_at >= assigned.data.assigned_at
-    why = httpx.get(f"{stack.services['router'].url}/v1/leads/{lead_key}/routing").json()
+    why = httpx.get(
+        f"{stack.services['router'].url}/v1/leads/{lead_key}/routing", headers=AUTH
+    ).json()
     assert why["decisions"][0]["rep_id"] == assigned.data.rep_id
     assert why["decisions"][0]["rule"] == "enterprise-size"
 

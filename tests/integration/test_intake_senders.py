@@ -10,6 +10,7 @@ import pytest
 
 from leadflow.events import LeadReceived, lead_key_for
 from tests.fixtures import senders
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader, running_broker
 from tests.fixtures.databases import migrated_database_url
 from tests.fixtures.stack import Stack
@@ -104,7 +105,7 @@ async def test_forged_requests_of_every_kind_publish_nothing(stack: Stack) -> No
     async with TopicReader(stack.bootstrap, ["leads.received"]) as reader:
         await drain(reader, 2.0)
     assert not [e for e in reader.events if e.subject in keys]
-    metrics = httpx.get(f"{stack.services['intake'].url}/metrics").text
+    metrics = httpx.get(f"{stack.services['intake'].url}/metrics", headers=AUTH).text
     for source in forged:
         assert (
             f'leadflow_intake_webhooks_total{{outcome="bad_signature",source="{source}"}} 1.0'

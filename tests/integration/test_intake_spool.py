@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from leadflow.events import lead_key_for
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader, pause, running_broker_process
 from tests.fixtures.databases import migrated_database_url
 from tests.fixtures.stack import Stack, lead_body
@@ -108,6 +109,6 @@ async def test_broker_paused_mid_stream_loses_and_duplicates_nothing(
         await asyncio.sleep(0.2)
     after = readyz(stack)
     assert after["degraded"] is False
-    metrics = httpx.get(f"{stack.services['intake'].url}/metrics").text
+    metrics = httpx.get(f"{stack.services['intake'].url}/metrics", headers=AUTH).text
     assert "leadflow_intake_spool_depth_events 0.0" in metrics
     assert 'leadflow_intake_spooled_events_total{reason="timeout"} 1.0' in metrics

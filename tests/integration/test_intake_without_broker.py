@@ -19,6 +19,7 @@ from leadflow.broker import start_broker
 from leadflow.events import LeadReceived, lead_key_for
 from leadflow.settings import DEV_SECRETS
 from tests.fixtures import senders
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader, free_port, running_broker
 from tests.fixtures.stack import Stack, lead_body
 from tests.integration.test_end_to_end import drain, wait_for
@@ -116,7 +117,7 @@ async def test_the_intake_starts_without_a_broker_and_relays_in_order_once_it_is
         [crlf] = [e for e in received if e.subject == lead_key_for("crlf@bigco.example")]
         assert isinstance(crlf.data, LeadReceived)
         assert crlf.data.lead.company.name == "Acme Bcc: x@evil.example"
-        metrics = httpx.get(f"{stack.services['intake'].url}/metrics").text
+        metrics = httpx.get(f"{stack.services['intake'].url}/metrics", headers=AUTH).text
         assert 'leadflow_intake_spooled_events_total{reason="no_broker"} 15.0' in metrics
     finally:
         stack.stop()
@@ -220,7 +221,7 @@ async def test_a_flood_for_one_person_is_refused_and_never_reaches_the_broker(
             async with TopicReader(bootstrap, ["leads.received"]) as reader:
                 await wait_for(reader, lambda e: True, count=6, timeout_s=30)
                 await drain(reader, 1.0)
-            metrics = httpx.get(f"{stack.services['intake'].url}/metrics").text
+            metrics = httpx.get(f"{stack.services['intake'].url}/metrics", headers=AUTH).text
         finally:
             stack.stop()
     assert [a.status_code for a in answers] == [202] * 5 + [429] * 3, [a.text for a in answers]

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from leadflow.events import Envelope, LeadAssigned, LeadMerged, lead_key_for
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
 from tests.fixtures.stack import CONFIG, Stack, stack_per_database
 
@@ -114,18 +115,20 @@ def until(
 
 
 def sla(stack: Stack, key: str) -> Callable[[], httpx.Response]:
-    return lambda: httpx.get(f"{stack.services['sla-monitor'].url}/v1/sla/leads/{key}", timeout=5)
+    return lambda: httpx.get(
+        f"{stack.services['sla-monitor'].url}/v1/sla/leads/{key}", timeout=5, headers=AUTH
+    )
 
 
 def report(stack: Stack, key: str) -> Callable[[], httpx.Response]:
     url = f"{stack.services['sla-monitor'].url}/v1/reports/leads/{key}"
-    return lambda: httpx.get(url, timeout=5)
+    return lambda: httpx.get(url, timeout=5, headers=AUTH)
 
 
 def funnel(stack: Stack, source: str) -> dict[str, int]:
     """Leads per funnel stage among those whose first touch came from `source`."""
     url = f"{stack.services['sla-monitor'].url}/v1/reports/funnel"
-    document = httpx.get(url, params={"source": source}, timeout=5).json()
+    document = httpx.get(url, params={"source": source}, timeout=5, headers=AUTH).json()
     return {s["stage"]: s["leads"] for s in document["stages"]}
 
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from leadflow.events import Envelope, LeadAssigned, SlaAlert
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
 from tests.fixtures.stack import CONFIG, Stack, lead_body, stack_per_database
 
@@ -116,7 +117,7 @@ async def test_a_manual_reassignment_moves_the_sla_window_to_the_new_rep(stack: 
     assert {e.data.rep_id for e in breaches if isinstance(e.data, SlaAlert)} == {new_rep}
 
     history = httpx.get(
-        f"{stack.services['sla-monitor'].url}/v1/sla/leads/{lead_key}", timeout=5
+        f"{stack.services['sla-monitor'].url}/v1/sla/leads/{lead_key}", timeout=5, headers=AUTH
     ).json()
     old, new = history["windows"]
     assert (old["rep_id"], old["status"], old["outcome"]) == (old_rep, "closed", "reassigned")

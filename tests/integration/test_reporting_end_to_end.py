@@ -23,6 +23,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import free_port, running_broker
 from tests.fixtures.databases import migrated_database_url
 from tests.fixtures.stack import Stack, lead_body
@@ -61,7 +62,7 @@ def wait_for_lifecycle(
     deadline = time.monotonic() + timeout_s
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        response = httpx.get(f"{reports(stack)}/leads/{lead_key}")
+        response = httpx.get(f"{reports(stack)}/leads/{lead_key}", headers=AUTH)
         if response.status_code == 200:
             last = response.json()
             if ready(last):
@@ -120,7 +121,9 @@ async def test_reports_from_webhooks_through_the_services(stack: Stack) -> None:
     wait_for_lifecycle(stack, keys["b"], lambda lc: lc["rejected_at"] is not None)
 
     params = {"campaign": campaign}
-    funnel = httpx.get(f"{reports(stack)}/funnel", params={**params, "by": "segment"}).json()
+    funnel = httpx.get(
+        f"{reports(stack)}/funnel", params={**params, "by": "segment"}, headers=AUTH
+    ).json()
     # a: won; b: contacted then rejected; c: nurture.
     assert [s["leads"] for s in funnel["stages"]] == [3, 2, 2, 2, 1, 1, 1]
     assert funnel["mql_to_sql"] == 0.5
@@ -129,7 +132,7 @@ async def test_reports_from_webhooks_through_the_services(stack: Stack) -> None:
         ("enterprise", 2, 1, 5000.0),
         ("smb", 1, 0, 0.0),
     ]
-    speed = httpx.get(f"{reports(stack)}/speed", params=params).json()
+    speed = httpx.get(f"{reports(stack)}/speed", params=params, headers=AUTH).json()
     # 90 s and 7200 s: median 3645, p90 90 + 0.9 x 7110 = 6489.
     assert (speed["leads"], speed["contacted"], speed["median_s"], speed["p90_s"]) == (
         2,
@@ -138,9 +141,9 @@ async def test_reports_from_webhooks_through_the_services(stack: Stack) -> None:
         6489.0,
     )
     assert [b["leads"] for b in speed["buckets"]] == [1, 0, 1, 0, 0]
-    reasons = httpx.get(f"{reports(stack)}/reasons", params=params).json()
+    reasons = httpx.get(f"{reports(stack)}/reasons", params=params, headers=AUTH).json()
     assert reasons["reasons"] == [{"reason": "no budget", "leads": 1, "share": 1.0}]
-    roi = httpx.get(f"{reports(stack)}/roi", params=params).json()
+    roi = httpx.get(f"{reports(stack)}/roi", params=params, headers=AUTH).json()
     enterprise = next(r for r in roi["rows"] if r["key"] == "enterprise")
     # 5000 x 0.8 = 4000 profit on 1 sale of 2 leads; 4000 / 1.25 x 0.5 = 1600; 300 a lead.
     assert (enterprise["max_cost_per_lead"], enterprise["cost_per_lead"]) == (1600.0, 300.0)
@@ -152,7 +155,7 @@ async def test_reports_from_webhooks_through_the_services(stack: Stack) -> None:
     )
     assert put.status_code == 200, put.text
     try:
-        roi = httpx.get(f"{reports(stack)}/roi", params=params).json()
+        roi = httpx.get(f"{reports(stack)}/roi", params=params, headers=AUTH).json()
         first = roi["rows"][0]
         assert (first["key"], first["verdict"], first["over_by"], first["over_pct"]) == (
             "enterprise",
@@ -183,20 +186,20 @@ async def test_reports_from_webhooks_through_the_services(stack: Stack) -> None:
 
 def test_bad_requests_are_refused_with_a_reason(stack: Stack) -> None:
     url = reports(stack)
-    bad_date = httpx.get(f"{url}/funnel", params={"from": "last tuesday"})
+    bad_date = httpx.get(f"{url}/funnel", params={"from": "last tuesday"}, headers=AUTH)
     assert bad_date.status_code == 422
     assert bad_date.json()["detail"][0]["loc"] == ["query", "from"]
     assert "is not a date" in bad_date.json()["detail"][0]["msg"]
-    unknown_segment = httpx.get(f"{url}/speed", params={"segment": "nope"})
+    unknown_segment = httpx.get(f"{url}/speed", params={"segment": "nope"}, headers=AUTH)
     assert unknown_segment.status_code == 422
     assert "enterprise, smb, other" in unknown_segment.text
-    assert httpx.get(f"{url}/funnel", params={"by": "colour"}).status_code == 422
-    assert httpx.get(f"{url}/leads/lk_unknown").status_code == 404
+    assert httpx.get(f"{url}/funnel", params={"by": "colour"}, headers=AUTH).status_code == 422
+    assert httpx.get(f"{url}/leads/lk_unknown", headers=AUTH).status_code == 404
 
     cost = f"{url}/costs/segment/smb"
     no_token = httpx.put(cost, json={"cost_per_lead": 5})
     assert no_token.status_code == 401
-    assert no_token.headers["www-authenticate"] == "Bearer"
+    assert no_token.headers["www-authenticate"] == 'Bearer realm="leadflow"'
     wrong = httpx.put(cost, json={"cost_per_lead": 5}, headers={"authorization": "Bearer nope"})
     assert wrong.status_code == 401
     assert TOKEN not in wrong.text
@@ -212,7 +215,7 @@ def test_bad_requests_are_refused_with_a_reason(stack: Stack) -> None:
         == 422
     )
     assert httpx.delete(f"{url}/costs/campaign/never-set", headers=auth).status_code == 404
-    listed = httpx.get(f"{url}/costs").json()
+    listed = httpx.get(f"{url}/costs", headers=AUTH).json()
     assert {
         "kind": "segment",
         "name": "enterprise",
@@ -228,7 +231,7 @@ def test_bad_requests_are_refused_with_a_reason(stack: Stack) -> None:
 
 
 def test_the_demo_posts_leads_and_outcomes_every_report_can_read(stack: Stack) -> None:
-    before = httpx.get(f"{reports(stack)}/funnel").json()["leads"]
+    before = httpx.get(f"{reports(stack)}/funnel", headers=AUTH).json()["leads"]
     intake, sla = stack.services["intake"].url, stack.services["sla-monitor"].url
     demo = run_cli(
         stack, "demo", "--url", intake, "--reports-url", sla, "--rate", "5", "--duration", "4",
@@ -240,14 +243,14 @@ def test_the_demo_posts_leads_and_outcomes_every_report_can_read(stack: Stack) -
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        funnel = httpx.get(f"{reports(stack)}/funnel").json()
+        funnel = httpx.get(f"{reports(stack)}/funnel", headers=AUTH).json()
         if funnel["leads"] >= before + 20:
             break
         time.sleep(0.5)
     assert funnel["leads"] >= before + 20
     sources = {row["key"] for row in funnel["breakdown"]}
     assert sources & {"google", "linkedin", "webinar", "ebook", "partner"}
-    speed = httpx.get(f"{reports(stack)}/speed").json()
+    speed = httpx.get(f"{reports(stack)}/speed", headers=AUTH).json()
     assert speed["contacted"] > 0
     for kind in ("funnel", "speed", "reasons", "roi"):
         shown = run_cli(stack, "report", kind)

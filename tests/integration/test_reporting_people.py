@@ -40,6 +40,7 @@ from leadflow_sla.reporting import api, service
 from leadflow_sla.reporting.lifecycle import Lifecycle
 from leadflow_sla.reporting.query import ReportQuery
 from leadflow_sla.reporting.tables import lead_lifecycles
+from tests.fixtures.auth import AUTH, authorized
 from tests.fixtures.stack import CONFIG
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -292,14 +293,16 @@ async def test_statements_per_batch_with_merges_do_not_grow_with_the_batch(
 
 @pytest.fixture
 async def reports(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
+    app = authorized(FastAPI())
     app.include_router(api.router)
     app.state.runtime = SimpleNamespace(
         settings=SimpleNamespace(app=SimpleNamespace(reporting=REPORTING)),
         sessions=session_factory(engine),
     )
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://reports") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://reports", headers=AUTH
+    ) as client:
         yield client
 
 

@@ -24,6 +24,7 @@ from leadflow.events import Envelope, Lead, LeadReceived, LeadScored, Tier, new_
 from leadflow.settings import Settings
 from leadflow_sla.reporting import api, service
 from leadflow_sla.reporting.commands import report
+from tests.fixtures.auth import AUTH, authorized
 from tests.fixtures.stack import CONFIG
 
 # Monday 2 November 2026 (ISO week 45); the second week starts on the 9th.
@@ -90,14 +91,16 @@ async def fold(engine: AsyncEngine, events: list[Envelope]) -> None:
 @pytest.fixture
 async def reports(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     await fold(engine, story())
-    app = FastAPI()
+    app = authorized(FastAPI())
     app.include_router(api.router)
     app.state.runtime = SimpleNamespace(
         settings=SimpleNamespace(app=SimpleNamespace(reporting=REPORTING)),
         sessions=session_factory(engine),
     )
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://reports") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://reports", headers=AUTH
+    ) as client:
         yield client
 
 

@@ -9,14 +9,16 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from leadflow.auth import Authenticator, AuthSettings, TokenSet, build_authenticator, install
 from leadflow.db.engine import session_factory
 from leadflow.events import LeadAssigned, new_event
 from leadflow.problems import install_problem_handlers
 from leadflow.runtime import get_runtime
 from leadflow_router import admin, api, service
-from leadflow_router.settings import RouterSettings
+from tests.fixtures.auth import AUTH, TOKENS_ENV
 from tests.fixtures.routing import make_config, scored
 from tests.integration.test_routing_service import BIG, emitted, escalate
 
@@ -26,13 +28,22 @@ TOKENS = "ops:" + "o" * 30 + ", audit-bot:" + "b" * 30
 OPS = {"authorization": "Bearer " + "o" * 30}
 
 
+def router_auth(tokens: str | None = TOKENS) -> Authenticator:
+    """Admin tokens given as LEADFLOW_ADMIN_TOKEN (`name:token` pairs) and the test token;
+    nobody at all for None."""
+    if tokens is None:
+        return Authenticator(TokenSet([]))
+    settings = AuthSettings(admin_token=SecretStr(tokens), tokens=TOKENS_ENV["LEADFLOW_TOKENS"])
+    return build_authenticator("development", settings)
+
+
 def app_for(engine: AsyncEngine, tokens: str | None = TOKENS) -> FastAPI:
     """The router's routes over `engine`, without the consumer runtime around them."""
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(api.router)
     app.include_router(admin.router)
-    app.state.admin_tokens = RouterSettings(LEADFLOW_ADMIN_TOKEN=tokens).admin_tokens()
+    install(app, router_auth(tokens))
     runtime = SimpleNamespace(
         settings=SimpleNamespace(app=CONFIG), sessions=session_factory(engine)
     )
@@ -48,7 +59,7 @@ async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_why_of_an_unknown_lead_is_a_problem(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/leads/lk_nobody/routing")
+    response = await client.get("/v1/leads/lk_nobody/routing", headers=AUTH)
 
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
@@ -65,7 +76,7 @@ async def test_why_explains_every_decision_and_keeps_the_history(
     assert isinstance(first.data, LeadAssigned)
     await escalate(engine, CONFIG, first.data, NOW + timedelta(minutes=5))
 
-    why = (await client.get("/v1/leads/lk_why/routing")).json()
+    why = (await client.get("/v1/leads/lk_why/routing", headers=AUTH)).json()
 
     assert why["status"] == "assigned"
     assert why["current"]["rep_id"] == "ben"
@@ -99,7 +110,7 @@ async def test_admin_api_is_disabled_without_a_token(engine: AsyncEngine) -> Non
         response = await client.get("/v1/admin/reps", headers=OPS)
 
     assert response.status_code == 403
-    assert "set LEADFLOW_ADMIN_TOKEN" in response.json()["detail"]
+    assert "set LEADFLOW_TOKENS" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(

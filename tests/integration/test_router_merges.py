@@ -18,6 +18,7 @@ from leadflow.events import Envelope
 from leadflow_router import service
 from leadflow_router.replay import Replay
 from leadflow_router.tables import assignments, routed_leads, routing_decisions
+from tests.fixtures.auth import AUTH
 from tests.fixtures.routing import make_config
 from tests.integration.test_router_api import app_for
 from tests.unit.router.test_merges import E, P, Q, X, at, merged, outcome, score
@@ -98,7 +99,9 @@ async def test_the_database_merges_as_memory_does(engine: AsyncEngine) -> None:
 @pytest.fixture
 async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app_for(engine))
-    async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://router", headers=AUTH
+    ) as client:
         yield client
 
 

@@ -42,6 +42,7 @@ from leadflow.events import (
     new_event,
 )
 from leadflow_router.tables import assignments
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader, running_broker
 from tests.fixtures.databases import migrated_database_url
 from tests.fixtures.locks import holding_pool, waiting_for_pool
@@ -160,7 +161,7 @@ async def assignment_rows(url: str, lead_keys: list[str]) -> list[dict[str, obje
 
 def consumed(url: str) -> float:
     """Scored events a router process consumed (from its /metrics)."""
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    text = httpx.get(f"{url}/metrics", timeout=5, headers=AUTH).text
     for line in text.splitlines():
         if line.startswith('leadflow_events_consumed_total{service="router",type="lead.scored"}'):
             return float(line.split()[-1])
@@ -307,7 +308,9 @@ async def test_an_escalation_reassigns_through_the_broker_once(routers: Routers)
     assert second.data.previous_rep_ids == [first.data.rep_id]
     assert second.data.rep_id != first.data.rep_id
     assert len({e.id for e in reader.events if e.subject == lead_key}) == 2
-    why = httpx.get(f"{routers.url('router-2')}/v1/leads/{lead_key}/routing", timeout=5).json()
+    why = httpx.get(
+        f"{routers.url('router-2')}/v1/leads/{lead_key}/routing", timeout=5, headers=AUTH
+    ).json()
     assert [d["kind"] for d in why["decisions"]] == ["route", "reassign"]
     assert why["current"]["rep_id"] == second.data.rep_id
     assert [h["close_reason"] for h in why["history"]] == ["escalated", None]
@@ -367,11 +370,15 @@ async def test_two_profiles_routed_apart_merge_into_one_assignment_closed_by_pho
     )
 
     def closed() -> bool:
-        why = httpx.get(f"{routers.url('router-2')}/v1/leads/{phone_key}/routing", timeout=5)
+        why = httpx.get(
+            f"{routers.url('router-2')}/v1/leads/{phone_key}/routing", timeout=5, headers=AUTH
+        )
         return why.status_code == 200 and why.json()["status"] == "closed"
 
     await eventually(closed, timeout_s=30)
-    why = httpx.get(f"{routers.url('router')}/v1/leads/{phone_key}/routing", timeout=5).json()
+    why = httpx.get(
+        f"{routers.url('router')}/v1/leads/{phone_key}/routing", timeout=5, headers=AUTH
+    ).json()
     assert why["lead_key"] == email_key
     assert why["current"]["assignment_id"] == first["assignment_id"]
     assert sorted(h["close_reason"] for h in why["history"]) == ["merged", "won"]
@@ -458,7 +465,9 @@ async def test_admin_marks_the_owner_out_of_office_and_routing_follows(
         [assigned] = await wait_for(reader, lambda e: e.subject == lead_key)
     assert isinstance(assigned.data, LeadAssigned)
     assert assigned.data.rule == "enterprise-size"
-    why = httpx.get(f"{routers.url('router-2')}/v1/leads/{lead_key}/routing", timeout=5).json()
+    why = httpx.get(
+        f"{routers.url('router-2')}/v1/leads/{lead_key}/routing", timeout=5, headers=AUTH
+    ).json()
     [decision] = why["decisions"]
     assert decision["account"] == "Acme"
     assert decision["skipped_before"][0]["rep_id"] == "felix"
@@ -476,15 +485,17 @@ async def test_admin_marks_the_owner_out_of_office_and_routing_follows(
     assert cancelled.status_code == 204
 
 
-def test_a_production_router_refuses_to_start_without_an_admin_token() -> None:
+def test_a_production_router_refuses_to_start_without_api_tokens() -> None:
     env = {
         **os.environ,
         "LEADFLOW_ENV": "production",
         "LEADFLOW_CONFIG": str(ROUTING_YAML),
         "LEADFLOW_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/none",
         "LEADFLOW_SOURCE_WEB_SECRET": "whsec_" + base64.b64encode(b"p" * 32).decode(),
+        "LEADFLOW_KEY_SECRET": base64.b64encode(b"k" * 48).decode(),
     }
-    env.pop("LEADFLOW_ADMIN_TOKEN", None)
+    for name in ("LEADFLOW_ADMIN_TOKEN", "LEADFLOW_TOKENS", "LEADFLOW_TOKENS_FILE"):
+        env.pop(name, None)
     result = subprocess.run(
         [sys.executable, "-m", "leadflow", "router", "--port", "1"],
         env=env,
@@ -494,4 +505,4 @@ def test_a_production_router_refuses_to_start_without_an_admin_token() -> None:
     )
 
     assert result.returncode == 2
-    assert b"LEADFLOW_ADMIN_TOKEN is not set" in result.stderr
+    assert b"LEADFLOW_TOKENS is not set" in result.stderr

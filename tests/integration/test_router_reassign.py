@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from leadflow.auth import install
 from leadflow.config import LeadflowConfig
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import notifications, outbox
@@ -33,10 +34,9 @@ from leadflow.runtime import get_runtime
 from leadflow_router import admin, service
 from leadflow_router.book_repository import SqlRoutingStore
 from leadflow_router.memory import InMemoryRoutingStore
-from leadflow_router.settings import RouterSettings
 from leadflow_router.tables import admin_audit, assignments, rep_absences
 from tests.fixtures.routing import make_config, scored
-from tests.integration.test_router_api import OPS, TOKENS
+from tests.integration.test_router_api import OPS, router_auth
 from tests.integration.test_routing_service import BIG, emitted, rows
 
 CONFIG = make_config()
@@ -49,7 +49,7 @@ def app_for(engine: AsyncEngine, config: LeadflowConfig) -> FastAPI:
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(admin.router)
-    app.state.admin_tokens = RouterSettings(LEADFLOW_ADMIN_TOKEN=TOKENS).admin_tokens()
+    install(app, router_auth())
     runtime = SimpleNamespace(
         settings=SimpleNamespace(app=config), sessions=session_factory(engine)
     )

@@ -22,6 +22,7 @@ from leadflow.runtime import get_runtime
 from leadflow_router import api, service
 from leadflow_router.domain import Decision
 from leadflow_router.tables import assignments, routing_decisions
+from tests.fixtures.auth import AUTH, authorized
 from tests.fixtures.routing import make_config, scored
 from tests.integration.test_routing_service import emitted
 
@@ -62,7 +63,7 @@ async def apply(
 
 
 def app_for(engine: AsyncEngine) -> FastAPI:
-    app = FastAPI()
+    app = authorized(FastAPI())
     install_problem_handlers(app)
     app.include_router(api.router)
     runtime = SimpleNamespace(
@@ -119,7 +120,9 @@ async def test_a_companys_leads_stay_with_the_rep_who_holds_one(engine: AsyncEng
     )
 
     transport = httpx.ASGITransport(app=app_for(engine))
-    async with httpx.AsyncClient(transport=transport, base_url="http://router") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://router", headers=AUTH
+    ) as client:
         why = (await client.get("/v1/leads/a2/routing")).json()
     assert why["summary"] == "Assigned to Ana Silva: sticky: owner of acme.com is Ana Silva."
     [decision] = why["decisions"]

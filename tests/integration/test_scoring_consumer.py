@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from leadflow.events import Envelope, LeadScored, derived_event_id, lead_key_for
 from leadflow_intake.canonical import LeadBody, to_event
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader, running_broker
 from tests.fixtures.databases import migrated_database_url
 from tests.fixtures.stack import Stack
@@ -118,8 +119,8 @@ async def test_out_of_order_and_redelivered_events_make_one_person_qualified_onc
     assert (final.tier, final.qualified, final.touches) == ("mql", True, 3)
 
     url = scoring.services["scoring"].url
-    profile = httpx.get(f"{url}/v1/leads/{first.subject}/profile").json()
-    by_phone = httpx.get(f"{url}/v1/leads/{call.subject}/profile").json()
+    profile = httpx.get(f"{url}/v1/leads/{first.subject}/profile", headers=AUTH).json()
+    by_phone = httpx.get(f"{url}/v1/leads/{call.subject}/profile", headers=AUTH).json()
     assert profile["lead_key"] == by_phone["lead_key"] == final.lead_key
     assert profile["fields"]["job_title"] == "VP Operations"
     assert [t["activity"] for t in profile["touches"]] == [

@@ -17,6 +17,7 @@ from leadflow_intake.canonical import LeadBody, to_event
 from leadflow_scoring import repository, service
 from leadflow_scoring.app import router
 from leadflow_scoring.tables import lead_profiles, lead_touches
+from tests.fixtures.auth import AUTH, authorized
 from tests.unit.scoring.test_replay import EXAMPLE
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -162,7 +163,7 @@ async def test_the_profile_endpoint_answers_for_any_key(engine: AsyncEngine) -> 
     await apply(engine, event(full, "pricing_page", T0, "f"), T0)
     call = event(phone_only, "inbound_call", T0, "c")
     await apply(engine, call, T0)
-    app = FastAPI()
+    app = authorized(FastAPI())
     app.include_router(router)
 
     async def sessions() -> Any:
@@ -171,7 +172,9 @@ async def test_the_profile_endpoint_answers_for_any_key(engine: AsyncEngine) -> 
 
     app.dependency_overrides[session_dep] = sessions
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://scoring") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://scoring", headers=AUTH
+    ) as client:
         by_phone = (await client.get(f"/v1/leads/{call.subject}/profile")).json()
         missing = await client.get("/v1/leads/lk_000000000000000000000000/profile")
 

@@ -22,6 +22,7 @@ from leadflow.schedules import Shift
 from leadflow.settings import DEV_SECRETS
 from leadflow_router.availability import off_duty
 from tests.fixtures import senders
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
 from tests.fixtures.stack import Stack, stack_per_database
 from tests.integration.test_end_to_end import drain, wait_for
@@ -187,7 +188,9 @@ def can_take_now(rep_id: str) -> bool:
 
 
 def routing(stack: Stack, lead_key: str) -> httpx.Response:
-    return httpx.get(f"{stack.services['router'].url}/v1/leads/{lead_key}/routing", timeout=10)
+    return httpx.get(
+        f"{stack.services['router'].url}/v1/leads/{lead_key}/routing", timeout=10, headers=AUTH
+    )
 
 
 def give_smb_every_hour(stack: Stack) -> None:
@@ -279,7 +282,9 @@ async def test_every_example_through_its_source_is_scored_and_routed_as_the_read
         ("inside-sales", "upgraded"),
         ("smb", None),
     ]
-    profile = httpx.get(f"{stack.services['scoring'].url}/v1/leads/{omar}/profile").json()
+    profile = httpx.get(
+        f"{stack.services['scoring'].url}/v1/leads/{omar}/profile", headers=AUTH
+    ).json()
     assert lead_key_for("+16135550188") in profile["identifiers"]
 
 

@@ -31,6 +31,7 @@ from leadflow.events import Envelope, LeadActivity, LeadAssigned, SlaAlert, new_
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
 from leadflow_sla.tables import sla_timers, sla_windows
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader, running_broker
 from tests.fixtures.databases import migrated_database_url
 from tests.fixtures.receivers import Hooks, Mailbox, smtp_server, webhook_server
@@ -233,7 +234,7 @@ def metric(sla: SlaStack, name: str) -> float:
     """A metric summed over both monitors' /metrics."""
     total = 0.0
     for monitor in sla.monitors:
-        text = httpx.get(f"{sla.url(monitor)}/metrics").text
+        text = httpx.get(f"{sla.url(monitor)}/metrics", headers=AUTH).text
         for line in text.splitlines():
             if line.startswith(name) and not line.startswith("#"):
                 total += float(line.rsplit(" ", 1)[1])
@@ -322,10 +323,14 @@ async def test_the_ladder_warns_alerts_escalates_and_restarts_for_the_new_rep(
     assert all(set(p) == {"text"} and lead_key in p["text"] for p in posts("/slack"))
 
     # The managers' view: the lead is overdue with Ben until he reports the contact.
-    overdue = httpx.get(f"{sla.url()}/v1/sla/open", params={"overdue": "true"}).json()["open"]
+    overdue = httpx.get(
+        f"{sla.url()}/v1/sla/open", params={"overdue": "true"}, headers=AUTH
+    ).json()["open"]
     [mine] = [w for w in overdue if w["lead_key"] == lead_key]
     assert (mine["rep_id"], mine["last_alert"]) == ("ben", "breached")
-    history = httpx.get(f"{sla.url(sla.monitors[-1])}/v1/sla/leads/{lead_key}").json()["windows"]
+    history = httpx.get(
+        f"{sla.url(sla.monitors[-1])}/v1/sla/leads/{lead_key}", headers=AUTH
+    ).json()["windows"]
     assert [(w["rep_id"], w["outcome"]) for w in history] == [("ana", "reassigned"), ("ben", None)]
 
     contacted = LeadActivity(
@@ -334,11 +339,11 @@ async def test_the_ladder_warns_alerts_escalates_and_restarts_for_the_new_rep(
     await publish(publisher, new_event("lead.contacted", contacted, source="/test", time=utcnow()))
 
     def closed() -> bool:
-        windows = httpx.get(f"{sla.url()}/v1/sla/leads/{lead_key}").json()["windows"]
+        windows = httpx.get(f"{sla.url()}/v1/sla/leads/{lead_key}", headers=AUTH).json()["windows"]
         return bool(windows[-1]["outcome"] == "contacted")
 
     until(closed)
-    open_now = httpx.get(f"{sla.url()}/v1/sla/open").json()["open"]
+    open_now = httpx.get(f"{sla.url()}/v1/sla/open", headers=AUTH).json()["open"]
     assert lead_key not in {w["lead_key"] for w in open_now}
     assert metric(sla, 'leadflow_sla_breaches_total{team="enterprise"}') >= 2
     assert (
@@ -385,7 +390,9 @@ async def test_a_restart_recovers_every_open_timer(
     await publish(publisher, *events)
 
     def opened() -> bool:
-        rows = httpx.get(f"{sla.url()}/v1/sla/reps/ben", params={"limit": 1000}).json()["open"]
+        rows = httpx.get(
+            f"{sla.url()}/v1/sla/reps/ben", params={"limit": 1000}, headers=AUTH
+        ).json()["open"]
         return len({w["lead_key"] for w in rows} & lead_keys) == 20
 
     until(opened, timeout_s=60)

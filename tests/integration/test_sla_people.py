@@ -30,6 +30,7 @@ from leadflow.settings import Settings
 from leadflow_sla import domain, service
 from leadflow_sla.api import router
 from leadflow_sla.tables import sla_outcomes, sla_timers, sla_windows
+from tests.fixtures.auth import AUTH, authorized
 from tests.fixtures.stack import CONFIG
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)  # a Thursday
@@ -381,13 +382,15 @@ async def test_statements_per_batch_of_merges_do_not_grow_with_the_batch(
 
 @pytest.fixture
 async def api(engine: AsyncEngine, config: LeadflowConfig) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
+    app = authorized(FastAPI())
     app.include_router(router)
     app.state.runtime = SimpleNamespace(
         settings=SimpleNamespace(app=config), sessions=session_factory(engine)
     )
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sla") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://sla", headers=AUTH
+    ) as client:
         yield client
 
 

@@ -28,6 +28,7 @@ from leadflow.processing import utcnow
 from leadflow_sla import service
 from leadflow_sla.api import router
 from leadflow_sla.tables import sla_timers, sla_windows
+from tests.fixtures.auth import AUTH, authorized
 from tests.fixtures.stack import CONFIG
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)  # a Thursday
@@ -344,13 +345,15 @@ async def test_webhooks_filter_by_team_and_slack_gets_every_stage(
 
 @pytest.fixture
 async def api(engine: AsyncEngine, config: LeadflowConfig) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
+    app = authorized(FastAPI())
     app.include_router(router)
     app.state.runtime = SimpleNamespace(
         settings=SimpleNamespace(app=config), sessions=session_factory(engine)
     )
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sla") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://sla", headers=AUTH
+    ) as client:
         yield client
 
 

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from leadflow.events import Envelope, LeadAssigned, LeadScored, lead_key_for
+from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
 from tests.fixtures.stack import CONFIG, Stack, stack_per_database
 
@@ -117,7 +118,7 @@ def until(
 
 
 def get(stack: Stack, service: str, path: str) -> Callable[[], httpx.Response]:
-    return lambda: httpx.get(f"{stack.services[service].url}{path}", timeout=5)
+    return lambda: httpx.get(f"{stack.services[service].url}{path}", timeout=5, headers=AUTH)
 
 
 async def test_a_watch_listed_lead_goes_to_inside_sales_and_again_to_sales_as_an_mql(

@@ -73,6 +73,9 @@ def summary(config: LeadflowConfig, current: dict[str, Any], latest: dict[str, A
         return f"The lead is {state}; it was last with {_name(config, current['rep_id'])}."
     if current["status"] == "queued":
         return f"Queued for team {current['team']}: {latest['reason']}."
+    if current["status"] == "pooled":
+        team = current["team"]
+        return f"Waiting in team {team}'s pool for a rep to claim it: {latest['reason']}."
     return f"Assigned to {_name(config, current['rep_id'])}: {latest['reason']}."
 
 

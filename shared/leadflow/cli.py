@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from leadflow.cli_import import import_leads
+from leadflow.cli_people import people_app
 from leadflow.cli_reports import demo, report_app
 from leadflow.config import ConfigFileError, line_of, load_config
 from leadflow.production import api_problem
@@ -37,6 +38,7 @@ app.add_typer(webhook_app, name="webhook")
 app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(report_app, name="report")
+app.add_typer(people_app, name="people")
 app.command("demo")(demo)
 app.command("import")(import_leads)
 

@@ -17,7 +17,6 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
-import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -27,7 +26,7 @@ from leadflow import erasure
 from leadflow.bus import Record
 from leadflow.bus.memory import InMemoryBus
 from leadflow.db.engine import session_factory
-from leadflow.db.tables import erasures, metadata, notifications, outbox
+from leadflow.db.tables import erasures, notifications, outbox
 from leadflow.events import Company, Envelope, Lead, LeadReceived, derived_event_id, new_event
 from leadflow.metrics import consumer_metrics
 from leadflow.problems import install_problem_handlers
@@ -49,6 +48,7 @@ from leadflow_sla.tables import sla_windows
 from tests.fixtures.auth import AUTH, authorized
 from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import CONFIG
+from tests.fixtures.traces import traces
 
 pytestmark = pytest.mark.integration
 
@@ -164,36 +164,6 @@ def scoring_api(pipeline: Pipeline) -> httpx.AsyncClient:
         sessions=session_factory(pipeline.engine), relay=SimpleNamespace(wake=lambda: None)
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring")
-
-
-async def texts(engine: AsyncEngine) -> dict[str, list[str]]:
-    """Every value of every table the metadata declares, as text (JSON and bytes included)."""
-    found: dict[str, list[str]] = {}
-    async with engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            values: list[str] = []
-            for row in await conn.execute(select(table)):
-                for value in row:
-                    if value is None:
-                        continue
-                    if isinstance(value, bytes):
-                        values.append(value.decode(errors="replace"))
-                    elif isinstance(value, dict | list):
-                        values.append(orjson.dumps(value).decode())
-                    else:
-                        values.append(str(value))
-            found[table.name] = values
-    return found
-
-
-async def traces(engine: AsyncEngine, needles: Sequence[str]) -> dict[str, set[str]]:
-    """Which tables hold which of `needles` (case-insensitive), anywhere in any value."""
-    found: dict[str, set[str]] = {}
-    for table, values in (await texts(engine)).items():
-        for needle in needles:
-            if any(needle.lower() in value.lower() for value in values):
-                found.setdefault(table, set()).add(needle)
-    return found
 
 
 async def count(engine: AsyncEngine, table: Any) -> int:

@@ -1,0 +1,105 @@
+"""`leadflow people erase EMAIL|PHONE`: a privacy request, by the address the person gave.
+
+The command derives the person's keys as the intake does (the email or phone normalized,
+then keyed with the deployment's secret: `LEADFLOW_KEY_SECRET`, and during a rotation
+the secrets before it) and asks scoring to erase whoever any of them leads to, through
+`DELETE /v1/admin/people/{key}` with an `admin` token: the API is the one way to erase,
+so that the audit line, the erasure record and `lead.erased` are the same whoever asks.
+It prints the key and the erasure, never the address.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+
+from leadflow.config import ConfigFileError
+from leadflow.settings import ConfigError, get_settings
+
+people_app = typer.Typer(help="Privacy requests about one person.")
+console = Console(stderr=True)
+
+# The intake's normalization, looked up by module name: the common library never imports a
+# service (as `leadflow.simulate` does).
+_NORMALIZE = "leadflow_intake.normalize"
+
+
+def identity_of(value: str, country: str | None) -> str:
+    """`value` normalized as the intake normalizes a lead's email or phone; raises
+    ValueError saying what is wrong with it."""
+    normalize: Any = importlib.import_module(_NORMALIZE)
+    if "@" in value:
+        return str(normalize.normalize_email(value))
+    return str(normalize.normalize_phone(value, country))
+
+
+@people_app.command("erase")
+def erase(
+    identity: Annotated[str, typer.Argument(help="The person's email address or phone number.")],
+    url: Annotated[str, typer.Option(help="Scoring's base URL.")] = "http://127.0.0.1:8001",
+    token: Annotated[
+        str,
+        typer.Option(envvar="LEADFLOW_API_TOKEN", help="A token with the admin scope."),
+    ] = "",
+    country: Annotated[
+        str | None,
+        typer.Option(help="Two-letter country of a phone number written without +code."),
+    ] = None,
+) -> None:
+    """Erase a person everywhere (profiles, touches, assignments, windows, notifications);
+    reports keep counting the lead anonymously."""
+    try:
+        normalized = identity_of(identity, country)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] the argument {exc} Give an email address or a phone.")
+        raise typer.Exit(2) from exc
+    try:
+        keys = get_settings(client=True).lead_keys().candidates(normalized)
+    except (ConfigError, ConfigFileError) as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if not token:
+        console.print(
+            "[red]error:[/red] erasing needs a token with the admin scope: set "
+            "LEADFLOW_API_TOKEN or pass --token."
+        )
+        raise typer.Exit(2)
+    headers = {"authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30) as client:
+        for key in keys:
+            try:
+                response = client.delete(f"/v1/admin/people/{key}")
+            except httpx.HTTPError as exc:
+                console.print(f"[red]error:[/red] scoring at {url} did not answer: {exc}")
+                raise typer.Exit(1) from exc
+            if response.status_code == 404:
+                continue
+            if response.status_code != 202:
+                detail = _detail(response)
+                console.print(
+                    f"[red]error:[/red] scoring refused ({response.status_code}): {detail}"
+                )
+                raise typer.Exit(1)
+            body = response.json()
+            if body["status"] == "erased":
+                typer.echo(f"{key}: erased before, at {body['erased_at']}; nothing more to do.")
+            else:
+                typer.echo(
+                    f"{key}: erased at scoring ({body['keys']} keys); erasure "
+                    f"{body['erasure_id']} is on its way to the router, the SLA monitor and "
+                    "reporting."
+                )
+            return
+    console.print("[red]error:[/red] no person is known by that address.")
+    raise typer.Exit(1)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text

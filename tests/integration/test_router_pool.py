@@ -27,7 +27,7 @@ from leadflow.db.tables import notifications
 from leadflow.events import Company, Envelope, Lead, LeadAssigned, new_event
 from leadflow.problems import install_problem_handlers
 from leadflow.runtime import get_runtime
-from leadflow_router import claims, pool_api, service
+from leadflow_router import api, claims, pool_api, service
 from leadflow_router.book_repository import SqlRoutingStore
 from leadflow_router.claims import ClaimRefused
 from leadflow_router.tables import admin_audit, assignments, pooled_leads
@@ -62,6 +62,7 @@ def app_for(engine: AsyncEngine, config: LeadflowConfig) -> FastAPI:
     install_problem_handlers(app)
     install(app, Authenticator(TokenSet(entry for _, entry in TOKENS.values())))
     app.include_router(pool_api.router)
+    app.include_router(api.router)
     runtime = SimpleNamespace(
         settings=SimpleNamespace(app=config), sessions=session_factory(engine)
     )
@@ -130,6 +131,11 @@ async def test_a_rep_claims_a_lead_from_the_pool_and_the_second_claimer_is_refus
     assert second.json()["type"].endswith("/already-claimed")
     assert "already claimed by Ben Carter (ben)" in second.json()["detail"]
 
+    why = await client.get("/v1/leads/lk_second/routing", headers=bearer("manager"))
+    assert why.json()["summary"].startswith(
+        "Waiting in team enterprise's pool for a rep to claim it: rule 'enterprise-size'"
+    )
+    assert why.json()["decisions"][0]["method"] == "pool"
     left = await client.get("/v1/pools/enterprise", headers=bearer("manager"))
     assert [one["lead_key"] for one in left.json()["leads"]] == ["lk_second"]
     events = [e for e in await emitted(engine) if e.subject == "lk_first"]

@@ -23,6 +23,7 @@ from leadflow.events import (
     LeadActivity,
     LeadAssigned,
     LeadMerged,
+    LeadPooled,
     LeadReceived,
     LeadScored,
     LeadUnassigned,
@@ -127,6 +128,23 @@ def unassigned() -> LeadUnassigned:
     )
 
 
+def pooled() -> LeadPooled:
+    """A lead left waiting in a team's pool, its clock starting at arrival."""
+    return LeadPooled(
+        lead_key=KEY,
+        assignment_id="as-0",
+        team="enterprise",
+        rule="enterprise-size",
+        tier="mql",
+        reason="rule 'enterprise-size' sends it to team 'enterprise'; it waits in the pool",
+        pooled_at=LATER,
+        received_at=RECEIVED_AT,
+        unclaimed_at=LATER + timedelta(minutes=15),
+        sla_starts="arrival",
+        source="web",
+    )
+
+
 def alert(stage: Any) -> SlaAlert:
     """An SLA alert at `stage`."""
     return SlaAlert(
@@ -163,6 +181,7 @@ EXAMPLES: dict[str, Payload] = {
     ),
     "lead.assigned": assigned(),
     "lead.reassigned": assigned(),
+    "lead.pooled": pooled(),
     "lead.unassigned": unassigned(),
     "sla.warning": alert("warning"),
     "sla.breached": alert("breached"),
@@ -426,6 +445,7 @@ def test_lead_keys_differ_per_identity() -> None:
         ("lead.assigned", "leads.assigned"),
         ("lead.reassigned", "leads.assigned"),
         ("lead.unassigned", "leads.assigned"),
+        ("lead.pooled", "leads.assigned"),
         ("sla.warning", "leads.alerts"),
         ("sla.breached", "leads.alerts"),
         ("sla.escalated", "leads.alerts"),

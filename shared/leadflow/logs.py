@@ -26,7 +26,8 @@ _PHONE = re.compile(
     r"|(?<![\d.:-])\d{10,15}(?![\d.:-])"  # 4155550134
     r"|(?<![\d.])\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}(?![\d.])"  # (415) 555-0134, 415-555-0134
 )
-# Fields whose values are a person's name, company or contact, wherever they appear.
+# Fields whose values are a person's name, company or answers, wherever they appear (emails
+# and phone numbers are masked by their shape, in any field).
 PERSONAL_FIELDS = frozenset(
     {
         "first_name",
@@ -37,9 +38,6 @@ PERSONAL_FIELDS = frozenset(
         "company",
         "company_name",
         "job_title",
-        "email",
-        "phone",
-        "manager_email",
         "answers",
     }
 )

@@ -204,3 +204,23 @@ def test_configure_logging_writes_one_json_object_per_line(
     assert root_logger.level == logging.DEBUG
     assert logging.getLogger("uvicorn.access").disabled is True
     assert logging.getLogger("aiokafka").level == logging.WARNING
+
+
+def test_names_companies_and_contacts_are_masked_by_field_name() -> None:
+    lead = {
+        "first_name": "Zelda",
+        "last_name": "Quistorff",
+        "company": {"name": "Quistorff Widgets", "size": 40},
+        "job_title": "Head of Pumps",
+        "country": "DE",
+    }
+    entry = formatted(record("lead scored", lead=lead, rep_name="Ana Silva", team="emea"))
+    assert entry["lead"] == {
+        "first_name": "[redacted]",
+        "last_name": "[redacted]",
+        "company": "[redacted]",
+        "job_title": "[redacted]",
+        "country": "DE",
+    }
+    assert (entry["rep_name"], entry["team"]) == ("[redacted]", "emea")
+    assert "Quistorff" not in orjson.dumps(entry).decode()

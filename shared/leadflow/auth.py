@@ -441,6 +441,20 @@ def is_public(dependant: Any) -> bool:
     return False
 
 
+# The entry `leadflow run` configures when no token is: `DEV_TOKEN` with every scope.
+DEV_ENTRY: Final = TokenEntry(name="development", sha256=token_hash(DEV_TOKEN), scopes=SCOPES)
+# Where client commands (`leadflow demo`) find the token they send.
+CLIENT_TOKEN_ENV: Final = "LEADFLOW_API_TOKEN"
+
+
+def client_token(env: str, given: str | None = None) -> str | None:
+    """The token a client command sends: `given` (`--token`, `LEADFLOW_API_TOKEN`), else in
+    development the token `leadflow run` gives the local stack."""
+    if given:
+        return given
+    return DEV_TOKEN if env == "development" else None
+
+
 def dump_entry(entry: TokenEntry) -> str:
     """The JSON line to add to `LEADFLOW_TOKENS` for `entry`."""
     return json.dumps(entry.model_dump(exclude_none=True))

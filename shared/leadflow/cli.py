@@ -21,6 +21,7 @@ from rich.markup import escape
 from leadflow.cli_import import import_leads
 from leadflow.cli_people import people_app
 from leadflow.cli_reports import demo, report_app
+from leadflow.cli_tokens import tokens_app
 from leadflow.config import ConfigFileError, line_of, load_config
 from leadflow.production import api_problem
 from leadflow.reachability import unreachable_rules
@@ -38,6 +39,7 @@ app.add_typer(webhook_app, name="webhook")
 app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(report_app, name="report")
+app.add_typer(tokens_app, name="tokens")
 app.add_typer(people_app, name="people")
 app.command("demo")(demo)
 app.command("import")(import_leads)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 
+from leadflow.auth import CLIENT_TOKEN_ENV, client_token
 from leadflow.config import ConfigFileError
 from leadflow.settings import ConfigError, Settings, get_settings
 
@@ -224,6 +225,13 @@ def demo(
     rate: Annotated[float, typer.Option(min=0.1, max=100, help="New leads per second.")] = 1.0,
     duration: Annotated[float, typer.Option(min=1, help="Seconds to send new leads for.")] = 180,
     seed: Annotated[int | None, typer.Option(help="Random seed, for a repeatable mix.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar=CLIENT_TOKEN_ENV,
+            help="API token with reports:read (default in development: the local stack's).",
+        ),
+    ] = None,
 ) -> None:
     """Post a realistic mix of signed leads and CRM outcomes to a running Leadflow: forms
     through `web`, calls through the first twilio and callrail sources configured."""
@@ -252,6 +260,7 @@ def demo(
             run_demo(
                 intake_url=url,
                 reports_url=reports_url,
+                token=client_token(settings.env, token),
                 web=web,
                 crm=crm,
                 calls=calls,

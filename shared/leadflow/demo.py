@@ -290,6 +290,7 @@ async def run_demo(
     *,
     intake_url: str,
     reports_url: str,
+    token: str | None = None,
     web: DemoSource,
     crm: DemoSource,
     calls: Sequence[DemoSource] = (),
@@ -299,7 +300,8 @@ async def run_demo(
     progress: Callable[[str], None],
 ) -> str:
     """Post leads at `rate` per second for `duration_s`, play the CRM, return a summary.
-    Callers go through `calls` (an IVR source of kind twilio, a callrail source) if given."""
+    Callers go through `calls` (an IVR source of kind twilio, a callrail source) if given;
+    `token` (`reports:read`) lets it read the lifecycles of the leads it sent."""
     rng = random.Random(seed)
     run = uuid.UUID(int=rng.getrandbits(128)).hex[:8]
     stats = DemoStats()
@@ -312,7 +314,11 @@ async def run_demo(
         if ivr is not None
         else None
     )
-    async with httpx.AsyncClient(timeout=10) as client:
+    reader = {"authorization": f"Bearer {token}"} if token else {}
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        httpx.AsyncClient(timeout=10, headers=reader) as api,
+    ):
         senders = {kind: _Sender(client, intake_url, s) for kind, s in by_kind.items()}
         crm_sender = _Sender(client, intake_url, crm)
         followups: list[asyncio.Task[None]] = []
@@ -328,7 +334,7 @@ async def run_demo(
                 plan_rng = random.Random(rng.getrandbits(64))
                 followups.append(
                     asyncio.create_task(
-                        _follow_up(client, crm_sender, reports_url, lead, lead_key, plan_rng, stats)
+                        _follow_up(api, crm_sender, reports_url, lead, lead_key, plan_rng, stats)
                     )
                 )
             if n % 10 == 0:

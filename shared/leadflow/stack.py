@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from leadflow.auth import DEV_ENTRY, DEV_TOKEN, dump_entry
 from leadflow.broker import BrokerError, start_broker
 from leadflow.production import development_host_problem
 from leadflow.settings import Settings
@@ -58,7 +59,30 @@ def announce(settings: Settings, console: Console) -> bool:
         )
     else:
         console.print(f"[bold]{settings.env.upper()}[/bold] rules (LEADFLOW_ENV={settings.env}).")
+    development_token(settings, console)
     return True
+
+
+# Any of these configures who may call the APIs; with none, development gets DEV_TOKEN.
+TOKEN_SETTINGS = (
+    "LEADFLOW_TOKENS",
+    "LEADFLOW_TOKENS_FILE",
+    "LEADFLOW_ADMIN_TOKEN",
+    "LEADFLOW_OIDC_ISSUER",
+)
+
+
+def development_token(settings: Settings, console: Console) -> None:
+    """In development with no API token configured, let the stack's services answer the
+    development token (every scope) and print it: the APIs are not open, even locally."""
+    if settings.env != "development" or any(os.environ.get(v) for v in TOKEN_SETTINGS):
+        return
+    os.environ["LEADFLOW_TOKENS"] = f"[{dump_entry(DEV_ENTRY)}]"
+    console.print(
+        "[bold black on yellow] DEVELOPMENT TOKEN [/] no API token is configured, so every "
+        f"API here answers [bold]Authorization: Bearer {DEV_TOKEN}[/bold] (every scope). "
+        "Production refuses it: make real ones with `leadflow tokens new`."
+    )
 
 
 @dataclass

@@ -273,3 +273,47 @@ async def test_two_routers_act_once_on_a_lead_nobody_claimed(engine: AsyncEngine
     assert [m.subject for m in manager] == ["Lead unclaimed in the enterprise pool for 20 min"]
     assert sorted(m is not None for m in marks) == [False, True]  # the fresh one still waits
     assert (await tick()).acted_on == []
+
+
+class _Crash(Exception):
+    """The process dying after the use case and before the commit."""
+
+
+async def test_a_claim_or_a_fallback_that_never_commits_leaves_the_lead_waiting(
+    engine: AsyncEngine,
+) -> None:
+    """A crash between the claim (or the timer's fallback) and its commit loses nothing and
+    duplicates nothing: the entry, its assignment, outbox rows and notifications are one
+    transaction, so the lead still waits and the retry acts once."""
+    await pool_lead(engine, "lk_crash", now() - timedelta(minutes=20), CONFIG)
+    sessions = session_factory(engine)
+    before = (await rows(engine, assignments), len(await emitted(engine)))
+
+    async def claim_then_crash() -> None:
+        async with sessions() as session, session.begin():
+            await claims.claim_lead(SqlRoutingStore(session), CONFIG, "lk_crash", "ana", now())
+            raise _Crash
+
+    async def fall_back_then_crash() -> None:
+        async with sessions() as session, session.begin():
+            done = await claims.act_on_unclaimed(SqlRoutingStore(session), CONFIG, now())
+            assert done.distributed == 1
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        await claim_then_crash()
+    with pytest.raises(_Crash):
+        await fall_back_then_crash()
+    assert (await rows(engine, assignments), len(await emitted(engine))) == before
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(pooled_leads.c.alerted_at))).scalar_one() is None
+
+    async with sessions() as session, session.begin():
+        taken = await claims.claim_lead(SqlRoutingStore(session), CONFIG, "lk_crash", "ana", now())
+    async with sessions() as session, session.begin():
+        late = await claims.act_on_unclaimed(SqlRoutingStore(session), CONFIG, now())
+    assert late.acted_on == []  # claimed before the timer came back: nothing to act on
+    held = [(r["seq"], r["rep_id"], r["close_reason"]) for r in await rows(engine, assignments)]
+    assert held == [(1, None, "claimed"), (2, "ana", None)]
+    assert [e.type for e in await emitted(engine)] == ["lead.pooled", "lead.assigned"]
+    assert taken.assignment.seq == 2

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import orjson
 
 from bench.e2e_http import WebhookPoster
-from leadflow.events import lead_key_for
+from tests.fixtures.keys import lead_key_for
 
 Lead = tuple[str, bytes]  # lead key, body
 

@@ -37,6 +37,7 @@ from leadflow.inbox import first_deliveries
 from leadflow_intake.canonical import LeadBody, to_event
 from leadflow_scoring import service
 from tests.fixtures.databases import create_postgres_database, drop_postgres_database
+from tests.fixtures.keys import KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -67,7 +68,7 @@ def webhooks(count: int) -> list[Envelope]:
                 }
             )
             at = T0 + timedelta(seconds=i)
-            found.append(to_event(body, source="web", delivery_id=f"d{i}", now=at))
+            found.append(to_event(body, keys=KEYS, source="web", delivery_id=f"d{i}", now=at))
     return found
 
 
@@ -89,7 +90,7 @@ async def measure(url: str, size: int, events: list[Envelope]) -> dict[str, Any]
             now = T0 + timedelta(hours=1)
             async with sessions() as session, session.begin():
                 await first_deliveries(session, "leadflow-scoring", [e.id for e in batch], now)
-                await service.score_events(session, batch, model, now)
+                await service.score_events(session, batch, model, KEYS, now)
         elapsed = time.perf_counter() - started
     finally:
         await engine.dispose()

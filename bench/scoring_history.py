@@ -40,6 +40,7 @@ from leadflow_scoring.identity import identifiers_of
 from leadflow_scoring.profile import Touch, build_profile, lead_fields, touch_detail
 from leadflow_scoring.tables import lead_identifiers, lead_profiles, lead_touches
 from tests.fixtures.databases import create_postgres_database, drop_postgres_database
+from tests.fixtures.keys import KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -56,7 +57,9 @@ def event(i: int) -> Envelope:
     body = LeadBody.model_validate(
         {"event": "lead", "activity": ACTIVITIES[i % len(ACTIVITIES)], "lead": lead}
     )
-    return to_event(body, source="web", delivery_id=f"d{i}", now=T0 + timedelta(minutes=i))
+    return to_event(
+        body, keys=KEYS, source="web", delivery_id=f"d{i}", now=T0 + timedelta(minutes=i)
+    )
 
 
 def touch_of(envelope: Envelope) -> Touch:
@@ -109,7 +112,7 @@ async def seed(url: str, model: Scoring, size: int) -> str:
                         "first_event_id": envelopes[0].id,
                         "created_at": T0,
                     }
-                    for i in identifiers_of(first)
+                    for i in identifiers_of(first, KEYS)
                 ],
             )
             await conn.execute(
@@ -150,7 +153,7 @@ async def measure(url: str, model: Scoring, size: int, events: int) -> dict[str,
             now = T0 + timedelta(minutes=i)
             started = time.perf_counter()
             async with sessions() as session, session.begin():
-                await service.score_received(session, envelope, model, now)
+                await service.score_received(session, envelope, model, KEYS, now)
             per_event.append(time.perf_counter() - started)
         for _ in range(max(3, events // 10)):
             started = time.perf_counter()

@@ -33,7 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow.db.statements import upsert
 from leadflow.db.tables import lead_aliases
-from leadflow.events import LeadMerged, LeadScored, Payload, lead_key_for
+from leadflow.events import LeadMerged, LeadScored, Payload
+from leadflow.keys import LeadKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,13 +157,17 @@ class AliasBook:
 
 
 def outcome_keys(
-    lead_key: str | None = None, email: str | None = None, phone: str | None = None
+    lead_keys: LeadKeys,
+    lead_key: str | None = None,
+    email: str | None = None,
+    phone: str | None = None,
 ) -> list[str]:
-    """The keys a CRM outcome names its person by, best first: its lead key, then the key of
-    its (normalized) email, then of its (E.164) phone — derived as the intake derives a
-    lead's key, so each is the key a lead with that email or phone was received under."""
-    keys = [lead_key, *(lead_key_for(value) for value in (email, phone) if value)]
-    return list(dict.fromkeys(key for key in keys if key))
+    """The keys a CRM outcome names its person by, best first: its lead key, then the keys
+    of its (normalized) email, then of its (E.164) phone — derived as the intake derives a
+    lead's key, so each is the key a lead with that email or phone was received under; during
+    a key rotation, under the current secret first, then under the previous ones."""
+    derived = (key for value in (email, phone) if value for key in lead_keys.candidates(value))
+    return list(dict.fromkeys(key for key in (lead_key, *derived) if key))
 
 
 def person_of(

@@ -252,9 +252,15 @@ def simulate(
     from leadflow import simulate as sim
 
     candidate_config = _load_or_exit(config)
-    current_config = _load_or_exit(current or _settings(client=True).config)
+    settings = _settings(client=True)
+    current_config = _load_or_exit(current or settings.config)
     try:
-        leads = sim.read_history(history)
+        keys = settings.lead_keys()
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    try:
+        leads = sim.read_history(history, keys)
     except (OSError, sim.HistoryError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -268,7 +274,7 @@ def simulate(
         outcomes = []
         for name, cfg in (("current", current_config), ("candidate", candidate_config)):
             task = progress.add_task(f"{name:9} {cfg.scoring.version}", total=len(leads))
-            outcomes.append(sim.replay(cfg, leads, functools.partial(progress.advance, task)))
+            outcomes.append(sim.replay(cfg, keys, leads, functools.partial(progress.advance, task)))
     report = sim.compare(outcomes[0], outcomes[1], len(leads))
     out = Console()
     out.print(f"{report.events} events, {report.leads} people")

@@ -379,12 +379,3 @@ def derived_event_id(*parts: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def lead_key_for(identity: str) -> str:
-    """A stable, non-reversible key for a person's identity (normalized email or E.164 phone).
-
-    The key is what topics are partitioned by and what URLs and logs show, so that no
-    raw email address or phone number leaves the intake.
-    """
-    return "lk_" + hashlib.sha256(identity.encode()).hexdigest()[:24]

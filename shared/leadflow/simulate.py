@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from leadflow.config import LeadflowConfig
 from leadflow.events import Envelope, LeadReceived, LeadScored, derived_event_id
+from leadflow.keys import LeadKeys
 
 
 class HistoryError(ValueError):
@@ -63,24 +64,25 @@ class Comparison:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
 
 
-def read_history(path: Path) -> list[LeadReceived]:
+def read_history(path: Path, keys: LeadKeys) -> list[LeadReceived]:
     """Leads from a JSON-lines file: `lead.received` CloudEvents, or webhook bodies.
 
     A webhook body (`{"event": "lead", ...}`, as posted to a `standard` source) may carry
-    `received_at` (ISO 8601 with a zone) and `source` next to `event`.
+    `received_at` (ISO 8601 with a zone) and `source` next to `event`; it is keyed with
+    `keys`, as the intake would key it.
     """
     leads: list[LeadReceived] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            leads.append(_lead(orjson.loads(line), number))
+            leads.append(_lead(orjson.loads(line), number, keys))
         except (orjson.JSONDecodeError, ValidationError, ValueError) as exc:
             raise HistoryError(f"{path}:{number}: {_short(exc)}") from exc
     return sorted(leads, key=lambda lead: lead.received_at)
 
 
-def _lead(doc: Any, number: int) -> LeadReceived:
+def _lead(doc: Any, number: int, keys: LeadKeys) -> LeadReceived:
     if not isinstance(doc, dict):
         raise ValueError("each line must be a JSON object.")
     if "specversion" in doc:
@@ -94,7 +96,9 @@ def _lead(doc: Any, number: int) -> LeadReceived:
         raise ValueError("received_at needs a time zone, e.g. 2026-11-20T09:30:00Z.")
     source = str(doc.pop("source", "history"))
     body = canonical.LeadBody.model_validate(doc)
-    event = canonical.to_event(body, source=source, delivery_id=f"line-{number}", now=received_at)
+    event = canonical.to_event(
+        body, keys=keys, source=source, delivery_id=f"line-{number}", now=received_at
+    )
     data = event.data
     assert isinstance(data, LeadReceived)
     return data
@@ -111,15 +115,19 @@ def _short(exc: Exception) -> str:
 
 
 def replay(
-    config: LeadflowConfig, history: list[LeadReceived], step: Callable[[], None] = lambda: None
+    config: LeadflowConfig,
+    keys: LeadKeys,
+    history: list[LeadReceived],
+    step: Callable[[], None] = lambda: None,
 ) -> dict[str, Outcome]:
-    """Every person's outcome after replaying `history` in time order through `config`.
+    """Every person's outcome after replaying `history` in time order through `config`,
+    people being told apart by their `keys` as scoring tells them apart.
 
     Each lead is scored, then its score goes to the router as the scoring service would
     publish it; a person keeps the assignment the router holds for them (their first
     routing; of two profiles routed before they merged, the earlier assignment).
     """
-    engine = importlib.import_module("leadflow_scoring.replay").Replay(config.scoring)
+    engine = importlib.import_module("leadflow_scoring.replay").Replay(config.scoring, keys)
     router = importlib.import_module("leadflow_router.replay").Replay(config)
     outcomes: dict[str, Outcome] = {}
     for received in history:

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from leadflow.events import lead_key_for
 from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import Stack, lead_body, stack_per_database
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy import func, select
 
 from leadflow.db.engine import create_engine
-from leadflow.events import Envelope, LeadAssigned, SlaAlert, lead_key_for
+from leadflow.events import Envelope, LeadAssigned, SlaAlert
 from leadflow_router.tables import assignments
 from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import Stack, lead_body, stack_per_database
 
 pytestmark = pytest.mark.integration

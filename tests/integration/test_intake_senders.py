@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from leadflow.events import LeadReceived, lead_key_for
+from leadflow.events import LeadReceived
 from tests.fixtures import senders
 from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader, running_broker
 from tests.fixtures.databases import migrated_database_url
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import Stack
 from tests.integration.test_end_to_end import about, assignment_rows, drain, wait_for
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from leadflow.events import lead_key_for
 from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader, pause, running_broker_process
 from tests.fixtures.databases import migrated_database_url
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import Stack, lead_body
 from tests.integration.test_end_to_end import assignment_rows, drain, wait_for
 

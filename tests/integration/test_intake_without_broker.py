@@ -16,11 +16,12 @@ import httpx
 import pytest
 
 from leadflow.broker import start_broker
-from leadflow.events import LeadReceived, lead_key_for
+from leadflow.events import LeadReceived
 from leadflow.settings import DEV_SECRETS
 from tests.fixtures import senders
 from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader, free_port, running_broker
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import Stack, lead_body
 from tests.integration.test_end_to_end import drain, wait_for
 

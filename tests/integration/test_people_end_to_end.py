@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from leadflow.events import Envelope, LeadAssigned, LeadMerged, lead_key_for
+from leadflow.events import Envelope, LeadAssigned, LeadMerged
 from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import CONFIG, Stack, stack_per_database
 
 pytestmark = pytest.mark.integration

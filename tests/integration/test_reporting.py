@@ -31,6 +31,7 @@ from leadflow_router import service as router_service
 from leadflow_scoring import service as scoring_service
 from leadflow_sla.reporting import repository, service
 from leadflow_sla.reporting.query import make_query
+from tests.fixtures.keys import KEYS
 from tests.fixtures.stack import CONFIG, lead_body
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -73,7 +74,9 @@ class Pipeline:
         """A web lead arrives at `at`, then scoring and the router handle it."""
         self.now = at
         body = LeadBody.model_validate(lead_body(f"{name}@buyer.example", **lead))
-        event = to_event(body, source="web", delivery_id=f"d-{name}-{at.isoformat()}", now=at)
+        event = to_event(
+            body, keys=KEYS, source="web", delivery_id=f"d-{name}-{at.isoformat()}", now=at
+        )
         self.keys[name] = event.subject
         await self.bus.publish(topics.RECEIVED, event.subject, event.to_bytes())
         await self._score_and_route()
@@ -84,7 +87,7 @@ class Pipeline:
         body = ActivityBody.model_validate(
             {"event": event, "lead_key": self.keys[name], "occurred_at": at.isoformat(), **fields}
         )
-        envelope = to_event(body, source="crm", delivery_id=delivery, now=self.now)
+        envelope = to_event(body, keys=KEYS, source="crm", delivery_id=delivery, now=self.now)
         await self.bus.publish(topics.ACTIVITY, envelope.subject, envelope.to_bytes())
 
     async def publish(self, event: Envelope) -> None:
@@ -92,7 +95,7 @@ class Pipeline:
 
     async def _score_and_route(self) -> None:
         async def score(session: AsyncSession, event: Envelope, now: datetime) -> None:
-            await scoring_service.score_received(session, event, self.config.scoring, now)
+            await scoring_service.score_received(session, event, self.config.scoring, KEYS, now)
 
         async def route(session: AsyncSession, event: Envelope, now: datetime) -> None:
             await router_service.route_scored(session, event, self.config, now)

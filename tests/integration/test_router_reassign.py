@@ -26,7 +26,6 @@ from leadflow.events import (
     LeadActivity,
     LeadAssigned,
     LeadMerged,
-    lead_key_for,
     new_event,
 )
 from leadflow.problems import install_problem_handlers
@@ -35,6 +34,7 @@ from leadflow_router import admin, service
 from leadflow_router.book_repository import SqlRoutingStore
 from leadflow_router.memory import InMemoryRoutingStore
 from leadflow_router.tables import admin_audit, assignments, rep_absences
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.routing import make_config, scored
 from tests.integration.test_router_api import OPS, router_auth
 from tests.integration.test_routing_service import BIG, emitted, rows

@@ -36,6 +36,7 @@ from tests.fixtures.databases import (
     drop_postgres_database,
     postgres_server_url,
 )
+from tests.fixtures.keys import KEYS
 from tests.unit.scoring.test_replay import EXAMPLE
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -60,7 +61,7 @@ def events(person: int, count: int, start: int = 0) -> list[Envelope]:
             {"event": "lead", "activity": ACTIVITIES[i % len(ACTIVITIES)], "lead": lead}
         )
         at = T0 + timedelta(hours=i)
-        found.append(to_event(body, source="web", delivery_id=f"p{person}-{i}", now=at))
+        found.append(to_event(body, keys=KEYS, source="web", delivery_id=f"p{person}-{i}", now=at))
     return found
 
 
@@ -74,13 +75,13 @@ async def apply(engine: AsyncEngine, envelope: Envelope, model: Scoring = MODEL)
     """Score one event in its own transaction, at the time it was received."""
     async with session_factory(engine)() as session, session.begin():
         return await service.score_received(
-            session, envelope, model, received(envelope).received_at
+            session, envelope, model, KEYS, received(envelope).received_at
         )
 
 
 def replayed(stream: list[Envelope], model: Scoring = MODEL) -> list[LeadScored]:
     """The same events through the in-memory path."""
-    replay = Replay(model)
+    replay = Replay(model, KEYS)
     return [replay.apply(received(e), e.id, received(e).received_at) for e in stream]
 
 
@@ -202,7 +203,7 @@ async def write_as_before(engine: AsyncEngine, stream: list[Envelope]) -> None:
                     fields=lead_fields(r.lead),
                 )
             )
-        for identifier in identifiers_of(received(stream[0])):
+        for identifier in identifiers_of(received(stream[0]), KEYS):
             await conn.execute(
                 insert(lead_identifiers).values(
                     identifier=identifier.key,

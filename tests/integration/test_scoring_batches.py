@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from leadflow.config import Scoring
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import outbox
-from leadflow.events import Envelope, LeadMerged, LeadReceived, LeadScored, lead_key_for
+from leadflow.events import Envelope, LeadMerged, LeadReceived, LeadScored
 from leadflow.outbox import enqueue_many
 from leadflow_intake.canonical import LeadBody, to_event
 from leadflow_scoring import aggregate, service
@@ -32,6 +32,7 @@ from leadflow_scoring.replay import Replay
 from leadflow_scoring.repository import SqlProfileStore
 from leadflow_scoring.store import Claims, People
 from leadflow_scoring.tables import lead_identifiers, lead_profiles, lead_touches
+from tests.fixtures.keys import KEYS, lead_key_for
 from tests.unit.scoring.test_replay import EXAMPLE
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -49,7 +50,9 @@ def received(envelope: Envelope) -> LeadReceived:
 def event(lead: dict[str, Any], activity: str, hours: float, delivery: str) -> Envelope:
     """The `lead.received` the intake publishes for a webhook, `hours` after T0."""
     body = LeadBody.model_validate({"event": "lead", "activity": activity, "lead": lead})
-    return to_event(body, source="web", delivery_id=delivery, now=T0 + timedelta(hours=hours))
+    return to_event(
+        body, keys=KEYS, source="web", delivery_id=delivery, now=T0 + timedelta(hours=hours)
+    )
 
 
 def email(n: int) -> dict[str, Any]:
@@ -110,7 +113,7 @@ async def apply(
 ) -> list[LeadScored]:
     """Score a batch in one transaction, as the consumer does."""
     async with session_factory(engine)() as session, session.begin():
-        return await service.score_events(session, batch, model, NOW)
+        return await service.score_events(session, batch, model, KEYS, NOW)
 
 
 async def tables(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
@@ -149,10 +152,10 @@ async def test_a_batch_writes_what_its_events_write_one_by_one(engine: AsyncEngi
 
     assert together == alone
     assert await tables(engine) == expected
-    replay = Replay(MODEL)
+    replay = Replay(MODEL, KEYS)
     assert [replay.apply(received(e), e.id, NOW) for b in batches for e in b] == alone
     store = InMemoryProfileStore()
-    in_memory = [e for b in batches for e in await service.score_batch(store, b, MODEL, NOW)]
+    in_memory = [e for b in batches for e in await service.score_batch(store, b, MODEL, KEYS, NOW)]
     assert service.scores(in_memory) == alone
     # The merges published beside the scores: one per event that gave a person a new key,
     # in the outbox with the scores, bound for leads.activity under the survivor's key.
@@ -284,7 +287,7 @@ class SlowStore(SqlProfileStore):
 async def apply_slowly(engine: AsyncEngine, batch: Sequence[Envelope]) -> None:
     """Score a batch as the consumer does, with a pause between loading and saving."""
     async with session_factory(engine)() as session, session.begin():
-        emitted = await service.score_batch(SlowStore(session), batch, MODEL, NOW)
+        emitted = await service.score_batch(SlowStore(session), batch, MODEL, KEYS, NOW)
         await enqueue_many(session, service.PRODUCER, emitted, NOW)
 
 

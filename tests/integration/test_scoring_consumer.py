@@ -16,11 +16,12 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from leadflow.events import Envelope, LeadScored, derived_event_id, lead_key_for
+from leadflow.events import Envelope, LeadScored, derived_event_id
 from leadflow_intake.canonical import LeadBody, to_event
 from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader, running_broker
 from tests.fixtures.databases import migrated_database_url
+from tests.fixtures.keys import KEYS, lead_key_for
 from tests.fixtures.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ def scoring(
 def received(lead: dict[str, Any], activity: str, at: datetime, delivery: str) -> Envelope:
     """A `lead.received` as the intake publishes it."""
     body = LeadBody.model_validate({"event": "lead", "activity": activity, "lead": lead})
-    return to_event(body, source="web", delivery_id=delivery, now=at)
+    return to_event(body, keys=KEYS, source="web", delivery_id=delivery, now=at)
 
 
 async def publish(bootstrap: str, records: list[tuple[Envelope, int]]) -> None:

@@ -18,6 +18,7 @@ from leadflow_scoring import repository, service
 from leadflow_scoring.app import router
 from leadflow_scoring.tables import lead_profiles, lead_touches
 from tests.fixtures.auth import AUTH, authorized
+from tests.fixtures.keys import KEYS
 from tests.unit.scoring.test_replay import EXAMPLE
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -27,7 +28,7 @@ MODEL = EXAMPLE.scoring
 def event(lead: dict[str, Any], activity: str, at: datetime, delivery: str) -> Envelope:
     """The `lead.received` the intake publishes for a webhook."""
     body = LeadBody.model_validate({"event": "lead", "activity": activity, "lead": lead})
-    return to_event(body, source="web", delivery_id=delivery, now=at)
+    return to_event(body, keys=KEYS, source="web", delivery_id=delivery, now=at)
 
 
 def person(n: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -46,7 +47,7 @@ def person(n: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
 async def apply(engine: AsyncEngine, envelope: Envelope, now: datetime) -> LeadScored:
     """Score one event in its own transaction."""
     async with session_factory(engine)() as session, session.begin():
-        return await service.score_received(session, envelope, MODEL, now)
+        return await service.score_received(session, envelope, MODEL, KEYS, now)
 
 
 async def scored_events(engine: AsyncEngine) -> list[LeadScored]:

@@ -17,13 +17,14 @@ import orjson
 import pytest
 
 from leadflow.config import load_config
-from leadflow.events import Envelope, LeadScored, lead_key_for
+from leadflow.events import Envelope, LeadScored
 from leadflow.schedules import Shift
 from leadflow.settings import DEV_SECRETS
 from leadflow_router.availability import off_duty
 from tests.fixtures import senders
 from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import Stack, stack_per_database
 from tests.integration.test_end_to_end import drain, wait_for
 

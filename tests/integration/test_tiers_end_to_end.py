@@ -22,9 +22,10 @@ import httpx
 import pytest
 import yaml
 
-from leadflow.events import Envelope, LeadAssigned, LeadScored, lead_key_for
+from leadflow.events import Envelope, LeadAssigned, LeadScored
 from tests.fixtures.auth import AUTH
 from tests.fixtures.broker import TopicReader
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import CONFIG, Stack, stack_per_database
 
 pytestmark = pytest.mark.integration

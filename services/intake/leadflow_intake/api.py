@@ -57,8 +57,9 @@ class Intake:
         self.guards = Guards(intake)
         self.not_stored_headers = {"Retry-After": str(intake.retry_after_s)}
         # Secrets are read once, at start: a rotation restarts the intake with both secrets.
+        keys = settings.lead_keys()
         self.sources = {
-            name: SourceContext(name, config, settings.source_secrets(name))
+            name: SourceContext(name, config, settings.source_secrets(name), keys)
             for name, config in settings.app.sources.items()
         }
         self.rate_limits = RateLimits(

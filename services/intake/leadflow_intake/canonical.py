@@ -27,9 +27,9 @@ from leadflow.events import (
     LeadActivity,
     SerializedEvent,
     derived_event_id,
-    lead_key_for,
     new_event,
 )
+from leadflow.keys import LeadKeys
 from leadflow_intake.bounds import (
     MAX_INT,
     Domain,
@@ -179,14 +179,14 @@ class ActivityBody(BaseModel):
             raise ValueError("profit is only reported with a won deal.")
         return self
 
-    def keys(self) -> list[str]:
+    def keys(self, lead_keys: LeadKeys) -> list[str]:
         """Every key the activity names its lead by, best first: the lead key, the email's,
         the phone's (consumers resolve them to the person's current key)."""
-        return outcome_keys(self.lead_key, self.email, self.phone)
+        return outcome_keys(lead_keys, self.lead_key, self.email, self.phone)
 
-    def key(self) -> str:
+    def key(self, lead_keys: LeadKeys) -> str:
         """The lead key this activity is published under: the first it names."""
-        return self.keys()[0]
+        return self.keys(lead_keys)[0]
 
 
 StandardBody = Annotated[LeadBody | ActivityBody, Field(discriminator="event")]
@@ -204,6 +204,7 @@ def untagged(errors: Sequence[Any]) -> list[Any]:
 def lead_event(
     lead: LeadIn,
     *,
+    keys: LeadKeys,
     source: str,
     kind: str,
     delivery_id: str,
@@ -218,7 +219,7 @@ def lead_event(
     """
     if now.tzinfo is None:
         raise ValueError("an event's time needs a time zone.")
-    lead_key = lead_key_for(lead.identity())
+    lead_key = keys.key(lead.identity())
     event_id = derived_event_id(source, delivery_id)
     event = {
         "specversion": "1.0",
@@ -243,12 +244,14 @@ def lead_event(
     )
 
 
-def activity_event(body: ActivityBody, *, source: str, delivery_id: str, now: datetime) -> Envelope:
+def activity_event(
+    body: ActivityBody, *, keys: LeadKeys, source: str, delivery_id: str, now: datetime
+) -> Envelope:
     """The `lead.<outcome>` event of a verified, valid CRM activity."""
-    keys = body.keys()
+    named = body.keys(keys)
     activity = LeadActivity(
-        lead_key=keys[0],
-        identifiers=keys,
+        lead_key=named[0],
+        identifiers=named,
         activity=body.event,
         occurred_at=body.occurred_at,
         source=source,
@@ -268,16 +271,17 @@ def activity_event(body: ActivityBody, *, source: str, delivery_id: str, now: da
 
 
 def to_event(
-    body: LeadBody | ActivityBody, *, source: str, delivery_id: str, now: datetime
+    body: LeadBody | ActivityBody, *, keys: LeadKeys, source: str, delivery_id: str, now: datetime
 ) -> Envelope:
     """The event a canonical body becomes when a `standard` source posts it."""
     if isinstance(body, LeadBody):
         return lead_event(
             body.lead,
+            keys=keys,
             source=source,
             kind="standard",
             delivery_id=delivery_id,
             activity=body.activity,
             now=now,
         ).envelope()
-    return activity_event(body, source=source, delivery_id=delivery_id, now=now)
+    return activity_event(body, keys=keys, source=source, delivery_id=delivery_id, now=now)

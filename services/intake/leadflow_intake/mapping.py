@@ -179,6 +179,7 @@ def mapped_lead_event(
     sender_id = meta.get("delivery_id")
     return lead_event(
         lead,
+        keys=source.keys,
         source=source.name,
         kind=source.config.kind,
         delivery_id=str(sender_id) if sender_id is not None else delivery_id,

@@ -56,10 +56,10 @@ async def lead_profile(lead_key: str, session: SessionDep) -> dict[str, object]:
 
 def _batch_handler(lane: Lane) -> Callable[[Runtime], BatchHandler]:
     def make(runtime: Runtime) -> BatchHandler:
-        model = runtime.settings.app.scoring
+        model, keys = runtime.settings.app.scoring, runtime.settings.lead_keys()
 
         async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
-            await service.score_events(session, events, model, now, lane)
+            await service.score_events(session, events, model, keys, now, lane)
 
         return handle
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from leadflow.events import LeadReceived, lead_key_for
+from leadflow.events import LeadReceived
+from leadflow.keys import LeadKeys
 from leadflow_scoring.profile import phone_facts
 
 IdentifierKind = Literal["email", "phone", "key"]
@@ -30,17 +31,20 @@ class ProfileHead:
     qualified_at: datetime | None
 
 
-def identifiers_of(received: LeadReceived) -> list[Identifier]:
-    """Every identifier of an event (email key, phone key, and the event's own key), sorted.
+def identifiers_of(received: LeadReceived, keys: LeadKeys) -> list[Identifier]:
+    """Every identifier of an event (email keys, phone keys, and the event's own key), sorted.
 
     A phone that is not a valid number (kept on a lead that has an email) identifies
-    nobody: "+1 415 555" typed by two people must not make them one person.
+    nobody: "+1 415 555" typed by two people must not make them one person. During a key
+    rotation, the email's and the phone's keys under the previous secrets are identifiers
+    too: they reach the person known before, who keeps their key and gains the new one.
     """
     found: dict[str, IdentifierKind] = {}
     if received.lead.email:
-        found[lead_key_for(received.lead.email)] = "email"
+        found.update(dict.fromkeys(keys.candidates(received.lead.email), "email"))
     if received.lead.phone and phone_facts(received.lead.phone)[1]:
-        found.setdefault(lead_key_for(received.lead.phone), "phone")
+        for key in keys.candidates(received.lead.phone):
+            found.setdefault(key, "phone")
     found.setdefault(received.lead_key, "key")
     return [Identifier(key, kind) for key, kind in sorted(found.items())]
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from leadflow.config import Scoring
 from leadflow.events import LeadReceived, LeadScored, new_event
+from leadflow.keys import LeadKeys
 from leadflow_scoring import service
 from leadflow_scoring.memory import InMemoryProfileStore, complete
 
@@ -18,8 +19,9 @@ from leadflow_scoring.memory import InMemoryProfileStore, complete
 class Replay:
     """Profiles, identifiers and touches of many people, kept in memory."""
 
-    def __init__(self, model: Scoring) -> None:
+    def __init__(self, model: Scoring, keys: LeadKeys) -> None:
         self.model = model
+        self.keys = keys
         self.store = InMemoryProfileStore()
 
     def apply(self, received: LeadReceived, event_id: str, now: datetime) -> LeadScored:
@@ -28,6 +30,6 @@ class Replay:
             "lead.received", received, source="/leadflow/replay", time=now, event_id=event_id
         )
         [scored] = service.scores(
-            complete(service.score_batch(self.store, [event], self.model, now))
+            complete(service.score_batch(self.store, [event], self.model, self.keys, now))
         )
         return scored

@@ -26,6 +26,7 @@ from leadflow.events import (
     derived_event_id,
     new_event,
 )
+from leadflow.keys import LeadKeys
 from leadflow.outbox import enqueue_many
 from leadflow.processing import PoisonEvent
 from leadflow.topics import Lane
@@ -44,43 +45,48 @@ async def score_events(
     session: AsyncSession,
     events: Sequence[Envelope],
     model: Scoring,
+    keys: LeadKeys,
     now: datetime,
     lane: Lane = "live",
 ) -> list[LeadScored]:
     """Score a batch on the database and add its events to the outbox, on the lane the
     batch came in on (`lead.merged` always travels on `leads.activity`); its scores."""
-    emitted = await score_batch(SqlProfileStore(session), events, model, now)
+    emitted = await score_batch(SqlProfileStore(session), events, model, keys, now)
     await enqueue_many(session, PRODUCER, emitted, now, lane)
     return scores(emitted)
 
 
 async def score_received(
-    session: AsyncSession, event: Envelope, model: Scoring, now: datetime
+    session: AsyncSession, event: Envelope, model: Scoring, keys: LeadKeys, now: datetime
 ) -> LeadScored:
     """Score one `lead.received` on the database (a batch of one)."""
-    [scored] = await score_events(session, [event], model, now)
+    [scored] = await score_events(session, [event], model, keys, now)
     return scored
 
 
 async def score_batch(
-    store: ProfileStore, events: Sequence[Envelope], model: Scoring, now: datetime
+    store: ProfileStore,
+    events: Sequence[Envelope],
+    model: Scoring,
+    keys: LeadKeys,
+    now: datetime,
 ) -> list[Envelope]:
     """Apply `lead.received` events in order; the events to publish, in order: each event's
     `lead.scored`, preceded by a `lead.merged` when it gave its person more keys (merged
     profiles, or an identifier attached: see `LeadMerged`)."""
     batch = [(event.id, _received(event)) for event in events]
-    carried = [identity.identifiers_of(received) for _, received in batch]
+    carried = [identity.identifiers_of(received, keys) for _, received in batch]
     claims: dict[str, Claim] = {}
     for (event_id, _), identifiers in zip(batch, carried, strict=True):
         for i in identifiers:
             claims.setdefault(i.key, Claim(i.kind, event_id))
-    keys = [[i.key for i in identifiers] for identifiers in carried]
+    named = [[i.key for i in identifiers] for identifiers in carried]
     people = await store.load(Claims(claims, [event_id for event_id, _ in batch]), now)
-    stale = _to_fold_again(people, keys, model)
+    stale = _to_fold_again(people, named, model)
     if stale:
         people.history = await store.touches(stale)
     emitted: list[Envelope] = []
-    for (event_id, received), carries in zip(batch, keys, strict=True):
+    for (event_id, received), carries in zip(batch, named, strict=True):
         scored, merged = _score(people, event_id, received, carries, model, now)
         if merged is not None:
             emitted.append(

@@ -13,12 +13,13 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from leadflow.bus.memory import InMemoryBus
-from leadflow.events import Envelope, LeadActivity, LeadReceived, lead_key_for
+from leadflow.events import Envelope, LeadActivity, LeadReceived
 from leadflow.settings import DEV_SECRETS, Settings
 from leadflow.webhooks import sign
 from leadflow_intake.adapters.standard import StandardAdapter
 from leadflow_intake.app import create_app
 from leadflow_intake.settings import IntakeSettings
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import CONFIG, lead_body
 
 SECRET = DEV_SECRETS["web"]

@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from leadflow.events import Envelope, Lead, LeadReceived, derived_event_id, lead_key_for, new_event
+from leadflow.events import Envelope, Lead, LeadReceived, derived_event_id, new_event
 from leadflow_intake.canonical import LeadBody, LeadIn, lead_event
+from tests.fixtures.keys import KEYS, lead_key_for
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 BODY = (
@@ -45,7 +46,13 @@ def test_the_event_carries_exactly_the_lead_fields_of_the_validated_lead() -> No
     lead = LeadBody.model_validate_json(BODY).lead
 
     event = lead_event(
-        lead, source="web", kind="standard", delivery_id="d-1", activity="demo_request", now=NOW
+        lead,
+        keys=KEYS,
+        source="web",
+        kind="standard",
+        delivery_id="d-1",
+        activity="demo_request",
+        now=NOW,
     )
     envelope = event.envelope()
 
@@ -65,6 +72,7 @@ def test_an_event_time_without_a_zone_is_refused() -> None:
     with pytest.raises(ValueError, match="time zone"):
         lead_event(
             lead,
+            keys=KEYS,
             source="web",
             kind="standard",
             delivery_id="d",
@@ -127,7 +135,13 @@ def test_the_event_json_is_byte_for_byte_what_the_models_serialize(
     except ValidationError:
         return  # not a lead: never reaches lead_event
     event = lead_event(
-        lead, source="web", kind="standard", delivery_id=delivery_id, activity=activity, now=now
+        lead,
+        keys=KEYS,
+        source="web",
+        kind="standard",
+        delivery_id=delivery_id,
+        activity=activity,
+        now=now,
     )
     reference = modelled(lead, delivery_id=delivery_id, activity=activity, now=now)
 

@@ -39,6 +39,7 @@ from leadflow_intake.adapters.twilio import form_fields
 from leadflow_intake.app import create_app
 from tests.fixtures import senders
 from tests.fixtures.intake import BASE_URL, intake_client
+from tests.fixtures.keys import KEYS
 from tests.fixtures.stack import CONFIG
 
 SOURCES = load_config(CONFIG).sources
@@ -177,7 +178,7 @@ def test_adapters_parse_any_json_into_events_or_field_errors(source: str, body: 
             {k: str(v) for k, v in body.items()} if isinstance(body, dict) else {}
         ).encode()
     request = WebhookRequest("POST", f"{BASE_URL}/v1/webhooks/{source}", {}, raw)
-    context = SourceContext(source, config, [DEV_SECRETS[source]])
+    context = SourceContext(source, config, [DEV_SECRETS[source]], KEYS)
     refused: InvalidPayload | None = None
     try:
         parsed = adapter.parse(request, context, delivery_id="d-1", now=datetime.now(UTC))
@@ -223,7 +224,7 @@ def test_adapters_refuse_any_unsigned_request_cleanly(
 ) -> None:
     config = SOURCES[source]
     request = WebhookRequest("POST", f"{BASE_URL}/v1/webhooks/{source}", headers, body)
-    context = SourceContext(source, config, [DEV_SECRETS[source]])
+    context = SourceContext(source, config, [DEV_SECRETS[source]], KEYS)
     with pytest.raises((AuthenticationError, InvalidPayload)):
         adapter_for(config.kind).authenticate(
             request, context, now=datetime.now(UTC).timestamp(), tolerance_s=300

@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from leadflow.bus.memory import InMemoryBus
-from leadflow.events import lead_key_for
 from leadflow.settings import DEV_SECRETS
 from tests.fixtures import senders
 from tests.fixtures.intake import BASE_URL, intake_client, published, refusal, send
+from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import lead_body
 
 HUBSPOT_URL = f"{BASE_URL}/v1/webhooks/hubspot"

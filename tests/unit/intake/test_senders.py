@@ -11,11 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from leadflow.bus.memory import InMemoryBus
-from leadflow.events import LeadActivity, LeadReceived, derived_event_id, lead_key_for
+from leadflow.events import LeadActivity, LeadReceived, derived_event_id
 from leadflow.settings import DEV_SECRETS
 from leadflow_intake.adapters.base import content_delivery_id
 from tests.fixtures import senders
 from tests.fixtures.intake import BASE_URL, intake_client, published, refusal, send
+from tests.fixtures.keys import lead_key_for
 
 IVR_URL = f"{BASE_URL}/v1/webhooks/ivr"
 HUBSPOT_URL = f"{BASE_URL}/v1/webhooks/hubspot"

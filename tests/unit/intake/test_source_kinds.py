@@ -13,6 +13,7 @@ from leadflow.events import LeadReceived
 from leadflow.source_kinds import DEFAULT_ACTIVITY, PAYLOAD_NAMES_ACTIVITY
 from leadflow_intake.adapters import ADAPTERS
 from leadflow_intake.adapters.base import SourceContext, WebhookRequest
+from tests.fixtures.keys import KEYS
 
 # A payload of each kind that names no activity.
 BODIES: dict[SourceKind, bytes] = {
@@ -26,7 +27,7 @@ BODIES: dict[SourceKind, bytes] = {
 @pytest.mark.parametrize("kind", sorted(BODIES))
 def test_a_kind_gives_its_default_activity_when_nothing_names_one(kind: SourceKind) -> None:
     adapter = ADAPTERS[kind]
-    context = SourceContext("s", Source(kind=kind), ["secret"])
+    context = SourceContext("s", Source(kind=kind), ["secret"], KEYS)
     request = WebhookRequest("POST", "http://intake.test/v1/webhooks/s", {}, BODIES[kind])
 
     [event] = adapter.parse(request, context, delivery_id="d", now=datetime.now(UTC)).events

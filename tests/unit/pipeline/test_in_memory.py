@@ -21,6 +21,7 @@ from leadflow_intake.canonical import LeadBody, lead_event
 from leadflow_router import service as router_service
 from leadflow_scoring import service as scoring_service
 from leadflow_sla import service as sla_service
+from tests.fixtures.keys import KEYS
 from tests.fixtures.stack import CONFIG, lead_body
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -52,6 +53,7 @@ class Pipeline:
         parsed = LeadBody.model_validate(body)
         event = lead_event(
             parsed.lead,
+            keys=KEYS,
             source="web",
             kind="standard",
             delivery_id=delivery_id,
@@ -65,7 +67,7 @@ class Pipeline:
         """Deliver everything pending through every stage, relaying outboxes in between."""
 
         async def score(session: AsyncSession, event: Envelope, now: datetime) -> None:
-            await scoring_service.score_received(session, event, self.config.scoring, now)
+            await scoring_service.score_received(session, event, self.config.scoring, KEYS, now)
 
         async def route(session: AsyncSession, event: Envelope, now: datetime) -> None:
             await router_service.route_scored(session, event, self.config, now)

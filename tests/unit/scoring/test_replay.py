@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from leadflow.config import load_config
-from leadflow.events import Lead, LeadReceived, lead_key_for
+from leadflow.events import Lead, LeadReceived
 from leadflow.senders import signed_request
 from leadflow.settings import DEV_SECRETS
 from leadflow_intake.adapters import adapter_for
@@ -19,6 +19,7 @@ from leadflow_intake.adapters.base import SourceContext, WebhookRequest
 from leadflow_intake.canonical import LeadBody, to_event
 from leadflow_scoring.identity import Identifier, ProfileHead, identifiers_of, survivor
 from leadflow_scoring.replay import Replay
+from tests.fixtures.keys import KEYS, lead_key_for
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = load_config(ROOT / "config" / "example.yaml")
@@ -28,7 +29,9 @@ EMAIL, PHONE = "omar@northwind.example", "+16135550188"
 
 def received(body: dict[str, Any], at: datetime, delivery: str) -> LeadReceived:
     """A `lead.received` as the intake would publish it for a webhook body."""
-    event = to_event(LeadBody.model_validate(body), source="web", delivery_id=delivery, now=at)
+    event = to_event(
+        LeadBody.model_validate(body), keys=KEYS, source="web", delivery_id=delivery, now=at
+    )
     assert isinstance(event.data, LeadReceived)
     return event.data
 
@@ -52,7 +55,7 @@ def through(source: str, name: str, at: datetime, query: str = "", **changes: An
     )
     queried = dict([query.split("=", 1)]) if query else {}
     request = WebhookRequest("POST", signed.url, signed.headers, signed.body, queried)
-    context = SourceContext(source, config, [secret])
+    context = SourceContext(source, config, [secret], KEYS)
     delivery = adapter.authenticate(request, context, now=at.timestamp(), tolerance_s=300)
     [event] = adapter.parse(request, context, delivery_id=delivery or name, now=at).events
     data = event.envelope().data
@@ -70,7 +73,7 @@ def test_identifiers_of_an_event() -> None:
         lead=Lead(email=EMAIL, phone=PHONE),
     )
 
-    assert identifiers_of(data) == sorted(
+    assert identifiers_of(data, KEYS) == sorted(
         [Identifier(lead_key_for(EMAIL), "email"), Identifier(lead_key_for(PHONE), "phone")],
         key=lambda i: i.key,
     )
@@ -89,7 +92,7 @@ def test_survivor_prefers_the_qualified_then_the_oldest_profile() -> None:
 
 
 def test_a_call_from_a_known_number_merges_into_the_form_profile() -> None:
-    replay = Replay(EXAMPLE.scoring)
+    replay = Replay(EXAMPLE.scoring, KEYS)
     form = through("web", "watch.json", T0)
     call = through("ivr", "call.json", T0 + timedelta(hours=2))
 
@@ -110,7 +113,7 @@ def test_a_call_from_a_known_number_merges_into_the_form_profile() -> None:
 
 
 def test_an_event_linking_two_profiles_merges_them_and_qualifies_once() -> None:
-    replay = Replay(EXAMPLE.scoring)
+    replay = Replay(EXAMPLE.scoring, KEYS)
     by_phone = replay.apply(
         received({"event": "lead", "activity": "demo_request", "lead": {"phone": PHONE}}, T0, "d1"),
         "e1",
@@ -143,7 +146,7 @@ def test_an_event_linking_two_profiles_merges_them_and_qualifies_once() -> None:
 
 
 def test_a_mistyped_phone_links_nobody_and_costs_fit_points() -> None:
-    replay = Replay(EXAMPLE.scoring)
+    replay = Replay(EXAMPLE.scoring, KEYS)
     mistyped = "+1 415 555"  # a phone number, but not a valid one: kept on leads with an email
 
     def lead(email: str, delivery: str) -> dict[str, Any]:
@@ -160,7 +163,7 @@ def test_a_mistyped_phone_links_nobody_and_costs_fit_points() -> None:
 
 
 def test_a_later_mistyped_phone_does_not_replace_the_number_that_works() -> None:
-    replay = Replay(EXAMPLE.scoring)
+    replay = Replay(EXAMPLE.scoring, KEYS)
     first = {"event": "lead", "activity": "webinar", "lead": {"email": EMAIL, "phone": PHONE}}
     typo = {
         "event": "lead",
@@ -192,7 +195,7 @@ README_TOUR = [
 def test_the_example_config_scores_the_tour_leads_into_each_tier(
     source: str, name: str, tier: str, grade: str, last_reason: str
 ) -> None:
-    scored = Replay(EXAMPLE.scoring).apply(through(source, name, T0), name, T0)
+    scored = Replay(EXAMPLE.scoring, KEYS).apply(through(source, name, T0), name, T0)
 
     assert (scored.tier, scored.grade, scored.reasons[-1].rule) == (tier, grade, last_reason)
     assert all(r.detail for r in scored.reasons)
@@ -200,10 +203,12 @@ def test_the_example_config_scores_the_tour_leads_into_each_tier(
 
 
 def test_tour_reasons_read_well() -> None:
-    disqualified = Replay(EXAMPLE.scoring).apply(
+    disqualified = Replay(EXAMPLE.scoring, KEYS).apply(
         received(example("disqualified.json"), T0, "x"), "x", T0
     )
-    purchased = Replay(EXAMPLE.scoring).apply(received(example("purchased.json"), T0, "y"), "y", T0)
+    purchased = Replay(EXAMPLE.scoring, KEYS).apply(
+        received(example("purchased.json"), T0, "y"), "y", T0
+    )
 
     assert disqualified.disqualified_by == ["competitor"]
     assert disqualified.reasons[-1].detail == "disqualified by competitor"
@@ -215,7 +220,7 @@ def test_tour_reasons_read_well() -> None:
 def test_an_ivr_caller_short_of_bant_is_not_an_mql() -> None:
     # Under 10k, a researcher, exploring, later: the caller is scored, not handed off.
     weak = through("ivr", "call.json", T0, budget="1", authority="3", need="2", timeframe="3")
-    scored = Replay(EXAMPLE.scoring).apply(weak, "weak", T0)
+    scored = Replay(EXAMPLE.scoring, KEYS).apply(weak, "weak", T0)
 
     assert weak.lead.answers == {
         "budget": "under_10k",
@@ -228,7 +233,7 @@ def test_an_ivr_caller_short_of_bant_is_not_an_mql() -> None:
 
 
 def test_ivr_answers_posted_one_question_at_a_time_qualify_with_the_last() -> None:
-    replay = Replay(EXAMPLE.scoring)
+    replay = Replay(EXAMPLE.scoring, KEYS)
     call = dict.fromkeys(("budget", "authority", "need", "timeframe"))
     tiers = []
     for n, (question, digits) in enumerate((("budget", "2"), ("authority", "1"), ("need", "1"))):
@@ -274,7 +279,7 @@ def test_callrail_calls_score_by_answer_length_and_first_call(
     changes: dict[str, Any], rules: list[str], tier: str
 ) -> None:
     call = through("callrail", "callrail-call.json", T0, **changes)
-    scored = Replay(EXAMPLE.scoring).apply(call, "call", T0)
+    scored = Replay(EXAMPLE.scoring, KEYS).apply(call, "call", T0)
 
     assert call.activity == "phone_call"
     assert [r.rule for r in scored.reasons if r.group == "engagement"] == rules
@@ -282,7 +287,7 @@ def test_callrail_calls_score_by_answer_length_and_first_call(
 
 
 def test_a_call_is_scored_on_what_that_call_was_not_on_the_callers_latest() -> None:
-    replay = Replay(EXAMPLE.scoring)
+    replay = Replay(EXAMPLE.scoring, KEYS)
     first = through("callrail", "callrail-call.json", T0)
     later = T0 + timedelta(hours=1)
     again = through(

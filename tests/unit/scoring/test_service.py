@@ -15,7 +15,6 @@ from leadflow.events import (
     LeadMerged,
     LeadReceived,
     LeadScored,
-    lead_key_for,
     new_event,
 )
 from leadflow.processing import PoisonEvent
@@ -24,6 +23,7 @@ from leadflow_intake.canonical import LeadBody, to_event
 from leadflow_scoring import service
 from leadflow_scoring.identity import Identifier, identifiers_of
 from leadflow_scoring.memory import InMemoryProfileStore, complete
+from tests.fixtures.keys import KEYS, lead_key_for
 from tests.unit.scoring.test_replay import EXAMPLE
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -37,7 +37,9 @@ ACTIVITIES = ["page_visit", "pricing_page", "webinar", "demo_request", "inbound_
 def event(lead: dict[str, Any], activity: str, hours: int, delivery: str) -> Envelope:
     """The `lead.received` the intake publishes for a webhook."""
     body = LeadBody.model_validate({"event": "lead", "activity": activity, "lead": lead})
-    return to_event(body, source="web", delivery_id=delivery, now=T0 + timedelta(hours=hours))
+    return to_event(
+        body, keys=KEYS, source="web", delivery_id=delivery, now=T0 + timedelta(hours=hours)
+    )
 
 
 def received(envelope: Envelope) -> LeadReceived:
@@ -48,7 +50,7 @@ def received(envelope: Envelope) -> LeadReceived:
 
 def emit(store: InMemoryProfileStore, batch: list[Envelope]) -> list[Envelope]:
     """Score a batch on the store; every event to publish."""
-    emitted = complete(service.score_batch(store, batch, MODEL, NOW))
+    emitted = complete(service.score_batch(store, batch, MODEL, KEYS, NOW))
     assert [e.type for e in emitted].count("lead.scored") == len(batch)
     return emitted
 
@@ -194,7 +196,7 @@ def test_a_batch_scores_as_its_events_one_by_one(stream: tuple[list[Envelope], l
     # Against a plain model of identity: events sharing an identifier are one person, who
     # has one live profile with all their identifiers; every other profile they ever had
     # (each scored under its key when it started) is merged into it.
-    person = _people([identifiers_of(received(e)) for e in events])
+    person = _people([identifiers_of(received(e), KEYS) for e in events])
     merged = {key for s in batched for key in s.merged_from}
     final = {s.lead_key: s for s in batched if s.lead_key not in merged}
     everyone = {frozenset(keys) for keys in person.values()}

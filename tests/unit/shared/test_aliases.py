@@ -16,9 +16,13 @@ from leadflow.events import (
     LeadActivity,
     LeadMerged,
     LeadScored,
-    lead_key_for,
     new_event,
 )
+from leadflow.keys import LeadKeys
+from tests.fixtures.keys import KEYS, lead_key_for
+
+OLD_SECRET = "the-secret-before-the-rotation-0123456789"
+NEW_SECRET = "the-secret-after-the-rotation-9876543210"
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -114,13 +118,30 @@ def test_merge_of_reads_lead_merged_and_lead_scored() -> None:
 
 def test_outcome_keys_are_the_intakes_keys_best_first() -> None:
     email, phone = "ana@northwind.example", "+16135550101"
-    assert outcome_keys(email=email, phone=phone) == [lead_key_for(email), lead_key_for(phone)]
-    assert outcome_keys("lk_000000000000000000000001", phone=phone) == [
+    assert outcome_keys(KEYS, email=email, phone=phone) == [
+        lead_key_for(email),
+        lead_key_for(phone),
+    ]
+    assert outcome_keys(KEYS, "lk_000000000000000000000001", phone=phone) == [
         "lk_000000000000000000000001",
         lead_key_for(phone),
     ]
-    assert outcome_keys(lead_key_for(email), email=email) == [lead_key_for(email)]
-    assert outcome_keys() == []
+    assert outcome_keys(KEYS, lead_key_for(email), email=email) == [lead_key_for(email)]
+    assert outcome_keys(KEYS) == []
+
+
+def test_during_a_key_rotation_an_outcome_finds_a_person_known_under_the_previous_secret() -> None:
+    email, phone = "ana@northwind.example", "+16135550101"
+    old, new = LeadKeys(OLD_SECRET), LeadKeys(NEW_SECRET)
+    rotating = LeadKeys(NEW_SECRET, [OLD_SECRET])
+
+    keys = outcome_keys(rotating, email=email, phone=phone)
+
+    assert keys == [new.key(email), old.key(email), new.key(phone), old.key(phone)]
+    # Ana's lead came in before the rotation: her window is open under her old key.
+    assert person_of(keys, {}, lambda key: key == old.key(email)) == old.key(email)
+    # Without the previous secret, the outcome names nobody anyone knows.
+    assert old.key(email) not in outcome_keys(new, email=email, phone=phone)
 
 
 def test_person_of_prefers_a_known_person_then_the_first_key() -> None:

@@ -16,6 +16,7 @@ from leadflow.senders import signed_request
 from leadflow_intake.adapters import adapter_for
 from leadflow_intake.adapters.base import SourceContext, WebhookRequest
 from leadflow_intake.canonical import ActivityBody, LeadBody
+from tests.fixtures.keys import KEYS
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]
@@ -113,7 +114,7 @@ def parsed(name: str, source: Source, body: bytes) -> LeadReceived:
     adapter = adapter_for(source.kind)
     request = signed_request(name, source, "secret", "http://intake.test", body, now=0)
     webhook = WebhookRequest("POST", request.url, request.headers, request.body)
-    context = SourceContext(name, source, ["secret"])
+    context = SourceContext(name, source, ["secret"], KEYS)
     delivery = adapter.authenticate(webhook, context, now=0, tolerance_s=300) or "d"
     [event] = adapter.parse(webhook, context, delivery_id=delivery, now=T0).events
     data = event.envelope().data

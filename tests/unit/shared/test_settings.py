@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from leadflow.keys import DEV_KEY_SECRET, LeadKeys, unsalted_key
 from leadflow.settings import (
     DEFAULT_SQLITE_URL,
     DEV_SECRETS,
@@ -21,6 +22,8 @@ EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "example.yaml"
 POSTGRES_URL = "postgresql+asyncpg://leadflow@db.internal:5432/leadflow"
 REAL_WEB_SECRET = "whsec_cmVhbC13ZWItc2VjcmV0LWZvci10ZXN0cw=="
 REAL_CRM_SECRET = "whsec_cmVhbC1jcm0tc2VjcmV0LWZvci10ZXN0cw=="
+REAL_KEY_SECRET = "real-key-secret-for-the-tests-0123456789"
+OLD_KEY_SECRET = "old-key-secret-for-the-tests-9876543210"
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +41,9 @@ def development() -> Settings:
 
 def production() -> Settings:
     """Production settings on PostgreSQL and the example configuration."""
-    return Settings(env="production", database_url=POSTGRES_URL, config=EXAMPLE)
+    return Settings(
+        env="production", database_url=POSTGRES_URL, config=EXAMPLE, key_secret=REAL_KEY_SECRET
+    )
 
 
 @pytest.mark.parametrize(
@@ -268,3 +273,52 @@ def test_development_check_accepts_development_secrets_in_the_environment(
     monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", DEV_SECRETS["web"])
 
     assert development().check() == []
+
+
+def test_development_derives_keys_with_the_documented_secret() -> None:
+    assert development().lead_keys().key("ana@example.com") == LeadKeys(DEV_KEY_SECRET).key(
+        "ana@example.com"
+    )
+    assert development().check() == []
+
+
+def test_keys_follow_the_secret_and_a_rotation_names_the_previous_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEADFLOW_KEY_SECRET", REAL_KEY_SECRET)
+    monkeypatch.setenv("LEADFLOW_KEY_SECRET_PREVIOUS", f"{OLD_KEY_SECRET}  {DEV_KEY_SECRET}")
+    monkeypatch.setenv("LEADFLOW_KEY_PREVIOUS_UNSALTED", "true")
+
+    keys = Settings(env="development", config=EXAMPLE).lead_keys()
+
+    assert keys.candidates("ana@example.com") == [
+        LeadKeys(REAL_KEY_SECRET).key("ana@example.com"),
+        LeadKeys(OLD_KEY_SECRET).key("ana@example.com"),
+        LeadKeys(DEV_KEY_SECRET).key("ana@example.com"),
+        unsalted_key("ana@example.com"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        (None, "LEADFLOW_KEY_SECRET is not set: lead keys are derived from it; "),
+        ("too-short-a-secret", "LEADFLOW_KEY_SECRET is 18 bytes long; "),
+        (DEV_KEY_SECRET, "LEADFLOW_KEY_SECRET is the documented development secret; "),
+    ],
+)
+@pytest.mark.usefixtures("other_sources_signed")
+def test_production_refuses_a_missing_short_or_development_key_secret(
+    monkeypatch: pytest.MonkeyPatch, secret: str | None, problem: str
+) -> None:
+    monkeypatch.setenv("LEADFLOW_SOURCE_WEB_SECRET", REAL_WEB_SECRET)
+    monkeypatch.setenv("LEADFLOW_SOURCE_CRM_SECRET", REAL_CRM_SECRET)
+    settings = Settings(
+        env="production", database_url=POSTGRES_URL, config=EXAMPLE, key_secret=secret
+    )
+    advice = "set it to a random secret of at least 32 bytes (`openssl rand -base64 48`)."
+
+    assert settings.check() == [problem + advice]
+    with pytest.raises(ConfigError) as refused:
+        settings.lead_keys()
+    assert str(refused.value) == problem + advice

@@ -10,6 +10,7 @@ import orjson
 from leadflow import simulate as sim
 from leadflow.config import LeadflowConfig, load_config
 from leadflow.events import LeadReceived
+from tests.fixtures.keys import KEYS
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "config" / "example.yaml"
@@ -40,7 +41,7 @@ def history(tmp_path: Path, times: list[datetime]) -> list[LeadReceived]:
         lines.append(orjson.dumps(body | {"received_at": at.isoformat()}).decode())
     path = tmp_path / "history.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    return sim.read_history(path)
+    return sim.read_history(path, KEYS)
 
 
 def reps(outcomes: dict[str, sim.Outcome], leads: list[LeadReceived]) -> list[str | None]:
@@ -55,7 +56,7 @@ def test_a_cap_on_open_leads_changes_who_the_simulation_assigns(tmp_path: Path) 
         tmp_path, "capped", {ANA + ANA_CAPS: ANA + ANA_CAPS.replace("max_open: 25", "max_open: 1")}
     )
 
-    before, after = sim.replay(current, leads), sim.replay(capped, leads)
+    before, after = sim.replay(current, KEYS, leads), sim.replay(capped, KEYS, leads)
 
     assert reps(before, leads) == ["ana", "ben", "chloe", "ana"]  # plain rotation
     assert reps(after, leads) == ["ana", "ben", "chloe", "ben"]  # ana holds her one open lead
@@ -76,7 +77,7 @@ def test_a_daily_cap_counts_again_on_the_reps_next_day(tmp_path: Path) -> None:
         {ANA + ANA_CAPS: ANA + ANA_CAPS.replace("max_per_day: 40", "max_per_day: 1")},
     )
 
-    outcomes = sim.replay(capped, leads)
+    outcomes = sim.replay(capped, KEYS, leads)
 
     # Thursday: ana had her one lead, so her second turn goes to ben; Friday she takes one.
     assert reps(outcomes, leads) == ["ana", "ben", "chloe", "ben", "chloe", "ana"]
@@ -86,7 +87,7 @@ def test_a_lead_nobody_can_take_is_queued_in_the_simulation(tmp_path: Path) -> N
     leads = history(tmp_path, [T0 + timedelta(minutes=i) for i in range(4)])
     full = config(tmp_path, "full", {"max_open: 25": "max_open: 1"})
 
-    outcomes = sim.replay(full, leads)
+    outcomes = sim.replay(full, KEYS, leads)
 
     assert reps(outcomes, leads) == ["ana", "ben", "chloe", None]
     last = outcomes[leads[3].lead_key]
@@ -110,9 +111,9 @@ def test_two_profiles_routed_before_they_merge_end_as_one_person(tmp_path: Path)
         )
         + "\n"
     )
-    leads = sim.read_history(path)
+    leads = sim.read_history(path, KEYS)
 
-    outcomes = sim.replay(config(tmp_path, "current", {}), leads)
+    outcomes = sim.replay(config(tmp_path, "current", {}), KEYS, leads)
 
     # One person, under the email's key, with the assignment made first (the phone's,
     # made a minute later to the next rep in turn, closed as merged).

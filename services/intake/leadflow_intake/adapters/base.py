@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from leadflow.config import Source
 from leadflow.events import SerializedEvent
+from leadflow.keys import LeadKeys
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,13 @@ class WebhookRequest:
 
 @dataclass(frozen=True)
 class SourceContext:
-    """A configured source: its name, configuration and the secrets valid right now."""
+    """A configured source: its name, configuration, the secrets valid right now, and the
+    deployment's lead keys (for the people its events name)."""
 
     name: str
     config: Source
     secrets: Sequence[str]
+    keys: LeadKeys
 
 
 @dataclass(frozen=True)

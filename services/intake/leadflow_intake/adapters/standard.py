@@ -69,6 +69,7 @@ class StandardAdapter:
         if isinstance(body, LeadBody):
             event = lead_event(
                 body.lead,
+                keys=source.keys,
                 source=source.name,
                 kind=self.kind,
                 delivery_id=delivery_id,
@@ -77,7 +78,9 @@ class StandardAdapter:
             )
         else:
             event = SerializedEvent.of(
-                activity_event(body, source=source.name, delivery_id=delivery_id, now=now)
+                activity_event(
+                    body, keys=source.keys, source=source.name, delivery_id=delivery_id, now=now
+                )
             )
         return Parsed([event])
 

@@ -56,7 +56,8 @@ def upgrade() -> None:
 
 
 def _key(identity: str) -> str:
-    # The lead key as intake derives it (leadflow.events.lead_key_for), frozen here.
+    # The lead key as the intake derived it when this ran: plain SHA-256, before key secrets
+    # (leadflow.keys.unsalted_key), frozen here.
     return "lk_" + hashlib.sha256(identity.encode()).hexdigest()[:24]
 
 

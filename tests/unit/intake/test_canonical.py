@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from leadflow.events import Envelope, Lead, LeadReceived, derived_event_id, new_event
-from leadflow_intake.canonical import LeadBody, LeadIn, lead_event
+from leadflow.events import Envelope, Lead, LeadActivity, LeadReceived, derived_event_id, new_event
+from leadflow.keys import LeadKeys
+from leadflow_intake.canonical import ActivityBody, LeadBody, LeadIn, activity_event, lead_event
 from tests.fixtures.keys import KEYS, lead_key_for
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -147,3 +148,28 @@ def test_the_event_json_is_byte_for_byte_what_the_models_serialize(
 
     assert event.value == reference.to_bytes()
     assert event.envelope() == reference
+
+
+def test_during_a_key_rotation_a_lead_gets_the_new_key_and_an_outcome_names_every_key() -> None:
+    old, new = (
+        "the-secret-before-the-rotation-0123456789",
+        "the-secret-after-the-rotation-9876543210",
+    )
+    rotating = LeadKeys(new, [old])
+    lead = LeadBody.model_validate_json(BODY).lead
+    outcome = ActivityBody.model_validate(
+        {"event": "contacted", "email": "jane@bigco.example", "occurred_at": NOW.isoformat()}
+    )
+
+    received = lead_event(
+        lead, keys=rotating, source="web", kind="standard", delivery_id="d", activity="x", now=NOW
+    )
+    contacted = activity_event(outcome, keys=rotating, source="crm", delivery_id="c", now=NOW)
+
+    assert received.subject == LeadKeys(new).key("jane@bigco.example")
+    assert isinstance(contacted.data, LeadActivity)
+    assert contacted.data.lead_key == LeadKeys(new).key("jane@bigco.example")
+    assert contacted.data.identifiers == [
+        LeadKeys(new).key("jane@bigco.example"),
+        LeadKeys(old).key("jane@bigco.example"),
+    ]

@@ -5,7 +5,9 @@ then keyed with the deployment's secret: `LEADFLOW_KEY_SECRET`, and during a rot
 the secrets before it) and asks scoring to erase whoever any of them leads to, through
 `DELETE /v1/admin/people/{key}` with an `admin` token: the API is the one way to erase,
 so that the audit line, the erasure record and `lead.erased` are the same whoever asks.
-It prints the key and the erasure, never the address.
+It then asks each intake (`--intake`, repeatable) to forget the webhooks its spool still
+holds under any of the person's keys (`DELETE /v1/admin/people/{key}` on the intake). It
+prints the key and the erasure, never the address.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def erase(
         str | None,
         typer.Option(help="Two-letter country of a phone number written without +code."),
     ] = None,
+    intake: Annotated[
+        list[str] | None,
+        typer.Option(help="An intake's base URL, whose spool forgets the person (repeatable)."),
+    ] = None,
 ) -> None:
     """Erase a person everywhere (profiles, touches, assignments, windows, notifications);
     reports keep counting the lead anonymously."""
@@ -69,33 +75,63 @@ def erase(
         )
         raise typer.Exit(2)
     headers = {"authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30) as client:
-        for key in keys:
-            try:
-                response = client.delete(f"/v1/admin/people/{key}")
-            except httpx.HTTPError as exc:
-                console.print(f"[red]error:[/red] scoring at {url} did not answer: {exc}")
-                raise typer.Exit(1) from exc
-            if response.status_code == 404:
-                continue
-            if response.status_code != 202:
-                detail = _detail(response)
-                console.print(
-                    f"[red]error:[/red] scoring refused ({response.status_code}): {detail}"
-                )
-                raise typer.Exit(1)
-            body = response.json()
-            if body["status"] == "erased":
-                typer.echo(f"{key}: erased before, at {body['erased_at']}; nothing more to do.")
-            else:
-                typer.echo(
-                    f"{key}: erased at scoring ({body['keys']} keys); erasure "
-                    f"{body['erasure_id']} is on its way to the router, the SLA monitor and "
-                    "reporting."
-                )
-            return
+    with httpx.Client(headers=headers, timeout=30) as client:
+        body = _erase_at_scoring(client, url.rstrip("/"), keys)
+        if body["status"] == "erased":
+            typer.echo(f"{body['key']}: erased before, at {body['erased_at']}.")
+        else:
+            typer.echo(
+                f"{body['key']}: erased at scoring ({body['keys']} keys); erasure "
+                f"{body['erasure_id']} is on its way to the router, the SLA monitor and "
+                "reporting."
+            )
+        person = list(dict.fromkeys([*body.get("lead_keys", []), *keys]))
+        failed = False
+        for base in intake or ["http://127.0.0.1:8000"]:
+            failed |= not _forget_at_intake(client, base.rstrip("/"), person)
+    if failed:
+        console.print("[red]error:[/red] an intake did not forget; run the command again.")
+        raise typer.Exit(1)
+
+
+def _erase_at_scoring(client: httpx.Client, url: str, keys: list[str]) -> dict[str, Any]:
+    """Scoring's answer for the first of `keys` it knows (`key` added); exits when none."""
+    for key in keys:
+        try:
+            response = client.delete(f"{url}/v1/admin/people/{key}")
+        except httpx.HTTPError as exc:
+            console.print(f"[red]error:[/red] scoring at {url} did not answer: {exc}")
+            raise typer.Exit(1) from exc
+        if response.status_code == 404:
+            continue
+        if response.status_code != 202:
+            detail = _detail(response)
+            console.print(f"[red]error:[/red] scoring refused ({response.status_code}): {detail}")
+            raise typer.Exit(1)
+        return {**response.json(), "key": key}
     console.print("[red]error:[/red] no person is known by that address.")
     raise typer.Exit(1)
+
+
+def _forget_at_intake(client: httpx.Client, url: str, keys: list[str]) -> bool:
+    """Ask an intake to forget its spooled copies under each key; whether it did."""
+    forgotten = 0
+    for key in keys:
+        try:
+            response = client.delete(f"{url}/v1/admin/people/{key}")
+        except httpx.HTTPError as exc:
+            console.print(f"[yellow]warning:[/yellow] the intake at {url} did not answer: {exc}")
+            return False
+        if response.status_code != 200:
+            detail = _detail(response)
+            console.print(
+                f"[yellow]warning:[/yellow] the intake at {url} refused "
+                f"({response.status_code}): {detail}"
+            )
+            return False
+        forgotten += int(response.json()["forgotten"])
+    typer.echo(f"intake {url}: {forgotten} spooled webhooks forgotten.")
+    return True
 
 
 def _detail(response: httpx.Response) -> str:

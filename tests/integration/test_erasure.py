@@ -209,6 +209,7 @@ async def test_an_erased_person_is_found_by_no_key_in_no_table(pipeline: Pipelin
         assert answer.status_code == 202, answer.text
         body = answer.json()
         assert (body["status"], body["keys"]) == ("erasing", 2)
+        assert body["lead_keys"] == sorted([email_key, phone_key])
         assert set(body["then"]) == {"router", "sla-monitor", "reporting"}
         await pipeline.deliver([])
 

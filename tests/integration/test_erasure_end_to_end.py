@@ -93,9 +93,9 @@ async def traces_in(database_url: str, needles: list[str]) -> dict[str, set[str]
 
 def erase_cli(stack: Stack, identity: str) -> subprocess.CompletedProcess[str]:
     """`leadflow people erase IDENTITY` against the stack's scoring, with the test token."""
-    scoring = stack.services["scoring"].url
+    urls = ["--url", stack.services["scoring"].url, "--intake", stack.services["intake"].url]
     return subprocess.run(
-        [sys.executable, "-m", "leadflow", "people", "erase", identity, "--url", scoring],
+        [sys.executable, "-m", "leadflow", "people", "erase", identity, *urls],
         env={**stack.env, "LEADFLOW_API_TOKEN": TEST_TOKEN},
         capture_output=True,
         text=True,
@@ -134,6 +134,7 @@ def test_an_erased_person_is_gone_from_every_api_and_table(stack: Stack) -> None
     erase = erase_cli(stack, phone)
     assert erase.returncode == 0, erase.stderr
     assert phone not in erase.stdout + erase.stderr
+    assert "0 spooled webhooks forgotten" in erase.stdout
 
     for key in (email_key, phone_key):
         until(lambda: set(statuses(stack, key).values()) == {404}, f"{key} answers 404")  # noqa: B023

@@ -21,6 +21,7 @@ from leadflow.problems import PROBLEM_JSON, install_problem_handlers
 from leadflow.runtime import add_probe_routes, api_docs, connect_broker, telemetry
 from leadflow.settings import Settings
 from leadflow.supervisor import Supervisor
+from leadflow_intake import admin
 from leadflow_intake.api import Intake, WebhookApp, add_webhook_route
 from leadflow_intake.delivery import Delivery
 from leadflow_intake.settings import IntakeSettings
@@ -82,6 +83,7 @@ def create_app(
     install_problem_handlers(app)
     install(app, authenticator)
     add_webhook_route(app)
+    app.include_router(admin.router)
     add_probe_routes(app, ready=_ready)
     add_metrics_route(app, settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -232,5 +232,6 @@ class Delivery:
 
 
 def _messages(events: Sequence[SpooledEvent]) -> list[Message]:
-    """The events as messages to publish, each with its trace context header."""
-    return [tracing.message(e.topic, e.key, e.value, e.traceparent) for e in events]
+    """The events as messages to publish, each with its trace context header; records the
+    spool blanked (an erased person's, `Spool.forget`) have no topic and are left out."""
+    return [tracing.message(e.topic, e.key, e.value, e.traceparent) for e in events if e.topic]

@@ -15,6 +15,10 @@ error log.
 
 One spool belongs to one intake process: an exclusive lock on `spool.lock` refuses a
 second one on the same directory.
+
+Forgetting a person (`forget`, a privacy erasure) blanks their pending records in place: a
+blank record keeps its length (positions stay valid) and is checksummed again, its payload
+an empty topic, an empty key and zeros; the relay skips it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -340,6 +344,34 @@ class Spool:
             probe.unlink()
         except OSError as exc:
             raise SpoolError(f"the spool cannot write yet: {exc.strerror or exc}.") from exc
+
+    def forget(self, keys: Collection[str]) -> int:
+        """Blank every pending record keyed by one of `keys` (an erased person's), durably;
+        how many. A batch the relay peeked before may still publish its copy, which the
+        consumers drop as an event from before the erasure."""
+        wanted = set(keys)
+        forgotten = 0
+        with self._lock:
+            segment, offset = self._cursor
+            for number in self._segments:
+                start = offset if number == segment else 0
+                with self._path(number).open("r+b") as file:
+                    file.seek(start)
+                    records, _, _ = _read_records(file.read(self._sizes[number] - start), 0)
+                    position = start
+                    blanked = 0
+                    for end, payload in records:
+                        if decode(payload).key in wanted:
+                            blank = _SHORT.pack(0) * 2 + bytes(len(payload) - 2 * _SHORT.size)
+                            file.seek(position)
+                            file.write(_HEADER.pack(len(blank), zlib.crc32(blank)) + blank)
+                            blanked += 1
+                        position = start + end
+                    if blanked:
+                        file.flush()
+                        os.fsync(file.fileno())
+                forgotten += blanked
+        return forgotten
 
     def _drop_first(self) -> int:
         number = self._segments.pop(0)

@@ -37,6 +37,8 @@ async def erase_person(
     Scoring deletes the profile, identifiers and touches at once and publishes
     `lead.erased`; the other services erase theirs as they consume it (202). Asking again
     answers 202 with `status: erased` and when; a key scoring never knew answers 404.
+    `lead_keys` are the person's keys, for the intakes' spools (`leadflow people erase`
+    asks each intake to forget its spooled copies under them).
     """
     now = utcnow()
     async with runtime.sessions() as session, session.begin():
@@ -53,12 +55,18 @@ async def erase_person(
         # The audit line: who erased, and which erasure (never the person's keys).
         log.info(
             "person erased",
-            extra={"actor": principal.name, "erasure_id": done.erasure_id, "keys": done.keys},
+            extra={
+                "actor": principal.name,
+                "erasure_id": done.erasure_id,
+                "keys": len(done.keys),
+            },
         )
     return {
         "status": done.status,
         "erasure_id": done.erasure_id or None,
         "erased_at": done.erased_at,
-        "keys": done.keys,
+        "keys": len(done.keys),
+        # Where else the caller may have to forget them: each intake's spool, by key.
+        "lead_keys": list(done.keys),
         "then": FOLLOWS if done.status == "erasing" else {},
     }

@@ -22,8 +22,8 @@ class Erasure:
     status: Literal["erasing", "erased"]
     erasure_id: str
     erased_at: datetime
-    # How many keys the person was known by (erased now; 0 when erased before).
-    keys: int
+    # The keys the person was known by (erased now; none when erased before).
+    keys: tuple[str, ...]
 
 
 async def erase_person(session: AsyncSession, lead_key: str, now: datetime) -> Erasure | None:
@@ -39,7 +39,7 @@ async def erase_person(session: AsyncSession, lead_key: str, now: datetime) -> E
         before = await erasure.erased_since(session, [lead_key])
         if lead_key not in before:
             return None
-        return Erasure("erased", "", before[lead_key], 0)
+        return Erasure("erased", "", before[lead_key], ())
     keys = await repository.person_keys(session, live)
     await repository.erase(session, keys)
     event = new_event(
@@ -52,4 +52,4 @@ async def erase_person(session: AsyncSession, lead_key: str, now: datetime) -> E
     await erasure.forget_messages(session, PRODUCER, keys, keep_event_ids=())
     await erasure.record(session, keys, event.id, now)
     await outbox.enqueue(session, PRODUCER, event, now)
-    return Erasure("erasing", event.id, now, len(keys))
+    return Erasure("erasing", event.id, now, tuple(sorted(keys)))

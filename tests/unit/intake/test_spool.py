@@ -202,3 +202,28 @@ def test_the_probe_checks_the_segment_the_next_append_needs(tmp_path: Path) -> N
         spool.probe()
     with pytest.raises(SpoolError):
         spool.append([event(1)])
+
+
+def test_forgetting_a_person_blanks_their_pending_records_in_place(tmp_path: Path) -> None:
+    spool = opened(tmp_path, segment_bytes=200)
+    gone = SpooledEvent("leads.received", "lk_erased", b'{"email": "zelda@quistorff.example"}')
+    spool.append([event(1), gone])
+    spool.append([event(2), gone, event(3)])
+    relayed = spool.peek(1)
+    spool.commit(relayed)  # event 1 is out already
+    assert spool.forget({"lk_erased"}) == 2
+    assert spool.forget({"lk_erased"}) == 0  # nothing of them is left
+    assert not any(b"quistorff" in p.read_bytes() for p in tmp_path.glob("*.seg"))
+    spool.close()
+
+    # Positions and checksums hold: the spool reopens, and the blank records (no topic)
+    # come out in their places, for the relay to leave out.
+    again = opened(tmp_path, segment_bytes=200)
+    assert again.depth == 4
+    events = drain(again)
+    assert [(e.topic, e.key) for e in events] == [
+        ("", ""),
+        ("leads.received", event(2).key),
+        ("", ""),
+        ("leads.received", event(3).key),
+    ]

@@ -327,7 +327,8 @@ def record_outcome(batch: Batch, event: Envelope) -> None:
 
 def close_on_outcome(book: RoutingBook, event: Envelope) -> None:
     """Close the person's open assignment on a final outcome reported by any of their keys
-    (lead key, email or phone); credit a conversion to its rep."""
+    (lead key, email or phone); credit a conversion to its rep. A lead waiting in a pool
+    leaves it (nobody is left to claim a lead the CRM closed)."""
     activity = event.data
     assert isinstance(activity, LeadActivity)
     if event.type not in OUTCOMES:
@@ -335,7 +336,7 @@ def close_on_outcome(book: RoutingBook, event: Envelope) -> None:
     keys = outcome_keys(activity)
     person = person_of(keys, book.aliases.resolve(keys), lambda key: bool(book.history(key)))
     current = book.current(person)
-    if current is None or current.rep_id is None:
+    if current is None or (current.rep_id is None and current.status != "pooled"):
         return
     book.close(current, activity.activity, activity.occurred_at)
     if OUTCOMES[event.type]:

@@ -18,6 +18,7 @@ from leadflow.events import (
     Company,
     Envelope,
     Lead,
+    LeadActivity,
     LeadAssigned,
     LeadMerged,
     LeadPooled,
@@ -296,4 +297,19 @@ def test_a_pooled_lead_reassigned_by_hand_leaves_the_pool() -> None:
     assert isinstance(event.data, LeadAssigned)
     assert event.data.reason.startswith("ops reassigned it by hand (knows them), from team")
     assert refused(replay, E, "ana").code == "left_pool"
+    assert unclaimed(replay, 30) == Unclaimed([], 0)
+
+
+def test_a_pooled_lead_the_crm_closes_leaves_the_pool() -> None:
+    replay = Replay(pooled())
+    run(replay, score(E, 0))
+    rejected = LeadActivity(lead_key=E, activity="rejected", occurred_at=at(2), source="crm")
+    run(replay, new_event("lead.rejected", rejected, source="/t", time=at(2), event_id="r"))
+
+    assert rows(replay) == [(E, 1, "pooled", None, "rejected")]
+    left = refused(replay, E, "ana")
+    assert (left.code, left.detail) == (
+        "left_pool",
+        f"Lead {E!r} no longer waits in the pool (rejected): nobody holds it.",
+    )
     assert unclaimed(replay, 30) == Unclaimed([], 0)

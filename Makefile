@@ -9,15 +9,30 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The locked versions (hashes checked) of the dev, local and otel extras, then Leadflow.
+$(STAMP): pyproject.toml requirements/development.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,otel]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/development.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Lock files: every dependency's exact version and hashes, resolved from the package index
+# alone for Python 3.11 on Linux (the image's and CI's). requirements/production.txt is what
+# the image installs (tracing's otel extra; no dev, no local extra). Run after changing the
+# dependencies in pyproject; `make lock LOCK_ARGS=--upgrade` moves every pin to the newest.
+PIP_COMPILE := PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile \
+	--quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+
+.PHONY: lock
+lock: install
+	$(PIP_COMPILE) $(LOCK_ARGS) --extra otel -o requirements/production.txt pyproject.toml
+	$(PIP_COMPILE) $(LOCK_ARGS) --extra dev --extra local --extra otel -o requirements/development.txt pyproject.toml
 
 migrate: install
 	$(BIN)/leadflow db upgrade
 
+# The local stack runs in development (LEADFLOW_ENV, unless set): every service alone
+# defaults to production.
 run: migrate
 	$(BIN)/leadflow run
 
@@ -52,6 +67,9 @@ format: install
 # The end-to-end part runs on this PostgreSQL server (SQLite, with a note, if it does not
 # answer). Pass options with E2E_ARGS, e.g. make bench E2E_ARGS="--quick --only rates,burst".
 BENCH_POSTGRES ?= $(or $(LEADFLOW_TEST_POSTGRES_URL),postgresql+asyncpg://postgres@127.0.0.1:5432/postgres)
+
+# The benches start services against local brokers and databases: development.
+bench chaos: export LEADFLOW_ENV ?= development
 
 bench: install
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \

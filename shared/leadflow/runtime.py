@@ -17,7 +17,7 @@ from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from leadflow import topics
+from leadflow import topics, tracing
 from leadflow.auth import PUBLIC, Authenticator, build_authenticator, install
 from leadflow.bus.kafka import KafkaConsumerRunner, KafkaPublisher, ensure_topics
 from leadflow.db.engine import create_engine, session_factory
@@ -327,8 +327,13 @@ def api_docs(settings: Settings) -> ApiDocs:
 
 def telemetry(settings: Settings) -> TelemetryConfig:
     """FastAPI's OpenTelemetry switches: all on with `LEADFLOW_OTEL=true`, else all off.
-    Its spans go to the tracer provider `leadflow.tracing.configure` made the global one."""
-    return {"tracing": settings.otel, "metrics": settings.otel, "logs": settings.otel}
+    Its spans go to the tracer provider `leadflow.tracing.configure` installed."""
+    return {
+        "tracing": settings.otel,
+        "metrics": settings.otel,
+        "logs": settings.otel,
+        "tracer_provider": tracing.provider(),
+    }
 
 
 def serve(app: FastAPI, settings: Settings, port: int) -> None:

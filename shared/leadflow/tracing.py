@@ -109,6 +109,11 @@ def disable() -> None:
     _tracer = _provider = None
 
 
+def provider() -> TracerProvider | None:
+    """The tracer provider `configure` installed, if tracing is on."""
+    return _provider
+
+
 def enabled() -> bool:
     """Whether spans are recorded in this process."""
     return _tracer is not None
@@ -130,6 +135,17 @@ def traceparent_for(lead_key: str | None) -> str | None:
     if leads is not None and lead_key is not None and lead_key in leads:
         return leads[lead_key]
     return current_traceparent()
+
+
+def name_request(route: str) -> None:
+    """Name the current HTTP server span after `route` (a path template), for requests
+    served before FastAPI's routing, which would have named it."""
+    if _tracer is None:
+        return
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.update_name(f"POST {route}")
+        span.set_attribute("http.route", route)
 
 
 def message(topic: str, key: str, value: bytes, traceparent: str | None) -> Message:

@@ -119,6 +119,7 @@ def test_a_leads_journey_is_one_trace_across_the_four_services(
     # The intake's span for the webhook continues the sender's trace ...
     webhook = the_parent_of(spans, scored)
     assert (webhook.service, webhook.kind) == ("leadflow-intake", SERVER)
+    assert webhook.name == "POST /v1/webhooks/{source}"
     assert webhook.parent_span_id == sender_span
     # ... and each hop after it is a child of the one before, across processes and Kafka.
     assert (scored.kind, routed.kind, opened.kind) == (CONSUMER, CONSUMER, CONSUMER)

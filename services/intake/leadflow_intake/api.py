@@ -16,6 +16,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from leadflow import tracing
 from leadflow.auth import PUBLIC
 from leadflow.problems import Problem, ProblemDetails
 from leadflow.processing import utcnow
@@ -118,6 +119,7 @@ _BODIES = {
 
 
 _WEBHOOKS_PREFIX = "/v1/webhooks/"
+_WEBHOOK_ROUTE = "/v1/webhooks/{source}"
 _SOURCE_MAX = 64
 
 
@@ -171,6 +173,7 @@ class WebhookFastPath:
         ):
             await self.app(scope, receive, send)
             return
+        tracing.name_request(_WEBHOOK_ROUTE)
         try:
             body = await accept(scope, receive, source)
         except Problem as problem:

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from leadflow import tracing
 from leadflow.bus import Headers
@@ -17,9 +19,13 @@ from leadflow.bus.memory import InMemoryBus
 from leadflow.events import LeadActivity, SerializedEvent, new_event
 from leadflow.settings import Settings
 from leadflow.supervisor import Supervisor
+from leadflow_intake.app import create_app
 from leadflow_intake.delivery import Delivery
 from leadflow_intake.settings import IntakeSettings
 from leadflow_intake.spool import Spool, SpooledEvent, decode, encode
+from tests.fixtures import senders
+from tests.fixtures.intake import send
+from tests.fixtures.stack import CONFIG, lead_body
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -104,3 +110,22 @@ async def test_a_lead_spooled_through_an_outage_stays_in_the_webhooks_trace(
     assert (first.key, tracing.traceparent_in(first.headers)) == (b"lk_direct", direct)
     assert (second.key, tracing.traceparent_in(second.headers)) == (b"lk_spooled", spooled)
     assert direct != spooled
+
+
+def test_a_webhooks_events_carry_the_trace_context_of_its_request(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    bus = InMemoryBus()
+    settings = Settings(config=CONFIG, otel=True)
+    app = create_app(settings, IntakeSettings(spool_dir=tmp_path), publisher=bus)
+    with TestClient(app) as client:
+        signed = senders.standard(lead_body("traced@example.com"))
+        assert send(client, "web", signed).status_code == 202
+    [request] = spans.get_finished_spans()
+    assert (request.name, request.kind) == ("POST /v1/webhooks/{source}", SpanKind.SERVER)
+    [record] = bus.topics["leads.received"]
+    context = request.get_span_context()
+    assert context is not None
+    assert tracing.traceparent_in(record.headers) == (
+        f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+    )

@@ -24,6 +24,7 @@ import yaml
 
 from leadflow.auth import token_hash
 from leadflow.events import Envelope, LeadAssigned, LeadPooled
+from tests.fixtures.auth import AUTH, TEST_ENTRY
 from tests.fixtures.broker import TopicReader
 from tests.fixtures.receivers import Mailbox, smtp_server
 from tests.fixtures.stack import CONFIG, Stack, lead_body, stack_per_database
@@ -71,7 +72,10 @@ def pool_stack(
                 "pool",
                 config=path,
                 env={
-                    "LEADFLOW_TOKENS": json.dumps(ENTRIES),
+                    # The reps' and the manager's, and the tests' token of every scope.
+                    "LEADFLOW_TOKENS": json.dumps(
+                        [*ENTRIES, TEST_ENTRY.model_dump(mode="json", exclude_none=True)]
+                    ),
                     "LEADFLOW_SMTP_PORT": str(smtp_port),
                     "LEADFLOW_SMTP_SENDER": "routing@leadflow.example",
                     "LEADFLOW_NOTIFY_POLL_S": "0.2",
@@ -137,6 +141,13 @@ async def test_a_pooled_lead_is_claimed_by_one_rep_and_the_window_opens_for_them
         )
         assert listed.status_code == 200, listed.text
         assert lead_key in [one["lead_key"] for one in listed.json()["leads"]]
+
+        # A token of every scope that speaks for no rep cannot claim for anyone.
+        nobody = httpx.post(
+            f"{stack.services['router'].url}/v1/leads/{lead_key}/claim", headers=AUTH, timeout=10
+        )
+        assert nobody.status_code == 403
+        assert nobody.json()["type"].endswith("/not-a-rep")
 
         taken = claim(stack, lead_key, "ben")
         assert taken.status_code == 200, taken.text

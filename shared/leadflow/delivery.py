@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 import aiosmtplib
 import httpx
 
+from leadflow import tracing
 from leadflow.settings import Settings
 from leadflow.webhooks import sign
 
@@ -111,6 +112,10 @@ class WebhookSender:
         secret = self._secrets.get(notification.target)
         if secret:
             headers["webhook-signature"] = sign(secret, msg_id, timestamp, body)
+        # The receiver may carry on with the lead's trace (the send's span, leadflow.tracing).
+        traceparent = tracing.current_traceparent()
+        if traceparent is not None:
+            headers[tracing.TRACEPARENT] = traceparent
         response = await self._client.post(notification.target, content=body, headers=headers)
         if not response.is_success:
             raise RuntimeError(f"the receiver answered {response.status_code}")

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import httpx
 import orjson
 import pytest
 from opentelemetry import trace
@@ -16,6 +17,7 @@ from opentelemetry.trace import SpanKind
 from leadflow import tracing
 from leadflow.bus import Record
 from leadflow.bus.memory import InMemoryBus
+from leadflow.delivery import Notification, WebhookSender
 from leadflow.events import Envelope, LeadActivity, new_event
 from leadflow.logs import JsonFormatter
 from leadflow.settings import Settings
@@ -163,3 +165,24 @@ def test_log_lines_carry_the_current_trace_and_span_ids(spans: InMemorySpanExpor
 def test_record_headers_without_a_traceparent_read_as_none() -> None:
     record = Record("leads.received", 0, 0, b"k", b"{}", [("leadflow-consumer", b"x")])
     assert tracing.traceparent_in(record.headers) is None
+
+
+async def test_a_webhook_sent_in_a_span_tells_the_receiver_its_trace(
+    spans: InMemorySpanExporter,
+) -> None:
+    received: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        received.append(request)
+        return httpx.Response(204)
+
+    note = Notification("webhook", "https://rep.example/hook", "New lead", "", "k", {"a": 1})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        sender = WebhookSender(client)
+        await sender.send(note)
+        with tracing.continued("router notify webhook", PARENT):
+            current = tracing.current_traceparent()
+            await sender.send(note)
+    untraced, traced = received
+    assert "traceparent" not in untraced.headers
+    assert traced.headers["traceparent"] == current

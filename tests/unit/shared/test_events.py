@@ -22,6 +22,7 @@ from leadflow.events import (
     Lead,
     LeadActivity,
     LeadAssigned,
+    LeadErased,
     LeadMerged,
     LeadPooled,
     LeadReceived,
@@ -178,6 +179,9 @@ EXAMPLES: dict[str, Payload] = {
         absorbed=["lk_00000000000000000000000b"],
         identifiers=[KEY, "lk_00000000000000000000000c"],
         merged_at=LATER,
+    ),
+    "lead.erased": LeadErased(
+        lead_key=KEY, keys=[KEY, "lk_00000000000000000000000c"], erased_at=LATER
     ),
     "lead.assigned": assigned(),
     "lead.reassigned": assigned(),

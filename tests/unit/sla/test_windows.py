@@ -446,3 +446,23 @@ def test_the_merge_before_or_after_the_assignments_and_the_contact_gives_the_sam
     assert {(row[1], row[2]) for row in ending} == {(survivor, "closed")}
     if two_profiles:
         assert ending[1] == ("lk_phone-ben", survivor, "closed", "merged", None)
+
+
+def test_a_lead_claimed_from_a_pool_counts_from_its_arrival_when_the_pool_says_so(
+    config: LeadflowConfig,
+) -> None:
+    """`clock_from` (a pool whose clock starts at arrival): the ladder runs from the arrival,
+    so a lead claimed eight minutes after it arrived is due two minutes after the claim."""
+    claimed = assigned("p").data
+    assert isinstance(claimed, LeadAssigned)
+    arrival = claimed.model_copy(
+        update={"assigned_at": T0 + timedelta(minutes=8), "clock_from": T0}
+    )
+    book = run(config, WindowBook(), new_event("lead.assigned", arrival, source="/t", time=T0))
+    [window] = book.opened
+    assert window.assigned_at == T0 + timedelta(minutes=8)
+    assert window.due_at == T0 + timedelta(minutes=10)
+    assert [(s.stage, s.due_at) for s in window.stages] == [
+        ("warning", T0 + timedelta(minutes=5)),
+        ("breached", T0 + timedelta(minutes=10)),
+    ]

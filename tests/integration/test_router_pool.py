@@ -30,6 +30,8 @@ from leadflow.runtime import get_runtime
 from leadflow_router import api, claims, pool_api, service
 from leadflow_router.book_repository import SqlRoutingStore
 from leadflow_router.claims import ClaimRefused
+from leadflow_router.memory import InMemoryRoutingStore
+from leadflow_router.store import RoutingStore
 from leadflow_router.tables import admin_audit, assignments, pooled_leads
 from tests.fixtures.routing import make_config, scored
 from tests.integration.test_routing_service import emitted, rows
@@ -317,3 +319,49 @@ async def test_a_claim_or_a_fallback_that_never_commits_leaves_the_lead_waiting(
     assert held == [(1, None, "claimed"), (2, "ana", None)]
     assert [e.type for e in await emitted(engine)] == ["lead.pooled", "lead.assigned"]
     assert taken.assignment.seq == 2
+
+
+async def test_the_pool_leaves_the_same_rows_and_events_on_the_database_as_in_memory(
+    engine: AsyncEngine,
+) -> None:
+    """Routing into the pool, a claim, a refused claim and the timer's fallback, written
+    once over `RoutingStore`: the database and the in-memory store end alike."""
+    start = now() - timedelta(hours=1)
+    at = [start + timedelta(minutes=m) for m in (0, 1, 2, 3, 20, 21)]
+    scores = [scored_event(f"lk_same_{i}", at[i]) for i in range(3)]
+    memory = InMemoryRoutingStore()
+    sessions = session_factory(engine)
+
+    async def on(store: RoutingStore) -> list[str]:
+        said: list[str] = []
+        for event in scores:
+            await service.route_batch(store, [event], CONFIG, event.time)
+        await claims.claim_lead(store, CONFIG, "lk_same_1", "chloe", at[3])
+        try:
+            await claims.claim_lead(store, CONFIG, "lk_same_1", "ana", at[3])
+        except ClaimRefused as refused:
+            said.append(refused.detail)
+        done = await claims.act_on_unclaimed(store, CONFIG, at[4])
+        said.append(f"acted on {len(done.acted_on)}, distributed {done.distributed}")
+        again = await claims.act_on_unclaimed(store, CONFIG, at[5])
+        said.append(f"then {len(again.acted_on)}")
+        return said
+
+    in_memory = await on(memory)
+    async with sessions() as session, session.begin():
+        on_database = await on(SqlRoutingStore(session))
+
+    assert on_database == in_memory
+    assert in_memory[1:] == ["acted on 2, distributed 2", "then 0"]
+    stored = [
+        (r["lead_key"], r["seq"], r["status"], r["rep_id"], r["close_reason"], r["assigned_at"])
+        for r in await rows(engine, assignments)
+    ]
+    kept = [
+        (r.lead_key, r.seq, r.status, r.rep_id, r.close_reason, r.assigned_at)
+        for r in memory.assignments
+    ]
+    assert sorted(stored) == sorted(kept)
+    published = [(e.type, e.subject, e.id) for e in await emitted(engine)]
+    assert published == [(e.type, e.subject, e.id) for e in memory.events]
+    assert [d.kind for d in memory.decided] == ["route"] * 3 + ["claim", "unclaimed", "unclaimed"]

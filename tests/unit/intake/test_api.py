@@ -19,6 +19,7 @@ from leadflow.webhooks import sign
 from leadflow_intake.adapters.standard import StandardAdapter
 from leadflow_intake.app import create_app
 from leadflow_intake.settings import IntakeSettings
+from tests.fixtures.auth import AUTH, authenticator
 from tests.fixtures.keys import lead_key_for
 from tests.fixtures.stack import CONFIG, lead_body
 
@@ -34,7 +35,10 @@ def bus() -> InMemoryBus:
 def client(bus: InMemoryBus, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(config=CONFIG)
     app = create_app(
-        settings, IntakeSettings(max_body_bytes=4096, spool_dir=tmp_path), publisher=bus
+        settings,
+        IntakeSettings(max_body_bytes=4096, spool_dir=tmp_path),
+        publisher=bus,
+        authenticator=authenticator(),
     )
     with TestClient(app) as client:
         yield client
@@ -344,5 +348,5 @@ def test_malformed_json_is_422(client: TestClient, bus: InMemoryBus) -> None:
 
 def test_rejections_are_counted_by_source_and_reason(client: TestClient) -> None:
     post(client, lead_body("x@example.com"), secret="whsec_d3JvbmctMDAwMDAwMDAwMDAwMDAwMDA=")
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers=AUTH).text
     assert 'leadflow_intake_webhooks_total{outcome="bad_signature",source="web"}' in metrics

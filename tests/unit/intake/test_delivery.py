@@ -18,6 +18,7 @@ from leadflow.bus.memory import InMemoryBus
 from leadflow.events import Envelope
 from leadflow_intake.spool import Spool
 from tests.fixtures import senders
+from tests.fixtures.auth import AUTH
 from tests.fixtures.intake import intake_client, refusal, send
 from tests.fixtures.stack import lead_body
 
@@ -68,7 +69,7 @@ def test_broker_down_then_back_every_event_arrives_once_in_order(tmp_path: Path)
         assert ready["ready"] is True
         assert ready["degraded"] is True
         assert ready["spool"]["depth"] == 5
-        assert "leadflow_intake_spool_depth_events 5.0" in client.get("/metrics").text
+        assert "leadflow_intake_spool_depth_events 5.0" in client.get("/metrics", headers=AUTH).text
 
         bus.state = "up"
         # While the spool drains, new webhooks queue behind it.
@@ -92,7 +93,7 @@ def test_a_slow_broker_is_bounded_and_the_event_is_spooled(tmp_path: Path) -> No
         took = time.monotonic() - started
         assert response.status_code == 202
         assert client.get("/readyz").json()["spool"]["depth"] == 1
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=AUTH).text
     assert took < 5
     assert 'leadflow_intake_spooled_events_total{reason="timeout"}' in metrics
     assert bus.values("leads.received") == []
@@ -123,7 +124,7 @@ def test_when_the_spool_cannot_write_the_answer_is_503(tmp_path: Path) -> None:
         (tmp_path / "spool" / f"{0:012d}.seg").mkdir()
         response = send(client, "web", senders.standard(lead_body("lost@example.com")))
         ready = client.get("/readyz")
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=AUTH).text
     problem = refusal(response, 503)
     assert response.headers["retry-after"] == "5"
     assert "retry" in problem["detail"]
@@ -138,7 +139,7 @@ def no_space(*args: object, **kwargs: object) -> int:
 
 def metric(client: TestClient, name: str, labels: dict[str, str]) -> float:
     """A sample of the intake's /metrics (0 when absent)."""
-    for family in text_string_to_metric_families(client.get("/metrics").text):
+    for family in text_string_to_metric_families(client.get("/metrics", headers=AUTH).text):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)

@@ -15,6 +15,7 @@ from leadflow.events import LeadActivity, LeadReceived, derived_event_id
 from leadflow.settings import DEV_SECRETS
 from leadflow_intake.adapters.base import content_delivery_id
 from tests.fixtures import senders
+from tests.fixtures.auth import AUTH
 from tests.fixtures.intake import BASE_URL, intake_client, published, refusal, send
 from tests.fixtures.keys import lead_key_for
 
@@ -402,7 +403,7 @@ def test_rate_limited_source_is_429_with_retry_after(tmp_path: Path, bus: InMemo
         forged = send(
             client, "marketo", senders.marketo(senders.marketo_lead("x@y.example"), secret="x")
         )
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=AUTH).text
     assert [a.status_code for a in answers] == [202, 202, 429]
     problem = refusal(answers[2], 429)
     assert int(answers[2].headers["retry-after"]) >= 1

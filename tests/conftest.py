@@ -12,6 +12,14 @@ pytest_plugins = ["tests.fixtures.databases", "tests.fixtures.broker"]
 # secrets, SQLite, loopback) unless a test asks for production, and the service processes
 # it starts inherit this.
 os.environ["LEADFLOW_ENV"] = "development"
+# Lead keys are derived with the development secret, as the tests compute them
+# (tests/fixtures/keys.py), whatever key secret the machine running them has set.
+for _variable in (
+    "LEADFLOW_KEY_SECRET",
+    "LEADFLOW_KEY_SECRET_PREVIOUS",
+    "LEADFLOW_KEY_PREVIOUS_UNSALTED",
+):
+    os.environ.pop(_variable, None)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from fastapi import FastAPI, Response
 from prometheus_client import (
@@ -40,10 +41,12 @@ def add_metrics_route(app: FastAPI, settings: Settings) -> None:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def serve_metrics_port(settings: Settings) -> None:
+def serve_metrics_port(settings: Settings) -> WSGIServer | None:
     """Serve `/metrics` on `LEADFLOW_METRICS_PORT`, in a thread, when it is set."""
-    if settings.metrics_port is not None:
-        start_http_server(settings.metrics_port, addr=settings.host)
+    if settings.metrics_port is None:
+        return None
+    server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+    return server
 
 
 class Labelled:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -27,12 +28,14 @@ from leadflow.auth import (
     route_scopes,
     token_hash,
 )
+from leadflow.metrics import serve_metrics_port
 from leadflow.settings import Settings
 from leadflow_intake.app import create_app as intake_app
 from leadflow_intake.settings import IntakeSettings
 from leadflow_router.app import create_app as router_app
 from leadflow_scoring.app import create_app as scoring_app
 from leadflow_sla.app import create_app as sla_app
+from tests.fixtures.broker import free_port
 from tests.fixtures.stack import CONFIG
 
 SERVICES: dict[str, Callable[[Settings, Path], FastAPI]] = {
@@ -247,3 +250,22 @@ def test_production_serves_no_api_documents(
         assert client.get(path).status_code == 404, path
     development = TestClient(SERVICES[service](settings_for("sqlite://"), tmp_path))
     assert development.get("/openapi.json").status_code == 200
+
+
+def test_metrics_on_a_port_of_their_own_need_no_token_and_leave_the_api_port(
+    tokens: None, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    settings = settings.model_copy(update={"metrics_port": port})
+    app = SERVICES["router"](settings, tmp_path)
+    assert TestClient(app).get("/metrics").status_code == 404
+    server = serve_metrics_port(settings)
+    assert server is not None
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.status_code == 200
+    assert "leadflow_build_info" in answer.text

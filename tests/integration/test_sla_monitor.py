@@ -347,7 +347,7 @@ async def test_the_ladder_warns_alerts_escalates_and_restarts_for_the_new_rep(
     assert lead_key not in {w["lead_key"] for w in open_now}
     assert metric(sla, 'leadflow_sla_breaches_total{team="enterprise"}') >= 2
     assert (
-        metric(sla, 'leadflow_notifications_sent_total{service="sla-monitor",channel="email"}') >= 5
+        metric(sla, 'leadflow_notifications_sent_total{channel="email",service="sla-monitor"}') >= 5
     )
     assert metric(sla, "leadflow_sla_speed_to_lead_seconds_count") >= 1
     assert metric(sla, "leadflow_sla_timer_lateness_seconds_count") >= 5

@@ -27,7 +27,15 @@ from leadflow.bus import Record
 from leadflow.bus.memory import InMemoryBus
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import erasures, notifications, outbox
-from leadflow.events import Company, Envelope, Lead, LeadReceived, derived_event_id, new_event
+from leadflow.events import (
+    Company,
+    Envelope,
+    Lead,
+    LeadActivity,
+    LeadReceived,
+    derived_event_id,
+    new_event,
+)
 from leadflow.metrics import consumer_metrics
 from leadflow.problems import install_problem_handlers
 from leadflow.processing import EventProcessor
@@ -247,18 +255,40 @@ async def test_an_erased_person_is_found_by_no_key_in_no_table(pipeline: Pipelin
     assert (list(profiles), list(assigned)) == ([email_key], [email_key])
 
 
-async def test_a_batch_applies_a_persons_events_around_their_erasure(pipeline: Pipeline) -> None:
+async def test_outcomes_from_before_the_erasure_are_dropped_later_ones_kept(
+    pipeline: Pipeline,
+) -> None:
     engine = pipeline.engine
+    key = lead_key_for(EMAIL)
     t0 = datetime.now(UTC) - timedelta(minutes=1)
     await pipeline.deliver([received(t0, email=EMAIL, activity="demo_request")])
+    assert await count(engine, sla_windows) == 1
     async with session_factory(engine)() as session, session.begin():
-        assert await count(engine, sla_windows) == 1
-        done = await privacy.erase_person(session, lead_key_for(EMAIL), datetime.now(UTC))
-        assert done is not None
+        done = await privacy.erase_person(session, key, datetime.now(UTC))
+    assert done is not None
+    # The erasure and, in the same batch, the CRM's contact of the lead, reported late.
     [erased] = await pipeline.published()
     assert erased.type == "lead.erased"
-    # The erasure and an assignment in one batch, in either order: nothing is left.
-    await pipeline.deliver([erased])
-    assert await count(engine, sla_windows) == 0
-    assert await count(engine, notifications) == 0
-    assert erasure.key_hash(lead_key_for(EMAIL)) != lead_key_for(EMAIL)
+    await pipeline.deliver([erased, contacted(key, t0 + timedelta(seconds=30))])
+    assert await count(engine, sla_windows) == await count(engine, notifications) == 0
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(lead_lifecycles).where(lead_lifecycles.c.lead_key == key))
+        assert rows.first() is None
+    # An outcome that happened after the erasure is about someone reporting knows nothing of
+    # yet: it is kept, like any outcome of an unknown lead.
+    await pipeline.deliver([contacted(key, datetime.now(UTC))])
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(lead_lifecycles).where(lead_lifecycles.c.lead_key == key))
+        assert rows.first() is not None
+    assert await count(engine, erasures) == 1
+    async with engine.connect() as conn:
+        digest = (await conn.execute(select(erasures.c.key_hash))).scalar_one()
+    assert digest == erasure.key_hash(key) != key
+
+
+def contacted(key: str, at: datetime) -> Envelope:
+    """The CRM's first contact of the lead known by `key`, at `at`."""
+    data = LeadActivity(
+        lead_key=key, activity="contacted", occurred_at=at, source="crm", identifiers=[key]
+    )
+    return new_event("lead.contacted", data, source="/intake", time=datetime.now(UTC))

@@ -194,11 +194,18 @@ def _left_pool(
     current = book.current(person)
     holder = current.rep_id if current is not None else None
     if entry.close_reason == CLAIMED:
+        # The claimer, even if the lead has moved on since (escalated, reassigned).
+        claim_id = derived_event_id("claim", entry.assignment_id)
+        claimer = next(
+            (r.rep_id for r in book.history(person) if r.assignment_id == claim_id), holder
+        )
+        moved = holder != claimer
+        now_with = f"; it is with {_name(config, holder)} ({holder}) now" if moved else ""
         return ClaimRefused(
             409,
             "already_claimed",
-            f"Lead {lead_key!r} was already claimed by {_name(config, holder)}"
-            f" ({holder}) at {entry.closed_at:%Y-%m-%d %H:%M:%S} UTC.",
+            f"Lead {lead_key!r} was already claimed by {_name(config, claimer)}"
+            f" ({claimer}) at {entry.closed_at:%Y-%m-%d %H:%M:%S} UTC{now_with}.",
         )
     where = f"it is with {_name(config, holder)} ({holder})" if holder else "nobody holds it"
     return ClaimRefused(

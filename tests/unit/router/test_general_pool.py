@@ -260,6 +260,10 @@ def test_an_escalated_claim_goes_through_the_teams_distribution_not_back_to_the_
     )
     run(replay, new_event("sla.escalated", alert, source="/t", time=at(20), event_id="esc"))
     assert rows(replay)[-1] == (E, 3, "assigned", "ben", None)  # round robin, ana excluded
+    late = refused(replay, E, "chloe")
+    assert late.code == "already_claimed"
+    assert late.detail.startswith(f"Lead {E!r} was already claimed by Ana Silva (ana) at ")
+    assert late.detail.endswith("; it is with Ben Carter (ben) now.")
 
 
 def test_a_pooled_lead_absorbed_by_a_merge_leaves_the_pool() -> None:

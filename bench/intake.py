@@ -266,7 +266,7 @@ def main() -> int:
             "LEADFLOW_INTAKE_IDENTITY_BURST": "1000000000",
         }
         intake = serve(
-            [sys.executable, "-m", "leadflow", "intake", "--port", str(intake_port)],
+            [sys.executable, "-m", "leadflow_cli", "intake", "--port", str(intake_port)],
             intake_env,
             work / "intake.log",
         )

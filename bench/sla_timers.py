@@ -195,7 +195,7 @@ def start_monitor(
     """Start the SLA monitor; returns the process and the seconds until /readyz answered 200."""
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "leadflow", "sla-monitor", "--port", str(port)],
+        [sys.executable, "-m", "leadflow_cli", "sla-monitor", "--port", str(port)],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

@@ -55,6 +55,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from leadflow.config import yaml_problem
 from leadflow.problems import Problem
 from leadflow.settings import ConfigError
 
@@ -167,7 +168,9 @@ def parse_entries(raw: str, origin: str) -> list[TokenEntry]:
     try:
         data = yaml.safe_load(raw) if raw.strip() else []
     except yaml.YAMLError as exc:
-        raise ValueError(f"{origin} is not valid JSON or YAML: {exc}") from exc
+        where, what = yaml_problem(exc)
+        at = f" ({where})" if where else ""
+        raise ValueError(f"{origin} is not valid JSON or YAML{at}: {what}") from exc
     if isinstance(data, dict) and "tokens" in data:
         data = data["tokens"]
     if not isinstance(data, list):

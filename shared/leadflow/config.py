@@ -804,6 +804,16 @@ class ConfigFileError(ValueError):
         super().__init__(f"{path}: " + "; ".join(problems))
 
 
+def yaml_problem(exc: yaml.YAMLError) -> tuple[str, str]:
+    """A YAML syntax error as (`line N, column M`, what is wrong), for messages that name
+    the file themselves (PyYAML's own text names `<unicode string>` over several lines)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    what = f"{problem} ({context})" if context else str(problem)
+    return (f"line {mark.line + 1}, column {mark.column + 1}" if mark else "", what)
+
+
 def load_config(path: Path) -> LeadflowConfig:
     """Read and validate a YAML configuration; errors carry `file:line`."""
     try:
@@ -814,7 +824,9 @@ def load_config(path: Path) -> LeadflowConfig:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigFileError(path, [f"is not valid YAML: {exc}"]) from exc
+        where, what = yaml_problem(exc)
+        problem = f"is not valid YAML: {what}"
+        raise ConfigFileError(path, [f"{where}: {problem}" if where else problem]) from exc
     if not isinstance(data, dict):
         raise ConfigFileError(path, ["must be a YAML mapping with sources, scoring, teams, ..."])
     try:

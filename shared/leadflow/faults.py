@@ -9,7 +9,7 @@ aiokafka — by walking the exception's chain of causes.
 
 from __future__ import annotations
 
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -60,6 +60,31 @@ def is_transient(exc: BaseException) -> bool:
         if _transient_alone(current):
             return True
         # SQLAlchemy keeps the driver's error as `orig`; Python chains causes.
+        pending += [
+            e
+            for e in (getattr(current, "orig", None), current.__cause__, current.__context__)
+            if isinstance(e, BaseException)
+        ]
+    return False
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether the database or the broker could not be reached at all (refused, timed out,
+    unknown host, not accepting connections), rather than failing the work it was given."""
+    pending: list[BaseException] = [exc]
+    seen: list[BaseException] = []
+    while pending and len(seen) < _MAX_CHAIN:
+        current = pending.pop()
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, OSError | TimeoutError | KafkaConnectionError):
+            return True
+        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(("08", "57P03")):
+            return True
+        if "unable to open database file" in str(current).lower():
+            return True
         pending += [
             e
             for e in (getattr(current, "orig", None), current.__cause__, current.__context__)

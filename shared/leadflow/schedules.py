@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import WithJsonSchema
 
 
 class _Model(BaseModel):
@@ -74,7 +75,36 @@ def _expand_days(value: Any) -> Any:
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _ALL_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Days = Annotated[list[Weekday], BeforeValidator(_expand_days)]
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c}{c.upper()}]" for c in word)
+
+
+# The schema describes what a file may say (`mon-fri`, `Sat`), not the expanded list.
+_DAY = "(" + "|".join(_any_case(day) for day in WEEKDAYS) + ")"
+Days = Annotated[
+    list[Weekday],
+    BeforeValidator(_expand_days),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "string", "pattern": rf"^\s*{_DAY}(-{_DAY})?\s*$"},
+            "description": "Weekdays or ranges of them, e.g. [mon-fri] or [sat, sun].",
+        }
+    ),
+]
+# A wall-clock time as written in a file: "09:00" (quoted: YAML reads 09:00 as a number).
+ClockTime = Annotated[
+    time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?$",
+            "description": 'A time of day, e.g. "09:00" or "17:30".',
+        }
+    ),
+]
 
 
 class Shift(_Model):
@@ -85,8 +115,8 @@ class Shift(_Model):
     """
 
     days: Days = Field(default_factory=lambda: list(_ALL_DAYS))
-    start: time
-    end: time
+    start: ClockTime
+    end: ClockTime
 
     def covers(self, local: datetime) -> bool:
         """Whether a local wall-clock moment falls inside this shift."""

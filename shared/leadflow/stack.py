@@ -123,7 +123,7 @@ def run_stack(settings: Settings, var: Path, console: Console) -> int:
         for name in SERVICES:
             log = (var / f"{name}.log").open("ab")
             process = subprocess.Popen(
-                [sys.executable, "-m", "leadflow", name], stdout=log, stderr=log
+                [sys.executable, "-m", "leadflow_cli", name], stdout=log, stderr=log
             )
             children.append(Child(name, process))
             url = f"http://{settings.host}:{service_port(name)}"

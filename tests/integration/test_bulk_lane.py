@@ -53,7 +53,17 @@ def run_import(
     """`leadflow import` against the stack's intake."""
     url = stack.services["intake"].url
     return subprocess.run(
-        [sys.executable, "-m", "leadflow", "import", str(path), "--source", "import", "--url", url],
+        [
+            sys.executable,
+            "-m",
+            "leadflow_cli",
+            "import",
+            str(path),
+            "--source",
+            "import",
+            "--url",
+            url,
+        ],
         env={**stack.env, **(env or {})},
         capture_output=True,
         text=True,

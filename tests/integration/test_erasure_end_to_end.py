@@ -95,7 +95,7 @@ def erase_cli(stack: Stack, identity: str) -> subprocess.CompletedProcess[str]:
     """`leadflow people erase IDENTITY` against the stack's scoring, with the test token."""
     urls = ["--url", stack.services["scoring"].url, "--intake", stack.services["intake"].url]
     return subprocess.run(
-        [sys.executable, "-m", "leadflow", "people", "erase", identity, *urls],
+        [sys.executable, "-m", "leadflow_cli", "people", "erase", identity, *urls],
         env={**stack.env, "LEADFLOW_API_TOKEN": TEST_TOKEN},
         capture_output=True,
         text=True,

@@ -95,7 +95,7 @@ def campaign_leads(stack: Stack, campaign: str) -> dict[str, str]:
 
 def run_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "leadflow", *args],
+        [sys.executable, "-m", "leadflow_cli", *args],
         env={**stack.env, "COLUMNS": "200"},
         capture_output=True,
         text=True,
@@ -171,11 +171,16 @@ async def test_reports_from_webhooks_through_the_services(stack: Stack) -> None:
     cli = run_cli(stack, "report", "funnel", "--campaign", campaign, "--format", "json")
     assert cli.returncode == 0, cli.stderr
     assert [s["leads"] for s in orjson.loads(cli.stdout)["stages"]] == [3, 2, 2, 2, 1, 1, 1]
-    cli = run_cli(stack, "report", "speed", "--campaign", campaign, "--format", "csv")
+    speed = ("report", "speed", "--campaign", campaign, "--format", "csv")
+    cli = run_cli(stack, *speed, "--table", "summary")
     assert cli.returncode == 0, cli.stderr
     rows = list(csv.reader(io.StringIO(cli.stdout)))
+    assert rows[0] == ["metric", "value"]
     assert ["median_s", "3645.0"] in rows
-    assert ["# buckets"] in rows
+    cli = run_cli(stack, *speed)
+    assert cli.returncode == 0, cli.stderr
+    header = next(csv.reader(io.StringIO(cli.stdout)))
+    assert header[0] == "bucket"
     cli = run_cli(stack, "report", "roi", "--campaign", campaign, "--by", "segment")
     assert cli.returncode == 0, cli.stderr
     assert "Maximum cost per lead by segment" in cli.stdout

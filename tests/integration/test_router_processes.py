@@ -497,7 +497,7 @@ def test_a_production_router_refuses_to_start_without_api_tokens() -> None:
     for name in ("LEADFLOW_ADMIN_TOKEN", "LEADFLOW_TOKENS", "LEADFLOW_TOKENS_FILE"):
         env.pop(name, None)
     result = subprocess.run(
-        [sys.executable, "-m", "leadflow", "router", "--port", "1"],
+        [sys.executable, "-m", "leadflow_cli", "router", "--port", "1"],
         env=env,
         capture_output=True,
         timeout=60,

@@ -345,8 +345,9 @@ async def tail(
         enable_auto_commit=False,
         group_id=None,
     )
-    await consumer.start()
     try:
+        # Started inside: a broker that never answers still gets the client closed.
+        await consumer.start()
         async for message in consumer:
             emit(message.value.decode(errors="replace"))
     finally:
@@ -377,10 +378,10 @@ async def replay_dead_letters(
         rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
     )
     publisher = KafkaPublisher(settings, "dlq-replay")
-    await reader.start()
-    await publisher.start()
     replayed = 0
     try:
+        await reader.start()
+        await publisher.start()
         while limit is None or replayed < limit:
             batches = await reader.getmany(timeout_ms=1000, max_records=100)
             if not batches:

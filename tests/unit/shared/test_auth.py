@@ -19,9 +19,9 @@ from leadflow.auth import (
     new_token,
     token_hash,
 )
-from leadflow.cli import app
 from leadflow.settings import ConfigError, Settings
 from leadflow.stack import TOKEN_SETTINGS, development_token
+from leadflow_cli.app import app
 
 TOKEN_VARS = (*TOKEN_SETTINGS, "LEADFLOW_OIDC_AUDIENCE")
 

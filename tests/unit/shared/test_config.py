@@ -375,15 +375,20 @@ def test_missing_section_points_at_the_top_level(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("sources: [unclosed\n", "is not valid YAML: "),
-        ("sources:\n  web: standard\n    kind: standard\n", "is not valid YAML: "),
+        ("sources: [unclosed\n", "line 2, column 1: is not valid YAML: expected ',' or ']'"),
+        (
+            "sources:\n  web: standard\n    kind: standard\n",
+            "line 3, column 9: is not valid YAML: mapping values are not allowed here",
+        ),
     ],
 )
-def test_invalid_yaml(tmp_path: Path, text: str, problem: str) -> None:
+def test_invalid_yaml_names_the_line_on_one_line(tmp_path: Path, text: str, problem: str) -> None:
     [reported] = load_problems(tmp_path, text)
 
     assert reported.startswith(problem)
-    assert "line " in reported
+    # The file is named by the error (`load_problems`), not PyYAML's `<unicode string>`.
+    assert "<unicode string>" not in reported
+    assert "\n" not in reported
 
 
 @pytest.mark.parametrize("text", ["", "- sources\n- scoring\n", "just a sentence\n"])

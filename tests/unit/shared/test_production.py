@@ -15,7 +15,6 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from leadflow.auth import Authenticator, TokenEntry, TokenSet, install, require, token_hash
-from leadflow.cli import app as cli
 from leadflow.production import (
     MIN_SECRET_BYTES,
     api_problem,
@@ -30,6 +29,7 @@ from leadflow.webhook_targets import (
     signing_secrets,
     webhook_targets,
 )
+from leadflow_cli.app import app as cli
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "example.yaml"
 POSTGRES_URL = "postgresql+asyncpg://leadflow@db.internal:5432/leadflow"

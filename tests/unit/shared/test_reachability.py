@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from leadflow.cli import app
 from leadflow.config import LeadflowConfig, Source
 from leadflow.reachability import ConfigWarning, emits, unreachable_rules
+from leadflow_cli.app import app
 from tests.unit.shared.test_config import VALID
 
 ROOT = Path(__file__).resolve().parents[3]

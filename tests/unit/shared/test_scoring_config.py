@@ -8,8 +8,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from leadflow.cli import app
 from leadflow.config import LeadflowConfig
+from leadflow_cli.app import app
 from tests.unit.shared.test_config import VALID, line_of, load_problems
 
 ROOT = Path(__file__).resolve().parents[3]

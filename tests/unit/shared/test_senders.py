@@ -22,11 +22,11 @@ from twilio.request_validator import RequestValidator
 from typer.testing import CliRunner
 
 from leadflow.bus.memory import InMemoryBus
-from leadflow.cli import app
 from leadflow.config import Source, load_config
 from leadflow.events import LeadReceived
 from leadflow.senders import RequestBodyError, signed_request
 from leadflow.settings import DEV_SECRETS
+from leadflow_cli.app import app
 from tests.fixtures.intake import BASE_URL, intake_client, published
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -169,7 +169,7 @@ def intake(
             response: httpx.Response = client.post(url, **kwargs)
             return response
 
-        monkeypatch.setattr("leadflow.cli.httpx.post", post)
+        monkeypatch.setattr("leadflow_cli.app.httpx.post", post)
         yield client
 
 

@@ -1,13 +1,15 @@
 """Reports as documents (JSON, the HTTP answer), tables for people, and CSV for spreadsheets.
 
-CSV output holds one block per table of the report: a `# name` line, a header row and the
-rows, blocks separated by an empty line (the summary is the first block, `metric,value`).
+CSV holds one table per file, as spreadsheets and `csv` readers expect: a header row and
+the rows. A report has a `summary` table (`metric,value`: the period, then the summary's
+figures) and one table per section (`table_names`); `csv_tables` renders each of them.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -204,30 +206,40 @@ def document(kind: Kind, query: ReportQuery, report: Any, now: datetime) -> dict
     }
 
 
-def render(kind: Kind, doc: dict[str, Any], fmt: Format) -> str:
-    """The document as JSON, CSV blocks or text tables."""
+def render(kind: Kind, doc: dict[str, Any], fmt: Format, table: str | None = None) -> str:
+    """The document as JSON, text tables, or one CSV table: `table` (default: the report's
+    first section; see `table_names`)."""
     if fmt == "json":
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
     if fmt == "csv":
-        return _csv(kind, doc)
+        return csv_tables(kind, doc)[table or SECTIONS[kind][0].name]
     return _tables(kind, doc)
 
 
-def _csv(kind: Kind, doc: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["# summary"])
-    writer.writerow(["metric", "value"])
-    writer.writerow(["from", doc["query"]["from"] or ""])
-    writer.writerow(["to", doc["query"]["to"] or ""])
-    for column in SUMMARIES[kind]:
-        writer.writerow([column.field, _raw(doc[column.field])])
+def table_names(kind: Kind) -> list[str]:
+    """The CSV tables of a report: `summary`, then its sections in order."""
+    return ["summary", *(section.name for section in SECTIONS[kind])]
+
+
+def csv_tables(kind: Kind, doc: dict[str, Any]) -> dict[str, str]:
+    """Every table of the report as its own CSV text (header row, then rows), by name."""
+    summary = [
+        ["metric", "value"],
+        ["from", doc["query"]["from"] or ""],
+        ["to", doc["query"]["to"] or ""],
+        *([column.field, _raw(doc[column.field])] for column in SUMMARIES[kind]),
+    ]
+    tables = {"summary": _csv(summary)}
     for section in SECTIONS[kind]:
-        writer.writerow([])
-        writer.writerow([f"# {section.name}"])
-        writer.writerow([c.field for c in section.columns])
-        for row in doc[section.rows_field]:
-            writer.writerow([_raw(row[c.field]) for c in section.columns])
+        header = [c.field for c in section.columns]
+        rows = ([_raw(row[c.field]) for c in section.columns] for row in doc[section.rows_field])
+        tables[section.name] = _csv([header, *rows])
+    return tables
+
+
+def _csv(rows: Iterable[list[Any]]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue()
 
 

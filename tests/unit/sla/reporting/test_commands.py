@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from leadflow.settings import Settings
-from leadflow_sla.reporting.commands import ReportError, report
+from leadflow_sla.reporting.commands import ReportError, report, write_csv
 from tests.fixtures.stack import CONFIG
 
 
@@ -31,3 +31,23 @@ def test_a_bad_period_is_a_report_error(sqlite_url: str) -> None:
     settings = Settings(config=CONFIG, database_url=sqlite_url)
     with pytest.raises(ReportError, match="'soon' is not a date"):
         report("speed", settings, "csv", end="soon")
+
+
+def test_csv_dir_writes_one_file_per_table(sqlite_url: str, tmp_path: Path) -> None:
+    settings = Settings(config=CONFIG, database_url=sqlite_url)
+    written = write_csv("funnel", settings, tmp_path / "out", by="source")
+    names = sorted(path.name for path in written)
+    assert names == ["funnel-breakdown.csv", "funnel-stages.csv", "funnel-summary.csv"]
+    stages = (tmp_path / "out" / "funnel-stages.csv").read_text().splitlines()
+    assert stages[0].startswith("stage,leads,")
+    assert all(not line.startswith("#") and line for line in stages)
+
+
+def test_a_csv_table_is_chosen_by_name(sqlite_url: str) -> None:
+    settings = Settings(config=CONFIG, database_url=sqlite_url)
+    assert report("speed", settings, "csv", "summary").startswith("metric,value\n")
+    assert report("speed", settings, "csv").startswith("bucket,")
+    with pytest.raises(ReportError, match="its tables are summary, buckets, by_rep"):
+        report("speed", settings, "csv", "rows")
+    with pytest.raises(ReportError, match="add --format csv"):
+        report("speed", settings, "json", "summary")

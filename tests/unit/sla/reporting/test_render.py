@@ -12,7 +12,7 @@ from leadflow.config import Reporting
 from leadflow_sla.reporting import domain, roi
 from leadflow_sla.reporting.lifecycle import Lifecycle
 from leadflow_sla.reporting.query import make_query
-from leadflow_sla.reporting.render import document, duration, render
+from leadflow_sla.reporting.render import csv_tables, document, duration, render, table_names
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -30,13 +30,9 @@ LEADS = [
 QUERY = make_query(REPORTING, start="2026-11-01", end="2026-11-30", source="google")
 
 
-def blocks(text: str) -> dict[str, list[list[str]]]:
-    """CSV blocks by their `# name` line."""
-    found: dict[str, list[list[str]]] = {}
-    for block in text.strip().split("\n\n"):
-        rows = list(csv.reader(io.StringIO(block)))
-        found[rows[0][0].removeprefix("# ")] = rows[1:]
-    return found
+def rows_of(text: str) -> list[list[str]]:
+    """One CSV table's rows, its header first."""
+    return list(csv.reader(io.StringIO(text)))
 
 
 def test_json_is_the_http_document() -> None:
@@ -59,12 +55,19 @@ def test_json_is_the_http_document() -> None:
     }
 
 
-def test_csv_has_a_summary_and_one_block_per_table() -> None:
+def test_csv_is_one_table_per_text_a_summary_and_each_section() -> None:
     report = roi.roi(LEADS, REPORTING, "segment", "first", roi.effective_costs(REPORTING, {}))
-    found = blocks(render("roi", document("roi", QUERY, report, NOW), "csv"))
-    assert set(found) == {"summary", "rows"}
-    assert ["flagged", "0"] in found["summary"]
-    header, *rows = found["rows"]
+    doc = document("roi", QUERY, report, NOW)
+    tables = csv_tables("roi", doc)
+    assert list(tables) == table_names("roi") == ["summary", "rows"]
+    summary = rows_of(tables["summary"])
+    assert summary[0] == ["metric", "value"]
+    assert ["flagged", "0"] in summary
+    # Without a table named, CSV is the report's first section: one header, then rows.
+    assert render("roi", doc, "csv") == tables["rows"]
+    assert render("roi", doc, "csv", "summary") == tables["summary"]
+    header, *rows = rows_of(tables["rows"])
+    assert not any(row[0].startswith("#") or not row for row in rows)
     enterprise = dict(zip(header, rows[0], strict=True))
     # 4000 profit per sale / 1.25 * 50 % conversion = 1600 affordable; 50 spent per lead.
     assert enterprise["key"] == "enterprise"

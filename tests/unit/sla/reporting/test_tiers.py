@@ -132,5 +132,6 @@ def test_the_table_shows_shares_targets_and_flags() -> None:
         "20.0%",
         "above",
     ]
-    csv = render("tiers", doc, "csv")
+    csv = render("tiers", doc, "csv", "rows")
+    assert csv.startswith("period,key,tier,")
     assert "2026-W45,partner,watch,0,20,0.0,0.1,-0.1,below" in csv

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 
-from leadflow import simulate as sim
 from leadflow.config import LeadflowConfig, load_config
 from leadflow.events import LeadReceived
+from leadflow_cli import simulate as sim
 from tests.fixtures.keys import KEYS
 
 ROOT = Path(__file__).resolve().parents[3]

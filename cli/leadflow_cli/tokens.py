@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
+from rich.markup import escape
 
 from leadflow.auth import SCOPES, TokenEntry, dump_entry, new_token, token_hash
+from leadflow_cli.failures import console, fail, say
 
 tokens_app = typer.Typer(help="API tokens (bearer tokens with scopes).")
-console = Console(stderr=True)
 
 NAME_RULE = "up to 64 letters, digits and . _ @ -, starting with a letter or digit"
 
@@ -36,11 +36,10 @@ def new(
     caller keeps secrets; it cannot be shown again."""
     unknown = [s for s in scope if s not in SCOPES]
     if unknown:
-        console.print(
-            f"[red]error:[/red] no scope is called {', '.join(map(repr, unknown))}; "
-            f"scopes are {', '.join(SCOPES)}."
+        fail(
+            "error",
+            f"no scope is called {', '.join(map(repr, unknown))}; scopes are {', '.join(SCOPES)}.",
         )
-        raise typer.Exit(2)
     token = new_token()
     try:
         entry = TokenEntry(
@@ -54,9 +53,9 @@ def new(
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"])
             message = NAME_RULE if field == "name" else error["msg"]
-            console.print(f"[red]error:[/red] {field}: {message}")
+            say("error", f"{field}: {message}")
         raise typer.Exit(2) from exc
-    console.print(f"Token of {name} (shown once; give it to its holder):")
+    console.print(f"Token of {escape(name)} (shown once; give it to its holder):")
     typer.echo(token)
     console.print("Add this entry to the LEADFLOW_TOKENS list (or LEADFLOW_TOKENS_FILE):")
     typer.echo(dump_entry(entry))

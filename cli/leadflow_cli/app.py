@@ -1,31 +1,44 @@
-"""The `leadflow` command: run services or the whole stack, migrate, check config, send webhooks."""
+"""The `leadflow` command: run services or the whole stack, migrate, check config, send webhooks.
+
+How every command fails (one sentence, exit 1, 2 or 3) is `leadflow_cli.failures`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
-import importlib
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
+from fastapi import FastAPI
 from rich.console import Console
 from rich.markup import escape
 
-from leadflow.cli_import import import_leads
-from leadflow.cli_people import people_app
-from leadflow.cli_reports import demo, report_app
-from leadflow.cli_tokens import tokens_app
-from leadflow.config import ConfigFileError, line_of, load_config
+from leadflow import __version__
+from leadflow.config import ConfigFileError, LeadflowConfig, line_of, load_config
 from leadflow.production import api_problem
 from leadflow.reachability import unreachable_rules
 from leadflow.settings import ConfigError, Settings, get_settings
+from leadflow_cli.failures import (
+    CONFIG_EXIT,
+    console,
+    fail,
+    reaching_broker,
+    reaching_database,
+    reaching_service,
+    say,
+)
+from leadflow_cli.imports import import_leads
+from leadflow_cli.people import people_app
+from leadflow_cli.reports import demo, report_app
+from leadflow_cli.tokens import tokens_app
 
 app = typer.Typer(help="Leadflow: real-time B2B lead intake, scoring, routing and SLAs.")
 db_app = typer.Typer(help="Database migrations.")
@@ -44,15 +57,23 @@ app.add_typer(people_app, name="people")
 app.command("demo")(demo)
 app.command("import")(import_leads)
 
-console = Console(stderr=True)
 
-# The services are looked up by module name: the common library never imports them.
-_SERVICE_APPS = {
-    "intake": ("leadflow_intake.app", "leadflow_intake.settings", "IntakeSettings"),
-    "scoring": ("leadflow_scoring.app", "leadflow_scoring.settings", "ScoringSettings"),
-    "router": ("leadflow_router.app", "leadflow_router.settings", "RouterSettings"),
-    "sla-monitor": ("leadflow_sla.app", "leadflow_sla.settings", "SlaSettings"),
-}
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"leadflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Leadflow: real-time B2B lead intake, scoring, routing and SLAs."""
 
 
 def _settings(*, client: bool = False) -> Settings:
@@ -60,11 +81,15 @@ def _settings(*, client: bool = False) -> Settings:
     try:
         return get_settings(client=client)
     except (ConfigError, ConfigFileError) as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        fail("Configuration error", exc)
 
 
-def _serve(name: str, port: int | None) -> None:
+def _serve(
+    name: str,
+    create_app: Callable[[Settings], FastAPI],
+    default_port: Callable[[], int],
+    port: int | None,
+) -> None:
     from leadflow import tracing
     from leadflow.logs import configure_logging
     from leadflow.runtime import serve
@@ -74,22 +99,18 @@ def _serve(name: str, port: int | None) -> None:
     if problems:
         # One line each, however narrow the terminal: they end up in a service's log.
         for problem in problems:
-            console.print(f"[red]error:[/red] {problem}", soft_wrap=True)
-        raise typer.Exit(2)
+            say("error", problem)
+        raise typer.Exit(CONFIG_EXIT)
     configure_logging(name, settings.log_level)
     tracing.configure(name, settings)
-    app_module, settings_module, settings_class = _SERVICE_APPS[name]
-    service_settings: Any = getattr(importlib.import_module(settings_module), settings_class)()
-    create_app = importlib.import_module(app_module).create_app
+    port = port or default_port()
     try:
         app = create_app(settings)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail("error", exc)
     if refusal := api_problem(app, settings.env):
-        console.print(f"[red]error:[/red] {refusal}", soft_wrap=True)
-        raise typer.Exit(2)
-    serve(app, settings, port or service_settings.port)
+        fail("error", refusal)
+    serve(app, settings, port)
 
 
 PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default: per service).")]
@@ -98,25 +119,37 @@ PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default
 @app.command()
 def intake(port: PortOption = None) -> None:
     """Run the intake service (HTTP webhooks -> lead events)."""
-    _serve("intake", port)
+    from leadflow_intake.app import create_app
+    from leadflow_intake.settings import IntakeSettings
+
+    _serve("intake", create_app, lambda: IntakeSettings().port, port)
 
 
 @app.command()
 def scoring(port: PortOption = None) -> None:
     """Run the scoring consumer."""
-    _serve("scoring", port)
+    from leadflow_scoring.app import create_app
+    from leadflow_scoring.settings import ScoringSettings
+
+    _serve("scoring", create_app, lambda: ScoringSettings().port, port)
 
 
 @app.command()
 def router(port: PortOption = None) -> None:
     """Run the router consumer."""
-    _serve("router", port)
+    from leadflow_router.app import create_app
+    from leadflow_router.settings import RouterSettings
+
+    _serve("router", create_app, lambda: RouterSettings().port, port)
 
 
 @app.command("sla-monitor")
 def sla_monitor(port: PortOption = None) -> None:
     """Run the SLA monitor."""
-    _serve("sla-monitor", port)
+    from leadflow_sla.app import create_app
+    from leadflow_sla.settings import SlaSettings
+
+    _serve("sla-monitor", create_app, lambda: SlaSettings().port, port)
 
 
 @app.command()
@@ -136,7 +169,7 @@ def broker(port: Annotated[int, typer.Option(help="Port to listen on.")] = 9092)
     from leadflow.broker import start_broker
 
     process = start_broker(port)
-    console.print(f"broker listening on 127.0.0.1:{port}; Ctrl-C stops it.")
+    console.print(f"broker listening on 127.0.0.1:{port}; Ctrl-C stops it.", markup=False)
     # SIGTERM must stop the broker too, not leave it running on its own.
     signal.signal(signal.SIGTERM, lambda *_: process.terminate())
     try:
@@ -152,8 +185,9 @@ def db_upgrade(revision: str = "head") -> None:
     from leadflow.db.migrate import upgrade
 
     settings = _settings(client=True)
-    upgrade(settings.database_url, revision)
-    console.print(f"database is at revision {revision}.")
+    with reaching_database(settings.database_url):
+        upgrade(settings.database_url, revision)
+    console.print(f"database is at revision {escape(revision)}.")
 
 
 @config_app.command("check")
@@ -177,27 +211,28 @@ def config_check(
         config = load_config(settings.config)
     except ConfigFileError as exc:
         for problem in exc.problems:
-            console.print(f"[red]{exc.path}:[/red] {problem}")
+            say(str(exc.path), problem)
         raise typer.Exit(1) from exc
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        fail("error", exc, 1)
     problems = settings.check()
     for problem in problems:
-        console.print(f"[red]error:[/red] {problem}")
+        say("error", problem)
     if problems:
         raise typer.Exit(1)
     console.print(
-        f"{settings.config}: OK — {len(config.sources)} sources, {len(config.teams)} teams, "
-        f"{len(config.reps)} reps, {len(config.routing.rules)} routing rules, "
-        f"{len(config.sla.policies)} SLA policies ({settings.env} rules)."
+        escape(
+            f"{settings.config}: OK — {len(config.sources)} sources, {len(config.teams)} teams, "
+            f"{len(config.reps)} reps, {len(config.routing.rules)} routing rules, "
+            f"{len(config.sla.policies)} SLA policies ({settings.env} rules)."
+        )
     )
     # Rules that load but can never fire: the configuration runs, so these do not fail it.
     for warning in unreachable_rules(config):
         line = line_of(settings.config, warning.loc)
         where = ".".join(str(part) for part in warning.loc)
         at = f"line {line}: {where}" if line else where
-        console.print(f"[yellow]warning:[/yellow] {escape(f'{at}: {warning.message}')}")
+        say("warning", f"{at}: {warning.message}", "yellow")
 
 
 @config_app.command("schema")
@@ -206,10 +241,9 @@ def config_schema(
         Path | None, typer.Option("--output", "-o", help="Write to a file (default: stdout).")
     ] = None,
 ) -> None:
-    """Print the JSON Schema of the configuration file (for editors and CI)."""
+    """Print the JSON Schema of the configuration file (for editors and CI): every file
+    `leadflow config check` accepts validates against it."""
     import orjson
-
-    from leadflow.config import LeadflowConfig
 
     schema = LeadflowConfig.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -219,15 +253,15 @@ def config_schema(
         typer.echo(text.decode())
     else:
         output.write_bytes(text + b"\n")
-        console.print(f"wrote {output}")
+        console.print(f"wrote {escape(str(output))}")
 
 
-def _load_or_exit(path: Path) -> Any:
+def _load_or_exit(path: Path) -> LeadflowConfig:
     try:
         return load_config(path)
     except ConfigFileError as exc:
         for problem in exc.problems:
-            console.print(f"[red]{exc.path}:[/red] {problem}")
+            say(str(exc.path), problem)
         raise typer.Exit(1) from exc
 
 
@@ -250,7 +284,7 @@ def simulate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from leadflow import simulate as sim
+    from leadflow_cli import simulate as sim
 
     candidate_config = _load_or_exit(config)
     settings = _settings(client=True)
@@ -258,13 +292,11 @@ def simulate(
     try:
         keys = settings.lead_keys()
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        fail("error", exc, 1)
     try:
         leads = sim.read_history(history, keys)
     except (OSError, sim.HistoryError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        fail("error", exc, 1)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -277,7 +309,8 @@ def simulate(
             task = progress.add_task(f"{name:9} {cfg.scoring.version}", total=len(leads))
             outcomes.append(sim.replay(cfg, keys, leads, functools.partial(progress.advance, task)))
     report = sim.compare(outcomes[0], outcomes[1], len(leads))
-    out = Console()
+    # Values are configuration and data, not markup: tables and lines print them as written.
+    out = Console(markup=False, highlight=False)
     out.print(f"{report.events} events, {report.leads} people")
     for title, counts in (("tier", report.tiers), ("grade", report.grades)):
         table = Table(title=f"by {title}")
@@ -307,7 +340,7 @@ def simulate(
     out.print(table)
     if json_out is not None:
         json_out.write_bytes(report.as_json())
-        console.print(f"wrote {json_out}")
+        console.print(f"wrote {escape(str(json_out))}")
 
 
 def _arrow(a: str, b: str) -> str:
@@ -347,12 +380,10 @@ def webhook_send(
     config = settings.app.sources.get(source)
     if config is None:
         known = ", ".join(sorted(settings.app.sources))
-        console.print(f"[red]error:[/red] no source named {source!r}; the sources are: {known}.")
-        raise typer.Exit(2)
+        fail("error", f"no source named {source!r}; the sources are: {known}.")
     secrets = settings.source_secrets(source)
     if not secrets:
-        console.print(f"[red]error:[/red] no secret for source {source!r}.")
-        raise typer.Exit(2)
+        fail("error", f"no secret for source {source!r}.")
     body = sys.stdin.buffer.read() if str(body_file) == "-" else body_file.read_bytes()
     try:
         request = signed_request(
@@ -366,9 +397,11 @@ def webhook_send(
             query=query,
         )
     except RequestBodyError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    response = httpx.post(request.url, content=request.body, headers=request.headers, timeout=10)
+        fail("error", exc)
+    with reaching_service("intake", url):
+        response = httpx.post(
+            request.url, content=request.body, headers=request.headers, timeout=10
+        )
     typer.echo(f"{response.status_code} {response.text}")
     if response.status_code >= 400:
         raise typer.Exit(1)
@@ -383,7 +416,7 @@ def events_tail(
     from leadflow.bus.kafka import tail
 
     settings = _settings(client=True)
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), reaching_broker(settings.kafka_bootstrap):
         asyncio.run(tail(settings, [settings.topic(t) for t in topics], beginning, typer.echo))
 
 
@@ -398,8 +431,9 @@ def dlq_replay(
     from leadflow.bus.kafka import replay_dead_letters
 
     settings = _settings(client=True)
-    count = asyncio.run(replay_dead_letters(settings, consumer=consumer, limit=limit))
-    console.print(f"replayed {count} record(s) from {settings.topic('leads.dlq')}.")
+    with reaching_broker(settings.kafka_bootstrap):
+        count = asyncio.run(replay_dead_letters(settings, consumer=consumer, limit=limit))
+    console.print(f"replayed {count} record(s) from {escape(settings.topic('leads.dlq'))}.")
 
 
 def main() -> None:

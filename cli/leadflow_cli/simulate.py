@@ -9,13 +9,11 @@ history does not hold is not simulated: the router starts empty, the reps are th
 configuration's (working hours, holidays and configured absences apply; no run-time
 overrides or absences), no CRM outcome closes an open lead (a rep's `max_open` leads stay
 open), nothing is escalated, and a queued lead stays queued (the router's queue retry
-would assign it later). The services are looked up by module name when a simulation runs;
-the common library never imports them at import time.
+would assign it later).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,9 @@ from pydantic import ValidationError
 from leadflow.config import LeadflowConfig
 from leadflow.events import Envelope, LeadReceived, LeadScored, derived_event_id
 from leadflow.keys import LeadKeys
+from leadflow_intake import canonical
+from leadflow_router.replay import Replay as RouterReplay
+from leadflow_scoring.replay import Replay as ScoringReplay
 
 
 class HistoryError(ValueError):
@@ -90,7 +91,6 @@ def _lead(doc: Any, number: int, keys: LeadKeys) -> LeadReceived:
         if not isinstance(event.data, LeadReceived):
             raise ValueError(f"a {event.type} event is not a lead; only lead.received replays.")
         return event.data
-    canonical = importlib.import_module("leadflow_intake.canonical")
     received_at = datetime.fromisoformat(doc.pop("received_at", datetime.now(UTC).isoformat()))
     if received_at.tzinfo is None:
         raise ValueError("received_at needs a time zone, e.g. 2026-11-20T09:30:00Z.")
@@ -127,8 +127,8 @@ def replay(
     publish it; a person keeps the assignment the router holds for them (their first
     routing; of two profiles routed before they merged, the earlier assignment).
     """
-    engine = importlib.import_module("leadflow_scoring.replay").Replay(config.scoring, keys)
-    router = importlib.import_module("leadflow_router.replay").Replay(config)
+    engine = ScoringReplay(config.scoring, keys)
+    router = RouterReplay(config)
     outcomes: dict[str, Outcome] = {}
     for received in history:
         event_id = derived_event_id("simulate", received.source, received.delivery_id)

@@ -12,31 +12,25 @@ prints the key and the erasure, never the address.
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 
 from leadflow.config import ConfigFileError
 from leadflow.settings import ConfigError, get_settings
+from leadflow_cli.failures import UNREACHABLE_EXIT, fail, say
+from leadflow_intake import normalize
 
 people_app = typer.Typer(help="Privacy requests about one person.")
-console = Console(stderr=True)
-
-# The intake's normalization, looked up by module name: the common library never imports a
-# service (as `leadflow.simulate` does).
-_NORMALIZE = "leadflow_intake.normalize"
 
 
 def identity_of(value: str, country: str | None) -> str:
     """`value` normalized as the intake normalizes a lead's email or phone; raises
     ValueError saying what is wrong with it."""
-    normalize: Any = importlib.import_module(_NORMALIZE)
     if "@" in value:
-        return str(normalize.normalize_email(value))
-    return str(normalize.normalize_phone(value, country))
+        return normalize.normalize_email(value)
+    return normalize.normalize_phone(value, country)
 
 
 @people_app.command("erase")
@@ -61,19 +55,16 @@ def erase(
     try:
         normalized = identity_of(identity, country)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] the argument {exc} Give an email address or a phone.")
-        raise typer.Exit(2) from exc
+        fail("error", f"the argument {exc} Give an email address or a phone.")
     try:
         keys = get_settings(client=True).lead_keys().candidates(normalized)
     except (ConfigError, ConfigFileError) as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail("Configuration error", exc)
     if not token:
-        console.print(
-            "[red]error:[/red] erasing needs a token with the admin scope: set "
-            "LEADFLOW_API_TOKEN or pass --token."
+        fail(
+            "error",
+            "erasing needs a token with the admin scope: set LEADFLOW_API_TOKEN or pass --token.",
         )
-        raise typer.Exit(2)
     headers = {"authorization": f"Bearer {token}"}
     with httpx.Client(headers=headers, timeout=30) as client:
         body = _erase_at_scoring(client, url.rstrip("/"), keys)
@@ -90,8 +81,7 @@ def erase(
         for base in intake or ["http://127.0.0.1:8000"]:
             failed |= not _forget_at_intake(client, base.rstrip("/"), person)
     if failed:
-        console.print("[red]error:[/red] an intake did not forget; run the command again.")
-        raise typer.Exit(1)
+        fail("error", "an intake did not forget; run the command again.", 1)
 
 
 def _erase_at_scoring(client: httpx.Client, url: str, keys: list[str]) -> dict[str, Any]:
@@ -100,17 +90,18 @@ def _erase_at_scoring(client: httpx.Client, url: str, keys: list[str]) -> dict[s
         try:
             response = client.delete(f"{url}/v1/admin/people/{key}")
         except httpx.HTTPError as exc:
-            console.print(f"[red]error:[/red] scoring at {url} did not answer: {exc}")
-            raise typer.Exit(1) from exc
+            fail(
+                "error",
+                f"could not reach scoring at {url} (--url): {exc}. Start it, or point --url at it.",
+                UNREACHABLE_EXIT,
+            )
         if response.status_code == 404:
             continue
         if response.status_code != 202:
             detail = _detail(response)
-            console.print(f"[red]error:[/red] scoring refused ({response.status_code}): {detail}")
-            raise typer.Exit(1)
+            fail("error", f"scoring refused ({response.status_code}): {detail}", 1)
         return {**response.json(), "key": key}
-    console.print("[red]error:[/red] no person is known by that address.")
-    raise typer.Exit(1)
+    fail("error", "no person is known by that address.", 1)
 
 
 def _forget_at_intake(client: httpx.Client, url: str, keys: list[str]) -> bool:
@@ -120,13 +111,14 @@ def _forget_at_intake(client: httpx.Client, url: str, keys: list[str]) -> bool:
         try:
             response = client.delete(f"{url}/v1/admin/people/{key}")
         except httpx.HTTPError as exc:
-            console.print(f"[yellow]warning:[/yellow] the intake at {url} did not answer: {exc}")
+            say("warning", f"the intake at {url} did not answer: {exc}", "yellow")
             return False
         if response.status_code != 200:
             detail = _detail(response)
-            console.print(
-                f"[yellow]warning:[/yellow] the intake at {url} refused "
-                f"({response.status_code}): {detail}"
+            say(
+                "warning",
+                f"the intake at {url} refused ({response.status_code}): {detail}",
+                "yellow",
             )
             return False
         forgotten += int(response.json()["forgotten"])

@@ -3,32 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 
 from leadflow.auth import CLIENT_TOKEN_ENV, client_token
 from leadflow.config import ConfigFileError
 from leadflow.settings import ConfigError, Settings, get_settings
+from leadflow_cli.failures import console, fail, reaching_database
+from leadflow_sla.reporting import commands
+from leadflow_sla.reporting.render import Format, Kind
 
 report_app = typer.Typer(
     help="Closed-loop reports: funnel, speed to lead, reasons, ROI, tier shares."
 )
-console = Console(stderr=True)
 
 
 def _settings() -> Settings:
     try:
         return get_settings(client=True)
     except (ConfigError, ConfigFileError) as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail("Configuration error", exc)
 
-
-# Reports are computed by the SLA monitor's reporting package, looked up by module name.
-_REPORTS_MODULE = "leadflow_sla.reporting.commands"
 
 FromOption = Annotated[
     str | None,
@@ -48,18 +45,40 @@ TouchOption = Annotated[
     typer.Option(help="Attribute source, campaign and segment to the first or last touch."),
 ]
 FormatOption = Annotated[
-    Literal["table", "csv", "json"], typer.Option("--format", help="Output format.")
+    Literal["table", "csv", "json"],
+    typer.Option("--format", help="Output format; csv prints one table (see --table)."),
+]
+CsvTableOption = Annotated[
+    str | None,
+    typer.Option(
+        "--table",
+        help="With --format csv: which table, `summary` or a section (default: the first "
+        "section; an unknown name lists them).",
+    ),
+]
+CsvDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--csv-dir",
+        help="Write every table as its own CSV file, DIR/<report>-<table>.csv, instead.",
+        file_okay=False,
+    ),
 ]
 
 
-def _report(kind: str, fmt: str, **options: Any) -> None:
+def _report(
+    kind: Kind, fmt: Format, table: str | None, csv_dir: Path | None, **options: Any
+) -> None:
     settings = _settings()
-    commands = importlib.import_module(_REPORTS_MODULE)
     try:
-        output = commands.report(kind, settings, fmt, **options)
+        with reaching_database(settings.database_url):
+            if csv_dir is not None:
+                for path in commands.write_csv(kind, settings, csv_dir, **options):
+                    typer.echo(path)
+                return
+            output = commands.report(kind, settings, fmt, table, **options)
     except commands.ReportError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail("error", exc)
     typer.echo(output, nl=False)
 
 
@@ -78,11 +97,15 @@ def report_funnel(
         typer.Option(help="Break conversion and revenue down by this."),
     ] = "source",
     fmt: FormatOption = "table",
+    table: CsvTableOption = None,
+    csv_dir: CsvDirOption = None,
 ) -> None:
     """Funnel stages with conversion and leakage, MQL→SQL, conversion and revenue per group."""
     _report(
         "funnel",
         fmt,
+        table,
+        csv_dir,
         start=start,
         end=end,
         source=source,
@@ -106,11 +129,15 @@ def report_speed(
     rep: RepOption = None,
     touch: TouchOption = "first",
     fmt: FormatOption = "table",
+    table: CsvTableOption = None,
+    csv_dir: CsvDirOption = None,
 ) -> None:
     """Speed to lead (median, p90, <5 min … never), hand-off to first contact, per rep."""
     _report(
         "speed",
         fmt,
+        table,
+        csv_dir,
         start=start,
         end=end,
         source=source,
@@ -133,11 +160,15 @@ def report_reasons(
     rep: RepOption = None,
     touch: TouchOption = "first",
     fmt: FormatOption = "table",
+    table: CsvTableOption = None,
+    csv_dir: CsvDirOption = None,
 ) -> None:
     """Rejection (screening) reasons ranked, and why deals were lost."""
     _report(
         "reasons",
         fmt,
+        table,
+        csv_dir,
         start=start,
         end=end,
         source=source,
@@ -163,11 +194,15 @@ def report_roi(
         Literal["segment", "campaign"], typer.Option(help="One row per segment or campaign.")
     ] = "segment",
     fmt: FormatOption = "table",
+    table: CsvTableOption = None,
+    csv_dir: CsvDirOption = None,
 ) -> None:
     """Maximum cost per lead per segment or campaign, flagged where leads cost more."""
     _report(
         "roi",
         fmt,
+        table,
+        csv_dir,
         start=start,
         end=end,
         source=source,
@@ -198,12 +233,16 @@ def report_tiers(
         typer.Option(help="Split each period by source or campaign."),
     ] = "all",
     fmt: FormatOption = "table",
+    table: CsvTableOption = None,
+    csv_dir: CsvDirOption = None,
 ) -> None:
     """Each tier's share of the leads per period, source or campaign, against
     reporting.tier_targets; shares off target by more than the tolerance are flagged."""
     _report(
         "tiers",
         fmt,
+        table,
+        csv_dir,
         start=start,
         end=end,
         source=source,
@@ -246,10 +285,7 @@ def demo(
     }
     web, crm = usable.get("web"), usable.get("crm")
     if web is None or crm is None or {web.config.kind, crm.config.kind} != {"standard"}:
-        console.print(
-            "[red]error:[/red] the demo needs sources web and crm of kind standard, with secrets."
-        )
-        raise typer.Exit(2)
+        fail("error", "the demo needs sources web and crm of kind standard, with secrets.")
     calls = [
         next(s for s in usable.values() if s.config.kind == kind)
         for kind in ("twilio", "callrail")
@@ -267,10 +303,9 @@ def demo(
                 rate=rate,
                 duration_s=duration,
                 seed=seed,
-                progress=lambda line: console.print(line),
+                progress=lambda line: console.print(line, markup=False, highlight=False),
             )
         )
     except DemoError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        fail("error", exc, 1)
     typer.echo(summary)

@@ -9,13 +9,13 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from leadflow.config import ConfigFileError
 from leadflow.imports import Importer, ImportFileError, ImportSummary, Row, read_rows
 from leadflow.settings import ConfigError, Settings, get_settings
-
-console = Console(stderr=True)
+from leadflow_cli.failures import console, fail
 
 
 def import_leads(
@@ -32,13 +32,11 @@ def import_leads(
     try:
         rows = read_rows(file)
     except ImportFileError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail("error", exc)
     try:
         summary = _post(rows, url, source, secret, concurrency)
     except ImportFileError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail("error", exc)
     _print_summary(summary)
     if summary.refused:
         raise typer.Exit(1)
@@ -48,8 +46,7 @@ def _settings() -> Settings:
     try:
         return get_settings(client=True)
     except (ConfigError, ConfigFileError) as exc:
-        console.print(f"[red]Configuration error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        fail("Configuration error", exc)
 
 
 def _secret_of(settings: Settings, source: str) -> str:
@@ -67,15 +64,14 @@ def _secret_of(settings: Settings, source: str) -> str:
     if not problem and not secrets:
         problem = f"source {source!r} has no secret configured."
     if problem:
-        console.print(f"[red]error:[/red] {problem}")
-        raise typer.Exit(2)
+        fail("error", problem)
     return secrets[0]
 
 
 def _post(rows: list[Row], url: str, source: str, secret: str, concurrency: int) -> ImportSummary:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task(f"importing into {source}", total=len(rows))
+        task = progress.add_task(f"importing into {escape(source)}", total=len(rows))
 
         async def run() -> ImportSummary:
             async with httpx.AsyncClient(timeout=30) as client:
@@ -86,7 +82,7 @@ def _post(rows: list[Row], url: str, source: str, secret: str, concurrency: int)
 
 
 def _print_summary(summary: ImportSummary) -> None:
-    out = Console()
+    out = Console(markup=False, highlight=False)
     out.print(
         f"{summary.accepted} accepted, {len(summary.refused)} refused, "
         f"{summary.redeliveries} redelivered (sent again after the intake was busy or unreachable)"

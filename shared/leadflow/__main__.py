@@ -1,5 +1,0 @@
-"""`python -m leadflow` is the `leadflow` command."""
-
-from leadflow.cli import main
-
-main()

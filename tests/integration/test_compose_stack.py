@@ -11,9 +11,6 @@ scored, routed and mailed to its rep.
 
 from __future__ import annotations
 
-import base64
-import os
-import secrets
 import subprocess
 import sys
 import time
@@ -26,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from leadflow.auth import TokenEntry, dump_entry, new_token, token_hash
+from leadflow.auth import new_token
 from leadflow.config import load_config
 from tests.fixtures.broker import running_broker
 from tests.fixtures.compose import (
@@ -36,6 +33,7 @@ from tests.fixtures.compose import (
     compose_file,
     entrypoint,
     env_file,
+    fresh_values,
     healthcheck_url,
     init_services,
     leadflow_services,
@@ -53,20 +51,6 @@ from tests.fixtures.stack import READY_TIMEOUT_S, wait_ready
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 T = TypeVar("T")
-
-
-def fresh_values(token: str) -> dict[str, str]:
-    """A value for each blank of .env.example, made as its comments say."""
-    entry = TokenEntry(name="compose-check", sha256=token_hash(token), scopes=("leads:read",))
-    return {
-        "LEADFLOW_SOURCE_WEB_SECRET": f"whsec_{base64.b64encode(os.urandom(32)).decode()}",
-        "LEADFLOW_SOURCE_CRM_SECRET": f"whsec_{base64.b64encode(os.urandom(32)).decode()}",
-        "LEADFLOW_SOURCE_HUBSPOT_SECRET": secrets.token_urlsafe(32),
-        "LEADFLOW_KEY_SECRET": base64.b64encode(os.urandom(48)).decode(),
-        "LEADFLOW_TOKENS": f"[{dump_entry(entry)}]",
-        "POSTGRES_PASSWORD": secrets.token_hex(24),
-        "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(18),
-    }
 
 
 class ComposeStack:

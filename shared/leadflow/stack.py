@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 
 from leadflow.auth import DEV_ENTRY, DEV_TOKEN, dump_entry
 from leadflow.broker import BrokerError, start_broker
@@ -48,7 +49,7 @@ def development_unless_told() -> None:
 def announce(settings: Settings, console: Console) -> bool:
     """Say loudly which rules the stack runs under; False when it must not start."""
     if problem := development_host_problem(settings.env, settings.host):
-        console.print(f"[red]error:[/red] {problem}")
+        console.print(f"[red]error:[/red] {escape(problem)}")
         return False
     if settings.env == "development":
         console.print(
@@ -113,7 +114,7 @@ def run_stack(settings: Settings, var: Path, console: Console) -> int:
             try:
                 broker = start_broker(int(broker_port), host or "127.0.0.1", var / "broker.log")
             except BrokerError as exc:
-                console.print(f"[red]Cannot start the local broker:[/red] {exc}")
+                console.print(f"[red]Cannot start the local broker:[/red] {escape(str(exc))}")
                 return 1
             children.append(Child("broker", broker))
             # One machine, one broker: let a restarted service rejoin its group in seconds.

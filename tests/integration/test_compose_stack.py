@@ -246,3 +246,24 @@ def test_a_signed_webhook_is_scored_routed_and_mailed_to_its_rep(
     [rep] = [rep for rep in config.reps if rep.id == routing["current"]["rep_id"]]
     [mail, *_] = eventually(lambda: mailbox[1].to(rep.email) or None, f"no email to {rep.id}")
     assert mail["From"] == stack.environment("router")["LEADFLOW_SMTP_SENDER"]
+
+
+def test_a_lead_sent_from_inside_the_intake_container_is_accepted(stack: ComposeStack) -> None:
+    # The README's `docker compose exec -T intake leadflow webhook send -`: the intake's
+    # environment holds the source's secret; its URL is the mapped port's here.
+    body = (
+        '{"event":"lead","activity":"demo_request","lead":{"email":"ana@bigco.example",'
+        '"job_title":"VP Sales","company":{"name":"Bigco","size":1500}}}'
+    )
+    sent = subprocess.run(
+        [*stack.entrypoint, "webhook", "send", "-", "--url", stack.url("intake")],
+        input=body.encode(),
+        env=stack.environment("intake"),
+        cwd=stack.workdir(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert sent.returncode == 0, sent.stdout.decode() + sent.stderr.decode()
+    assert sent.stdout.decode().startswith("202 "), sent.stdout.decode()

@@ -1,5 +1,6 @@
 """The SLA monitor: follow-up windows from `leads.assigned`, a ladder of alerts on `leads.alerts`,
-emails and webhooks to reps and managers, and the managers' view of open and overdue leads."""
+emails and webhooks to reps and managers, the managers' view of open and overdue leads, and
+their console's pages at `/console`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from leadflow.settings import Settings
 from leadflow.webhook_targets import signing_secrets, webhook_targets
 from leadflow_sla import domain, privacy, repository, service
 from leadflow_sla.api import router
+from leadflow_sla.console import pages as console
 from leadflow_sla.metrics import OPEN_TIMERS, OPEN_WINDOWS, OVERDUE_WINDOWS
 from leadflow_sla.reporting import api as reporting_api
 from leadflow_sla.reporting.consumer import REPORTING_CONSUMER
@@ -122,7 +124,8 @@ class Monitor:
 
 def create_app(settings: Settings) -> FastAPI:
     """The SLA monitor's ASGI app."""
-    monitor = Monitor(SlaSettings())
+    sla_settings = SlaSettings()
+    monitor = Monitor(sla_settings)
     spec = ConsumerSpec(
         group="leadflow-sla-monitor",
         topics=[topics.ASSIGNED, topics.ACTIVITY],
@@ -130,7 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
         batch_handler=monitor.batch_handler,
         after_commit=monitor.scheduler.flush_hints,
     )
-    return consumer_service(
+    app = consumer_service(
         "sla-monitor",
         settings,
         [spec, REPORTING_CONSUMER],
@@ -143,3 +146,5 @@ def create_app(settings: Settings) -> FastAPI:
         description=__doc__ or "",
         ready_checks={"timers_loaded": lambda: monitor.scheduler.loaded},
     )
+    console.install(app, sla_settings, settings.env)
+    return app

@@ -290,11 +290,21 @@ async def open_windows(
     rep_id: str | None = None,
     overdue_only: bool = False,
     limit: int = 100,
+    teams: Collection[str] | None = None,
+    due_from: datetime | None = None,
+    due_until: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Open windows, soonest due first, optionally of one team or rep, or only overdue ones."""
+    """Open windows, soonest due first, optionally of one team (or of `teams`) or rep, only
+    overdue ones, or only those due in [due_from, due_until)."""
     query = select(sla_windows).where(sla_windows.c.status == "open")
     if team is not None:
         query = query.where(sla_windows.c.team == team)
+    if teams is not None:
+        query = query.where(sla_windows.c.team.in_(sorted(teams)))
+    if due_from is not None:
+        query = query.where(sla_windows.c.due_at >= due_from)
+    if due_until is not None:
+        query = query.where(sla_windows.c.due_at < due_until)
     if rep_id is not None:
         query = query.where(sla_windows.c.rep_id == rep_id)
     if overdue_only:

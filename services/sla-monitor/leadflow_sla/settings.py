@@ -1,6 +1,6 @@
 """The SLA monitor's own settings."""
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -10,8 +10,17 @@ class SlaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEADFLOW_SLA_", extra="ignore")
 
     port: int = 8003
-    # Where alert texts send the reader: the router's record of why the lead went where.
+    # The router's base URL: where alert texts send the reader (its record of why the lead
+    # went where), and where the managers' console asks for decisions, pools and reps.
     router_url: str = "http://127.0.0.1:8002"
+    # Scoring's base URL: where the console asks for a person's touches and score reasons.
+    scoring_url: str = "http://127.0.0.1:8001"
+    # The token the console sends to the router and scoring for what it reads from them
+    # (`leads:read` and, for the team page's reps, `admin`). Unset: those parts of the
+    # console say they are unavailable. Claims and reassignments send the viewer's own.
+    service_token: SecretStr | None = None
+    # How long a console sign-in lasts without a request.
+    session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
     # Timers due within this many seconds are kept in memory (at most horizon_max of them).
     horizon_s: float = Field(default=10.0, gt=0)
     horizon_max: int = Field(default=10_000, ge=1)

@@ -1,0 +1,169 @@
+"""The Reports and Team pages' numbers: reporting's reports over the leads the viewer may
+see, their charts, and round-robin fairness per rep (pure, apart from `lifecycles`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadflow.auth import Principal
+from leadflow.config import LeadflowConfig
+from leadflow_sla.console.charts import Bar, Pair, bar_chart, pair_chart
+from leadflow_sla.reporting import domain, render, repository, roi, service
+from leadflow_sla.reporting.lifecycle import Lifecycle
+from leadflow_sla.reporting.query import ReportQuery
+
+ReportKind = Literal["funnel", "speed", "reasons", "roi"]
+REPORTS: tuple[ReportKind, ...] = ("funnel", "speed", "reasons", "roi")
+BUCKET_NAMES = {
+    "lt_5m": "under 5 min",
+    "lt_1h": "5 min to 1 h",
+    "lt_24h": "1 h to 24 h",
+    "gte_24h": "24 h or more",
+    "never": "never contacted",
+}
+
+
+async def lifecycles(
+    session: AsyncSession, query: ReportQuery, principal: Principal
+) -> list[Lifecycle]:
+    """The lifecycles the query covers, of the teams the viewer sees."""
+    found = await repository.lifecycles(session, query)
+    if principal.teams is None:
+        return found
+    return [lc for lc in found if lc.team is not None and principal.sees_team(lc.team)]
+
+
+async def report(
+    session: AsyncSession,
+    config: LeadflowConfig,
+    kind: ReportKind,
+    leads: Sequence[Lifecycle],
+    query: ReportQuery,
+) -> Any:
+    """One report over `leads`, as reporting's API computes it."""
+    if kind == "funnel":
+        return domain.funnel(leads, "source", query.touch)
+    if kind == "speed":
+        return domain.speed(leads)
+    if kind == "reasons":
+        return domain.reasons(leads)
+    costs = await service.costs(session, config.reporting)
+    return roi.roi(leads, config.reporting, "segment", query.touch, costs)
+
+
+def csv_of(kind: ReportKind, query: ReportQuery, found: Any, now: datetime) -> str:
+    """A report as the CSV `leadflow report --format csv` prints."""
+    return render.render(kind, render.document(kind, query, found, now), "csv")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def money(value: float | None, currency: str) -> str:
+    """An amount with its currency, or a dash."""
+    return "-" if value is None else f"{value:,.2f} {currency}"
+
+
+def funnel_chart(found: domain.FunnelReport) -> Any:
+    """Leads at each stage, with conversion from the stage before and how many leaked."""
+    bars = [
+        Bar(
+            s.stage,
+            s.leads,
+            f"{s.leads} ({_pct(s.from_previous)})" if s.from_previous is not None else str(s.leads),
+            "leak" if s.leaked else "",
+        )
+        for s in found.stages
+    ]
+    return bar_chart("Funnel: leads reaching each stage", bars, "funnel")
+
+
+def speed_chart(found: domain.SpeedReport) -> Any:
+    """Time to first contact, in the HBR buckets."""
+    bars = [
+        Bar(BUCKET_NAMES.get(b.bucket, b.bucket), b.leads, f"{b.leads} ({_pct(b.share)})")
+        for b in found.buckets
+    ]
+    return bar_chart("Speed to lead: time to first contact", bars, "speed")
+
+
+def reasons_chart(found: domain.ReasonsReport) -> Any:
+    """Rejection reasons, most frequent first."""
+    bars = [Bar(r.reason, r.leads, f"{r.leads} ({_pct(r.share)})") for r in found.reasons]
+    return bar_chart("Why sales rejected leads", bars, "reasons")
+
+
+def roi_chart(found: roi.RoiReport) -> Any:
+    """Per segment: the most a lead may cost, and what it costs (marked when over)."""
+    pairs = [
+        Pair(
+            row.key,
+            row.max_cost_per_lead,
+            row.cost_per_lead,
+            money(row.max_cost_per_lead, found.currency),
+            money(row.cost_per_lead, found.currency),
+            row.verdict == "over",
+        )
+        for row in found.rows
+    ]
+    return pair_chart("ROI: maximum cost per lead against cost per lead", pairs, "roi")
+
+
+@dataclass(frozen=True)
+class Fairness:
+    """One rep's share of a team's leads over a period, against an even share."""
+
+    team: str
+    rep_id: str
+    rep_name: str
+    leads: int
+    mqls: int
+    contacted: int
+    share: float | None
+    even_share: float
+
+
+def fairness(
+    leads: Sequence[Lifecycle], config: LeadflowConfig, teams: Sequence[str]
+) -> list[Fairness]:
+    """Per team and rep: leads, MQLs and contacted leads they held over the period, and their
+    share of the team's leads beside the even share a round robin aims at."""
+    names = {r.id: r.name for r in config.reps}
+    held: Counter[tuple[str, str]] = Counter()
+    mqls: Counter[tuple[str, str]] = Counter()
+    contacted: Counter[tuple[str, str]] = Counter()
+    per_team: Counter[str] = Counter()
+    for lc in leads:
+        if lc.team is None or lc.rep_id is None:
+            continue
+        key = (lc.team, lc.rep_id)
+        held[key] += 1
+        per_team[lc.team] += 1
+        mqls[key] += lc.mql_at is not None
+        contacted[key] += lc.contacted_at is not None
+    rows = []
+    for team in config.teams:
+        if team.name not in teams:
+            continue
+        for rep_id in team.reps:
+            key = (team.name, rep_id)
+            rows.append(
+                Fairness(
+                    team=team.name,
+                    rep_id=rep_id,
+                    rep_name=names.get(rep_id, rep_id),
+                    leads=held[key],
+                    mqls=mqls[key],
+                    contacted=contacted[key],
+                    share=domain.rate(held[key], per_team[team.name]),
+                    even_share=round(1 / len(team.reps), 4),
+                )
+            )
+    return rows

@@ -1,0 +1,372 @@
+"""`/console`: the sales managers' pages (Now, Lead, Team, Reports), sign-in and actions.
+
+Thin routes: each builds its page's numbers (board, journey, insights) and renders a
+template. Every route is `PUBLIC` to the bearer-token rules and signs its viewer in
+through the session cookie (leadflow_sla.console.access).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+
+from leadflow.auth import PUBLIC
+from leadflow.processing import utcnow
+from leadflow.runtime import RuntimeDep, SessionDep
+from leadflow_sla.console import board, insights, journey, live
+from leadflow_sla.console.access import (
+    ConsoleState,
+    Refused,
+    SignInNeeded,
+    StateDep,
+    ViewerDep,
+    checked_form,
+    need,
+    read_form,
+    safe_next,
+    sign_in_url,
+)
+from leadflow_sla.console.rendering import HERE, page
+from leadflow_sla.console.sessions import COOKIE, SIGN_IN_COOKIE, ConsoleSession, SessionStore
+from leadflow_sla.console.upstream import Upstream
+from leadflow_sla.reporting.query import QueryError, ReportQuery, make_query
+from leadflow_sla.settings import SlaSettings
+
+router = APIRouter(prefix="/console", tags=["console"], dependencies=[PUBLIC])
+
+STATIC = {
+    "console.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+}
+LeadKey = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+def _html(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        body,
+        status,
+        headers={
+            "cache-control": "no-store",
+            "content-security-policy": "default-src 'self'; frame-ancestors 'none'",
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "same-origin",
+        },
+    )
+
+
+def _layout(session: ConsoleSession, current: str) -> dict[str, object]:
+    flash, session.flash = session.flash, None
+    return {"viewer": session.principal, "csrf": session.csrf, "current": current, "flash": flash}
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def static(name: str) -> Response:
+    """The console's stylesheet and script."""
+    if name not in STATIC:
+        raise Refused(404, f"The console has no file {name!r}.")
+    return Response(
+        (HERE / "static" / name).read_bytes(),
+        media_type=STATIC[name],
+        headers={"cache-control": "public, max-age=300"},
+    )
+
+
+@router.get("/sign-in", include_in_schema=False)
+async def sign_in_page(
+    request: Request, console: StateDep, next_: Annotated[str, Query(alias="next")] = "/console"
+) -> Response:
+    """The sign-in form: paste a token."""
+    token = request.cookies.get(SIGN_IN_COOKIE) or console.sessions.sign_in_token()
+    response = _html(page("sign_in.html", next=safe_next(next_), csrf=token, error=None))
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        token,
+        max_age=3600,
+        path="/console",
+        httponly=True,
+        samesite="strict",
+        secure=console.secure_cookies,
+    )
+    return response
+
+
+@router.post("/sign-in", include_in_schema=False)
+async def sign_in(request: Request, console: StateDep) -> Response:
+    """Check a pasted token (or OIDC access token) and open a session."""
+    fields = await read_form(request)
+    expected = request.cookies.get(SIGN_IN_COOKIE)
+    if not expected or fields.get("csrf") != expected:
+        raise Refused(403, "The sign-in form expired (CSRF): reload the page and try again.")
+    credential = fields.get("token", "").strip()
+    principal = await request.app.state.auth.principal(credential) if credential else None
+    if principal is None:
+        body = page(
+            "sign_in.html",
+            next=safe_next(fields.get("next")),
+            csrf=expected,
+            error="That token is not valid here. Paste the whole token, lf_ included.",
+        )
+        return _html(body, 401)
+    session = console.sessions.open(principal, credential, utcnow())
+    response = RedirectResponse(safe_next(fields.get("next")), 303)
+    response.set_cookie(
+        COOKIE,
+        session.id,
+        max_age=int(console.sessions.ttl.total_seconds()),
+        path="/console",
+        httponly=True,
+        samesite="strict",
+        secure=console.secure_cookies,
+    )
+    response.delete_cookie(SIGN_IN_COOKIE, path="/console")
+    return response
+
+
+@router.post("/sign-out", include_in_schema=False)
+async def sign_out(request: Request, viewer: ViewerDep, console: StateDep) -> Response:
+    """Close the session."""
+    await checked_form(request, viewer)
+    console.sessions.close(viewer.id)
+    response = RedirectResponse("/console/sign-in", 303)
+    response.delete_cookie(COOKIE, path="/console")
+    return response
+
+
+@router.get("", include_in_schema=False)
+async def now_page(
+    viewer: ViewerDep, console: StateDep, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """Now: overdue and at-risk leads, load per rep, the pools."""
+    config = runtime.settings.app
+    found = await board.build(session, console.upstream, config, viewer.principal, utcnow())
+    return _html(page("now.html", board=found, reps=config.reps, **_layout(viewer, "now")))
+
+
+@router.get("/board", include_in_schema=False)
+async def board_fragment(
+    viewer: ViewerDep, console: StateDep, session: SessionDep, runtime: RuntimeDep
+) -> Response:
+    """The Now page's board alone (what the live stream sends)."""
+    config = runtime.settings.app
+    found = await board.build(session, console.upstream, config, viewer.principal, utcnow())
+    return _html(
+        page("board.html", board=found, reps=config.reps, csrf=viewer.csrf, viewer=viewer.principal)
+    )
+
+
+@router.get("/events", include_in_schema=False)
+async def events(
+    request: Request, viewer: ViewerDep, console: StateDep, runtime: RuntimeDep
+) -> Response:
+    """The Now page's board whenever it changes, as Server-Sent Events."""
+    config = runtime.settings.app
+
+    async def build(pools: bool) -> board.Board:
+        async with runtime.sessions() as session:
+            return await board.build(
+                session, console.upstream, config, viewer.principal, utcnow(), pools=pools
+            )
+
+    def render(found: board.Board) -> str:
+        return page(
+            "board.html", board=found, reps=config.reps, csrf=viewer.csrf, viewer=viewer.principal
+        )
+
+    return StreamingResponse(
+        live.stream(build, render, request.is_disconnected, asyncio.sleep),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+@router.get("/leads", include_in_schema=False)
+async def find_lead(viewer: ViewerDep, key: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """The lead search box: to the lead's page."""
+    if not key.strip():
+        return RedirectResponse("/console", 303)
+    return RedirectResponse(f"/console/leads/{quote(key.strip(), safe='')}", 303)
+
+
+@router.get("/leads/{lead_key}", include_in_schema=False)
+async def lead_page(
+    lead_key: LeadKey, viewer: ViewerDep, console: StateDep, session: SessionDep
+) -> Response:
+    """Lead: one person's journey."""
+    need(viewer.principal, "leads:read")
+    found = await journey.build(session, console.upstream, lead_key)
+    if not found.known or not found.visible_to(viewer.principal):
+        raise Refused(404, f"No lead {lead_key!r} that you can see is known.")
+    return _html(page("lead.html", journey=found, **_layout(viewer, "lead")))
+
+
+@router.post("/leads/{lead_key}/claim", include_in_schema=False)
+async def claim(
+    lead_key: LeadKey, request: Request, viewer: ViewerDep, console: StateDep
+) -> Response:
+    """Claim a pool lead for the signed-in rep (the router decides, with their token)."""
+    await checked_form(request, viewer)
+    need(viewer.principal, "leads:claim")
+    answer = await console.upstream.claim(lead_key, viewer.credential)
+    viewer.flash = answer.problem or f"You claimed lead {lead_key}: its follow-up window is open."
+    return RedirectResponse("/console", 303)
+
+
+@router.post("/leads/{lead_key}/reassign", include_in_schema=False)
+async def reassign(
+    lead_key: LeadKey, request: Request, viewer: ViewerDep, console: StateDep
+) -> Response:
+    """Give a lead to another rep by hand (admin; the router audits it under their name)."""
+    fields = await checked_form(request, viewer)
+    need(viewer.principal, "admin")
+    rep_id, reason = fields.get("rep_id", "").strip(), fields.get("reason", "").strip()
+    if not rep_id or not reason:
+        viewer.flash = "Choose the rep and say why, to reassign a lead."
+        return RedirectResponse("/console", 303)
+    answer = await console.upstream.reassign(lead_key, rep_id, reason, viewer.credential)
+    viewer.flash = answer.problem or f"Lead {lead_key} now goes to {rep_id}."
+    return RedirectResponse("/console", 303)
+
+
+@router.get("/team", include_in_schema=False)
+async def team_page(
+    viewer: ViewerDep,
+    console: StateDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    days: Annotated[int, Query(ge=1, le=365)] = 7,
+) -> Response:
+    """Team: load per rep, fairness over a period, who is away and until when."""
+    need(viewer.principal, "sla:read")
+    config = runtime.settings.app
+    now = utcnow()
+    teams = board.visible_teams(config, viewer.principal)
+    query = ReportQuery(start=now - timedelta(days=days))
+    leads = await insights.lifecycles(session, query, viewer.principal)
+    reps = await console.upstream.reps()
+    visible = {rep for t in config.teams if t.name in teams for rep in t.reps}
+    rows = [r for r in reps.data.get("reps", []) if r["id"] in visible] if reps.ok else []
+    return _html(
+        page(
+            "team.html",
+            teams=teams,
+            reps=rows,
+            reps_problem=reps.problem,
+            fairness=insights.fairness(leads, config, teams),
+            days=days,
+            now=now,
+            **_layout(viewer, "team"),
+        )
+    )
+
+
+def _query(runtime: RuntimeDep, start: str | None, end: str | None) -> ReportQuery:
+    try:
+        return make_query(runtime.settings.app.reporting, start=start, end=end)
+    except QueryError as exc:
+        raise Refused(422, str(exc)) from exc
+
+
+@router.get("/reports", include_in_schema=False)
+async def reports_page(
+    viewer: ViewerDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+) -> Response:
+    """Reports: funnel, speed to lead, rejection reasons and ROI, as charts and numbers."""
+    need(viewer.principal, "reports:read")
+    config = runtime.settings.app
+    query = _query(runtime, start, end)
+    leads = await insights.lifecycles(session, query, viewer.principal)
+    found = {
+        kind: await insights.report(session, config, kind, leads, query)
+        for kind in insights.REPORTS
+    }
+    charts = {
+        "funnel": insights.funnel_chart(found["funnel"]),
+        "speed": insights.speed_chart(found["speed"]),
+        "reasons": insights.reasons_chart(found["reasons"]),
+        "roi": insights.roi_chart(found["roi"]),
+    }
+    period = "&".join(f"{k}={quote(v)}" for k, v in (("from", start), ("to", end)) if v)
+    return _html(
+        page(
+            "reports.html",
+            reports=found,
+            charts=charts,
+            start=start or "",
+            end=end or "",
+            period=period,
+            money=insights.money,
+            bucket_names=insights.BUCKET_NAMES,
+            **_layout(viewer, "reports"),
+        )
+    )
+
+
+@router.get("/reports/{kind}.csv", include_in_schema=False)
+async def report_csv(
+    kind: insights.ReportKind,
+    viewer: ViewerDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
+) -> Response:
+    """One report as CSV (the numbers of its chart)."""
+    need(viewer.principal, "reports:read")
+    query = _query(runtime, start, end)
+    leads = await insights.lifecycles(session, query, viewer.principal)
+    found = await insights.report(session, runtime.settings.app, kind, leads, query)
+    return PlainTextResponse(
+        insights.csv_of(kind, query, found, utcnow()),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="leadflow-{kind}.csv"'},
+    )
+
+
+def install(app: FastAPI, sla: SlaSettings, env: str) -> None:
+    """Serve the console on `app`: its routes, its sessions, and its answers to a visitor
+    who must sign in (a redirect) or may not see a page (an HTML page with the status)."""
+    token = sla.service_token.get_secret_value() if sla.service_token else None
+    app.state.console = ConsoleState(
+        sessions=SessionStore(sla.session_ttl_s),
+        upstream=Upstream(sla.router_url, sla.scoring_url, token),
+        secure_cookies=env != "development",
+    )
+
+    async def sign_in_needed(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SignInNeeded)
+        return RedirectResponse(sign_in_url(exc.then), 303)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Refused)
+        session = app.state.console.sessions.get(request.cookies.get(COOKIE), utcnow())
+        viewer = session.principal if session is not None else None
+        csrf = session.csrf if session is not None else ""
+        body = page(
+            "refused.html",
+            status=exc.status,
+            message=exc.message,
+            viewer=viewer,
+            csrf=csrf,
+            current="",
+            flash=None,
+        )
+        return _html(body, exc.status)
+
+    app.add_exception_handler(SignInNeeded, sign_in_needed)
+    app.add_exception_handler(Refused, refused)
+    app.include_router(router)

@@ -79,6 +79,8 @@ def development_token(settings: Settings, console: Console) -> None:
     if settings.env != "development" or any(os.environ.get(v) for v in TOKEN_SETTINGS):
         return
     os.environ["LEADFLOW_TOKENS"] = f"[{dump_entry(DEV_ENTRY)}]"
+    # The managers' console on the SLA monitor asks the router and scoring with it.
+    os.environ.setdefault("LEADFLOW_SLA_SERVICE_TOKEN", DEV_TOKEN)
     console.print(
         "[bold black on yellow] DEVELOPMENT TOKEN [/] no API token is configured, so every "
         f"API here answers [bold]Authorization: Bearer {DEV_TOKEN}[/bold] (every scope). "
@@ -121,6 +123,12 @@ def run_stack(settings: Settings, var: Path, console: Console) -> int:
             for name, value in FAST_GROUPS.items():
                 os.environ.setdefault(name, value)
             console.print(f"broker       kafka://{settings.kafka_bootstrap} (in memory)")
+        # The console (on the SLA monitor) asks the router and scoring where they listen.
+        local = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        for name, variable in (("router", "ROUTER"), ("scoring", "SCORING")):
+            os.environ.setdefault(
+                f"LEADFLOW_SLA_{variable}_URL", f"http://{local}:{service_port(name)}"
+            )
         for name in SERVICES:
             log = (var / f"{name}.log").open("ab")
             process = subprocess.Popen(
@@ -132,6 +140,10 @@ def run_stack(settings: Settings, var: Path, console: Console) -> int:
         if not _wait_ready(settings.host, children, lambda: stopping):
             console.print("[red]A service did not become ready; see its log under var/.[/red]")
             return 1
+        console.print(
+            f"console      http://{local}:{service_port('sla-monitor')}/console  "
+            "(the managers' console: sign in with an API token)"
+        )
         console.print("[green]Leadflow is ready.[/green] Ctrl-C stops everything.")
         while not stopping:
             for child in children:

@@ -40,7 +40,12 @@ from leadflow_cli.people import people_app
 from leadflow_cli.reports import demo, report_app
 from leadflow_cli.tokens import tokens_app
 
-app = typer.Typer(help="Leadflow: real-time B2B lead intake, scoring, routing and SLAs.")
+# An unexpected error still shows its traceback, but never the frames' variables: they
+# hold settings, secrets and leads' data, and made a traceback hundreds of lines long.
+app = typer.Typer(
+    help="Leadflow: real-time B2B lead intake, scoring, routing and SLAs.",
+    pretty_exceptions_show_locals=False,
+)
 db_app = typer.Typer(help="Database migrations.")
 config_app = typer.Typer(help="Configuration.")
 webhook_app = typer.Typer(help="Send signed webhooks (for trying Leadflow out).")

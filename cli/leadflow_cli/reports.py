@@ -11,7 +11,7 @@ import typer
 from leadflow.auth import CLIENT_TOKEN_ENV, client_token
 from leadflow.config import ConfigFileError
 from leadflow.settings import ConfigError, Settings, get_settings
-from leadflow_cli.failures import console, fail, reaching_database
+from leadflow_cli.failures import UNREACHABLE_EXIT, console, fail, reaching_database
 from leadflow_sla.reporting import commands
 from leadflow_sla.reporting.render import Format, Kind
 
@@ -306,6 +306,6 @@ def demo(
                 progress=lambda line: console.print(line, markup=False, highlight=False),
             )
         )
-    except DemoError as exc:
-        fail("error", exc, 1)
+    except DemoError as exc:  # the intake did not answer the first lead
+        fail("error", exc, UNREACHABLE_EXIT)
     typer.echo(summary)

@@ -364,8 +364,8 @@ async def _post_lead(
     except httpx.HTTPError as exc:
         if stats.leads == 0:
             raise DemoError(
-                f"cannot reach the intake at {intake_url} ({type(exc).__name__}); "
-                "is Leadflow running (make run)?"
+                f"could not reach the intake at {intake_url} (--url): {type(exc).__name__}. "
+                "Is Leadflow running (make run)?"
             ) from exc
         stats.problems.append(f"intake unreachable: {type(exc).__name__}")
         stats.refused += 1

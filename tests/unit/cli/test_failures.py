@@ -93,6 +93,12 @@ def test_an_unreachable_intake_is_one_sentence(closed_port: int, tmp_path: Path)
     assert_one_sentence(done, url, "--url")
 
 
+def test_the_demo_without_an_intake_is_one_sentence(closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}"
+    done = leadflow("demo", "--url", url, "--duration", "1")
+    assert_one_sentence(done, url, "--url")
+
+
 def test_an_unreachable_scoring_is_one_sentence(closed_port: int) -> None:
     url = f"http://127.0.0.1:{closed_port}"
     done = leadflow("people", "erase", "ana@example.com", "--url", url, "--token", "t")

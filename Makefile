@@ -58,7 +58,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared/leadflow services tests
+	$(BIN)/mypy shared/leadflow cli services tests
 
 format: install
 	$(BIN)/ruff format .

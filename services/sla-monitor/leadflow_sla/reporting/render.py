@@ -245,7 +245,15 @@ def _csv(rows: Iterable[list[Any]]) -> str:
 
 def _tables(kind: Kind, doc: dict[str, Any]) -> str:
     # Wide enough for every column: a terminal wraps, a pager (less -S) scrolls.
-    console = Console(file=io.StringIO(), width=1000, force_terminal=False, color_system=None)
+    # Sources, campaigns and reasons are data: `[urgent]` is text here, not Rich markup.
+    console = Console(
+        file=io.StringIO(),
+        width=1000,
+        force_terminal=False,
+        color_system=None,
+        markup=False,
+        highlight=False,
+    )
     query = doc["query"]
     period = f"{query['from'] or 'the beginning'} to {query['to'] or 'now'}"
     filters = [

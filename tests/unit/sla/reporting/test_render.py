@@ -100,3 +100,13 @@ def test_durations_read_naturally() -> None:
         "5 h 10 min",
         "2 d 2 h",
     ]
+
+
+def test_tables_show_data_as_written_not_as_markup() -> None:
+    bracketed = [
+        Lifecycle("lk_9", first_touch_at=T0, first_source="[partner]", first_segment="smb",
+                  rejected_at=T0, rejection_reason="[urgent] no budget"),
+    ]  # fmt: skip
+    query = make_query(REPORTING, start="2026-11-01", end="2026-11-30")
+    shown = render("reasons", document("reasons", query, domain.reasons(bracketed), NOW), "table")
+    assert "[urgent] no budget" in shown

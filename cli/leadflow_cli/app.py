@@ -13,11 +13,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import httpx
 import typer
 from fastapi import FastAPI
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -92,7 +93,7 @@ def _settings(*, client: bool = False) -> Settings:
 def _serve(
     name: str,
     create_app: Callable[[Settings], FastAPI],
-    default_port: Callable[[], int],
+    service_settings: Callable[[], _ServiceSettings],
     port: int | None,
 ) -> None:
     from leadflow import tracing
@@ -108,14 +109,29 @@ def _serve(
         raise typer.Exit(CONFIG_EXIT)
     configure_logging(name, settings.log_level)
     tracing.configure(name, settings)
-    port = port or default_port()
     try:
+        port = port or service_settings().port
         app = create_app(settings)
+    except ValidationError as exc:  # the service's own LEADFLOW_<SERVICE>_* settings
+        prefix = getattr(service_settings, "model_config", {}).get("env_prefix", "")
+        fail("Configuration error", _fields(exc, prefix))
     except ConfigError as exc:
         fail("error", exc)
     if refusal := api_problem(app, settings.env):
         fail("error", refusal)
     serve(app, settings, port)
+
+
+class _ServiceSettings(Protocol):
+    port: int
+
+
+def _fields(exc: ValidationError, prefix: str) -> str:
+    """Settings' validation errors on one line, by variable: `PREFIX_FIELD: what is wrong`."""
+    return "; ".join(
+        f"{prefix}{'.'.join(str(part) for part in error['loc'])}".upper() + f": {error['msg']}."
+        for error in exc.errors()
+    )
 
 
 PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default: per service).")]
@@ -127,7 +143,7 @@ def intake(port: PortOption = None) -> None:
     from leadflow_intake.app import create_app
     from leadflow_intake.settings import IntakeSettings
 
-    _serve("intake", create_app, lambda: IntakeSettings().port, port)
+    _serve("intake", create_app, IntakeSettings, port)
 
 
 @app.command()
@@ -136,7 +152,7 @@ def scoring(port: PortOption = None) -> None:
     from leadflow_scoring.app import create_app
     from leadflow_scoring.settings import ScoringSettings
 
-    _serve("scoring", create_app, lambda: ScoringSettings().port, port)
+    _serve("scoring", create_app, ScoringSettings, port)
 
 
 @app.command()
@@ -145,7 +161,7 @@ def router(port: PortOption = None) -> None:
     from leadflow_router.app import create_app
     from leadflow_router.settings import RouterSettings
 
-    _serve("router", create_app, lambda: RouterSettings().port, port)
+    _serve("router", create_app, RouterSettings, port)
 
 
 @app.command("sla-monitor")
@@ -154,7 +170,7 @@ def sla_monitor(port: PortOption = None) -> None:
     from leadflow_sla.app import create_app
     from leadflow_sla.settings import SlaSettings
 
-    _serve("sla-monitor", create_app, lambda: SlaSettings().port, port)
+    _serve("sla-monitor", create_app, SlaSettings, port)
 
 
 @app.command()

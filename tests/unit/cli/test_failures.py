@@ -144,3 +144,10 @@ def test_version() -> None:
     done = CliRunner().invoke(app, ["--version"])
     assert done.exit_code == 0
     assert done.output == f"leadflow {__version__}\n"
+
+
+def test_a_bad_service_setting_names_its_variable() -> None:
+    done = leadflow("sla-monitor", LEADFLOW_ENV="development", LEADFLOW_SLA_HORIZON_S="soon")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("Configuration error: LEADFLOW_SLA_HORIZON_S: Input should be")

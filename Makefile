@@ -40,10 +40,22 @@ test: install tools
 	$(BIN)/pytest
 
 # promtool checks and unit-tests the alert rules (Debian's prometheus package ships it).
+# chromium is the browser the console's browser tests and `make screenshots` drive
+# (Playwright, from the dev extra, with the system browser: its own download is not used).
 tools:
 	@command -v promtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
 	  || echo "promtool is missing (apt-get install prometheus): the alert-rule tests will skip"
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  chromium fonts-dejavu-core; } \
+	  || echo "chromium is missing (apt-get install chromium): the console's browser tests fail"
+
+.PHONY: screenshots
+# PNGs of each console page into docs/screenshots/ (the README shows them), taken by the
+# system chromium from a local stack with demo leads.
+screenshots: install tools
+	PYTHONPATH=. $(BIN)/python docs/screenshots/take.py
 
 test-unit: install
 	$(BIN)/pytest tests/unit
@@ -82,6 +94,8 @@ bench: install
 	PYTHONPATH=. $(BIN)/python bench/router_batches.py
 	PYTHONPATH=. $(BIN)/python bench/reporting_batches.py
 	PYTHONPATH=. $(BIN)/python bench/sla_batches.py
+	PYTHONPATH=. $(BIN)/python bench/console_render.py --postgres '$(BENCH_POSTGRES)' \
+	  --sqlite-if-unreachable
 	PYTHONPATH=. $(BIN)/python bench/end_to_end.py --postgres '$(BENCH_POSTGRES)' \
 	  --sqlite-if-unreachable $(E2E_ARGS)
 

@@ -196,8 +196,9 @@ async def build(
     """The Now page of `principal` at `now` (without asking the router when not `pools`)."""
     teams = visible_teams(config, principal)
     board = Board(now=now, teams=teams, sees_windows=principal.allows("sla:read"))
-    if board.sees_windows:
-        board.overdue, board.at_risk, board.reps = await windows_part(session, config, teams, now)
+    # The router first: no read transaction of ours is open while it answers (SQLite).
     if pools:
         board.pools = await pools_part(upstream, config, principal, teams)
+    if board.sees_windows:
+        board.overdue, board.at_risk, board.reps = await windows_part(session, config, teams, now)
     return board

@@ -15,8 +15,8 @@ from markupsafe import Markup
 
 WIDTH = 640
 ROW_H = 28
-LABEL_W = 170
-VALUE_W = 110
+LABEL_W = 150
+VALUE_W = 160
 BAR_W = WIDTH - LABEL_W - VALUE_W
 
 

@@ -150,11 +150,13 @@ def _outcome_moments(lc: Lifecycle) -> list[Moment]:
 
 async def build(session: AsyncSession, upstream: Upstream, asked: str) -> Journey:
     """The journey of the person known by `asked` (any of their keys)."""
+    # The other services first: a read transaction of ours kept open while they answer
+    # could hold up their writers, and so them (SQLite locks the whole file).
+    profile, routing = await asyncio.gather(upstream.profile(asked), upstream.routing(asked))
     person = await sla_service.person_key(session, asked)
     windows = await lead_history(session, person)
     reported = await reporting_service.person_key(session, asked)
     lifecycle = await reporting_repository.lifecycle(session, reported)
-    profile, routing = await asyncio.gather(upstream.profile(asked), upstream.routing(asked))
     key = person
     if routing.ok:
         key = str(routing.data.get("lead_key") or key)

@@ -1,21 +1,25 @@
 """Live updates of the Now page over Server-Sent Events.
 
 The stream looks at the open windows every `TICK_S` (two indexed queries and a count) and
-the pools every `POOL_EVERY` ticks, and sends the board again (`event: board`, its HTML)
-only when what it shows changed: a lead went overdue, was contacted, claimed or
-reassigned. So a breach or a contact reaches the page within `TICK_S` of being stored;
-the countdowns in between are the script's, from the due times the board carries.
+sends the board again (`event: board`, its HTML) only when what it shows changed: a lead
+went overdue, was contacted, claimed or reassigned. So a breach or a contact reaches the
+page within `TICK_S` of being stored; the countdowns in between are the script's, from the
+due times the board carries. The pools are the router's: asked every `POOL_EVERY_S` on
+the side, so that a slow router never holds the windows back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from leadflow_sla.console.board import Board
+from leadflow_sla.console.board import Board, Pool
 
 TICK_S = 0.5
-POOL_EVERY = 4
+POOL_EVERY_S = 2.0
 # A comment line this often keeps proxies from closing a quiet stream.
 KEEPALIVE_TICKS = 30
 
@@ -40,28 +44,37 @@ def event(name: str, html: str) -> str:
 
 
 async def stream(
-    build: Callable[[bool], Awaitable[Board]],
+    windows: Callable[[], Awaitable[Board]],
+    pools: Callable[[], Awaitable[list[Pool]]],
     render: Callable[[Board], str],
     disconnected: Callable[[], Awaitable[bool]],
-    sleep: Callable[[float], Awaitable[None]],
 ) -> AsyncIterator[str]:
-    """Board events until the browser goes; `build(with_pools)` makes the board."""
+    """Board events until the browser goes: `windows()` makes the board without its pools,
+    `pools()` asks the router for them."""
     last: tuple[Any, ...] | None = None
-    pools: list[Any] = []
+    shown = await pools()
+    asked_at = time.monotonic()
+    asking: asyncio.Task[list[Pool]] | None = None
     tick = 0
     yield "retry: 2000\n\n"
-    while not await disconnected():
-        with_pools = tick % POOL_EVERY == 0
-        board = await build(with_pools)
-        if with_pools:
-            pools = board.pools
-        else:
-            board.pools = pools
-        now = signature(board)
-        if now != last:
-            last = now
-            yield event("board", render(board))
-        elif tick % KEEPALIVE_TICKS == 0:
-            yield ": still here\n\n"
-        tick += 1
-        await sleep(TICK_S)
+    try:
+        while not await disconnected():
+            if asking is not None and asking.done():
+                shown, asking = asking.result(), None
+            if asking is None and time.monotonic() - asked_at >= POOL_EVERY_S:
+                asking, asked_at = asyncio.ensure_future(pools()), time.monotonic()
+            board = await windows()
+            board.pools = shown
+            now = signature(board)
+            if now != last:
+                last = now
+                yield event("board", render(board))
+            elif tick % KEEPALIVE_TICKS == 0:
+                yield ": still here\n\n"
+            tick += 1
+            await asyncio.sleep(TICK_S)
+    finally:
+        if asking is not None:
+            asking.cancel()
+            with contextlib.suppress(BaseException):
+                await asking

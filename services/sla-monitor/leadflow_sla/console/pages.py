@@ -7,7 +7,6 @@ through the session cookie (leadflow_sla.console.access).
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
@@ -172,11 +171,16 @@ async def events(
     """The Now page's board whenever it changes, as Server-Sent Events."""
     config = runtime.settings.app
 
-    async def build(pools: bool) -> board.Board:
+    teams = board.visible_teams(config, viewer.principal)
+
+    async def windows() -> board.Board:
         async with runtime.sessions() as session:
             return await board.build(
-                session, console.upstream, config, viewer.principal, utcnow(), pools=pools
+                session, console.upstream, config, viewer.principal, utcnow(), pools=False
             )
+
+    async def pools() -> list[board.Pool]:
+        return await board.pools_part(console.upstream, config, viewer.principal, teams)
 
     def render(found: board.Board) -> str:
         return page(
@@ -184,7 +188,7 @@ async def events(
         )
 
     return StreamingResponse(
-        live.stream(build, render, request.is_disconnected, asyncio.sleep),
+        live.stream(windows, pools, render, request.is_disconnected),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
@@ -252,8 +256,8 @@ async def team_page(
     now = utcnow()
     teams = board.visible_teams(config, viewer.principal)
     query = ReportQuery(start=now - timedelta(days=days))
+    reps = await console.upstream.reps()  # before our own reads (see journey.build)
     leads = await insights.lifecycles(session, query, viewer.principal)
-    reps = await console.upstream.reps()
     visible = {rep for t in config.teams if t.name in teams for rep in t.reps}
     rows = [r for r in reps.data.get("reps", []) if r["id"] in visible] if reps.ok else []
     return _html(

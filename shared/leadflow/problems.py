@@ -55,7 +55,7 @@ class Problem(Exception):
         """The problem as an `application/problem+json` response."""
         body: dict[str, Any] = {
             "type": f"https://leadflow.dev/problems/{self.reason.replace('_', '-')}",
-            "title": _TITLES.get(self.status, "Request refused"),
+            "title": TITLES.get(self.status, "Request refused"),
             "status": self.status,
             "detail": self.detail,
             "instance": instance,
@@ -67,16 +67,18 @@ class Problem(Exception):
         )
 
 
-_TITLES = {
+TITLES = {
     400: "Bad request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    409: "Conflict",
     413: "Content too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
     429: "Too many requests",
+    500: "Internal server error",
     503: "Service unavailable",
 }
 

@@ -8,16 +8,18 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leadflow import topics, tracing
+from leadflow.api_contract import install_contract, operation_id
 from leadflow.auth import PUBLIC, Authenticator, build_authenticator, install
 from leadflow.bus.kafka import KafkaConsumerRunner, KafkaPublisher, ensure_topics
 from leadflow.db.engine import create_engine, session_factory
@@ -30,6 +32,7 @@ from leadflow.metrics import (
     serve_metrics_port,
 )
 from leadflow.outbox import OutboxRelay
+from leadflow.problems import install_problem_handlers
 from leadflow.processing import BatchHandler, EventHandler, EventProcessor
 from leadflow.retention import Rule, shared_rules
 from leadflow.retention import run as run_retention
@@ -237,8 +240,11 @@ def consumer_service(
         description=description,
         lifespan=lifespan,
         telemetry=telemetry(settings),
+        generate_unique_id_function=operation_id,
         **api_docs(settings),
     )
+    install_problem_handlers(app)
+    install_contract(app)
     install(app, authenticator)
     add_probe_routes(app, ready=_ready)
     add_metrics_route(app, settings)
@@ -288,14 +294,38 @@ async def _ready(app: FastAPI) -> dict[str, Any]:
     return {"ready": not reasons, **checks, "reasons": reasons}
 
 
+class Health(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Whether the service can do its work; each service adds its own checks (booleans,
+    or its spool's state for the intake) beside `ready`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ready: bool
+    reasons: list[str] = Field(default_factory=list, description="What is missing, if any.")
+
+
 def add_probe_routes(app: FastAPI, ready: Callable[[FastAPI], Awaitable[dict[str, Any]]]) -> None:
     """`/healthz` (the process answers) and `/readyz` (it can do its work)."""
 
     @app.get("/healthz", tags=["operations"], dependencies=[PUBLIC])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Health:
+        return Health(status="ok")
 
-    @app.get("/readyz", tags=["operations"], dependencies=[PUBLIC])
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        dependencies=[PUBLIC],
+        responses={
+            200: {"model": Readiness, "description": "Ready."},
+            503: {"model": Readiness, "description": "Not ready: `reasons` says why."},
+        },
+    )
     async def readyz(request: Request) -> JSONResponse:
         body = await ready(request.app)
         return JSONResponse(body, status_code=200 if body["ready"] else 503)

@@ -193,8 +193,10 @@ def test_bad_requests_are_refused_with_a_reason(stack: Stack) -> None:
     url = reports(stack)
     bad_date = httpx.get(f"{url}/funnel", params={"from": "last tuesday"}, headers=AUTH)
     assert bad_date.status_code == 422
-    assert bad_date.json()["detail"][0]["loc"] == ["query", "from"]
-    assert "is not a date" in bad_date.json()["detail"][0]["msg"]
+    assert bad_date.headers["content-type"] == "application/problem+json"
+    [error] = bad_date.json()["errors"]
+    assert error["field"] == "query.from"
+    assert "is not a date" in error["message"]
     unknown_segment = httpx.get(f"{url}/speed", params={"segment": "nope"}, headers=AUTH)
     assert unknown_segment.status_code == 422
     assert "enterprise, smb, other" in unknown_segment.text

@@ -24,6 +24,7 @@ from leadflow.config import LeadflowConfig, load_config
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import notifications, outbox
 from leadflow.events import Envelope, LeadActivity, LeadAssigned, new_event
+from leadflow.problems import install_problem_handlers
 from leadflow.processing import utcnow
 from leadflow_sla import service
 from leadflow_sla.api import router
@@ -346,6 +347,7 @@ async def test_webhooks_filter_by_team_and_slack_gets_every_stage(
 @pytest.fixture
 async def api(engine: AsyncEngine, config: LeadflowConfig) -> AsyncIterator[httpx.AsyncClient]:
     app = authorized(FastAPI())
+    install_problem_handlers(app)
     app.include_router(router)
     app.state.runtime = SimpleNamespace(
         settings=SimpleNamespace(app=config), sessions=session_factory(engine)
@@ -428,6 +430,7 @@ async def test_the_api_says_what_it_does_not_know(
     response = await api.get(path)
 
     assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["detail"].startswith(detail)
 
 
@@ -436,7 +439,9 @@ async def test_bad_query_parameters_get_field_errors(api: httpx.AsyncClient, que
     response = await api.get(f"/v1/sla/open?{query}")
 
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"][0] == "query"
+    assert response.headers["content-type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["field"] == "query." + query.split("=")[0]
 
 
 def test_payloads_are_json(config: LeadflowConfig) -> None:

@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
+from leadflow.api_contract import install_contract, operation_id
 from leadflow.auth import Authenticator, build_authenticator, install
 from leadflow.bus import Publisher
 from leadflow.bus.kafka import KafkaPublisher
 from leadflow.metrics import add_metrics_route
-from leadflow.problems import PROBLEM_JSON, install_problem_handlers
+from leadflow.problems import install_problem_handlers
 from leadflow.runtime import add_probe_routes, api_docs, connect_broker, telemetry
 from leadflow.settings import Settings
 from leadflow.supervisor import Supervisor
@@ -78,6 +78,7 @@ def create_app(
         description=__doc__ or "",
         lifespan=lifespan,
         telemetry=telemetry(settings),
+        generate_unique_id_function=operation_id,
         **api_docs(settings),
     )
     install_problem_handlers(app)
@@ -86,7 +87,7 @@ def create_app(
     app.include_router(admin.router)
     add_probe_routes(app, ready=_ready)
     add_metrics_route(app, settings)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    install_contract(app)
     return app
 
 
@@ -122,20 +123,3 @@ async def _ready(app: FastAPI) -> dict[str, Any]:
     if failing:
         body["failing"] = failing
     return body
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with refusals typed as `application/problem+json`."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
-    for path in schema.get("paths", {}).values():
-        for operation in path.values():
-            for status, response in operation.get("responses", {}).items():
-                content = response.get("content", {})
-                if status.startswith(("4", "5")) and "application/json" in content:
-                    content[PROBLEM_JSON] = content.pop("application/json")
-    app.openapi_schema = schema
-    return schema

@@ -7,16 +7,19 @@ the database, win over the configuration, and take effect on the next decision.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leadflow.api_contract import json_body
 from leadflow.auth import Principal, require
 from leadflow.config import LeadflowConfig
 from leadflow.problems import Problem, field_errors
 from leadflow.processing import utcnow
 from leadflow.runtime import RuntimeDep, SessionDep
+from leadflow.schedules import Absence, Shift
 from leadflow_router import admin_service, roster, roster_repository
 from leadflow_router.notify import NotifyOptions
 from leadflow_router.service import ReassignRefused
@@ -54,36 +57,152 @@ class ReassignIn(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
+class EffectiveRep(BaseModel):
+    """A rep's settings in force: the configuration with the run-time overrides applied."""
+
+    active: bool
+    max_per_day: int | None
+    max_open: int | None
+    weight: float
+    working_hours: list[Shift]
+    languages: list[str]
+    products: list[str]
+    regions: list[str]
+
+
+class RepAbsence(BaseModel):
+    """An out-of-office period added at run time (cancel it by its id)."""
+
+    id: int
+    start: datetime
+    end: datetime
+    note: str | None
+    created_by: str
+
+
+class RepLoad(BaseModel):
+    """Leads a rep was given today (in their zone) and holds open."""
+
+    today: int
+    open: int
+
+
+class RepView(BaseModel):
+    """A rep as configured, as overridden, as in force now, with load and availability."""
+
+    id: str
+    name: str
+    timezone: str
+    teams: list[str]
+    effective: EffectiveRep
+    overrides: dict[str, Any] = Field(
+        description="The fields set at run time (those of `PATCH /v1/admin/reps/{rep_id}`)."
+    )
+    out_of_office: list[Absence] = Field(description="The configured out-of-office periods.")
+    absences: list[RepAbsence] = Field(description="Periods added at run time, current or later.")
+    load: RepLoad
+    available_now: bool
+    unavailable_because: str | None
+
+
+class RepList(BaseModel):
+    """Every configured rep."""
+
+    reps: list[RepView]
+
+
+class HandedOver(BaseModel):
+    """A lead moved outside routing: its new assignment and the one it replaced."""
+
+    lead_key: str
+    assignment_id: str
+    rep_id: str | None
+    team: str
+    rule: str
+    seq: int
+    assigned_at: datetime
+    previous_assignment_id: str
+    previous_rep_id: str | None
+    close_reason: str | None
+
+
+class Reassigned(HandedOver):
+    """A lead given by hand to a rep, and why."""
+
+    reason: str
+
+
+class AbsenceAdded(BaseModel):
+    """An out-of-office period added, and what became of the rep's open leads."""
+
+    id: int
+    rep_id: str
+    start: datetime
+    end: datetime
+    note: str
+    redistributed: list[HandedOver] = Field(
+        description="Leads handed to the team's other reps (when the team redistributes)."
+    )
+    kept: list[str] = Field(description="Keys of the open leads no other rep could take.")
+
+
+class AuditLine(BaseModel):
+    """A run-time change: who, what, when, before and after."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    rep_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditLog(BaseModel):
+    """The latest run-time changes, newest first."""
+
+    changes: list[AuditLine]
+
+
+# The refusals of a route that reads its JSON body itself.
+_BODY_REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not valid JSON."},
+    415: {"description": "The body is not application/json."},
+}
+
+
 def _options(request: Request) -> NotifyOptions:
     options = getattr(request.app.state, "notify_options", None)
     return options if isinstance(options, NotifyOptions) else NotifyOptions()
 
 
 @router.get("/reps")
-async def list_reps(_actor: Actor, session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def list_reps(_actor: Actor, session: SessionDep, runtime: RuntimeDep) -> RepList:
     """Every rep: configuration, overrides, effective settings, load and availability now."""
     config = runtime.settings.app
     reps = [rep.id for rep in config.reps]
-    return {"reps": await admin_service.rep_views(session, config, reps, utcnow())}
+    views = await admin_service.rep_views(session, config, reps, utcnow())
+    return RepList(reps=[RepView.model_validate(view) for view in views])
 
 
 @router.get("/reps/{rep_id}", responses={404: {"description": "No such rep."}})
-async def get_rep(
-    rep_id: str, _actor: Actor, session: SessionDep, runtime: RuntimeDep
-) -> dict[str, Any]:
+async def get_rep(rep_id: str, _actor: Actor, session: SessionDep, runtime: RuntimeDep) -> RepView:
     """One rep: configuration, overrides, effective settings, load and availability now."""
     config = runtime.settings.app
     [view] = await admin_service.rep_views(session, config, [_known_rep(config, rep_id)], utcnow())
-    return view
+    return RepView.model_validate(view)
 
 
 @router.patch(
     "/reps/{rep_id}",
-    responses={404: {"description": "No such rep."}, 422: {"description": "Invalid change."}},
+    responses={
+        404: {"description": "No such rep."},
+        422: {"description": "Invalid change."},
+        **_BODY_REFUSALS,
+    },
+    openapi_extra=json_body(roster.RepOverride),
 )
-async def change_rep(
-    rep_id: str, request: Request, actor: Actor, runtime: RuntimeDep
-) -> dict[str, Any]:
+async def change_rep(rep_id: str, request: Request, actor: Actor, runtime: RuntimeDep) -> RepView:
     """Override fields of a rep (active, caps, weight, working hours, skills); null reverts."""
     config = runtime.settings.app
     _known_rep(config, rep_id)
@@ -93,17 +212,22 @@ async def change_rep(
         await admin_service.change_rep(session, rep_id, change, actor.name, now)
     async with runtime.sessions() as session:
         [view] = await admin_service.rep_views(session, config, [rep_id], now)
-    return view
+    return RepView.model_validate(view)
 
 
 @router.post(
     "/reps/{rep_id}/out-of-office",
     status_code=201,
-    responses={404: {"description": "No such rep."}, 422: {"description": "Invalid period."}},
+    responses={
+        404: {"description": "No such rep."},
+        422: {"description": "Invalid period."},
+        **_BODY_REFUSALS,
+    },
+    openapi_extra=json_body(roster.AbsenceIn),
 )
 async def add_absence(
     rep_id: str, request: Request, actor: Actor, runtime: RuntimeDep
-) -> dict[str, Any]:
+) -> AbsenceAdded:
     """Mark a rep out of office from `start` to `end` (ISO 8601 with a zone)."""
     config = runtime.settings.app
     _known_rep(config, rep_id)
@@ -115,13 +239,15 @@ async def add_absence(
     relay = getattr(runtime, "relay", None)
     if moved and relay is not None:
         relay.wake()
-    return {
-        "id": absence_id,
-        "rep_id": rep_id,
-        **absence.model_dump(mode="json"),
-        "redistributed": [admin_service.handover_view(one) for one in moved],
-        "kept": stayed,
-    }
+    return AbsenceAdded.model_validate(
+        {
+            "id": absence_id,
+            "rep_id": rep_id,
+            **absence.model_dump(mode="json"),
+            "redistributed": [admin_service.handover_view(one) for one in moved],
+            "kept": stayed,
+        }
+    )
 
 
 @router.delete(
@@ -151,11 +277,13 @@ async def cancel_absence(
         404: {"description": "Unknown lead, or not assigned to anyone."},
         409: {"description": "The lead is closed (rejected, converted, won or lost)."},
         422: {"description": "Unknown rep, the same rep, a rep it cannot go to, or away."},
+        **_BODY_REFUSALS,
     },
+    openapi_extra=json_body(ReassignIn),
 )
 async def reassign_lead(
     lead_key: str, request: Request, actor: Actor, runtime: RuntimeDep
-) -> dict[str, Any]:
+) -> Reassigned:
     """Give a lead (any of its person's keys) to another rep by hand: the assignment moves,
     the SLA window restarts for the new rep, both reps are told, the change is audited."""
     body = _parse(ReassignIn, await _json(request))
@@ -176,7 +304,7 @@ async def reassign_lead(
     relay = getattr(runtime, "relay", None)
     if relay is not None:
         relay.wake()  # publish the reassignment now, not at the relay's next poll
-    return {**admin_service.handover_view(moved), "reason": body.reason}
+    return Reassigned.model_validate({**admin_service.handover_view(moved), "reason": body.reason})
 
 
 @router.get("/audit")
@@ -185,9 +313,10 @@ async def audit_log(
     session: SessionDep,
     rep_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
+) -> AuditLog:
     """The latest run-time changes, newest first: who, what, when, before and after."""
-    return {"changes": await roster_repository.audit_log(session, rep_id, limit)}
+    lines = await roster_repository.audit_log(session, rep_id, limit)
+    return AuditLog(changes=[AuditLine.model_validate(line) for line in lines])
 
 
 async def _json(request: Request) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
 
 from leadflow.auth import require
 from leadflow.config import LeadflowConfig
@@ -14,6 +16,82 @@ from leadflow_router import repository
 from leadflow_router.book import MERGED
 
 router = APIRouter(prefix="/v1", tags=["routing"], dependencies=[require("leads:read")])
+
+
+class Candidate(BaseModel):
+    """A rep the decision considered, and their part in it."""
+
+    rep_id: str
+    rep_name: str | None
+    outcome: Literal["chosen", "skipped", "available"]
+    why: str
+
+
+class SkippedEarlier(BaseModel):
+    """A rep skipped before the candidates were drawn (an account owner, a named rep)."""
+
+    rep_id: str
+    rep_name: str | None
+    why: str
+
+
+class DecisionView(BaseModel):
+    """One routing decision, with each candidate's part in it spelled out."""
+
+    assignment_id: str
+    decided_at: datetime
+    kind: str = Field(description="`route`, or how else the lead moved (a reassignment).")
+    outcome: str
+    rule: str
+    account: str | None
+    team: str
+    rep_id: str | None
+    rep_name: str | None
+    method: str | None
+    reason: str
+    candidates: list[Candidate]
+    skipped_before: list[SkippedEarlier]
+    skipped: dict[str, str] = Field(description="Why each skipped rep was, by rep id.")
+    trace: list[str] = Field(description="The rule walk, step by step.")
+    details: dict[str, Any] = Field(description="What the decision matched on (a domain).")
+    config_version: str
+
+
+class CurrentAssignment(BaseModel):
+    """Where the lead is now."""
+
+    assignment_id: str
+    rep_id: str | None
+    rep_name: str | None
+    team: str
+    since: datetime
+
+
+class AssignmentStep(BaseModel):
+    """One assignment of the lead, in order."""
+
+    seq: int
+    assignment_id: str
+    status: str
+    rep_id: str | None
+    rep_name: str | None
+    team: str
+    rule: str
+    assigned_at: datetime
+    closed_at: datetime | None
+    close_reason: str | None
+
+
+class RoutingExplained(BaseModel):
+    """Why a lead went where it went."""
+
+    lead_key: str = Field(description="The key the person is known by now.")
+    asked_as: str = Field(description="The key asked for.")
+    status: str
+    summary: str
+    current: CurrentAssignment
+    decisions: list[DecisionView]
+    history: list[AssignmentStep]
 
 
 def _name(config: LeadflowConfig, rep_id: str | None) -> str | None:
@@ -85,7 +163,7 @@ def summary(config: LeadflowConfig, current: dict[str, Any], latest: dict[str, A
 )
 async def routing_decisions(
     lead_key: Annotated[str, Path(max_length=64)], session: SessionDep, runtime: RuntimeDep
-) -> dict[str, Any]:
+) -> RoutingExplained:
     """Why the lead went where it went: each decision's rule, candidates and skipped reps.
 
     Any of the person's keys answers (the email's, the phone's, a merged profile's): the
@@ -108,32 +186,34 @@ async def routing_decisions(
         (a for a in reversed(assignments) if a["closed_at"] is None),
         next((a for a in reversed(assignments) if a["close_reason"] != MERGED), assignments[-1]),
     )
-    return {
-        "lead_key": lead_key,
-        "asked_as": asked,
-        "status": "closed" if current["closed_at"] is not None else current["status"],
-        "summary": summary(config, current, decisions[-1]),
-        "current": {
-            "assignment_id": current["assignment_id"],
-            "rep_id": current["rep_id"],
-            "rep_name": _name(config, current["rep_id"]),
-            "team": current["team"],
-            "since": current["assigned_at"],
-        },
-        "decisions": [explain(config, d) for d in decisions],
-        "history": [
-            {
-                "seq": a["seq"],
-                "assignment_id": a["assignment_id"],
-                "status": a["status"],
-                "rep_id": a["rep_id"],
-                "rep_name": _name(config, a["rep_id"]),
-                "team": a["team"],
-                "rule": a["rule"],
-                "assigned_at": a["assigned_at"],
-                "closed_at": a["closed_at"],
-                "close_reason": a["close_reason"],
-            }
-            for a in assignments
-        ],
-    }
+    return RoutingExplained.model_validate(
+        {
+            "lead_key": lead_key,
+            "asked_as": asked,
+            "status": "closed" if current["closed_at"] is not None else current["status"],
+            "summary": summary(config, current, decisions[-1]),
+            "current": {
+                "assignment_id": current["assignment_id"],
+                "rep_id": current["rep_id"],
+                "rep_name": _name(config, current["rep_id"]),
+                "team": current["team"],
+                "since": current["assigned_at"],
+            },
+            "decisions": [explain(config, d) for d in decisions],
+            "history": [
+                {
+                    "seq": a["seq"],
+                    "assignment_id": a["assignment_id"],
+                    "status": a["status"],
+                    "rep_id": a["rep_id"],
+                    "rep_name": _name(config, a["rep_id"]),
+                    "team": a["team"],
+                    "rule": a["rule"],
+                    "assigned_at": a["assigned_at"],
+                    "closed_at": a["closed_at"],
+                    "close_reason": a["close_reason"],
+                }
+                for a in assignments
+            ],
+        }
+    )

@@ -23,7 +23,6 @@ from leadflow.erasure import erasing
 from leadflow.events import Envelope
 from leadflow.faults import is_transient
 from leadflow.notifications import EmailSender, NotificationDispatcher, WebhookSender
-from leadflow.problems import install_problem_handlers
 from leadflow.processing import BatchHandler, utcnow
 from leadflow.runtime import Background, ConsumerSpec, Runtime, consumer_service
 from leadflow.settings import ConfigError, Settings
@@ -177,6 +176,5 @@ def create_app(settings: Settings, router_settings: RouterSettings | None = None
         },
         description=__doc__ or "",
     )
-    install_problem_handlers(app)
     app.state.notify_options = options
     return app

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
+from pydantic import BaseModel, Field
 
+from leadflow.api_contract import problem_responses
 from leadflow.auth import Principal, require
 from leadflow.problems import Problem
 from leadflow.processing import utcnow
@@ -15,7 +18,7 @@ from leadflow_scoring import privacy
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(404))
 
 # What the other services do with `lead.erased`, as the answer tells the caller.
 FOLLOWS = {
@@ -25,12 +28,25 @@ FOLLOWS = {
 }
 
 
+class ErasureAnswer(BaseModel):
+    """What an erasure request did, and what the other services do after it."""
+
+    status: Literal["erasing", "erased"] = Field(
+        description="`erasing`: erased here now, the others follow; `erased`: done before."
+    )
+    erasure_id: str | None
+    erased_at: datetime
+    keys: int = Field(description="How many keys the person was known by (erased now).")
+    lead_keys: list[str] = Field(description="The person's keys, for the intakes' spools.")
+    then: dict[str, str] = Field(description="What each other service does, by service.")
+
+
 @router.delete("/people/{lead_key}", status_code=202)
 async def erase_person(
     lead_key: str,
     runtime: RuntimeDep,
     principal: Annotated[Principal, require("admin")],
-) -> dict[str, Any]:
+) -> ErasureAnswer:
     """Erase a person everywhere, found by any of their keys (email's, phone's, a merged
     profile's).
 
@@ -61,12 +77,12 @@ async def erase_person(
                 "keys": len(done.keys),
             },
         )
-    return {
-        "status": done.status,
-        "erasure_id": done.erasure_id or None,
-        "erased_at": done.erased_at,
-        "keys": len(done.keys),
+    return ErasureAnswer(
+        status=done.status,
+        erasure_id=done.erasure_id or None,
+        erased_at=done.erased_at,
+        keys=len(done.keys),
         # Where else the caller may have to forget them: each intake's spool, by key.
-        "lead_keys": list(done.keys),
-        "then": FOLLOWS if done.status == "erasing" else {},
-    }
+        lead_keys=list(done.keys),
+        then=FOLLOWS if done.status == "erasing" else {},
+    )

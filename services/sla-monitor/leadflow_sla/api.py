@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
+from leadflow.api_contract import problem_responses
 from leadflow.auth import require
+from leadflow.problems import Problem
 from leadflow.processing import utcnow
 from leadflow.runtime import RuntimeDep, SessionDep
 from leadflow_sla import repository, service
@@ -15,6 +18,124 @@ from leadflow_sla import repository, service
 router = APIRouter(prefix="/v1/sla", tags=["sla"], dependencies=[require("sla:read")])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many leads.")]
+
+
+class OpenWindow(BaseModel):
+    """A lead waiting for its first contact: whose, since when, due when, how late."""
+
+    lead_key: str
+    assignment_id: str
+    team: str
+    rep_id: str
+    rep_name: str
+    policy: str
+    clock: str
+    tier: str
+    assigned_at: datetime
+    due_at: datetime
+    age_s: float
+    overdue: bool
+    overdue_by_s: float
+    last_alert: Literal["warning", "breached", "escalated"] | None = Field(
+        description="The last alert the window raised, if any."
+    )
+
+
+class OpenLeads(BaseModel):
+    """Leads waiting for their first contact, soonest due first."""
+
+    now: datetime
+    open: list[OpenWindow]
+
+
+class RepTally(BaseModel):
+    """A rep's open and overdue leads."""
+
+    rep_id: str
+    rep_name: str
+    open: int
+    overdue: int
+    oldest_age_s: float
+    next_due_at: datetime
+
+
+class TeamTally(BaseModel):
+    """A team's open and overdue leads, and each of its reps'."""
+
+    team: str
+    manager: str | None = Field(description="Null for a team no longer configured.")
+    open: int
+    overdue: int
+    oldest_age_s: float | None
+    next_due_at: datetime | None
+    reps: list[RepTally]
+
+
+class Summary(BaseModel):
+    """Every team's open and overdue leads."""
+
+    now: datetime
+    teams: list[TeamTally]
+
+
+class TeamLeads(BaseModel):
+    """A team's open leads and, separately, the overdue ones."""
+
+    now: datetime
+    team: str
+    open: list[OpenWindow]
+    overdue: list[OpenWindow]
+
+
+class RepLeads(BaseModel):
+    """A rep's open leads and, separately, the overdue ones."""
+
+    now: datetime
+    rep_id: str
+    rep_name: str
+    open: list[OpenWindow]
+    overdue: list[OpenWindow]
+
+
+class WindowTimer(BaseModel):
+    """One stage of a window's alert ladder."""
+
+    stage: str
+    due_at: datetime
+    status: str
+    closed_at: datetime | None
+
+
+class WindowRecord(BaseModel):
+    """A follow-up window as kept, with its timers."""
+
+    id: int
+    assignment_id: str
+    lead_key: str
+    policy: str
+    clock: str
+    window_s: float
+    tier: str
+    rep_id: str
+    team: str
+    escalations: int
+    assigned_at: datetime
+    due_at: datetime
+    status: str
+    outcome: str | None
+    warned_at: datetime | None
+    breached_at: datetime | None
+    escalated_at: datetime | None
+    contacted_at: datetime | None
+    closed_at: datetime | None
+    timers: list[WindowTimer]
+
+
+class LeadWindows(BaseModel):
+    """Every follow-up window a person had."""
+
+    lead_key: str = Field(description="The key the person is known by now.")
+    windows: list[WindowRecord]
 
 
 def _view(window: dict[str, Any], now: datetime, names: dict[str, str]) -> dict[str, Any]:
@@ -52,13 +173,17 @@ def _view(window: dict[str, Any], now: datetime, names: dict[str, str]) -> dict[
 def _known(runtime: RuntimeDep, team: str | None, rep: str | None) -> dict[str, str]:
     config = runtime.settings.app
     if team is not None and team not in {t.name for t in config.teams}:
-        raise HTTPException(404, f"There is no team {team!r}; GET /v1/sla/summary lists them.")
+        raise Problem(
+            404, "unknown_team", f"There is no team {team!r}; GET /v1/sla/summary lists them."
+        )
     if rep is not None and rep not in {r.id for r in config.reps}:
-        raise HTTPException(404, f"There is no rep {rep!r}; GET /v1/sla/summary lists them.")
+        raise Problem(
+            404, "unknown_rep", f"There is no rep {rep!r}; GET /v1/sla/summary lists them."
+        )
     return {r.id: r.name for r in config.reps}
 
 
-@router.get("/open")
+@router.get("/open", responses=problem_responses(404))
 async def open_leads(
     session: SessionDep,
     runtime: RuntimeDep,
@@ -66,18 +191,18 @@ async def open_leads(
     rep: str | None = None,
     overdue: bool = False,
     limit: Limit = 100,
-) -> dict[str, Any]:
+) -> OpenLeads:
     """Leads waiting for their first contact, soonest due first; `overdue=true`: only late ones."""
     names = _known(runtime, team, rep)
     now = utcnow()
     windows = await repository.open_windows(
         session, now, team=team, rep_id=rep, overdue_only=overdue, limit=limit
     )
-    return {"now": now, "open": [_view(w, now, names) for w in windows]}
+    return OpenLeads.model_validate({"now": now, "open": [_view(w, now, names) for w in windows]})
 
 
 @router.get("/summary")
-async def summary(session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def summary(session: SessionDep, runtime: RuntimeDep) -> Summary:
     """Per team and per rep: open leads, overdue leads, the oldest one's age, the next due time."""
     config = runtime.settings.app
     now = utcnow()
@@ -124,30 +249,32 @@ async def summary(session: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
         team["oldest_age_s"] = max(team["oldest_age_s"] or 0.0, age)
         if team["next_due_at"] is None or row["next_due_at"] < team["next_due_at"]:
             team["next_due_at"] = row["next_due_at"]
-    return {"now": now, "teams": list(teams.values())}
+    return Summary.model_validate({"now": now, "teams": list(teams.values())})
 
 
-@router.get("/teams/{team}")
+@router.get("/teams/{team}", responses=problem_responses(404))
 async def team_leads(
     team: str, session: SessionDep, runtime: RuntimeDep, limit: Limit = 100
-) -> dict[str, Any]:
+) -> TeamLeads:
     """A team's open leads and, separately, the overdue ones."""
     names = _known(runtime, team, None)
     now = utcnow()
     windows = await repository.open_windows(session, now, team=team, limit=limit)
     late = await repository.open_windows(session, now, team=team, overdue_only=True, limit=limit)
-    return {
-        "now": now,
-        "team": team,
-        "open": [_view(w, now, names) for w in windows],
-        "overdue": [_view(w, now, names) for w in late],
-    }
+    return TeamLeads.model_validate(
+        {
+            "now": now,
+            "team": team,
+            "open": [_view(w, now, names) for w in windows],
+            "overdue": [_view(w, now, names) for w in late],
+        }
+    )
 
 
-@router.get("/reps/{rep_id}")
+@router.get("/reps/{rep_id}", responses=problem_responses(404))
 async def rep_leads(
     rep_id: str, session: SessionDep, runtime: RuntimeDep, limit: Limit = 100
-) -> dict[str, Any]:
+) -> RepLeads:
     """A rep's open leads and, separately, the overdue ones."""
     names = _known(runtime, None, rep_id)
     now = utcnow()
@@ -155,21 +282,23 @@ async def rep_leads(
     late = await repository.open_windows(
         session, now, rep_id=rep_id, overdue_only=True, limit=limit
     )
-    return {
-        "now": now,
-        "rep_id": rep_id,
-        "rep_name": names[rep_id],
-        "open": [_view(w, now, names) for w in windows],
-        "overdue": [_view(w, now, names) for w in late],
-    }
+    return RepLeads.model_validate(
+        {
+            "now": now,
+            "rep_id": rep_id,
+            "rep_name": names[rep_id],
+            "open": [_view(w, now, names) for w in windows],
+            "overdue": [_view(w, now, names) for w in late],
+        }
+    )
 
 
-@router.get("/leads/{lead_key}")
-async def lead_windows(lead_key: str, session: SessionDep) -> dict[str, Any]:
+@router.get("/leads/{lead_key}", responses=problem_responses(404))
+async def lead_windows(lead_key: str, session: SessionDep) -> LeadWindows:
     """Every follow-up window a person had, with each stage's due time and what became of it;
     at any of the person's keys (`lead_key` in the answer is the one they are known by now)."""
     person = await service.person_key(session, lead_key)
     history = await repository.lead_history(session, person)
     if not history:
-        raise HTTPException(404, f"No follow-up window was opened for lead {lead_key!r}.")
-    return {"lead_key": person, "windows": history}
+        raise Problem(404, "unknown_lead", f"No follow-up window was opened for lead {lead_key!r}.")
+    return LeadWindows.model_validate({"lead_key": person, "windows": history})

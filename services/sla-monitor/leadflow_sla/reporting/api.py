@@ -6,14 +6,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from leadflow.api_contract import problem_responses
 from leadflow.auth import require
 from leadflow.config import Reporting
+from leadflow.problems import Problem
 from leadflow.processing import utcnow
 from leadflow.runtime import RuntimeDep, SessionDep
-from leadflow_sla.reporting import domain, render, repository, service, tiers
+from leadflow_sla.reporting import documents, domain, render, repository, service, tiers
 from leadflow_sla.reporting.metrics import COSTS_CHANGED
 from leadflow_sla.reporting.query import (
     Dimension,
@@ -24,7 +26,7 @@ from leadflow_sla.reporting.query import (
 )
 from leadflow_sla.reporting.roi import CostKind
 
-router = APIRouter(prefix="/v1/reports", tags=["reports"])
+router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=problem_responses(422))
 
 # Reports need `reports:read`; changing a cost needs `admin`.
 READ = require("reports:read")
@@ -70,36 +72,39 @@ def report_query(
             touch=touch,
         )
     except QueryError as exc:
-        raise HTTPException(
-            422, [{"loc": ["query", exc.field], "msg": str(exc), "type": "value_error"}]
+        raise Problem(
+            422,
+            "invalid_query",
+            "The report's query is not valid.",
+            errors=[{"field": f"query.{exc.field}", "message": str(exc)}],
         ) from exc
 
 
 QueryDep = Annotated[ReportQuery, Depends(report_query)]
 
 
-@router.get("/funnel", dependencies=[READ])
+@router.get("/funnel", dependencies=[READ], response_model=documents.FunnelDocument)
 async def funnel(session: SessionDep, query: QueryDep, by: Dimension = "source") -> dict[str, Any]:
     """Stage counts, stage-to-stage conversion and leakage, MQL→SQL, conversion per `by`."""
     report = await service.funnel_report(session, query, by)
     return render.document("funnel", query, report, utcnow())
 
 
-@router.get("/speed", dependencies=[READ])
+@router.get("/speed", dependencies=[READ], response_model=documents.SpeedDocument)
 async def speed(session: SessionDep, query: QueryDep) -> dict[str, Any]:
     """Speed to lead (median, p90, buckets), hand-off to first contact, per rep."""
     report = await service.speed_report(session, query)
     return render.document("speed", query, report, utcnow())
 
 
-@router.get("/reasons", dependencies=[READ])
+@router.get("/reasons", dependencies=[READ], response_model=documents.ReasonsDocument)
 async def reasons(session: SessionDep, query: QueryDep) -> dict[str, Any]:
     """Rejection (screening) reasons ranked, and lost-deal reasons."""
     report = await service.reasons_report(session, query)
     return render.document("reasons", query, report, utcnow())
 
 
-@router.get("/roi", dependencies=[READ])
+@router.get("/roi", dependencies=[READ], response_model=documents.RoiDocument)
 async def roi(
     session: SessionDep, reporting: ReportingDep, query: QueryDep, by: CostKind = "segment"
 ) -> dict[str, Any]:
@@ -108,7 +113,7 @@ async def roi(
     return render.document("roi", query, report, utcnow())
 
 
-@router.get("/tiers", dependencies=[READ])
+@router.get("/tiers", dependencies=[READ], response_model=documents.TiersDocument)
 async def tier_shares(
     session: SessionDep,
     reporting: ReportingDep,
@@ -122,7 +127,12 @@ async def tier_shares(
     return render.document("tiers", query, report, utcnow())
 
 
-@router.get("/leads/{lead_key}", dependencies=[READ])
+@router.get(
+    "/leads/{lead_key}",
+    dependencies=[READ],
+    response_model=documents.LeadLifecycle,
+    responses=problem_responses(404),
+)
 async def lead_lifecycle(
     session: SessionDep, lead_key: Annotated[str, Path(max_length=64)]
 ) -> dict[str, Any]:
@@ -130,7 +140,7 @@ async def lead_lifecycle(
     (`lead_key` in the answer is the one they are known by now)."""
     found = await repository.lifecycle(session, await service.person_key(session, lead_key))
     if found is None:
-        raise HTTPException(404, f"No event of lead {lead_key} has been seen.")
+        raise Problem(404, "unknown_lead", f"No event of lead {lead_key} has been seen.")
     return {**asdict(found), "stage": domain.STAGES[domain.furthest_stage(found)]}
 
 
@@ -143,44 +153,52 @@ class CostIn(BaseModel):
 
 
 @router.get("/costs", dependencies=[READ])
-async def costs(session: SessionDep, reporting: ReportingDep) -> dict[str, Any]:
+async def costs(session: SessionDep, reporting: ReportingDep) -> documents.CostList:
     """Cost per lead of every segment and campaign that has one, and where it comes from."""
     effective = await service.costs(session, reporting)
-    return {
-        "currency": reporting.currency,
-        "costs": [
-            {"kind": kind, "name": name, **asdict(cost)}
+    return documents.CostList(
+        currency=reporting.currency,
+        costs=[
+            documents.CostView(
+                kind=kind, name=name, cost_per_lead=cost.cost_per_lead, origin=cost.origin
+            )
             for (kind, name), cost in sorted(effective.items())
         ],
-    }
+    )
 
 
 def _known(reporting: Reporting, kind: CostKind, name: str) -> None:
     if kind == "segment" and name not in reporting.segment_names():
-        raise HTTPException(
+        raise Problem(
             404,
+            "unknown_segment",
             f"No segment is named {name!r}; the configured ones are "
             f"{', '.join(reporting.segment_names())}.",
         )
 
 
-@router.put("/costs/{kind}/{name}", dependencies=[AdminDep])
+@router.put("/costs/{kind}/{name}", dependencies=[AdminDep], responses=problem_responses(404))
 async def set_cost(
     runtime: RuntimeDep,
     reporting: ReportingDep,
     kind: CostKind,
     name: Annotated[str, Path(min_length=1, max_length=200)],
     body: CostIn,
-) -> dict[str, Any]:
+) -> documents.CostView:
     """Set what a lead of this segment or campaign costs (overrides the configuration)."""
     _known(reporting, kind, name)
     async with runtime.sessions() as session, session.begin():
         await repository.set_cost(session, kind, name, body.cost_per_lead, utcnow())
     COSTS_CHANGED.labels(kind).inc()
-    return {"kind": kind, "name": name, "cost_per_lead": body.cost_per_lead, "origin": "api"}
+    return documents.CostView(kind=kind, name=name, cost_per_lead=body.cost_per_lead, origin="api")
 
 
-@router.delete("/costs/{kind}/{name}", status_code=204, dependencies=[AdminDep])
+@router.delete(
+    "/costs/{kind}/{name}",
+    status_code=204,
+    dependencies=[AdminDep],
+    responses=problem_responses(404),
+)
 async def delete_cost(
     runtime: RuntimeDep,
     kind: CostKind,
@@ -190,8 +208,10 @@ async def delete_cost(
     async with runtime.sessions() as session, session.begin():
         deleted = await repository.delete_cost(session, kind, name)
     if not deleted:
-        raise HTTPException(
-            404, f"No cost per lead was set at run time for {kind} {name!r}; nothing to remove."
+        raise Problem(
+            404,
+            "unknown_cost",
+            f"No cost per lead was set at run time for {kind} {name!r}; nothing to remove.",
         )
     COSTS_CHANGED.labels(kind).inc()
     return Response(status_code=204)

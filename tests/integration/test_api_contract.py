@@ -54,7 +54,7 @@ TOKENS = "[{}]".format(
     ",".join(
         dump_entry(TokenEntry(name=name, sha256=token_hash(token), scopes=scopes))
         for name, token, scopes in [
-            ("contract-reader", TOKEN, ("leads:read",)),
+            ("contract-reader", TOKEN, ("leads:read", "reports:read", "sla:read")),
             ("contract-admin", ADMIN_TOKEN, ("admin",)),
         ]
     )
@@ -297,3 +297,60 @@ def test_scoring_answers_match_their_documented_models(
     assert (erased.json()["status"], erased.json()["lead_keys"]) == ("erasing", [key])
     assert (again.json()["status"], again.json()["then"]) == ("erased", {})
     assert (never.status_code, never.headers["content-type"]) == (404, PROBLEM_JSON)
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path", "body", "status", "field"),
+    [
+        ("router", "get", "/v1/leads/lk_nobody/routing", None, 404, None),
+        ("router", "get", "/v1/admin/audit?limit=0", None, 422, "query.limit"),
+        ("router", "get", "/v1/admin/reps/nobody", None, 404, None),
+        ("router", "patch", "/v1/admin/reps/ana", {"max_open": -1}, 422, "max_open"),
+        ("router", "patch", "/v1/admin/reps/ana", "max_open=1", 415, None),
+        ("router", "post", "/v1/admin/leads/lk_x/reassign", {"rep_id": "ben"}, 422, "reason"),
+        ("sla-monitor", "get", "/v1/sla/leads/lk_nobody", None, 404, None),
+        ("sla-monitor", "get", "/v1/sla/open?limit=0", None, 422, "query.limit"),
+        ("sla-monitor", "get", "/v1/sla/teams/nobody", None, 404, None),
+        ("sla-monitor", "get", "/v1/reports/funnel?from=last+tuesday", None, 422, "query.from"),
+        ("sla-monitor", "get", "/v1/reports/leads/lk_nobody", None, 404, None),
+        (
+            "sla-monitor",
+            "put",
+            "/v1/reports/costs/segment/smb",
+            {"cost_per_lead": -1},
+            422,
+            "cost_per_lead",
+        ),
+        ("sla-monitor", "delete", "/v1/reports/costs/campaign/none", None, 404, None),
+        ("scoring", "get", "/v1/leads/lk_nobody/profile", None, 404, None),
+    ],
+)
+def test_unhappy_paths_answer_problems(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    service: str,
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
+    field: str | None,
+) -> None:
+    monkeypatch.setenv("LEADFLOW_TOKENS", TOKENS)
+    monkeypatch.delenv("LEADFLOW_TOKENS_FILE", raising=False)
+    settings = Settings(
+        env="development", config=CONFIG, database_url=database_url, kafka_bootstrap="127.0.0.1:9"
+    )
+    admin = method != "get" or "/admin/" in path
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN if admin else TOKEN}"}
+    content = {"json": body} if not isinstance(body, str) else {"content": body}
+    if isinstance(body, str):
+        headers["content-type"] = "application/x-www-form-urlencoded"
+    with TestClient(SERVICES[service](settings, Path())) as client:
+        response = client.request(method, path, headers=headers, **content)
+
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    problem = response.json()
+    assert (problem["status"], problem["instance"]) == (status, path.split("?")[0])
+    assert problem["detail"].endswith(".")
+    assert [e["field"] for e in problem.get("errors", [])] == ([field] if field else [])

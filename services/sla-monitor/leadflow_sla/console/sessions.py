@@ -3,8 +3,9 @@
 The cookie holds only a random id (256 bits). The session holds who signed in, the
 credential they signed in with (sent on to the router when they claim or reassign, so the
 router judges their own scopes), the CSRF token every form of theirs carries, and when it
-expires: `ttl_s` after its last request. Sessions live in the process's memory: a restart
-signs everyone out, and several SLA monitors behind one address need sticky sessions.
+expires: `ttl_s` after its last request, and never after an OIDC access token's `exp`.
+Sessions live in the process's memory: a restart signs everyone out, and several SLA
+monitors behind one address need sticky sessions.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from leadflow.auth import Principal
@@ -35,6 +36,8 @@ class ConsoleSession:
     expires_at: datetime
     # What the last action did (or why it could not), shown once on the next page.
     flash: str | None = None
+    # An OIDC access token's own expiry: the session never outlives the credential.
+    ends_at: datetime | None = None
 
     def csrf_matches(self, presented: str | None) -> bool:
         """Whether a form carried this session's CSRF token (compared in constant time)."""
@@ -57,12 +60,15 @@ class SessionStore:
         if len(self._sessions) >= MAX_SESSIONS:
             soonest = min(self._sessions.values(), key=lambda s: s.expires_at)
             del self._sessions[soonest.id]
+        exp = principal.claims.get("exp")
+        ends_at = datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None
         session = ConsoleSession(
             id=secrets.token_urlsafe(32),
             principal=principal,
             credential=credential,
             csrf=secrets.token_urlsafe(32),
-            expires_at=now + self.ttl,
+            expires_at=self._until(now, ends_at),
+            ends_at=ends_at,
         )
         self._sessions[session.id] = session
         return session
@@ -81,8 +87,12 @@ class SessionStore:
         if session.expires_at <= now:
             del self._sessions[session_id]
             return None
-        session.expires_at = now + self.ttl
+        session.expires_at = self._until(now, session.ends_at)
         return session
+
+    def _until(self, now: datetime, ends_at: datetime | None) -> datetime:
+        idle = now + self.ttl
+        return idle if ends_at is None else min(idle, ends_at)
 
     def close(self, session_id: str) -> None:
         """Sign a session out."""

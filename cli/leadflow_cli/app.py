@@ -34,7 +34,9 @@ from leadflow_cli.failures import (
     reaching_broker,
     reaching_database,
     reaching_service,
+    require_listening,
     say,
+    server_address,
 )
 from leadflow_cli.imports import import_leads
 from leadflow_cli.people import people_app
@@ -181,6 +183,11 @@ def run(var: Annotated[Path, typer.Option(help="Folder for logs.")] = Path("var"
 
     development_unless_told()
     settings = _settings(client=True)
+    # The services wait for what is away; said here, it is one sentence, not a timeout.
+    if database := server_address(settings.database_url):
+        require_listening("the database", database, "LEADFLOW_DATABASE_URL")
+    if "LEADFLOW_KAFKA_BOOTSTRAP" in os.environ:
+        require_listening("the Kafka broker", settings.kafka_bootstrap, "LEADFLOW_KAFKA_BOOTSTRAP")
     raise typer.Exit(run_stack(settings, var, Console()))
 
 

@@ -87,6 +87,31 @@ def reason(exc: BaseException) -> str:
     return text[:160] or type(innermost).__name__
 
 
+def require_listening(what: str, addresses: str, setting: str) -> None:
+    """Exit with one sentence (status 3) unless one of `addresses` (`host:port,…`) accepts
+    a TCP connection: a check before starting what would otherwise wait for it silently."""
+    problems = []
+    for address in filter(None, (part.strip() for part in addresses.split(","))):
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), 3):
+                return
+        except (OSError, ValueError) as exc:
+            problems.append(reason(exc) if isinstance(exc, OSError) else "not host:port")
+    fail(
+        "error",
+        f"could not reach {what} at {addresses} ({setting}): {', '.join(problems)}. "
+        "Start it, or correct the setting.",
+        UNREACHABLE_EXIT,
+    )
+
+
+def server_address(url: str) -> str | None:
+    """host:port of a database server's URL; None for SQLite (a file, nothing to reach)."""
+    address = database_address(url)
+    return None if address.startswith(("the SQLite file", "an unreadable")) else address
+
+
 @contextlib.contextmanager
 def reaching_database(url: str) -> Iterator[None]:
     """Exit with one sentence (status 3) when the database at `url` cannot be reached."""

@@ -85,6 +85,23 @@ def test_an_unreachable_broker_is_one_sentence(closed_port: int, command: tuple[
     assert_one_sentence(done, f"127.0.0.1:{closed_port}", "LEADFLOW_KAFKA_BOOTSTRAP")
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("LEADFLOW_DATABASE_URL", "postgresql+asyncpg://u:secret@127.0.0.1:{port}/leadflow"),
+        ("LEADFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:{port}"),
+    ],
+    ids=["database", "broker"],
+)
+def test_run_says_what_it_cannot_reach_before_starting(
+    closed_port: int, tmp_path: Path, setting: str, value: str
+) -> None:
+    done = leadflow("run", "--var", str(tmp_path), **{setting: value.format(port=closed_port)})
+    assert_one_sentence(done, f"127.0.0.1:{closed_port}", setting)
+    assert "secret" not in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing was started
+
+
 def test_an_unreachable_intake_is_one_sentence(closed_port: int, tmp_path: Path) -> None:
     body = tmp_path / "lead.json"
     body.write_text('{"event": "lead", "email": "ana@example.com"}')

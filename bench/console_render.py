@@ -135,6 +135,7 @@ def measure(url: str, count: int, requests: int) -> list[dict[str, Any]]:
                 times.append((time.perf_counter() - began) * 1000)
                 assert answer.status_code == 200, (path, answer.status_code)
             times.sort()
+            sys.stderr.write(f"{path}: p50 {statistics.median(times):.1f} ms\n")
             rows.append(
                 {
                     "page": path,

@@ -22,7 +22,7 @@ from leadflow_sla.console.upstream import Upstream
 # A lead due within this long (and not yet overdue) is at risk.
 AT_RISK_S = 900.0
 # At most this many leads in each list: the counts per rep cover the rest.
-LIST_LIMIT = 200
+LIST_LIMIT = 100
 
 
 @dataclass(frozen=True)

@@ -131,38 +131,31 @@ class Fairness:
 
 
 def fairness(
-    leads: Sequence[Lifecycle], config: LeadflowConfig, teams: Sequence[str]
+    tallies: Sequence[repository.RepTally], config: LeadflowConfig, teams: Sequence[str]
 ) -> list[Fairness]:
     """Per team and rep: leads, MQLs and contacted leads they held over the period, and their
     share of the team's leads beside the even share a round robin aims at."""
     names = {r.id: r.name for r in config.reps}
-    held: Counter[tuple[str, str]] = Counter()
-    mqls: Counter[tuple[str, str]] = Counter()
-    contacted: Counter[tuple[str, str]] = Counter()
+    held = {(t.team, t.rep_id): t for t in tallies}
     per_team: Counter[str] = Counter()
-    for lc in leads:
-        if lc.team is None or lc.rep_id is None:
-            continue
-        key = (lc.team, lc.rep_id)
-        held[key] += 1
-        per_team[lc.team] += 1
-        mqls[key] += lc.mql_at is not None
-        contacted[key] += lc.contacted_at is not None
+    for tally in tallies:
+        per_team[tally.team] += tally.leads
     rows = []
     for team in config.teams:
         if team.name not in teams:
             continue
         for rep_id in team.reps:
-            key = (team.name, rep_id)
+            found = held.get((team.name, rep_id))
+            leads = found.leads if found else 0
             rows.append(
                 Fairness(
                     team=team.name,
                     rep_id=rep_id,
                     rep_name=names.get(rep_id, rep_id),
-                    leads=held[key],
-                    mqls=mqls[key],
-                    contacted=contacted[key],
-                    share=domain.rate(held[key], per_team[team.name]),
+                    leads=leads,
+                    mqls=found.mqls if found else 0,
+                    contacted=found.contacted if found else 0,
+                    share=domain.rate(leads, per_team[team.name]),
                     even_share=round(1 / len(team.reps), 4),
                 )
             )

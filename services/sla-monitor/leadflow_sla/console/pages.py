@@ -39,6 +39,7 @@ from leadflow_sla.console.access import (
 from leadflow_sla.console.rendering import HERE, page
 from leadflow_sla.console.sessions import COOKIE, SIGN_IN_COOKIE, ConsoleSession, SessionStore
 from leadflow_sla.console.upstream import Upstream
+from leadflow_sla.reporting import repository as reporting_repository
 from leadflow_sla.reporting.query import QueryError, ReportQuery, make_query
 from leadflow_sla.settings import SlaSettings
 
@@ -255,9 +256,8 @@ async def team_page(
     config = runtime.settings.app
     now = utcnow()
     teams = board.visible_teams(config, viewer.principal)
-    query = ReportQuery(start=now - timedelta(days=days))
     reps = await console.upstream.reps()  # before our own reads (see journey.build)
-    leads = await insights.lifecycles(session, query, viewer.principal)
+    tallies = await reporting_repository.rep_tallies(session, now - timedelta(days=days), teams)
     visible = {rep for t in config.teams if t.name in teams for rep in t.reps}
     rows = [r for r in reps.data.get("reps", []) if r["id"] in visible] if reps.ok else []
     return _html(
@@ -266,7 +266,7 @@ async def team_page(
             teams=teams,
             reps=rows,
             reps_problem=reps.problem,
-            fairness=insights.fairness(leads, config, teams),
+            fairness=insights.fairness(tallies, config, teams),
             days=days,
             now=now,
             **_layout(viewer, "team"),

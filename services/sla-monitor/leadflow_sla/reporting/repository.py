@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, bindparam, delete, select, update
+from sqlalchemy import CursorResult, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -109,6 +110,41 @@ async def lifecycles(session: AsyncSession, query: ReportQuery) -> list[Lifecycl
             statement = statement.where(column == value)
     rows = await session.execute(statement.order_by(c.first_touch_at, c.lead_key))
     return [Lifecycle.from_row(dict(row._mapping)) for row in rows]
+
+
+@dataclass(frozen=True)
+class RepTally:
+    """The leads one rep of a team holds, of those that arrived in a period."""
+
+    team: str
+    rep_id: str
+    leads: int
+    mqls: int
+    contacted: int
+
+
+async def rep_tallies(
+    session: AsyncSession, start: datetime, teams: Collection[str]
+) -> list[RepTally]:
+    """Per team and rep: the leads first seen since `start` that they hold, how many became
+    MQLs and how many were contacted (one grouped statement)."""
+    c = lead_lifecycles.c
+    rows = await session.execute(
+        select(
+            c.team,
+            c.rep_id,
+            func.count(),
+            func.count(c.mql_at),
+            func.count(c.contacted_at),
+        )
+        .where(
+            c.first_touch_at >= start,
+            c.rep_id.is_not(None),
+            c.team.in_(sorted(teams)),
+        )
+        .group_by(c.team, c.rep_id)
+    )
+    return [RepTally(*row) for row in rows]
 
 
 async def cost_overrides(session: AsyncSession) -> dict[tuple[str, str], float]:

@@ -35,7 +35,9 @@ def stack(
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(stack: Stack) -> Iterator[Browser]:
+    # After the stack, and closed before the next one starts: Playwright's loop runs in this
+    # thread while the browser is open, and a stack's setup runs its own (asyncio.run).
     with chromium() as found:
         yield found
 

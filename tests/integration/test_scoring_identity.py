@@ -184,4 +184,11 @@ async def test_the_profile_endpoint_answers_for_any_key(engine: AsyncEngine) -> 
     assert [t["activity"] for t in by_phone["touches"]] == ["pricing_page", "inbound_call"]
     assert by_phone["reasons"][-1]["group"] == "qualification"
     assert missing.status_code == 404
-    assert missing.json() == {"detail": "No lead has the key 'lk_000000000000000000000000'."}
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json() == {
+        "type": "https://leadflow.dev/problems/unknown-lead",
+        "title": "Not found",
+        "status": 404,
+        "detail": "No lead has the key 'lk_000000000000000000000000'.",
+        "instance": "/v1/leads/lk_000000000000000000000000/profile",
+    }

@@ -94,9 +94,23 @@ Days = Annotated[
         }
     ),
 ]
-# A wall-clock time as written in a file: "09:00" (quoted: YAML reads 09:00 as a number).
+
+
+def _clock_text(value: Any) -> Any:
+    # Unquoted, YAML 1.1 reads 17:30 as the base-60 number 1050, which pydantic would take
+    # for 1,050 seconds after midnight: refused rather than a shift ending at 00:17:30.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(
+            f'write times of day in quotes, e.g. "17:30": unquoted, YAML reads a time such '
+            f"as 17:30 as a number ({value})."
+        )
+    return value
+
+
+# A wall-clock time as written in a file: "09:00", quoted (see `_clock_text`).
 ClockTime = Annotated[
     time,
+    BeforeValidator(_clock_text),
     WithJsonSchema(
         {
             "type": "string",

@@ -100,6 +100,7 @@ def test_what_leadflow_reads_the_schema_accepts(
         ("[mon-funday]", '"09:00"', '"17:00"', "days"),
         ("[mon]", '"9am"', '"17:00"', "start"),
         ("[mon]", '"09:00"', '"25:00"', "end"),
+        ("[mon]", '"09:00"', "17:30", "end"),  # unquoted: YAML's base-60 number 1050
     ],
 )
 def test_what_leadflow_refuses_the_schema_refuses(

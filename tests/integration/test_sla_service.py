@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from leadflow.auth import Authenticator, TokenEntry, TokenSet, install, token_hash
 from leadflow.config import LeadflowConfig, load_config
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import notifications, outbox
@@ -413,6 +414,46 @@ async def test_managers_see_open_and_overdue_leads_per_team_and_rep(
         "contacted",
         ["stopped", "stopped", "stopped"],
     )
+
+
+async def test_a_manager_token_limited_to_a_team_sees_only_that_teams_leads(
+    engine: AsyncEngine, config: LeadflowConfig
+) -> None:
+    token = "lf_smb-manager-token-000000000000000"
+    entry = TokenEntry(
+        name="smb-manager", sha256=token_hash(token), scopes=("sla:read",), teams=("smb",)
+    )
+    app = FastAPI()
+    install(app, Authenticator(TokenSet([entry])))
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.state.runtime = SimpleNamespace(
+        settings=SimpleNamespace(app=config), sessions=session_factory(engine)
+    )
+    now = utcnow()
+    await apply(engine, config, assigned("lk_ent", "ana", at=now), now)
+    await apply(
+        engine, config, assigned("lk_smb", "dev", at=now, team="smb", tier="watch", rule="x"), now
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://sla",
+        headers={"authorization": f"Bearer {token}"},
+    ) as manager:
+        listed = (await manager.get("/v1/sla/open")).json()["open"]
+        assert [w["lead_key"] for w in listed] == ["lk_smb"]
+        teams = (await manager.get("/v1/sla/summary")).json()["teams"]
+        assert [t["team"] for t in teams] == ["smb"]
+        assert (await manager.get("/v1/sla/teams/smb")).status_code == 200
+        refused = await manager.get("/v1/sla/teams/enterprise")
+        assert refused.status_code == 403
+        assert refused.json()["detail"] == (
+            "This token may not see team 'enterprise'; it sees smb."
+        )
+        assert (await manager.get("/v1/sla/open", params={"team": "enterprise"})).status_code == 403
+        assert (await manager.get("/v1/sla/reps/ana")).json()["open"] == []
+        assert (await manager.get("/v1/sla/leads/lk_ent")).status_code == 404
+        assert (await manager.get("/v1/sla/leads/lk_smb")).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from leadflow.api_contract import problem_responses
-from leadflow.auth import require
+from leadflow.auth import Principal, require
 from leadflow.problems import Problem
 from leadflow.processing import utcnow
 from leadflow.runtime import RuntimeDep, SessionDep
@@ -18,6 +18,23 @@ from leadflow_sla import repository, service
 router = APIRouter(prefix="/v1/sla", tags=["sla"], dependencies=[require("sla:read")])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many leads.")]
+
+
+def _visible(request: Request) -> frozenset[str] | None:
+    """The teams the caller may see (None: every team). A token or OIDC identity limited to
+    some teams (a manager's) sees only their leads, in every list and count."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return None if principal is None else principal.teams
+
+
+def _team_visible(request: Request, team: str) -> None:
+    visible = _visible(request)
+    if visible is not None and team not in visible:
+        raise Problem(
+            403,
+            "team_not_visible",
+            f"This token may not see team {team!r}; it sees {', '.join(sorted(visible))}.",
+        )
 
 
 class OpenWindow(BaseModel):
@@ -185,6 +202,7 @@ def _known(runtime: RuntimeDep, team: str | None, rep: str | None) -> dict[str, 
 
 @router.get("/open", responses=problem_responses(404))
 async def open_leads(
+    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     team: str | None = None,
@@ -194,15 +212,23 @@ async def open_leads(
 ) -> OpenLeads:
     """Leads waiting for their first contact, soonest due first; `overdue=true`: only late ones."""
     names = _known(runtime, team, rep)
+    if team is not None:
+        _team_visible(request, team)
     now = utcnow()
     windows = await repository.open_windows(
-        session, now, team=team, rep_id=rep, overdue_only=overdue, limit=limit
+        session,
+        now,
+        team=team,
+        rep_id=rep,
+        overdue_only=overdue,
+        limit=limit,
+        teams=_visible(request),
     )
     return OpenLeads.model_validate({"now": now, "open": [_view(w, now, names) for w in windows]})
 
 
 @router.get("/summary")
-async def summary(session: SessionDep, runtime: RuntimeDep) -> Summary:
+async def summary(request: Request, session: SessionDep, runtime: RuntimeDep) -> Summary:
     """Per team and per rep: open leads, overdue leads, the oldest one's age, the next due time."""
     config = runtime.settings.app
     now = utcnow()
@@ -249,15 +275,18 @@ async def summary(session: SessionDep, runtime: RuntimeDep) -> Summary:
         team["oldest_age_s"] = max(team["oldest_age_s"] or 0.0, age)
         if team["next_due_at"] is None or row["next_due_at"] < team["next_due_at"]:
             team["next_due_at"] = row["next_due_at"]
-    return Summary.model_validate({"now": now, "teams": list(teams.values())})
+    visible = _visible(request)
+    shown = [t for name, t in teams.items() if visible is None or name in visible]
+    return Summary.model_validate({"now": now, "teams": shown})
 
 
 @router.get("/teams/{team}", responses=problem_responses(404))
 async def team_leads(
-    team: str, session: SessionDep, runtime: RuntimeDep, limit: Limit = 100
+    team: str, request: Request, session: SessionDep, runtime: RuntimeDep, limit: Limit = 100
 ) -> TeamLeads:
     """A team's open leads and, separately, the overdue ones."""
     names = _known(runtime, team, None)
+    _team_visible(request, team)
     now = utcnow()
     windows = await repository.open_windows(session, now, team=team, limit=limit)
     late = await repository.open_windows(session, now, team=team, overdue_only=True, limit=limit)
@@ -273,14 +302,15 @@ async def team_leads(
 
 @router.get("/reps/{rep_id}", responses=problem_responses(404))
 async def rep_leads(
-    rep_id: str, session: SessionDep, runtime: RuntimeDep, limit: Limit = 100
+    rep_id: str, request: Request, session: SessionDep, runtime: RuntimeDep, limit: Limit = 100
 ) -> RepLeads:
-    """A rep's open leads and, separately, the overdue ones."""
+    """A rep's open leads and, separately, the overdue ones (of the teams the caller sees)."""
     names = _known(runtime, None, rep_id)
+    visible = _visible(request)
     now = utcnow()
-    windows = await repository.open_windows(session, now, rep_id=rep_id, limit=limit)
+    windows = await repository.open_windows(session, now, rep_id=rep_id, limit=limit, teams=visible)
     late = await repository.open_windows(
-        session, now, rep_id=rep_id, overdue_only=True, limit=limit
+        session, now, rep_id=rep_id, overdue_only=True, limit=limit, teams=visible
     )
     return RepLeads.model_validate(
         {
@@ -294,11 +324,14 @@ async def rep_leads(
 
 
 @router.get("/leads/{lead_key}", responses=problem_responses(404))
-async def lead_windows(lead_key: str, session: SessionDep) -> LeadWindows:
+async def lead_windows(lead_key: str, request: Request, session: SessionDep) -> LeadWindows:
     """Every follow-up window a person had, with each stage's due time and what became of it;
     at any of the person's keys (`lead_key` in the answer is the one they are known by now)."""
     person = await service.person_key(session, lead_key)
     history = await repository.lead_history(session, person)
+    visible = _visible(request)
+    if visible is not None:
+        history = [w for w in history if w["team"] in visible]
     if not history:
         raise Problem(404, "unknown_lead", f"No follow-up window was opened for lead {lead_key!r}.")
     return LeadWindows.model_validate({"lead_key": person, "windows": history})

@@ -1,6 +1,6 @@
 """The `leadflow` command: run services or the whole stack, migrate, check config, send webhooks.
 
-How every command fails (one sentence, exit 1, 2 or 3) is `leadflow_cli.failures`."""
+How every command fails (one sentence, exit 1 or 2) is `leadflow_cli.failures`."""
 
 from __future__ import annotations
 

@@ -3,10 +3,10 @@
 Exit statuses of every `leadflow` command:
 
 * 1: the work was done and something in it failed (a refused row, a failed check);
-* 2: the command cannot run as asked: a bad option, configuration or input file;
-* 3: what the command needs did not answer (the database, the Kafka broker, a service's
-  HTTP API): the same command may succeed once it is up; the message names the address
-  tried and the setting or option it came from.
+* 2: the command cannot run as asked: a bad option, configuration or input file, or what
+  it needs did not answer (the database, the Kafka broker, a service's HTTP API). For the
+  latter the sentence names the address tried and the setting or option it came from, and
+  the same command may succeed once that is up.
 
 Text that comes from users, configuration files or other programs goes through
 `rich.markup.escape` (`say`), so a pattern such as `^[a-z]+$` prints as written.
@@ -31,7 +31,7 @@ from sqlalchemy.exc import ArgumentError
 from leadflow.faults import is_unreachable
 
 CONFIG_EXIT = 2
-UNREACHABLE_EXIT = 3
+UNREACHABLE_EXIT = 2
 
 console = Console(stderr=True)
 
@@ -88,7 +88,7 @@ def reason(exc: BaseException) -> str:
 
 
 def require_listening(what: str, addresses: str, setting: str) -> None:
-    """Exit with one sentence (status 3) unless one of `addresses` (`host:port,…`) accepts
+    """Exit with one sentence (status 2) unless one of `addresses` (`host:port,…`) accepts
     a TCP connection: a check before starting what would otherwise wait for it silently."""
     problems = []
     for address in filter(None, (part.strip() for part in addresses.split(","))):
@@ -114,7 +114,7 @@ def server_address(url: str) -> str | None:
 
 @contextlib.contextmanager
 def reaching_database(url: str) -> Iterator[None]:
-    """Exit with one sentence (status 3) when the database at `url` cannot be reached."""
+    """Exit with one sentence (status 2) when the database at `url` cannot be reached."""
     try:
         yield
     except Exception as exc:
@@ -130,7 +130,7 @@ def reaching_database(url: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def reaching_broker(bootstrap: str) -> Iterator[None]:
-    """Exit with one sentence (status 3) when the Kafka broker cannot be reached."""
+    """Exit with one sentence (status 2) when the Kafka broker cannot be reached."""
     # aiokafka logs every failed connection attempt; the sentence below says it once.
     kafka_log = logging.getLogger("aiokafka")
     level = kafka_log.level
@@ -152,7 +152,7 @@ def reaching_broker(bootstrap: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def reaching_service(name: str, url: str, option: str = "--url") -> Iterator[None]:
-    """Exit with one sentence (status 3) when a service's HTTP API does not answer."""
+    """Exit with one sentence (status 2) when a service's HTTP API does not answer."""
     try:
         yield
     except httpx.TransportError as exc:

@@ -1,4 +1,4 @@
-"""How `leadflow` fails: one sentence and exit 3 when what it needs does not answer, text
+"""How `leadflow` fails: one sentence and exit 2 when what it needs does not answer, text
 printed as written, YAML errors at their file and line, and `--version`.
 
 The unreachable cases run the real command in a child process (what an operator sees,

@@ -69,8 +69,11 @@ class Lifecycle:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Lifecycle:
         """A lifecycle from column values (unknown columns are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in names and v is not None})
+        return cls(**{k: v for k, v in row.items() if v is not None and k in _COLUMNS})
+
+
+# Reports read every lifecycle of a period: the dataclass's fields are asked for once.
+_COLUMNS = frozenset(f.name for f in fields(Lifecycle))
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ async def enqueue_many(
         for (topic, event), payload in zip(bound, payloads, strict=True)
     ]
     messages: list[Message] = [
-        (topic, event.subject, payload)
+        tracing.message(topic, event.subject, payload, None)
         for (topic, event), payload in zip(bound, payloads, strict=True)
     ]
     if tracing.enabled():

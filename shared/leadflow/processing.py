@@ -25,7 +25,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from leadflow import erasure, tracing
-from leadflow.bus import Publisher, Record
+from leadflow.bus import Publisher, Record, structured
 from leadflow.db.engine import session_factory
 from leadflow.events import Envelope
 from leadflow.faults import InfrastructureUnavailable, describe, is_transient
@@ -252,7 +252,7 @@ class EventProcessor:
         key = record.key.decode(errors="replace") if record.key else (event_id or "")
         try:
             await self._dead_letters.publish(
-                self._settings.topic(DLQ), key, record.value, headers + list(record.headers)
+                self._settings.topic(DLQ), key, record.value, headers + structured(record.headers)
             )
         except Exception as exc:
             if is_transient(exc):

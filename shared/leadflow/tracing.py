@@ -36,7 +36,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from leadflow.bus import Headers, Message
+from leadflow.bus import STRUCTURED, Headers, Message
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -149,10 +149,11 @@ def name_request(route: str) -> None:
 
 
 def message(topic: str, key: str, value: bytes, traceparent: str | None) -> Message:
-    """A message to publish, with a `traceparent` header when there is one."""
+    """A message to publish: an event in CloudEvents structured mode (its `content-type`
+    header), with a `traceparent` header when there is one."""
     if traceparent is None:
-        return (topic, key, value)
-    return (topic, key, value, [(TRACEPARENT, traceparent.encode())])
+        return (topic, key, value, [STRUCTURED])
+    return (topic, key, value, [STRUCTURED, (TRACEPARENT, traceparent.encode())])
 
 
 def traceparent_in(headers: Headers) -> str | None:

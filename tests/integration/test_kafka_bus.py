@@ -9,14 +9,15 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY
 
+from leadflow import tracing
 from leadflow.broker import start_broker
-from leadflow.bus import Record
+from leadflow.bus import STRUCTURED, Record
 from leadflow.bus.kafka import (
     KafkaConsumerRunner,
     KafkaPublisher,
@@ -35,6 +36,8 @@ from tests.fixtures.broker import (
 )
 
 pytestmark = pytest.mark.integration
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +123,7 @@ async def test_dead_letters_are_replayed_to_their_topic_once(settings: Settings)
                 [
                     ("leadflow-original-topic", SCORED.encode()),
                     ("leadflow-consumer", owner.encode()),
+                    ("traceparent", PARENT.encode()),
                 ],
             )
     finally:
@@ -131,11 +135,43 @@ async def test_dead_letters_are_replayed_to_their_topic_once(settings: Settings)
     reader = TopicReader(settings.kafka_bootstrap, [SCORED])
     async with reader:
         deadline = time.monotonic() + 10
-        values: list[bytes] = []
-        while len(values) < 2 and time.monotonic() < deadline:
+        replayed: list[ConsumerRecord[bytes, bytes]] = []
+        while len(replayed) < 2 and time.monotonic() < deadline:
             batches = await reader._consumer.getmany(timeout_ms=200)
-            values += [m.value for ms in batches.values() for m in ms]
-    assert values == [b"r1", b"r2"]
+            replayed += [m for ms in batches.values() for m in ms]
+    assert [m.value for m in replayed] == [b"r1", b"r2"]
+    # Replayed as first published: a structured CloudEvent in its trace, not a dead letter.
+    for message in replayed:
+        assert list(message.headers) == [STRUCTURED, ("traceparent", PARENT.encode())]
+
+
+async def test_headers_of_a_batch_reach_the_consumer(settings: Settings) -> None:
+    topic = "bus.headers"
+    await ensure_topics(settings, [topic])
+    publisher = KafkaPublisher(settings, "test")
+    await publisher.start()
+    try:
+        await publisher.publish_many(
+            [tracing.message(topic, "k", b"a", PARENT), tracing.message(topic, "k", b"b", None)]
+        )
+    finally:
+        await publisher.stop()
+    recorder = HeaderRecorder()
+    runner = KafkaConsumerRunner(settings, "g-headers", [topic], recorder)
+    await runner.start()
+    await until(lambda: len(recorder.headers) >= 2)
+    await runner.stop()
+    assert recorder.headers == [[STRUCTURED, ("traceparent", PARENT.encode())], [STRUCTURED]]
+
+
+class HeaderRecorder:
+    """A processor that keeps the headers of what it is given."""
+
+    def __init__(self) -> None:
+        self.headers: list[list[tuple[str, bytes]]] = []
+
+    async def process(self, records: list[Record]) -> None:
+        self.headers.extend(r.headers for r in records)
 
 
 async def read_all(settings: Settings, topic: str, count: int) -> list[tuple[bytes, bytes]]:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from leadflow.bus import Message, Record
+from leadflow.bus import STRUCTURED, Message, Record
 from leadflow.bus.memory import InMemoryBus
 from leadflow.db.engine import session_factory
 from leadflow.db.tables import outbox
@@ -77,6 +77,11 @@ def published(bus: InMemoryBus) -> list[str]:
     return [Envelope.from_bytes(value).id for value in bus.values(TOPIC)]
 
 
+def all_structured(bus: InMemoryBus) -> bool:
+    """Whether every record on the bus says it is a CloudEvent in structured mode."""
+    return all(STRUCTURED in r.headers for r in bus.topics[TOPIC])
+
+
 @contextlib.asynccontextmanager
 async def running(relay: OutboxRelay) -> AsyncIterator[None]:
     """The relay's loop, as a service runs it, for the duration of the block."""
@@ -126,6 +131,7 @@ async def test_a_batch_is_on_the_bus_when_process_returns_and_is_marked_sent(
             records(contacted("lk_1", "a"), contacted("lk_2", "b"), contacted("lk_1", "c"))
         )
         assert published(bus) == ["a-out", "b-out", "c-out"]
+        assert all_structured(bus)
         await until(relay.pending, zero=True)
         await asyncio.sleep(0.2)  # several periodic sweeps: nothing goes out twice
     assert published(bus) == ["a-out", "b-out", "c-out"]
@@ -150,6 +156,7 @@ async def test_after_a_failed_publish_later_rows_wait_for_the_sweep_and_keep_the
         await consumer.process(records(contacted("lk_1", "second"), first_offset=1))
         await until(relay.pending, zero=True)
         assert published(bus) == ["first-out", "second-out"]
+        assert all_structured(bus)  # the sweep's records too
         await until(lambda: not relay.backlog)  # the backlog is out: the fast path is back
         await consumer.process(records(contacted("lk_1", "third"), first_offset=2))
         assert published(bus) == ["first-out", "second-out", "third-out"]

@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 Headers = list[tuple[str, bytes]]
+# CloudEvents' Kafka protocol binding, structured content mode: the record's value is the
+# whole event as JSON, and this header says so. Consumers do not need it (records written
+# before it was added have none): every value is read as a structured event.
+CONTENT_TYPE = "content-type"
+CLOUDEVENTS_JSON = "application/cloudevents+json; charset=UTF-8"
+STRUCTURED: tuple[str, bytes] = (CONTENT_TYPE, CLOUDEVENTS_JSON.encode())
 # A message to publish: topic, key, value, and its headers if it has any.
 Message = tuple[str, str, bytes] | tuple[str, str, bytes, Headers]
 
@@ -25,6 +31,13 @@ class Record:
     key: bytes | None
     value: bytes
     headers: Headers = field(default_factory=list)
+
+
+def structured(headers: Headers) -> Headers:
+    """`headers` with the structured-mode content type, added when missing."""
+    if any(name == CONTENT_TYPE for name, _ in headers):
+        return headers
+    return [STRUCTURED, *headers]
 
 
 class Publisher(Protocol):

@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from leadflow.bus import Headers, Message
+from leadflow.bus import Headers, Message, structured
 from leadflow.bus.consumer import KafkaConsumerRunner
 from leadflow.bus.options import connection_options, topic_configs
 from leadflow.settings import Settings
@@ -30,6 +30,8 @@ __all__ = ["KafkaConsumerRunner", "KafkaPublisher", "ensure_topics", "replay_dea
 log = logging.getLogger(__name__)
 
 _NO_HEADERS: Headers = []
+# What a replayed dead letter keeps of its headers: the event's own, not the failure's.
+_REPLAYED = frozenset({"content-type", "traceparent"})
 
 
 class KafkaPublisher:
@@ -395,7 +397,10 @@ async def replay_dead_letters(
                     owner = headers.get("leadflow-consumer", b"").decode()
                     if origin and (consumer is None or owner == consumer):
                         key = (message.key or b"").decode(errors="replace")
-                        await publisher.publish(origin, key, message.value)
+                        # The event as it was first published: its own headers, not
+                        # the dead letter's.
+                        kept = [(n, v) for n, v in message.headers or [] if n in _REPLAYED]
+                        await publisher.publish(origin, key, message.value, structured(kept))
                         replayed += 1
                     await reader.commit({tp: message.offset + 1})
     finally:

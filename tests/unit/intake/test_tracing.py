@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from leadflow import tracing
-from leadflow.bus import Headers
+from leadflow.bus import STRUCTURED, Headers
 from leadflow.bus.memory import InMemoryBus
 from leadflow.events import LeadActivity, SerializedEvent, new_event
 from leadflow.settings import Settings
@@ -110,6 +110,8 @@ async def test_a_lead_spooled_through_an_outage_stays_in_the_webhooks_trace(
     assert (first.key, tracing.traceparent_in(first.headers)) == (b"lk_direct", direct)
     assert (second.key, tracing.traceparent_in(second.headers)) == (b"lk_spooled", spooled)
     assert direct != spooled
+    # Both CloudEvents in structured mode, whichever way they went out.
+    assert first.headers[0] == second.headers[0] == STRUCTURED
 
 
 def test_a_webhooks_events_carry_the_trace_context_of_its_request(

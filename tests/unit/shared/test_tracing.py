@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from leadflow import tracing
-from leadflow.bus import Record
+from leadflow.bus import STRUCTURED, Record, structured
 from leadflow.bus.memory import InMemoryBus
 from leadflow.delivery import Notification, WebhookSender
 from leadflow.events import Envelope, LeadActivity, new_event
@@ -54,7 +54,7 @@ def test_without_tracing_nothing_is_recorded_or_carried() -> None:
     assert not tracing.enabled()
     assert tracing.current_traceparent() is None
     assert tracing.traceparent_for("lk_a") is None
-    assert tracing.message("t", "k", b"v", None) == ("t", "k", b"v")
+    assert tracing.message("t", "k", b"v", None) == ("t", "k", b"v", [STRUCTURED])
     with tracing.consuming("scoring", [contacted("lk_a")], {}):
         assert tracing.traceparent_for("lk_a") is None
     assert tracing.configure("test", Settings(otel=False)) is None
@@ -67,7 +67,10 @@ async def test_traceparent_round_trips_through_kafka_headers() -> None:
         [tracing.message("leads.received", "lk_a", b"{}", PARENT), ("leads.received", "k", b"")]
     )
     traced, untraced = bus.topics["leads.received"]
-    assert traced.headers == [("traceparent", PARENT.encode())]
+    assert traced.headers == [
+        ("content-type", b"application/cloudevents+json; charset=UTF-8"),
+        ("traceparent", PARENT.encode()),
+    ]
     assert tracing.traceparent_in(traced.headers) == PARENT
     assert tracing.traceparent_in(untraced.headers) is None
 
@@ -160,6 +163,18 @@ def test_log_lines_carry_the_current_trace_and_span_ids(spans: InMemorySpanExpor
     assert current is not None
     assert inside["trace_id"] == PARENT.split("-")[1]
     assert inside["span_id"] == current.split("-")[2]
+
+
+def test_the_content_type_is_added_once_and_old_records_without_it_still_read() -> None:
+    assert structured([]) == [STRUCTURED]
+    assert structured([("traceparent", PARENT.encode())]) == [
+        STRUCTURED,
+        ("traceparent", PARENT.encode()),
+    ]
+    already = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
+    assert structured(already) == already
+    old = Record("leads.received", 0, 0, b"k", b"{}", [("traceparent", PARENT.encode())])
+    assert tracing.traceparent_in(old.headers) == PARENT
 
 
 def test_record_headers_without_a_traceparent_read_as_none() -> None:

@@ -448,6 +448,15 @@ def events_tail(
         asyncio.run(tail(settings, [settings.topic(t) for t in topics], beginning, typer.echo))
 
 
+@events_app.command("asyncapi")
+def events_asyncapi() -> None:
+    """Print the AsyncAPI 3.0 document of the topics, generated from the event models
+    (checked in as docs/asyncapi.yaml)."""
+    from leadflow_cli.asyncapi import render
+
+    sys.stdout.write(render())
+
+
 @dlq_app.command("replay")
 def dlq_replay(
     consumer: Annotated[

@@ -37,25 +37,17 @@ from leadflow_router.book import Assignment, RoutingBook
 from leadflow_router.handlers import Batch, previous_reps, record
 from leadflow_router.notify import NotifyOptions, unclaimed_notifications
 from leadflow_router.pools import Reach, pools_of
-from leadflow_router.service import load_book, reps_now, save_batch
+from leadflow_router.service import AWAY_KINDS, Refused, load_book, reps_now, save_batch
 from leadflow_router.store import RoutingStore
 
 # Why a pool entry closed: a rep claimed it, or nobody did in time and the team's
 # distribution gave it.
 CLAIMED = "claimed"
 UNCLAIMED = "unclaimed"
-# A rep who cannot take leads at all right now cannot claim one either.
-_AWAY = ("inactive", "out_of_office")
 
 
-class ClaimRefused(Exception):
-    """Why a rep cannot claim a lead: an HTTP status, a problem code, a sentence."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
+class ClaimRefused(Refused):
+    """Why a rep cannot claim a lead."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +133,8 @@ async def claim_lead(
         raise _left_pool(config, book, person, lead_key, entry)
     rep = (await reps_now(store, config, [rep_id], now))[rep_id]
     away = off_duty(rep, now)
-    if away is not None and skip_kind(away) in _AWAY:
+    # A rep who cannot take leads at all right now cannot claim one either.
+    if away is not None and skip_kind(away) in AWAY_KINDS:
         raise ClaimRefused(422, "rep_unavailable", f"{rep.name} cannot take leads now: {away}.")
     pools = pools_of(config)
     where = Reach(

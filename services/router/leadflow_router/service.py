@@ -48,10 +48,12 @@ from leadflow_router.pools import Reach, pools_of, reach, union
 from leadflow_router.store import RoutingStore
 
 __all__ = [
+    "AWAY_KINDS",
     "CONTACTS",
     "OUTCOMES",
     "HandedOver",
     "ReassignRefused",
+    "Refused",
     "Routed",
     "apply_events",
     "current_reps",
@@ -286,14 +288,18 @@ async def save_batch(store: RoutingStore, batch: Batch) -> None:
     observe(writes.decided, batch.now)
 
 
-class ReassignRefused(Exception):
-    """Why a lead cannot be reassigned by hand: an HTTP status, a problem code, a sentence."""
+class Refused(Exception):
+    """Why a lead cannot be moved by hand: an HTTP status, a problem code, a sentence."""
 
     def __init__(self, status: int, code: str, detail: str) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
+
+
+class ReassignRefused(Refused):
+    """Why a lead cannot be reassigned by hand."""
 
 
 @dataclass(frozen=True)
@@ -307,7 +313,7 @@ class HandedOver:
 
 # Why a rep cannot be given a lead by hand (a manager may overrule shifts and caps, not
 # a rep who is inactive or away).
-_AWAY = ("inactive", "out_of_office")
+AWAY_KINDS = ("inactive", "out_of_office")
 MANUAL_REASON = "reassigned"
 ABSENCE_REASON = "out_of_office"
 
@@ -374,7 +380,7 @@ async def reassign_by_hand(
         )
     rep = (await reps_now(store, config, [rep_id], now))[rep_id]
     away = off_duty(rep, now)
-    if away is not None and skip_kind(away) in _AWAY:
+    if away is not None and skip_kind(away) in AWAY_KINDS:
         raise ReassignRefused(422, "rep_unavailable", f"{rep.name} cannot take leads now: {away}.")
     pools = pools_of(config)
     held = pools.of_rep(current.rep_id) if current.rep_id is not None else pools.of_team(team)

@@ -24,7 +24,9 @@ from leadflow.events import (
     new_event,
 )
 from leadflow_router import admin_service, repository, service
+from leadflow_router.book import Assignment
 from leadflow_router.domain import Decision
+from leadflow_router.repository import DecisionRecord
 from leadflow_router.roster import AbsenceIn, RepOverride
 from leadflow_router.tables import admin_audit, assignments
 from tests.fixtures.routing import make_config, scored
@@ -112,9 +114,9 @@ async def test_round_robin_turns_are_recorded_with_the_decision(engine: AsyncEng
         ("ana", 4),
     ]
     [decision] = await _decisions(engine, "lk_1")
-    assert decision["method"] == "round_robin"
-    assert decision["kind"] == "route"
-    assert decision["details"] == {"rotation": ["ben", "chloe", "ana"]}
+    assert decision.method == "round_robin"
+    assert decision.kind == "route"
+    assert decision.details == {"rotation": ["ben", "chloe", "ana"]}
     emails = [n for n in await rows(engine, notifications) if n["channel"] == "email"]
     assert [n["target"] for n in emails] == [
         f"{r}@example.com" for r in ("ana", "ben", "chloe", "ana")
@@ -160,7 +162,7 @@ async def test_daily_cap_queues_with_an_alert_then_the_next_local_day_assigns(
     last = (await emitted(engine))[-1]
     assert last.type == "lead.assigned"
     assert isinstance(last.data, LeadAssigned)
-    history = [(a["seq"], a["status"], a["close_reason"]) for a in await _history(engine, "lk_3")]
+    history = [(a.seq, a.status, a.close_reason) for a in await _history(engine, "lk_3")]
     assert history == [(1, "queued", "assigned_from_queue"), (2, "assigned", None)]
 
 
@@ -185,7 +187,7 @@ async def test_open_lead_cap_frees_up_when_the_crm_reports_an_outcome(
     assert isinstance(last.data, LeadAssigned)
     assert last.data.rep_id == "dev"
     [first] = await _history(engine, "lk_0")
-    assert (first["close_reason"], first["closed_at"]) == ("rejected", T0)
+    assert (first.close_reason, first.closed_at) == ("rejected", T0)
 
 
 async def test_escalation_reassigns_excluding_everyone_who_missed(engine: AsyncEngine) -> None:
@@ -213,15 +215,15 @@ async def test_escalation_reassigns_excluding_everyone_who_missed(engine: AsyncE
     assert fourth.type == "lead.unassigned"
 
     history = await _history(engine, "lk_esc")
-    assert [(h["seq"], h["rep_id"], h["status"], h["close_reason"]) for h in history] == [
+    assert [(h.seq, h.rep_id, h.status, h.close_reason) for h in history] == [
         (1, "ana", "assigned", "escalated"),
         (2, "ben", "assigned", "escalated"),
         (3, "chloe", "assigned", "escalated"),
         (4, None, "queued", None),
     ]
     last = (await _decisions(engine, "lk_esc"))[-1]
-    assert last["kind"] == "reassign"
-    assert last["skipped"] == dict.fromkeys(
+    assert last.kind == "reassign"
+    assert last.skipped == dict.fromkeys(
         ["ana", "ben", "chloe"], "already missed this lead's follow-up"
     )
     # The queued lead is not handed back to someone who missed it.
@@ -327,11 +329,11 @@ async def test_concurrent_decisions_never_repeat_a_turn(engine: AsyncEngine) -> 
     assert reps == ["ana", "ben", "chloe"] * 10
 
 
-async def _history(engine: AsyncEngine, lead_key: str) -> list[dict[str, Any]]:
+async def _history(engine: AsyncEngine, lead_key: str) -> list[Assignment]:
     async with session_factory(engine)() as session:
         return await repository.history(session, lead_key)
 
 
-async def _decisions(engine: AsyncEngine, lead_key: str) -> list[dict[str, Any]]:
+async def _decisions(engine: AsyncEngine, lead_key: str) -> list[DecisionRecord]:
     async with session_factory(engine)() as session:
         return await repository.decisions(session, lead_key)

@@ -13,7 +13,8 @@ from leadflow.config import LeadflowConfig
 from leadflow.problems import Problem
 from leadflow.runtime import RuntimeDep, SessionDep
 from leadflow_router import repository
-from leadflow_router.book import MERGED
+from leadflow_router.book import MERGED, Assignment
+from leadflow_router.repository import DecisionRecord
 
 router = APIRouter(prefix="/v1", tags=["routing"], dependencies=[require("leads:read")])
 
@@ -100,61 +101,75 @@ def _name(config: LeadflowConfig, rep_id: str | None) -> str | None:
     return next((rep.name for rep in config.reps if rep.id == rep_id), rep_id)
 
 
-def explain(config: LeadflowConfig, decision: dict[str, Any]) -> dict[str, Any]:
+def explain(config: LeadflowConfig, decision: DecisionRecord) -> DecisionView:
     """A stored decision, with each candidate's part in it spelled out."""
-    chosen = decision["rep_id"]
-    skipped: dict[str, str] = decision["skipped"] or {}
+    chosen, skipped = decision.rep_id, decision.skipped
     candidates = []
-    for rep_id in decision["candidates"]:
+    part: Literal["chosen", "skipped", "available"]
+    for rep_id in decision.candidates:
         if rep_id == chosen:
-            part, why = "chosen", decision["reason"]
+            part, why = "chosen", decision.reason
         elif rep_id in skipped:
             part, why = "skipped", skipped[rep_id]
         else:
             part = "available"
-            method = (decision["method"] or "the distribution").replace("_", " ")
+            method = (decision.method or "the distribution").replace("_", " ")
             why = f"could take it; {method} chose someone else"
         candidates.append(
-            {"rep_id": rep_id, "rep_name": _name(config, rep_id), "outcome": part, "why": why}
+            Candidate(rep_id=rep_id, rep_name=_name(config, rep_id), outcome=part, why=why)
         )
     # Reps skipped earlier in the walk (an account owner, a named rep) are not candidates.
     earlier = [
-        {"rep_id": r, "rep_name": _name(config, r), "why": why}
+        SkippedEarlier(rep_id=r, rep_name=_name(config, r), why=why)
         for r, why in skipped.items()
-        if r not in decision["candidates"]
+        if r not in decision.candidates
     ]
-    return {
-        "assignment_id": decision["assignment_id"],
-        "decided_at": decision["decided_at"],
-        "kind": decision["kind"] or "route",
-        "outcome": decision["outcome"],
-        "rule": decision["rule"],
-        "account": decision["account"],
-        "team": decision["team"],
-        "rep_id": chosen,
-        "rep_name": _name(config, chosen),
-        "method": decision["method"],
-        "reason": decision["reason"],
-        "candidates": candidates,
-        "skipped_before": earlier,
-        "skipped": skipped,
-        "trace": decision["trace"] or [],
-        "details": decision["details"] or {},
-        "config_version": decision["config_version"],
-    }
+    return DecisionView(
+        assignment_id=decision.assignment_id,
+        decided_at=decision.decided_at,
+        kind=decision.kind,
+        outcome=decision.outcome,
+        rule=decision.rule,
+        account=decision.account,
+        team=decision.team,
+        rep_id=chosen,
+        rep_name=_name(config, chosen),
+        method=decision.method,
+        reason=decision.reason,
+        candidates=candidates,
+        skipped_before=earlier,
+        skipped=skipped,
+        trace=decision.trace,
+        details=decision.details,
+        config_version=decision.config_version,
+    )
 
 
-def summary(config: LeadflowConfig, current: dict[str, Any], latest: dict[str, Any]) -> str:
+def summary(config: LeadflowConfig, current: Assignment, latest: DecisionRecord) -> str:
     """One sentence: where the lead is now, and why."""
-    if current["closed_at"] is not None and current["close_reason"] not in (None, ""):
-        state = f"closed ({current['close_reason']})"
-        return f"The lead is {state}; it was last with {_name(config, current['rep_id'])}."
-    if current["status"] == "queued":
-        return f"Queued for team {current['team']}: {latest['reason']}."
-    if current["status"] == "pooled":
-        team = current["team"]
-        return f"Waiting in team {team}'s pool for a rep to claim it: {latest['reason']}."
-    return f"Assigned to {_name(config, current['rep_id'])}: {latest['reason']}."
+    if current.closed_at is not None and current.close_reason not in (None, ""):
+        state = f"closed ({current.close_reason})"
+        return f"The lead is {state}; it was last with {_name(config, current.rep_id)}."
+    if current.status == "queued":
+        return f"Queued for team {current.team}: {latest.reason}."
+    if current.status == "pooled":
+        return f"Waiting in team {current.team}'s pool for a rep to claim it: {latest.reason}."
+    return f"Assigned to {_name(config, current.rep_id)}: {latest.reason}."
+
+
+def _step(config: LeadflowConfig, row: Assignment) -> AssignmentStep:
+    return AssignmentStep(
+        seq=row.seq,
+        assignment_id=row.assignment_id,
+        status=row.status,
+        rep_id=row.rep_id,
+        rep_name=_name(config, row.rep_id),
+        team=row.team,
+        rule=row.rule,
+        assigned_at=row.assigned_at,
+        closed_at=row.closed_at,
+        close_reason=row.close_reason,
+    )
 
 
 @router.get(
@@ -183,37 +198,21 @@ async def routing_decisions(
     assignments = await repository.history(session, lead_key)
     # The open row, else the latest not closed by a merge (as `RoutingBook.current`).
     current = next(
-        (a for a in reversed(assignments) if a["closed_at"] is None),
-        next((a for a in reversed(assignments) if a["close_reason"] != MERGED), assignments[-1]),
+        (a for a in reversed(assignments) if a.closed_at is None),
+        next((a for a in reversed(assignments) if a.close_reason != MERGED), assignments[-1]),
     )
-    return RoutingExplained.model_validate(
-        {
-            "lead_key": lead_key,
-            "asked_as": asked,
-            "status": "closed" if current["closed_at"] is not None else current["status"],
-            "summary": summary(config, current, decisions[-1]),
-            "current": {
-                "assignment_id": current["assignment_id"],
-                "rep_id": current["rep_id"],
-                "rep_name": _name(config, current["rep_id"]),
-                "team": current["team"],
-                "since": current["assigned_at"],
-            },
-            "decisions": [explain(config, d) for d in decisions],
-            "history": [
-                {
-                    "seq": a["seq"],
-                    "assignment_id": a["assignment_id"],
-                    "status": a["status"],
-                    "rep_id": a["rep_id"],
-                    "rep_name": _name(config, a["rep_id"]),
-                    "team": a["team"],
-                    "rule": a["rule"],
-                    "assigned_at": a["assigned_at"],
-                    "closed_at": a["closed_at"],
-                    "close_reason": a["close_reason"],
-                }
-                for a in assignments
-            ],
-        }
+    return RoutingExplained(
+        lead_key=lead_key,
+        asked_as=asked,
+        status="closed" if current.closed_at is not None else current.status,
+        summary=summary(config, current, decisions[-1]),
+        current=CurrentAssignment(
+            assignment_id=current.assignment_id,
+            rep_id=current.rep_id,
+            rep_name=_name(config, current.rep_id),
+            team=current.team,
+            since=current.assigned_at,
+        ),
+        decisions=[explain(config, d) for d in decisions],
+        history=[_step(config, a) for a in assignments],
     )

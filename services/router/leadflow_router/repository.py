@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import aliases
 from leadflow.events import LeadScored
+from leadflow_router.book import Assignment
 from leadflow_router.book_repository import CONSUMER
 from leadflow_router.tables import assignments, pooled_leads, routed_leads, routing_decisions
 
@@ -25,12 +26,12 @@ async def person(session: AsyncSession, lead_key: str) -> str:
     return found[lead_key]
 
 
-async def history(session: AsyncSession, lead_key: str) -> list[dict[str, Any]]:
+async def history(session: AsyncSession, lead_key: str) -> list[Assignment]:
     """Every assignment and queue entry of a lead, oldest first."""
     rows = await session.execute(
         select(assignments).where(assignments.c.lead_key == lead_key).order_by(assignments.c.seq)
     )
-    return [dict(r._mapping) for r in rows]
+    return [Assignment(**r._mapping) for r in rows]
 
 
 async def conversion_stats(
@@ -53,10 +54,18 @@ async def conversion_stats(
     return {str(rep): (int(n), int(converted)) for rep, n, converted in rows.all()}
 
 
-async def queued_leads(session: AsyncSession, after_id: int, limit: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """An open queue entry: its `assignments` row id (the page cursor) and its lead."""
+
+    id: int
+    lead_key: str
+
+
+async def queued_leads(session: AsyncSession, after_id: int, limit: int) -> list[QueueEntry]:
     """Open queue entries (a queue entry is closed when the lead leaves the queue), by id."""
     query = (
-        select(assignments)
+        select(assignments.c.id, assignments.c.lead_key)
         .where(
             assignments.c.status == "queued",
             assignments.c.closed_at.is_(None),
@@ -65,17 +74,67 @@ async def queued_leads(session: AsyncSession, after_id: int, limit: int) -> list
         .order_by(assignments.c.id)
         .limit(limit)
     )
-    return [dict(r._mapping) for r in await session.execute(query)]
+    return [QueueEntry(int(i), str(key)) for i, key in await session.execute(query)]
 
 
-async def decisions(session: AsyncSession, lead_key: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A row of `routing_decisions`: a decision as recorded, with what it weighed.
+
+    Rows written before a column existed read back with it empty (None); the `or` defaults
+    below are what such a row means.
+    """
+
+    id: int
+    lead_key: str
+    assignment_id: str
+    decided_at: datetime
+    outcome: str
+    rule: str
+    team: str
+    rep_id: str | None
+    reason: str
+    candidates: list[str]
+    skipped: dict[str, str]
+    config_version: str
+    # `route`, or how else the lead moved (a reassignment, a claim).
+    kind: str
+    method: str | None
+    account: str | None
+    trace: list[str]
+    details: dict[str, Any]
+
+
+async def decisions(session: AsyncSession, lead_key: str) -> list[DecisionRecord]:
     """Every routing decision taken for a lead, oldest first."""
     rows = await session.execute(
         select(routing_decisions)
         .where(routing_decisions.c.lead_key == lead_key)
         .order_by(routing_decisions.c.decided_at, routing_decisions.c.id)
     )
-    return [dict(r._mapping) for r in rows]
+    return [_decision(row) for row in rows]
+
+
+def _decision(row: Row[Any]) -> DecisionRecord:
+    return DecisionRecord(
+        id=int(row.id),
+        lead_key=str(row.lead_key),
+        assignment_id=str(row.assignment_id),
+        decided_at=row.decided_at,
+        outcome=str(row.outcome),
+        rule=str(row.rule),
+        team=str(row.team),
+        rep_id=row.rep_id,
+        reason=str(row.reason),
+        candidates=list(row.candidates),
+        skipped=dict(row.skipped or {}),
+        config_version=str(row.config_version),
+        kind=row.kind or "route",
+        method=row.method,
+        account=row.account,
+        trace=list(row.trace or []),
+        details=dict(row.details or {}),
+    )
 
 
 @dataclass(frozen=True, slots=True)

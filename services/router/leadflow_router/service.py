@@ -180,7 +180,7 @@ async def retry_queued(
     """Try queued leads again (a page after `after_id`); returns the entry ids seen and how
     many left the queue."""
     queued = await repository.queued_leads(session, after_id, limit)
-    lead_keys = {str(entry["lead_key"]) for entry in queued}
+    lead_keys = {entry.lead_key for entry in queued}
     batch = Batch(config, options or NotifyOptions(), now)
     store = SqlRoutingStore(session)
     routed = await store.routed_leads(lead_keys)
@@ -188,12 +188,12 @@ async def retry_queued(
     assigned = 0
     for entry in queued:
         # The entry as it stands under the lock: another router may have dequeued it since.
-        history = batch.book.history(str(entry["lead_key"]))
-        row = next((a for a in history if a.id == entry["id"]), None)
+        history = batch.book.history(entry.lead_key)
+        row = next((a for a in history if a.id == entry.id), None)
         if row is not None and handlers.dequeue(batch, row) is not None:
             assigned += 1
     await save_batch(store, batch)
-    return [int(entry["id"]) for entry in queued], assigned
+    return [entry.id for entry in queued], assigned
 
 
 async def current_reps(

@@ -316,7 +316,9 @@ async def audit_log(
 ) -> AuditLog:
     """The latest run-time changes, newest first: who, what, when, before and after."""
     lines = await roster_repository.audit_log(session, rep_id, limit)
-    return AuditLog(changes=[AuditLine.model_validate(line) for line in lines])
+    return AuditLog(
+        changes=[AuditLine.model_validate(line, from_attributes=True) for line in lines]
+    )
 
 
 async def _json(request: Request) -> Any:

@@ -58,11 +58,11 @@ async def rep_views(
                 "out_of_office": [a.model_dump(mode="json") for a in rep.out_of_office],
                 "absences": [
                     {
-                        "id": a["id"],
-                        "start": a["starts_at"],
-                        "end": a["ends_at"],
-                        "note": a["note"],
-                        "created_by": a["created_by"],
+                        "id": a.id,
+                        "start": a.starts_at,
+                        "end": a.ends_at,
+                        "note": a.note,
+                        "created_by": a.created_by,
                     }
                     for a in absent.get(rep_id, [])
                 ],
@@ -206,12 +206,12 @@ async def cancel_absence(
         return False
     before = {
         "id": absence_id,
-        "start": found["starts_at"].isoformat(),
-        "end": found["ends_at"].isoformat(),
-        "note": found["note"],
-        "cancelled": found["cancelled_at"] is not None,
+        "start": found.starts_at.isoformat(),
+        "end": found.ends_at.isoformat(),
+        "note": found.note,
+        "cancelled": found.cancelled_at is not None,
     }
-    if found["cancelled_at"] is None:
+    if found.cancelled_at is None:
         await roster_repository.cancel_absence(session, absence_id, now)
     await roster_repository.audit(
         session,

@@ -310,7 +310,7 @@ class SqlRoutingStore:
         overrides = await roster_repository.overrides(self.session, rep_ids)
         absent = await roster_repository.absences(self.session, rep_ids, now)
         absences = {
-            rep_id: [(a["starts_at"], a["ends_at"], a["note"]) for a in rows]
+            rep_id: [(a.starts_at, a.ends_at, a.note) for a in rows]
             for rep_id, rows in absent.items()
         }
         return RunTimeRoster(overrides, absences)

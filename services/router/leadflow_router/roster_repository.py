@@ -4,17 +4,47 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow_router.tables import admin_audit, rep_absences, rep_overrides
 
 
+@dataclass(frozen=True, slots=True)
+class AbsenceRecord:
+    """A row of `rep_absences`: an out-of-office period added at run time, and by whom."""
+
+    id: int
+    rep_id: str
+    starts_at: datetime
+    ends_at: datetime
+    note: str
+    created_at: datetime
+    created_by: str
+    cancelled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A row of `admin_audit`: who changed what at run time, when, and the before and after
+    (JSON documents as the change wrote them; None where there was nothing)."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    rep_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
 async def overrides(session: AsyncSession, rep_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Stored overrides of these reps."""
+    """Stored overrides of these reps: each the JSON document of `RepOverride` fields set,
+    kept as written (merged, audited and shown as it is)."""
     rows = await session.execute(
         select(rep_overrides.c.rep_id, rep_overrides.c.settings).where(
             rep_overrides.c.rep_id.in_(list(rep_ids))
@@ -51,7 +81,7 @@ async def lock_overrides(session: AsyncSession, rep_id: str) -> dict[str, Any]:
 
 async def absences(
     session: AsyncSession, rep_ids: Iterable[str], now: datetime
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, list[AbsenceRecord]]:
     """Run-time absences of these reps that have not ended and were not cancelled."""
     rows = await session.execute(
         select(rep_absences)
@@ -62,9 +92,9 @@ async def absences(
         )
         .order_by(rep_absences.c.starts_at, rep_absences.c.id)
     )
-    result: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    result: dict[str, list[AbsenceRecord]] = defaultdict(list)
     for row in rows:
-        result[row.rep_id].append(dict(row._mapping))
+        result[row.rep_id].append(_absence(row))
     return dict(result)
 
 
@@ -94,13 +124,26 @@ async def add_absence(
     return int(result.scalar_one())
 
 
-async def absence(session: AsyncSession, rep_id: str, absence_id: int) -> dict[str, Any] | None:
+async def absence(session: AsyncSession, rep_id: str, absence_id: int) -> AbsenceRecord | None:
     """One run-time absence of a rep."""
     query = select(rep_absences).where(
         rep_absences.c.id == absence_id, rep_absences.c.rep_id == rep_id
     )
     row = (await session.execute(query)).first()
-    return dict(row._mapping) if row is not None else None
+    return _absence(row) if row is not None else None
+
+
+def _absence(row: Row[Any]) -> AbsenceRecord:
+    return AbsenceRecord(
+        id=int(row.id),
+        rep_id=str(row.rep_id),
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        note=str(row.note),
+        created_at=row.created_at,
+        created_by=str(row.created_by),
+        cancelled_at=row.cancelled_at,
+    )
 
 
 async def cancel_absence(session: AsyncSession, absence_id: int, now: datetime) -> None:
@@ -128,9 +171,20 @@ async def audit(
     )
 
 
-async def audit_log(session: AsyncSession, rep_id: str | None, limit: int) -> list[dict[str, Any]]:
+async def audit_log(session: AsyncSession, rep_id: str | None, limit: int) -> list[AuditRecord]:
     """The latest audit lines, newest first (optionally for one rep)."""
     query = select(admin_audit).order_by(admin_audit.c.at.desc(), admin_audit.c.id.desc())
     if rep_id is not None:
         query = query.where(admin_audit.c.rep_id == rep_id)
-    return [dict(r._mapping) for r in await session.execute(query.limit(limit))]
+    return [
+        AuditRecord(
+            id=int(r.id),
+            at=r.at,
+            actor=str(r.actor),
+            action=str(r.action),
+            rep_id=r.rep_id,
+            before=r.before,
+            after=r.after,
+        )
+        for r in await session.execute(query.limit(limit))
+    ]

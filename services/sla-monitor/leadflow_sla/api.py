@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ from leadflow.problems import Problem
 from leadflow.processing import utcnow
 from leadflow.runtime import RuntimeDep, SessionDep
 from leadflow_sla import repository, service
+from leadflow_sla.repository import StoredWindow, WindowHistory
 
 router = APIRouter(prefix="/v1/sla", tags=["sla"], dependencies=[require("sla:read")])
 
@@ -155,36 +157,30 @@ class LeadWindows(BaseModel):
     windows: list[WindowRecord]
 
 
-def _view(window: dict[str, Any], now: datetime, names: dict[str, str]) -> dict[str, Any]:
-    stage = next(
-        (
-            s
-            for s, c in (
-                ("escalated", "escalated_at"),
-                ("breached", "breached_at"),
-                ("warning", "warned_at"),
-            )
-            if window.get(c) is not None
-        ),
-        None,
+def _view(window: StoredWindow, now: datetime, names: dict[str, str]) -> OpenWindow:
+    overdue_by = (now - window.due_at).total_seconds()
+    return OpenWindow(
+        lead_key=window.lead_key,
+        assignment_id=window.assignment_id,
+        team=window.team,
+        rep_id=window.rep_id,
+        rep_name=names.get(window.rep_id, window.rep_id),
+        policy=window.policy,
+        clock=window.clock,
+        tier=window.tier,
+        assigned_at=window.assigned_at,
+        due_at=window.due_at,
+        age_s=round((now - window.assigned_at).total_seconds(), 3),
+        overdue=overdue_by >= 0,
+        overdue_by_s=round(max(0.0, overdue_by), 3),
+        last_alert=window.last_alert,
     )
-    overdue_by = (now - window["due_at"]).total_seconds()
-    return {
-        "lead_key": window["lead_key"],
-        "assignment_id": window["assignment_id"],
-        "team": window["team"],
-        "rep_id": window["rep_id"],
-        "rep_name": names.get(window["rep_id"], window["rep_id"]),
-        "policy": window["policy"],
-        "clock": window["clock"],
-        "tier": window["tier"],
-        "assigned_at": window["assigned_at"],
-        "due_at": window["due_at"],
-        "age_s": round((now - window["assigned_at"]).total_seconds(), 3),
-        "overdue": overdue_by >= 0,
-        "overdue_by_s": round(max(0.0, overdue_by), 3),
-        "last_alert": stage,
-    }
+
+
+def _record(history: WindowHistory) -> WindowRecord:
+    return WindowRecord(
+        **asdict(history.window), timers=[WindowTimer(**asdict(t)) for t in history.timers]
+    )
 
 
 def _known(runtime: RuntimeDep, team: str | None, rep: str | None) -> dict[str, str]:
@@ -224,7 +220,7 @@ async def open_leads(
         limit=limit,
         teams=_visible(request),
     )
-    return OpenLeads.model_validate({"now": now, "open": [_view(w, now, names) for w in windows]})
+    return OpenLeads(now=now, open=[_view(w, now, names) for w in windows])
 
 
 @router.get("/summary")
@@ -248,9 +244,9 @@ async def summary(request: Request, session: SessionDep, runtime: RuntimeDep) ->
     names = {r.id: r.name for r in config.reps}
     for row in rows:
         team = teams.setdefault(
-            row["team"],
+            row.team,
             {
-                "team": row["team"],
+                "team": row.team,
                 "manager": None,
                 "open": 0,
                 "overdue": 0,
@@ -259,22 +255,22 @@ async def summary(request: Request, session: SessionDep, runtime: RuntimeDep) ->
                 "reps": [],
             },
         )
-        age = round((now - row["oldest_assigned_at"]).total_seconds(), 3)
+        age = round((now - row.oldest_assigned_at).total_seconds(), 3)
         team["reps"].append(
             {
-                "rep_id": row["rep_id"],
-                "rep_name": names.get(row["rep_id"], row["rep_id"]),
-                "open": row["open"],
-                "overdue": int(row["overdue"] or 0),
+                "rep_id": row.rep_id,
+                "rep_name": names.get(row.rep_id, row.rep_id),
+                "open": row.open,
+                "overdue": row.overdue,
                 "oldest_age_s": age,
-                "next_due_at": row["next_due_at"],
+                "next_due_at": row.next_due_at,
             }
         )
-        team["open"] += row["open"]
-        team["overdue"] += int(row["overdue"] or 0)
+        team["open"] += row.open
+        team["overdue"] += row.overdue
         team["oldest_age_s"] = max(team["oldest_age_s"] or 0.0, age)
-        if team["next_due_at"] is None or row["next_due_at"] < team["next_due_at"]:
-            team["next_due_at"] = row["next_due_at"]
+        if team["next_due_at"] is None or row.next_due_at < team["next_due_at"]:
+            team["next_due_at"] = row.next_due_at
     visible = _visible(request)
     shown = [t for name, t in teams.items() if visible is None or name in visible]
     return Summary.model_validate({"now": now, "teams": shown})
@@ -331,7 +327,7 @@ async def lead_windows(lead_key: str, request: Request, session: SessionDep) -> 
     history = await repository.lead_history(session, person)
     visible = _visible(request)
     if visible is not None:
-        history = [w for w in history if w["team"] in visible]
+        history = [h for h in history if h.window.team in visible]
     if not history:
         raise Problem(404, "unknown_lead", f"No follow-up window was opened for lead {lead_key!r}.")
-    return LeadWindows.model_validate({"lead_key": person, "windows": history})
+    return LeadWindows(lead_key=person, windows=[_record(h) for h in history])

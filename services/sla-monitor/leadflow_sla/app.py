@@ -110,8 +110,8 @@ class Monitor:
                 opened = dict.fromkeys(teams, 0)
                 late = dict.fromkeys(teams, 0)
                 for row in rows:
-                    opened[row["team"]] = opened.get(row["team"], 0) + row["open"]
-                    late[row["team"]] = late.get(row["team"], 0) + int(row["overdue"] or 0)
+                    opened[row.team] = opened.get(row.team, 0) + row.open
+                    late[row.team] = late.get(row.team, 0) + row.overdue
                 for team, count in opened.items():
                     OPEN_WINDOWS.labels(team).set(count)
                     OVERDUE_WINDOWS.labels(team).set(late[team])

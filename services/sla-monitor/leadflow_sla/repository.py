@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Row, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import tracing
 from leadflow.db.statements import insert_new
 from leadflow.db.tables import UtcDateTime
-from leadflow_sla.ladder import StagePlan
+from leadflow_sla.ladder import Stage, StagePlan
 from leadflow_sla.tables import sla_outcomes, sla_timers, sla_windows
 from leadflow_sla.windows import MERGED, SETTLING, FollowUpWindow, ReportedOutcome
 
@@ -205,16 +206,120 @@ def _timer(window: FollowUpWindow, stage: StagePlan, traceparent: str | None) ->
     }
 
 
-async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class DueTimer:
+    """An open row of `sla_timers` whose time has come: one stage of an assignment's ladder,
+    with what the alert is worded from when its window is gone."""
+
+    id: int
+    assignment_id: str
+    stage: Stage
+    lead_key: str
+    policy: str
+    rep_id: str
+    team: str
+    assigned_at: datetime
+    due_at: datetime
+    # The trace of the assignment that opened it: its alert continues there.
+    traceparent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWindow:
+    """A row of `sla_windows` as kept: whose, under which policy, due when, what became of
+    it, and when it reached each stage of its ladder (None: not reached)."""
+
+    id: int
+    assignment_id: str
+    lead_key: str
+    policy: str
+    clock: str
+    window_s: float
+    tier: str
+    rep_id: str
+    team: str
+    escalations: int
+    assigned_at: datetime
+    due_at: datetime
+    status: str
+    outcome: str | None
+    warned_at: datetime | None
+    breached_at: datetime | None
+    escalated_at: datetime | None
+    contacted_at: datetime | None
+    closed_at: datetime | None
+
+    @property
+    def last_alert(self) -> Stage | None:
+        """The last stage whose alert the window raised, if any."""
+        reached: tuple[tuple[Stage, datetime | None], ...] = (
+            ("escalated", self.escalated_at),
+            ("breached", self.breached_at),
+            ("warning", self.warned_at),
+        )
+        for stage, at in reached:
+            if at is not None:
+                return stage
+        return None
+
+
+# The columns a `StoredWindow` is read from, in its order.
+_STORED = tuple(sla_windows.c[f.name] for f in fields(StoredWindow))
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCount:
+    """A rep's open windows in a team: how many, how many overdue, the oldest assignment's
+    time and the soonest due time."""
+
+    team: str
+    rep_id: str
+    open: int
+    overdue: int
+    oldest_assigned_at: datetime
+    next_due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TimerStage:
+    """One stage of a window's alert ladder, as its timer row kept it."""
+
+    stage: str
+    due_at: datetime
+    status: str
+    closed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowHistory:
+    """One of a lead's windows with its ladder's timers, soonest due first."""
+
+    window: StoredWindow
+    timers: tuple[TimerStage, ...]
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[DueTimer]:
     """Open timers due by `now`, locked so that no other instance fires them too."""
+    t = sla_timers.c
     rows = await session.execute(
-        select(sla_timers)
-        .where(sla_timers.c.status == "open", sla_timers.c.due_at <= now)
-        .order_by(sla_timers.c.due_at, sla_timers.c.id)
+        select(
+            t.id,
+            t.assignment_id,
+            t.stage,
+            t.lead_key,
+            t.policy,
+            t.rep_id,
+            t.team,
+            t.assigned_at,
+            t.due_at,
+            t.traceparent,
+        )
+        .where(t.status == "open", t.due_at <= now)
+        .order_by(t.due_at, t.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return [dict(r._mapping) for r in rows]
+    return [DueTimer(**r._mapping) for r in rows]
 
 
 async def mark_fired(session: AsyncSession, timer_id: int, now: datetime) -> bool:
@@ -227,14 +332,14 @@ async def mark_fired(session: AsyncSession, timer_id: int, now: datetime) -> boo
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def windows_of(session: AsyncSession, assignment_ids: list[str]) -> dict[str, dict[str, Any]]:
+async def windows_of(session: AsyncSession, assignment_ids: list[str]) -> dict[str, StoredWindow]:
     """The windows of these assignments, by assignment id."""
     if not assignment_ids:
         return {}
     rows = await session.execute(
-        select(sla_windows).where(sla_windows.c.assignment_id.in_(assignment_ids))
+        select(*_STORED).where(sla_windows.c.assignment_id.in_(assignment_ids))
     )
-    return {r.assignment_id: dict(r._mapping) for r in rows}
+    return {r.assignment_id: StoredWindow(**r._mapping) for r in rows}
 
 
 async def mark_stage(session: AsyncSession, assignment_id: str, stage: str, now: datetime) -> None:
@@ -263,7 +368,7 @@ async def count_open_timers(session: AsyncSession) -> int:
     return int((await session.execute(query)).scalar_one())
 
 
-async def open_counts(session: AsyncSession, now: datetime) -> list[dict[str, Any]]:
+async def open_counts(session: AsyncSession, now: datetime) -> list[OpenCount]:
     """Per team and rep: open windows, overdue ones, oldest assignment, next due time."""
     overdue = func.sum(case((sla_windows.c.due_at <= now, 1), else_=0))
     rows = await session.execute(
@@ -279,7 +384,19 @@ async def open_counts(session: AsyncSession, now: datetime) -> list[dict[str, An
         .group_by(sla_windows.c.team, sla_windows.c.rep_id)
         .order_by(sla_windows.c.team, sla_windows.c.rep_id)
     )
-    return [dict(r._mapping) for r in rows]
+    return [_open_count(r) for r in rows]
+
+
+def _open_count(row: Row[Any]) -> OpenCount:
+    return OpenCount(
+        team=str(row.team),
+        rep_id=str(row.rep_id),
+        open=int(row.open),
+        # A sum over a group is never empty, but a driver may hand back a Decimal.
+        overdue=int(row.overdue or 0),
+        oldest_assigned_at=row.oldest_assigned_at,
+        next_due_at=row.next_due_at,
+    )
 
 
 async def open_windows(
@@ -293,10 +410,10 @@ async def open_windows(
     teams: Collection[str] | None = None,
     due_from: datetime | None = None,
     due_until: datetime | None = None,
-) -> list[dict[str, Any]]:
+) -> list[StoredWindow]:
     """Open windows, soonest due first, optionally of one team (or of `teams`) or rep, only
     overdue ones, or only those due in [due_from, due_until)."""
-    query = select(sla_windows).where(sla_windows.c.status == "open")
+    query = select(*_STORED).where(sla_windows.c.status == "open")
     if team is not None:
         query = query.where(sla_windows.c.team == team)
     if teams is not None:
@@ -310,27 +427,28 @@ async def open_windows(
     if overdue_only:
         query = query.where(sla_windows.c.due_at <= now)
     query = query.order_by(sla_windows.c.due_at, sla_windows.c.id).limit(limit)
-    return [dict(r._mapping) for r in await session.execute(query)]
+    return [StoredWindow(**r._mapping) for r in await session.execute(query)]
 
 
-async def lead_history(session: AsyncSession, lead_key: str) -> list[dict[str, Any]]:
+async def lead_history(session: AsyncSession, lead_key: str) -> list[WindowHistory]:
     """Every window of a lead with its timers, oldest first."""
     windows = [
-        dict(r._mapping)
+        StoredWindow(**r._mapping)
         for r in await session.execute(
-            select(sla_windows)
+            select(*_STORED)
             .where(sla_windows.c.lead_key == lead_key)
             .order_by(sla_windows.c.assigned_at, sla_windows.c.id)
         )
     ]
+    t = sla_timers.c
     timers = await session.execute(
-        select(sla_timers)
-        .where(sla_timers.c.lead_key == lead_key)
-        .order_by(sla_timers.c.due_at, sla_timers.c.id)
+        select(t.assignment_id, t.stage, t.due_at, t.status, t.closed_at)
+        .where(t.lead_key == lead_key)
+        .order_by(t.due_at, t.id)
     )
-    by_assignment: dict[str, list[dict[str, Any]]] = {}
-    for t in timers:
-        by_assignment.setdefault(t.assignment_id, []).append(
-            {"stage": t.stage, "due_at": t.due_at, "status": t.status, "closed_at": t.closed_at}
+    by_assignment: dict[str, list[TimerStage]] = {}
+    for row in timers:
+        by_assignment.setdefault(row.assignment_id, []).append(
+            TimerStage(row.stage, row.due_at, row.status, row.closed_at)
         )
-    return [{**w, "timers": by_assignment.get(w["assignment_id"], [])} for w in windows]
+    return [WindowHistory(w, tuple(by_assignment.get(w.assignment_id, ()))) for w in windows]

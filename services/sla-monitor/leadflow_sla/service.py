@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,8 +22,9 @@ from leadflow.config import LeadflowConfig
 from leadflow.events import Envelope, SlaAlert, derived_event_id, new_event
 from leadflow.notifications import queue
 from leadflow.outbox import enqueue
-from leadflow_sla import channels, domain, ladder, repository, windows
+from leadflow_sla import channels, domain, repository, windows
 from leadflow_sla.metrics import ALERTS, BREACHES, SPEED_TO_LEAD, TIMER_LATENESS
+from leadflow_sla.repository import DueTimer, StoredWindow
 
 PRODUCER = "sla-monitor"
 # The monitor's rows in `lead_aliases`.
@@ -82,30 +82,30 @@ async def fire_due(
 ) -> int:
     """Raise the alert of every due timer (up to a batch), exactly once each; returns how many."""
     timers = await repository.claim_due(session, now, FIRE_BATCH)
-    stored = await repository.windows_of(session, sorted({t["assignment_id"] for t in timers}))
+    stored = await repository.windows_of(session, sorted({t.assignment_id for t in timers}))
     fired = 0
     for timer in timers:
-        if not await repository.mark_fired(session, timer["id"], now):
+        if not await repository.mark_fired(session, timer.id, now):
             continue
-        window = stored.get(timer["assignment_id"])
+        window = stored.get(timer.assignment_id)
         alert = build_alert(timer, window, config, router_url, now)
         # The alert is a span in the lead's trace, continued from the assignment's.
         with tracing.continued(
             f"{PRODUCER} sla.{alert.stage}",
-            timer.get("traceparent"),
+            timer.traceparent,
             attributes={"leadflow.lead_key": alert.lead_key, "leadflow.sla.stage": alert.stage},
         ):
             await raise_alert(session, alert, config, now)
         if window is not None:
-            await repository.mark_stage(session, timer["assignment_id"], alert.stage, now)
-        TIMER_LATENESS.observe(max(0.0, (now - timer["due_at"]).total_seconds()))
+            await repository.mark_stage(session, timer.assignment_id, alert.stage, now)
+        TIMER_LATENESS.observe(max(0.0, (now - timer.due_at).total_seconds()))
         fired += 1
     return fired
 
 
 def build_alert(
-    timer: dict[str, Any],
-    window: dict[str, Any] | None,
+    timer: DueTimer,
+    window: StoredWindow | None,
     config: LeadflowConfig,
     router_url: str,
     now: datetime,
@@ -115,19 +115,19 @@ def build_alert(
     Reps, teams or policies removed from the configuration since the timer opened do not
     stop the alert: it falls back to the ids the rows keep.
     """
-    stage: ladder.Stage = timer["stage"]
-    policy = config.sla.policy(timer["policy"])
-    rep = next((r for r in config.reps if r.id == timer["rep_id"]), None)
-    rep_name = rep.name if rep else timer["rep_id"]
-    team = next((t for t in config.teams if t.name == timer["team"]), None)
-    window_s = window["window_s"] if window else (policy.window.total_seconds() if policy else 0)
-    window_due = window["due_at"] if window else timer["due_at"]
-    lead_url = f"{router_url}/v1/leads/{timer['lead_key']}/routing"
+    stage = timer.stage
+    policy = config.sla.policy(timer.policy)
+    rep = next((r for r in config.reps if r.id == timer.rep_id), None)
+    rep_name = rep.name if rep else timer.rep_id
+    team = next((t for t in config.teams if t.name == timer.team), None)
+    window_s = window.window_s if window else (policy.window.total_seconds() if policy else 0)
+    window_due = window.due_at if window else timer.due_at
+    lead_url = f"{router_url}/v1/leads/{timer.lead_key}/routing"
     if stage == "warning":
         message = domain.warning_message(
             rep_name=rep_name,
-            lead_key=timer["lead_key"],
-            policy=timer["policy"],
+            lead_key=timer.lead_key,
+            policy=timer.policy,
             window=timedelta(seconds=window_s),
             due_at=window_due,
             now=now,
@@ -136,22 +136,22 @@ def build_alert(
     elif stage == "breached":
         message = domain.breach_message(
             rep_name=rep_name,
-            team=timer["team"],
-            lead_key=timer["lead_key"],
-            policy=timer["policy"],
+            team=timer.team,
+            lead_key=timer.lead_key,
+            policy=timer.policy,
             window=timedelta(seconds=window_s),
-            assigned_at=timer["assigned_at"],
+            assigned_at=timer.assigned_at,
             now=now,
             lead_url=lead_url,
             due_at=window_due,
         )
     else:
-        escalations = window["escalations"] if window else 0
+        escalations = window.escalations if window else 0
         message = domain.escalation_message(
             rep_name=rep_name,
-            team=timer["team"],
-            lead_key=timer["lead_key"],
-            policy=timer["policy"],
+            team=timer.team,
+            lead_key=timer.lead_key,
+            policy=timer.policy,
             window_due_at=window_due,
             now=now,
             escalation=escalations + 1,
@@ -159,15 +159,15 @@ def build_alert(
             lead_url=lead_url,
         )
     return SlaAlert(
-        lead_key=timer["lead_key"],
-        assignment_id=timer["assignment_id"],
+        lead_key=timer.lead_key,
+        assignment_id=timer.assignment_id,
         stage=stage,
-        policy=timer["policy"],
-        rep_id=timer["rep_id"],
+        policy=timer.policy,
+        rep_id=timer.rep_id,
         rep_name=rep_name,
-        team=timer["team"],
+        team=timer.team,
         manager_email=team.manager.email if team else "",
-        assigned_at=timer["assigned_at"],
+        assigned_at=timer.assigned_at,
         due_at=window_due,
         fired_at=now,
         late_by_s=(now - window_due).total_seconds(),

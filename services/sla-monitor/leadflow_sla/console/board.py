@@ -18,6 +18,7 @@ from leadflow.auth import Principal
 from leadflow.config import LeadflowConfig
 from leadflow_sla import repository
 from leadflow_sla.console.upstream import Upstream
+from leadflow_sla.repository import StoredWindow
 
 # A lead due within this long (and not yet overdue) is at risk.
 AT_RISK_S = 900.0
@@ -105,31 +106,19 @@ def visible_teams(config: LeadflowConfig, principal: Principal) -> list[str]:
     return [t.name for t in teams]
 
 
-def _row(window: dict[str, Any], now: datetime, names: dict[str, str]) -> WindowRow:
-    stage = next(
-        (
-            s
-            for s, column in (
-                ("escalated", "escalated_at"),
-                ("breached", "breached_at"),
-                ("warning", "warned_at"),
-            )
-            if window.get(column) is not None
-        ),
-        None,
-    )
+def _row(window: StoredWindow, now: datetime, names: dict[str, str]) -> WindowRow:
     return WindowRow(
-        lead_key=window["lead_key"],
-        assignment_id=window["assignment_id"],
-        team=window["team"],
-        rep_id=window["rep_id"],
-        rep_name=names.get(window["rep_id"], window["rep_id"]),
-        tier=window["tier"],
-        assigned_at=window["assigned_at"],
-        due_at=window["due_at"],
-        age_s=max(0.0, (now - window["assigned_at"]).total_seconds()),
-        left_s=(window["due_at"] - now).total_seconds(),
-        last_alert=stage,
+        lead_key=window.lead_key,
+        assignment_id=window.assignment_id,
+        team=window.team,
+        rep_id=window.rep_id,
+        rep_name=names.get(window.rep_id, window.rep_id),
+        tier=window.tier,
+        assigned_at=window.assigned_at,
+        due_at=window.due_at,
+        age_s=max(0.0, (now - window.assigned_at).total_seconds()),
+        left_s=(window.due_at - now).total_seconds(),
+        last_alert=window.last_alert,
     )
 
 
@@ -150,16 +139,16 @@ async def windows_part(
     wanted = set(teams)
     reps = [
         RepLine(
-            team=row["team"],
-            rep_id=row["rep_id"],
-            rep_name=names.get(row["rep_id"], row["rep_id"]),
-            open=row["open"],
-            overdue=int(row["overdue"] or 0),
-            oldest_age_s=max(0.0, (now - row["oldest_assigned_at"]).total_seconds()),
-            next_due_at=row["next_due_at"],
+            team=row.team,
+            rep_id=row.rep_id,
+            rep_name=names.get(row.rep_id, row.rep_id),
+            open=row.open,
+            overdue=row.overdue,
+            oldest_age_s=max(0.0, (now - row.oldest_assigned_at).total_seconds()),
+            next_due_at=row.next_due_at,
         )
         for row in await repository.open_counts(session, now)
-        if row["team"] in wanted
+        if row.team in wanted
     ]
     return [_row(w, now, names) for w in late], [_row(w, now, names) for w in soon], reps
 

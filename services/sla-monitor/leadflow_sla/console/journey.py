@@ -20,7 +20,7 @@ from leadflow_sla.console.upstream import Fetched, Upstream
 from leadflow_sla.reporting import repository as reporting_repository
 from leadflow_sla.reporting import service as reporting_service
 from leadflow_sla.reporting.lifecycle import Lifecycle
-from leadflow_sla.repository import lead_history
+from leadflow_sla.repository import StoredWindow, WindowHistory, lead_history
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,14 @@ class Journey:
     asked: str
     profile: Fetched
     routing: Fetched
-    windows: list[dict[str, Any]]
+    windows: list[WindowHistory]
     lifecycle: Lifecycle | None
     moments: list[Moment] = field(default_factory=list)
 
     @property
     def teams(self) -> set[str]:
         """Every team the lead was with."""
-        teams = {w["team"] for w in self.windows}
+        teams = {w.window.team for w in self.windows}
         if self.routing.ok:
             teams |= {h["team"] for h in self.routing.data.get("history", []) if h.get("team")}
         if self.lifecycle is not None and self.lifecycle.team:
@@ -117,23 +117,26 @@ def _routing_moments(routing: dict[str, Any]) -> list[Moment]:
     return found
 
 
-def _window_moments(windows: list[dict[str, Any]]) -> list[Moment]:
+def _window_moments(windows: list[WindowHistory]) -> list[Moment]:
     found = []
-    for w in windows:
-        who = f"{w['rep_id']} ({w['team']})"
-        found.append(Moment(w["assigned_at"], "sla", f"window opened for {who}", w["policy"]))
-        for stage, column in (
-            ("warning", "warned_at"),
-            ("breached", "breached_at"),
-            ("escalated", "escalated_at"),
-        ):
-            if w.get(column) is not None:
-                found.append(Moment(w[column], "sla", f"alert: {stage}", who))
-        if w.get("contacted_at") is not None:
-            found.append(Moment(w["contacted_at"], "sla", "first contact: window closed", who))
-        elif w.get("closed_at") is not None:
-            found.append(Moment(w["closed_at"], "sla", f"window closed ({w.get('outcome')})"))
+    for w in (h.window for h in windows):
+        who = f"{w.rep_id} ({w.team})"
+        found.append(Moment(w.assigned_at, "sla", f"window opened for {who}", w.policy))
+        found += _alert_moments(w, who)
+        if w.contacted_at is not None:
+            found.append(Moment(w.contacted_at, "sla", "first contact: window closed", who))
+        elif w.closed_at is not None:
+            found.append(Moment(w.closed_at, "sla", f"window closed ({w.outcome})"))
     return found
+
+
+def _alert_moments(w: StoredWindow, who: str) -> list[Moment]:
+    reached = (
+        ("warning", w.warned_at),
+        ("breached", w.breached_at),
+        ("escalated", w.escalated_at),
+    )
+    return [Moment(at, "sla", f"alert: {stage}", who) for stage, at in reached if at is not None]
 
 
 def _outcome_moments(lc: Lifecycle) -> list[Moment]:

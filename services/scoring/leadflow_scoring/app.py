@@ -6,6 +6,7 @@ Bulk leads (imports, re-syncs) come on `leads.received.bulk` and leave on
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -82,7 +83,7 @@ async def lead_profile(lead_key: str, session: SessionDep) -> LeadProfile:
     history = await repository.touches(session, live)
     return LeadProfile.model_validate(
         {
-            **{k: v for k, v in profile.items() if k != "merged_into"},
+            **{k: v for k, v in asdict(profile).items() if k != "merged_into"},
             "identifiers": identifiers,
             "merged_from": merged,
             "touches": [

@@ -10,6 +10,7 @@ other on those rows; rows are changed only under them.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Row, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow.db.statements import insert_new
+from leadflow.events import ScoreReason, Tier, TouchPoint
 from leadflow_scoring import snapshot
 from leadflow_scoring.profile import Touch
 from leadflow_scoring.store import Claims, People, Record
@@ -291,13 +293,67 @@ async def live_key(session: AsyncSession, key: str) -> str | None:
     return next(iter(found), None)
 
 
-async def profile(session: AsyncSession, lead_key: str) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class StoredProfile:
+    """A row of `lead_profiles` as scoring answers it (without its aggregate): the person's
+    merged fields, where they came from, and their latest score with every reason."""
+
+    lead_key: str
+    # The lead's fields merged from every event, as the JSON document they are kept as.
+    fields: dict[str, Any]
+    first_source: str
+    last_source: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+    score: int
+    fit: int
+    engagement: int
+    tier: Tier
+    grade: str
+    model_version: str
+    qualified_at: datetime | None
+    updated_at: datetime
+    reasons: list[ScoreReason]
+    first_touch: TouchPoint | None
+    last_touch: TouchPoint | None
+    # Set when another profile absorbed this one: the person lives on under that key.
+    merged_into: str | None
+
+
+async def profile(session: AsyncSession, lead_key: str) -> StoredProfile | None:
     """A profile row as stored (no lock), without scoring's aggregate."""
     columns = [c for c in lead_profiles.c if c.name != "aggregate"]
     row = (
         await session.execute(select(*columns).where(lead_profiles.c.lead_key == lead_key))
     ).first()
-    return dict(row._mapping) if row is not None else None
+    return _profile(row) if row is not None else None
+
+
+def _profile(row: Row[Any]) -> StoredProfile:
+    return StoredProfile(
+        lead_key=str(row.lead_key),
+        fields=dict(row.fields),
+        first_source=str(row.first_source),
+        last_source=str(row.last_source),
+        first_seen_at=row.first_seen_at,
+        last_seen_at=row.last_seen_at,
+        score=int(row.score),
+        fit=int(row.fit),
+        engagement=int(row.engagement),
+        tier=row.tier,
+        grade=str(row.grade),
+        model_version=str(row.model_version),
+        qualified_at=row.qualified_at,
+        updated_at=row.updated_at,
+        reasons=[ScoreReason.model_validate(r) for r in row.reasons],
+        first_touch=_touch_point(row.first_touch),
+        last_touch=_touch_point(row.last_touch),
+        merged_into=row.merged_into,
+    )
+
+
+def _touch_point(stored: dict[str, Any] | None) -> TouchPoint | None:
+    return TouchPoint.model_validate(stored) if stored is not None else None
 
 
 async def person_keys(session: AsyncSession, lead_key: str) -> set[str]:

@@ -3,9 +3,9 @@
 Every consuming service runs one `retention` job (`LEADFLOW_RETENTION_*`): the inbox of
 processed event ids older than the redeliveries it guards against, notifications sent or
 given up long ago, the sent `lead.erased` events (the last rows naming an erased person's
-keys), and whatever rules the service adds (scoring: old touches). Each rule deletes at
-most `retention_batch` rows per transaction, so pruning a large backlog never holds a
-long lock; a rule with 0 days keeps its rows forever.
+keys), and whatever rules the service adds (scoring: old touches; the SLA monitor: expired
+console sign-ins). Each rule deletes at most `retention_batch` rows per transaction, so
+pruning a large backlog never holds a long lock; a rule with 0 days keeps its rows forever.
 """
 
 from __future__ import annotations

@@ -20,12 +20,14 @@ from leadflow.events import Envelope
 from leadflow.faults import is_transient
 from leadflow.notifications import EmailSender, NotificationDispatcher, Sender, WebhookSender
 from leadflow.processing import BatchHandler, utcnow
+from leadflow.retention import Rule
 from leadflow.runtime import ConsumerSpec, Runtime, consumer_service
 from leadflow.settings import Settings
 from leadflow.webhook_targets import signing_secrets, webhook_targets
 from leadflow_sla import domain, privacy, repository, service
 from leadflow_sla.api import router
 from leadflow_sla.console import pages as console
+from leadflow_sla.console.repository import prune_expired_sessions
 from leadflow_sla.metrics import OPEN_TIMERS, OPEN_WINDOWS, OVERDUE_WINDOWS
 from leadflow_sla.reporting import api as reporting_api
 from leadflow_sla.reporting.consumer import REPORTING_CONSUMER
@@ -145,6 +147,8 @@ def create_app(settings: Settings) -> FastAPI:
         },
         description=__doc__ or "",
         ready_checks={"timers_loaded": lambda: monitor.scheduler.loaded},
+        # Console sign-ins are of no use once expired, whatever their age.
+        retention=[Rule("console_sessions", -1.0, prune_expired_sessions)],
     )
     console.install(app, sla_settings, settings.env)
     return app

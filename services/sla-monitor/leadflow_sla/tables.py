@@ -1,9 +1,20 @@
 """The SLA monitor's tables: follow-up windows, their durable timers (the rows are the truth),
-and the outcomes each person received."""
+the outcomes each person received, and the console's sign-ins."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, String, Table, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from leadflow.db.tables import Id, UtcDateTime, metadata
 
@@ -73,4 +84,26 @@ sla_outcomes = Table(
     Column("activity", String(16), nullable=False),
     Column("occurred_at", UtcDateTime(), nullable=False),
     Index("ix_sla_outcomes_lead_key", "lead_key"),
+)
+
+# One row per signed-in console viewer, shared by every SLA monitor on the database. The
+# row is found by the SHA-256 of the session id the viewer's cookie holds; the credential
+# they signed in with is kept encrypted under a key derived from that id, so the table
+# alone neither signs anyone in nor gives away a token (leadflow_sla.console.sessions).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    # The principal: name, scopes, rep, teams, how they signed in.
+    Column("principal", JSON, nullable=False),
+    Column("credential", LargeBinary, nullable=False),
+    Column("csrf", String(64), nullable=False),
+    # What the last action did, shown once on the next page.
+    Column("flash", Text, nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    # An OIDC access token's own expiry: the session never outlives the credential.
+    Column("ends_at", UtcDateTime(), nullable=True),
+    Index("ix_console_sessions_expires_at", "expires_at"),
 )

@@ -60,9 +60,8 @@ def state(request: Request) -> ConsoleState:
 StateDep = Annotated[ConsoleState, Depends(state)]
 
 
-def signed_in(request: Request, console: StateDep) -> ConsoleSession:
-    """The viewer's live session; a visitor who has none is sent to sign in."""
-    session = console.sessions.get(request.cookies.get(COOKIE), utcnow())
+async def _viewer(request: Request, console: ConsoleState, *, take_flash: bool) -> ConsoleSession:
+    session = await console.sessions.get(request.cookies.get(COOKIE), utcnow(), take_flash)
     if session is None:
         target = request.url.path
         if request.url.query:
@@ -71,7 +70,19 @@ def signed_in(request: Request, console: StateDep) -> ConsoleSession:
     return session
 
 
+async def signed_in(request: Request, console: StateDep) -> ConsoleSession:
+    """The viewer's live session; a visitor who has none is sent to sign in. A page (GET)
+    takes the flash the viewer's last action left, to show it once."""
+    return await _viewer(request, console, take_flash=request.method == "GET")
+
+
+async def signed_in_quietly(request: Request, console: StateDep) -> ConsoleSession:
+    """The viewer's live session, its flash left for the next page (fragments, streams)."""
+    return await _viewer(request, console, take_flash=False)
+
+
 ViewerDep = Annotated[ConsoleSession, Depends(signed_in)]
+QuietViewerDep = Annotated[ConsoleSession, Depends(signed_in_quietly)]
 
 
 def need(principal: Principal, *scopes: Scope) -> None:

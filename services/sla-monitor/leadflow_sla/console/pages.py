@@ -26,6 +26,7 @@ from leadflow.runtime import RuntimeDep, SessionDep
 from leadflow_sla.console import board, insights, journey, live
 from leadflow_sla.console.access import (
     ConsoleState,
+    QuietViewerDep,
     Refused,
     SignInNeeded,
     StateDep,
@@ -118,7 +119,7 @@ async def sign_in(request: Request, console: StateDep) -> Response:
             error="That token is not valid here. Paste the whole token, lf_ included.",
         )
         return _html(body, 401)
-    session = console.sessions.open(principal, credential, utcnow())
+    session = await console.sessions.open(principal, credential, utcnow())
     response = RedirectResponse(safe_next(fields.get("next")), 303)
     response.set_cookie(
         COOKIE,
@@ -137,7 +138,7 @@ async def sign_in(request: Request, console: StateDep) -> Response:
 async def sign_out(request: Request, viewer: ViewerDep, console: StateDep) -> Response:
     """Close the session."""
     await checked_form(request, viewer)
-    console.sessions.close(viewer.id)
+    await console.sessions.close(viewer.id)
     response = RedirectResponse("/console/sign-in", 303)
     response.delete_cookie(COOKIE, path="/console")
     return response
@@ -155,7 +156,7 @@ async def now_page(
 
 @router.get("/board", include_in_schema=False)
 async def board_fragment(
-    viewer: ViewerDep, console: StateDep, session: SessionDep, runtime: RuntimeDep
+    viewer: QuietViewerDep, console: StateDep, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     """The Now page's board alone (what the live stream sends)."""
     config = runtime.settings.app
@@ -167,7 +168,7 @@ async def board_fragment(
 
 @router.get("/events", include_in_schema=False)
 async def events(
-    request: Request, viewer: ViewerDep, console: StateDep, runtime: RuntimeDep
+    request: Request, viewer: QuietViewerDep, console: StateDep, runtime: RuntimeDep
 ) -> Response:
     """The Now page's board whenever it changes, as Server-Sent Events."""
     config = runtime.settings.app
@@ -196,7 +197,9 @@ async def events(
 
 
 @router.get("/leads", include_in_schema=False)
-async def find_lead(viewer: ViewerDep, key: Annotated[str, Query(max_length=64)] = "") -> Response:
+async def find_lead(
+    viewer: QuietViewerDep, key: Annotated[str, Query(max_length=64)] = ""
+) -> Response:
     """The lead search box: to the lead's page."""
     if not key.strip():
         return RedirectResponse("/console", 303)
@@ -223,7 +226,9 @@ async def claim(
     await checked_form(request, viewer)
     need(viewer.principal, "leads:claim")
     answer = await console.upstream.claim(lead_key, viewer.credential)
-    viewer.flash = answer.problem or f"You claimed lead {lead_key}: its follow-up window is open."
+    await console.sessions.leave_flash(
+        viewer, answer.problem or f"You claimed lead {lead_key}: its follow-up window is open."
+    )
     return RedirectResponse("/console", 303)
 
 
@@ -236,10 +241,14 @@ async def reassign(
     need(viewer.principal, "admin")
     rep_id, reason = fields.get("rep_id", "").strip(), fields.get("reason", "").strip()
     if not rep_id or not reason:
-        viewer.flash = "Choose the rep and say why, to reassign a lead."
+        await console.sessions.leave_flash(
+            viewer, "Choose the rep and say why, to reassign a lead."
+        )
         return RedirectResponse("/console", 303)
     answer = await console.upstream.reassign(lead_key, rep_id, reason, viewer.credential)
-    viewer.flash = answer.problem or f"Lead {lead_key} now goes to {rep_id}."
+    await console.sessions.leave_flash(
+        viewer, answer.problem or f"Lead {lead_key} now goes to {rep_id}."
+    )
     return RedirectResponse("/console", 303)
 
 
@@ -346,7 +355,7 @@ def install(app: FastAPI, sla: SlaSettings, env: str) -> None:
     who must sign in (a redirect) or may not see a page (an HTML page with the status)."""
     token = sla.service_token.get_secret_value() if sla.service_token else None
     app.state.console = ConsoleState(
-        sessions=SessionStore(sla.session_ttl_s),
+        sessions=SessionStore(sla.session_ttl_s, lambda: app.state.runtime.sessions),
         upstream=Upstream(sla.router_url, sla.scoring_url, token),
         secure_cookies=env != "development",
     )
@@ -357,7 +366,7 @@ def install(app: FastAPI, sla: SlaSettings, env: str) -> None:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
-        session = app.state.console.sessions.get(request.cookies.get(COOKIE), utcnow())
+        session = await app.state.console.sessions.get(request.cookies.get(COOKIE), utcnow())
         viewer = session.principal if session is not None else None
         csrf = session.csrf if session is not None else ""
         body = page(

@@ -1,28 +1,102 @@
-"""Console sign-ins: opaque session ids in a cookie, the session itself kept server-side.
+"""Console sign-ins: an opaque session id in a cookie, the session itself in the database.
 
-The cookie holds only a random id (256 bits). The session holds who signed in, the
-credential they signed in with (sent on to the router when they claim or reassign, so the
-router judges their own scopes), the CSRF token every form of theirs carries, and when it
-expires: `ttl_s` after its last request, and never after an OIDC access token's `exp`.
-Sessions live in the process's memory: a restart signs everyone out, and several SLA
-monitors behind one address need sticky sessions.
+The cookie holds only a random id (256 bits). The `console_sessions` row holds who signed
+in, the CSRF token every form of theirs carries, and when the session expires: `ttl_s`
+after its last request, and never after an OIDC access token's `exp`. Every SLA monitor
+on the database accepts the sign-in, and a restart keeps it.
+
+The row is found by the SHA-256 of the id, never by the id: reading the table does not
+give anyone a cookie. The session also keeps the credential its viewer signed in with,
+because a claim or a reassignment is sent to the router with the viewer's own token (the
+router judges their scopes and audits their name; the SLA monitor's service token must not
+act for anyone). That credential is sealed with AES-GCM under a key derived from the
+session id, which only the viewer's cookie holds: a copy of the table, a backup or a
+replica opens none of them, and no SLA monitor needs a key of its own to share.
+
+`last_seen_at` (and the idle expiry with it) is written at most once a `TOUCH_EVERY_S`:
+a page, its live stream and its fragments do not each write a row. So a session ends up
+to a minute before `ttl_s` after its very last request.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadflow.auth import Principal
+from leadflow_sla.console import repository
+from leadflow_sla.console.repository import StoredSession
 
 COOKIE: Final = "leadflow_console"
 # The sign-in form's own CSRF cookie (double submit): there is no session yet to hold it.
 SIGN_IN_COOKIE: Final = "leadflow_console_sign_in"
-# Beyond this many sessions the ones that expire soonest go first.
-MAX_SESSIONS: Final = 10_000
+# A session's last request is written down at most this often.
+TOUCH_EVERY_S: Final = 60.0
+_NONCE_BYTES: Final = 12
+
+
+def lookup_key(session_id: str) -> str:
+    """What the table stores in place of a session id: its SHA-256."""
+    return hashlib.sha256(b"leadflow console session\x00" + session_id.encode()).hexdigest()
+
+
+def _sealing_key(session_id: str) -> bytes:
+    # A second, independent derivation: the stored lookup key says nothing about it.
+    return hashlib.sha256(b"leadflow console credential\x00" + session_id.encode()).digest()
+
+
+def seal(credential: str, session_id: str) -> bytes:
+    """`credential` encrypted (and authenticated) under the session id's key."""
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    sealed = AESGCM(_sealing_key(session_id)).encrypt(
+        nonce, credential.encode(), lookup_key(session_id).encode()
+    )
+    return nonce + sealed
+
+
+def unseal(sealed: bytes, session_id: str) -> str | None:
+    """The credential `seal` encrypted, or None when the id is not the one it was sealed
+    under (or the bytes were altered)."""
+    nonce, body = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+    try:
+        plain = AESGCM(_sealing_key(session_id)).decrypt(
+            nonce, body, lookup_key(session_id).encode()
+        )
+    except InvalidTag:
+        return None
+    return plain.decode()
+
+
+def principal_record(principal: Principal) -> dict[str, Any]:
+    """What the table keeps of a principal (no token claims beyond these)."""
+    return {
+        "name": principal.name,
+        "scopes": sorted(principal.scopes),
+        "rep": principal.rep,
+        "teams": None if principal.teams is None else sorted(principal.teams),
+        "via": principal.via,
+    }
+
+
+def principal_from(record: dict[str, Any]) -> Principal:
+    """The principal `principal_record` kept."""
+    teams = record.get("teams")
+    return Principal(
+        name=str(record["name"]),
+        scopes=frozenset(record["scopes"]),
+        rep=record.get("rep"),
+        teams=None if teams is None else frozenset(teams),
+        via=record.get("via", "token"),
+    )
 
 
 @dataclass
@@ -45,21 +119,17 @@ class ConsoleSession:
 
 
 class SessionStore:
-    """The signed-in sessions of this process, forgotten `ttl_s` after their last use."""
+    """The signed-in sessions on the database, forgotten `ttl_s` after their last use."""
 
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(
+        self, ttl_s: float, database: Callable[[], async_sessionmaker[AsyncSession]]
+    ) -> None:
         self.ttl = timedelta(seconds=ttl_s)
-        self._sessions: dict[str, ConsoleSession] = {}
+        # Called for each use: the sessionmaker exists only once the app has started.
+        self._database = database
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def open(self, principal: Principal, credential: str, now: datetime) -> ConsoleSession:
+    async def open(self, principal: Principal, credential: str, now: datetime) -> ConsoleSession:
         """A new session for `principal`."""
-        self._expire(now)
-        if len(self._sessions) >= MAX_SESSIONS:
-            soonest = min(self._sessions.values(), key=lambda s: s.expires_at)
-            del self._sessions[soonest.id]
         exp = principal.claims.get("exp")
         ends_at = datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None
         session = ConsoleSession(
@@ -70,34 +140,71 @@ class SessionStore:
             expires_at=self._until(now, ends_at),
             ends_at=ends_at,
         )
-        self._sessions[session.id] = session
+        stored = StoredSession(
+            id_hash=lookup_key(session.id),
+            principal=principal_record(principal),
+            credential=seal(credential, session.id),
+            csrf=session.csrf,
+            flash=None,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=session.expires_at,
+            ends_at=ends_at,
+        )
+        async with self._database()() as db, db.begin():
+            await repository.insert_session(db, stored)
         return session
 
     def sign_in_token(self) -> str:
         """A fresh token for the sign-in form's CSRF cookie."""
         return secrets.token_urlsafe(32)
 
-    def get(self, session_id: str | None, now: datetime) -> ConsoleSession | None:
-        """The live session of a cookie's id (its expiry pushed back), or None."""
+    async def get(
+        self, session_id: str | None, now: datetime, take_flash: bool = False
+    ) -> ConsoleSession | None:
+        """The live session of a cookie's id (its expiry pushed back), or None; with
+        `take_flash`, its flash is forgotten as it is read (the page shows it once).
+
+        Done in one transaction before the page reads anything: on SQLite a page's read
+        transaction holds the write lock until the page is sent."""
         if not session_id:
             return None
-        session = self._sessions.get(session_id)
-        if session is None:
-            return None
-        if session.expires_at <= now:
-            del self._sessions[session_id]
-            return None
-        session.expires_at = self._until(now, session.ends_at)
-        return session
+        id_hash = lookup_key(session_id)
+        async with self._database()() as db, db.begin():
+            stored = await repository.find_session(db, id_hash)
+            if stored is None:
+                return None
+            credential = unseal(stored.credential, session_id)
+            if stored.expires_at <= now or credential is None:
+                await repository.delete_session(db, id_hash)
+                return None
+            expires_at = stored.expires_at
+            if now - stored.last_seen_at >= timedelta(seconds=TOUCH_EVERY_S):
+                expires_at = self._until(now, stored.ends_at)
+                await repository.touch_session(db, id_hash, now, expires_at)
+            if take_flash and stored.flash is not None:
+                await repository.set_flash(db, id_hash, None)
+        return ConsoleSession(
+            id=session_id,
+            principal=principal_from(stored.principal),
+            credential=credential,
+            csrf=stored.csrf,
+            expires_at=expires_at,
+            flash=stored.flash,
+            ends_at=stored.ends_at,
+        )
+
+    async def leave_flash(self, session: ConsoleSession, message: str) -> None:
+        """Leave `message` for the session's next page to show."""
+        async with self._database()() as db, db.begin():
+            await repository.set_flash(db, lookup_key(session.id), message)
+        session.flash = message
 
     def _until(self, now: datetime, ends_at: datetime | None) -> datetime:
         idle = now + self.ttl
         return idle if ends_at is None else min(idle, ends_at)
 
-    def close(self, session_id: str) -> None:
+    async def close(self, session_id: str) -> None:
         """Sign a session out."""
-        self._sessions.pop(session_id, None)
-
-    def _expire(self, now: datetime) -> None:
-        for gone in [s.id for s in self._sessions.values() if s.expires_at <= now]:
-            del self._sessions[gone]
+        async with self._database()() as db, db.begin():
+            await repository.delete_session(db, lookup_key(session_id))

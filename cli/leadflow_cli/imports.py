@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from leadflow.config import ConfigFileError
 from leadflow.imports import Importer, ImportFileError, ImportSummary, Row, read_rows
 from leadflow.settings import ConfigError, Settings, get_settings
-from leadflow_cli.failures import console, fail
+from leadflow_cli.failures import console, fail, reaching_service
 
 
 def import_leads(
@@ -33,10 +33,12 @@ def import_leads(
         rows = read_rows(file)
     except ImportFileError as exc:
         fail("error", exc)
-    try:
-        summary = _post(rows, url, source, secret, concurrency)
-    except ImportFileError as exc:
-        fail("error", exc)
+    with reaching_service("intake", url):
+        _answers(url)
+        try:
+            summary = _post(rows, url, source, secret, concurrency)
+        except ImportFileError as exc:
+            fail("error", exc)
     _print_summary(summary)
     if summary.refused:
         raise typer.Exit(1)
@@ -66,6 +68,12 @@ def _secret_of(settings: Settings, source: str) -> str:
     if problem:
         fail("error", problem)
     return secrets[0]
+
+
+def _answers(url: str) -> None:
+    """Raise `httpx.TransportError` unless the intake answers at all (any status will do):
+    said before the progress bar, at once, rather than after a row's retries."""
+    httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
 
 
 def _post(rows: list[Row], url: str, source: str, secret: str, concurrency: int) -> ImportSummary:

@@ -188,19 +188,20 @@ class Importer:
 
     async def run(self, rows: list[Row], advance: Callable[[], None]) -> ImportSummary:
         """Post every row; `advance` is called once per row done. Raises ImportFileError
-        when no row can get through (unknown source, wrong secret, intake unreachable)."""
+        when no row can get through (unknown source, wrong secret), and the last
+        `httpx.TransportError` when every attempt at a row failed to reach the intake."""
         summary = ImportSummary()
         queue: asyncio.Queue[Row] = asyncio.Queue()
         for row in rows:
             queue.put_nowait(row)
-        fatal: list[ImportFileError] = []
+        fatal: list[ImportFileError | httpx.TransportError] = []
 
         async def worker() -> None:
             while not queue.empty() and not fatal:
                 row = queue.get_nowait()
                 try:
                     await self._one(row, summary)
-                except ImportFileError as exc:
+                except (ImportFileError, httpx.TransportError) as exc:
                     fatal.append(exc)
                     return
                 advance()
@@ -220,12 +221,14 @@ class Importer:
         msg_id = delivery_id(self._source, raw)
         reason = ""
         response: httpx.Response | None = None
+        unreachable: httpx.TransportError | None = None
         for attempt in range(MAX_ATTEMPTS):
             if attempt:
                 summary.redeliveries += 1
             try:
                 response = await self._post(msg_id, raw)
             except httpx.TransportError as exc:
+                unreachable = exc
                 reason = f"The intake at {self._url} could not be reached ({type(exc).__name__})."
                 await asyncio.sleep(self._backoff(attempt))
                 continue
@@ -240,8 +243,9 @@ class Importer:
                 return
             wait = response.headers.get("retry-after", "")
             await asyncio.sleep(float(wait) if wait.isdigit() else self._backoff(attempt))
-        if response is None:  # not one attempt reached the intake: no other row will
-            raise ImportFileError(f"{reason} Gave up after {MAX_ATTEMPTS} attempts.")
+        if response is None and unreachable is not None:
+            # Not one attempt reached the intake: no other row will; the caller says where.
+            raise unreachable
         summary.refused[row.number] = f"{reason} Gave up after {MAX_ATTEMPTS} attempts."
 
     def _backoff(self, attempt: int) -> float:

@@ -110,6 +110,15 @@ def test_an_unreachable_intake_is_one_sentence(closed_port: int, tmp_path: Path)
     assert_one_sentence(done, url, "--url")
 
 
+def test_an_import_without_an_intake_is_one_sentence(closed_port: int, tmp_path: Path) -> None:
+    leads = tmp_path / "leads.csv"
+    leads.write_text("email\nana@example.com\nben@example.com\n")
+    url = f"http://127.0.0.1:{closed_port}"
+    done = leadflow("import", str(leads), "--url", url)
+    assert_one_sentence(done, url, "--url")
+    assert "connection refused" in done.stderr
+
+
 def test_the_demo_without_an_intake_is_one_sentence(closed_port: int) -> None:
     url = f"http://127.0.0.1:{closed_port}"
     done = leadflow("demo", "--url", url, "--duration", "1")

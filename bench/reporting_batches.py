@@ -41,6 +41,7 @@ from leadflow.metrics import consumer_metrics
 from leadflow.processing import EventProcessor
 from leadflow.settings import Settings
 from leadflow_sla.reporting import service
+from leadflow_sla.reporting.consumer import FOLDED
 
 NOW = datetime(2026, 11, 26, 14, 0, tzinfo=UTC)
 SIZES = (1, 50, 200)
@@ -150,8 +151,7 @@ async def measure(url: str, events: int) -> list[dict[str, Any]]:
     processor = EventProcessor(
         consumer=service.CONSUMER,
         engine=engine,
-        batch_handler=handle,
-        accepts=service.ACCEPTS,
+        handlers=dict.fromkeys(FOLDED, handle),
         dead_letters=InMemoryBus(),
         settings=Settings(),
         metrics=consumer_metrics("reporting_batches_bench"),

@@ -119,8 +119,7 @@ async def measure(url: str, events: int) -> list[dict[str, Any]]:
     processor = EventProcessor(
         consumer="leadflow-router",
         engine=engine,
-        batch_handler=handle,
-        accepts={"lead.scored"},
+        handlers={"lead.scored": handle},
         dead_letters=InMemoryBus(),
         settings=Settings(),
         metrics=consumer_metrics("router_batches_bench"),

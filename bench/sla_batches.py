@@ -138,8 +138,9 @@ async def measure(url: str, events: int) -> list[dict[str, Any]]:
     processor = EventProcessor(
         consumer="leadflow-sla-monitor",
         engine=engine,
-        batch_handler=handle,
-        accepts={"lead.assigned", "lead.reassigned", *domain.STOPPING_ACTIVITIES},
+        handlers=dict.fromkeys(
+            ("lead.assigned", "lead.reassigned", *domain.STOPPING_ACTIVITIES), handle
+        ),
         dead_letters=InMemoryBus(),
         settings=Settings(),
         metrics=consumer_metrics("sla_batches_bench"),

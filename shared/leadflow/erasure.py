@@ -3,10 +3,11 @@
 Scoring erases a person on an administrator's request (`DELETE /v1/admin/people/{key}`):
 it deletes its own rows, writes one `erasures` row per key of the person and publishes
 `lead.erased` on `leads.activity`, keyed by the person's key like the rest of their
-activity. Every other consumer handles it in its batch (`erasing` splits a batch at each
-`lead.erased`, so events before it are applied and then erased, events after it are
-applied after): it deletes what it holds under any of the person's keys, or keeps it
-only as an anonymous count (reporting's lifecycles).
+activity. Every other consumer handles it in its batch (`erasing` is the handler of
+`lead.erased` in its table, and the table splits a batch at each run of erasures, so
+events before it are applied and then erased, events after it are applied after): it
+deletes what it holds under any of the person's keys, or keeps it only as an anonymous
+count (reporting's lifecycles).
 
 The erasure record keeps nothing personal: the SHA-256 of each key (itself an HMAC of
 an email or a phone) and the moment. It exists because a person's events travel on
@@ -128,29 +129,14 @@ async def late(session: AsyncSession, events: Sequence[Envelope]) -> list[Envelo
     return kept
 
 
-def erasing(handle: Handle, erase: Erase) -> Handle:
-    """A batch handler that applies `handle` to the events between each run of
-    `lead.erased` events and `erase` to those: a person's earlier events are applied and
-    then erased, their later ones (a person who came back) applied after."""
+def erasing(erase: Erase) -> Handle:
+    """The handler of `lead.erased` events in a consumer's table: `erase` forgets their
+    people. The table gives it each run of erasures in the batch's order, so a person's
+    earlier events are applied and then erased, their later ones (a person who came
+    back) applied after."""
 
     async def run(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
-        pending: list[Envelope] = []
-        erased: list[LeadErased] = []
-        for event in events:
-            if isinstance(event.data, LeadErased):
-                if pending:
-                    await handle(session, pending, now)
-                    pending = []
-                erased.append(event.data)
-                continue
-            if erased:
-                await erase(session, erased, now)
-                erased = []
-            pending.append(event)
-        if pending:
-            await handle(session, pending, now)
-        if erased:
-            await erase(session, erased, now)
+        await erase(session, [e.data for e in events if isinstance(e.data, LeadErased)], now)
 
     return run
 

@@ -1,8 +1,11 @@
 """Applies consumed events exactly once: decode, inbox check, handler, commit — or dead-letter.
 
-Handlers are typed functions of `(session, event, now)`; they never see a raw Kafka
-record and never commit: the processor owns the transaction, which holds the inbox
-row, the handler's state change and its outbox rows together. Right after the commit it
+A consumer is one table, event type -> handler (`Handlers`): the processor applies only
+the types it lists, and gives each run of consecutive events that one handler applies to
+that handler, in Kafka order (`dispatch`). Handlers are typed functions of
+`(session, events, now)`; they never see a raw Kafka record and never commit: the
+processor owns the transaction, which holds the inbox row, the handler's state change
+and its outbox rows together. Right after the commit it
 hands those outbox rows to its `outbox` to publish (leadflow.outbox), before the batch's
 offsets are committed. While tracing, each event is handled in a span of its lead's trace
 (leadflow.tracing), continued from the record's `traceparent` header.
@@ -40,10 +43,13 @@ __all__ = [
     "BatchHandler",
     "EventHandler",
     "EventProcessor",
+    "Handlers",
     "InfrastructureUnavailable",
     "PoisonEvent",
+    "dispatch",
     "is_transient",
     "one_by_one",
+    "runs",
     "utcnow",
 ]
 
@@ -53,6 +59,10 @@ EventHandler = Callable[[AsyncSession, Envelope, datetime], Awaitable[None]]
 # A set-based handler: every new event of the batch at once, in Kafka order; it loads what
 # they need in a few statements, applies them in memory one by one, and writes back in bulk.
 BatchHandler = Callable[[AsyncSession, Sequence[Envelope], datetime], Awaitable[None]]
+# What a consumer applies: event type -> the handler of that type's events. One handler
+# may serve several types: those of its events that follow one another in a batch reach
+# it together (`runs`), so a batch still costs it a few statements, not one per event.
+Handlers = Mapping[str, BatchHandler]
 Clock = Callable[[], datetime]
 _NO_PARENTS: Mapping[str, str] = {}
 
@@ -91,9 +101,7 @@ class EventProcessor:
         *,
         consumer: str,
         engine: AsyncEngine,
-        handler: EventHandler | None = None,
-        batch_handler: BatchHandler | None = None,
-        accepts: set[str],
+        handlers: Handlers,
         dead_letters: Publisher,
         settings: Settings,
         metrics: ConsumerMetrics,
@@ -104,19 +112,22 @@ class EventProcessor:
         self._consumer = consumer
         self._engine = engine
         self._sessions = session_factory(engine)
-        if batch_handler is not None and handler is None:
-            self._handle = batch_handler
-        elif handler is not None and batch_handler is None:
-            self._handle = one_by_one(handler)
-        else:
-            raise ValueError("give the processor either a handler or a batch handler")
-        self._accepts = accepts
+        if not handlers:
+            raise ValueError("give the processor the handler of at least one event type")
+        self._handle = dispatch(handlers)
+        self._accepts = frozenset(handlers)
         self._dead_letters = dead_letters
         self._settings = settings
         self._metrics = metrics
         self._outbox = outbox
         self._after_commit = after_commit
         self._clock = clock
+
+    @property
+    def accepts(self) -> frozenset[str]:
+        """The event types the processor applies: its table's; it skips any other (neither
+        applied nor dead-lettered: a topic carries types this consumer has no use for)."""
+        return self._accepts
 
     async def process(self, records: list[Record]) -> None:
         """Apply every record once; raises InfrastructureUnavailable to be called again."""
@@ -273,6 +284,36 @@ class _DeadLetter:
     reason: str
     message: str
     event_id: str | None = None
+
+
+def runs(
+    handlers: Handlers, events: Sequence[Envelope]
+) -> list[tuple[BatchHandler, list[Envelope]]]:
+    """`events` cut into runs of consecutive events that one handler applies, in order,
+    each with its handler; events of a type `handlers` lacks are left out."""
+    cut: list[tuple[BatchHandler, list[Envelope]]] = []
+    for event in events:
+        handler = handlers.get(event.type)
+        if handler is None:
+            continue
+        if cut and cut[-1][0] == handler:
+            cut[-1][1].append(event)
+        else:
+            cut.append((handler, [event]))
+    return cut
+
+
+def dispatch(handlers: Handlers) -> BatchHandler:
+    """A batch handler that gives each of the batch's `runs` to its handler, one after the
+    other: a person's events keep their order across handlers (an erasure after a score
+    is applied after it, a score after the erasure after that), and each handler still
+    gets its events as a set."""
+
+    async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
+        for handler, run in runs(handlers, events):
+            await handler(session, run, now)
+
+    return handle
 
 
 def one_by_one(handler: EventHandler) -> BatchHandler:

@@ -21,12 +21,12 @@ from leadflow.bus import Headers, Message, Record
 from leadflow.bus.memory import InMemoryBus
 from leadflow.config import load_config
 from leadflow.db.engine import create_engine, session_factory
-from leadflow.db.tables import metadata, outbox
+from leadflow.db.tables import metadata, outbox, processed_events
 from leadflow.events import Envelope, LeadActivity, new_event
 from leadflow.inbox import first_delivery
 from leadflow.metrics import consumer_metrics
 from leadflow.outbox import OutboxRelay, enqueue, enqueue_many
-from leadflow.processing import EventProcessor, PoisonEvent
+from leadflow.processing import BatchHandler, EventProcessor, PoisonEvent, one_by_one
 from leadflow.settings import Settings
 from leadflow_sla import service as sla_service
 from leadflow_sla.tables import sla_timers
@@ -79,8 +79,7 @@ def processor(
     return EventProcessor(
         consumer="test",
         engine=engine,
-        handler=handler,
-        accepts={"lead.contacted", "lead.rejected"},
+        handlers=dict.fromkeys(("lead.contacted", "lead.rejected"), one_by_one(handler)),
         dead_letters=bus,
         settings=SETTINGS,
         metrics=consumer_metrics("test"),
@@ -255,8 +254,7 @@ async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once_in_order(
     proc = EventProcessor(
         consumer="batch",
         engine=engine,
-        batch_handler=handle,
-        accepts={"lead.contacted"},
+        handlers={"lead.contacted": handle},
         dead_letters=bus,
         settings=SETTINGS,
         metrics=consumer_metrics("test"),
@@ -274,12 +272,52 @@ async def test_a_batch_handler_gets_the_new_events_of_a_batch_at_once_in_order(
         assert kept.all() == ["e-0", "e-1", "e-2", "e-3", "e-9"]
 
 
-def test_a_processor_takes_one_kind_of_handler(engine: AsyncEngine) -> None:
-    with pytest.raises(ValueError, match="either a handler or a batch handler"):
+async def test_a_batch_reaches_its_table_s_handlers_in_runs_and_in_order(
+    engine: AsyncEngine,
+) -> None:
+    calls: list[tuple[str, list[str]]] = []
+
+    def handler(name: str) -> BatchHandler:
+        async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
+            calls.append((name, [e.id for e in events]))
+
+        return handle
+
+    outcome, contact = handler("outcome"), handler("contact")
+    bus = InMemoryBus()
+    proc = EventProcessor(
+        consumer="table",
+        engine=engine,
+        handlers={"lead.contacted": contact, "lead.rejected": outcome, "lead.won": outcome},
+        dead_letters=bus,
+        settings=SETTINGS,
+        metrics=consumer_metrics("test"),
+        clock=lambda: NOW,
+    )
+    batch = [
+        activity("lk_1", "e-0"),
+        activity("lk_1", "e-1", "rejected"),
+        activity("lk_2", "e-2", "lost"),  # not in the table: skipped
+        activity("lk_2", "e-3", "won"),
+        activity("lk_2", "e-4"),
+    ]
+    await proc.process([record(e.to_bytes(), i) for i, e in enumerate(batch)])
+
+    assert proc.accepts == {"lead.contacted", "lead.rejected", "lead.won"}
+    assert calls == [("contact", ["e-0"]), ("outcome", ["e-1", "e-3"]), ("contact", ["e-4"])]
+    assert bus.values("leads.dlq") == []
+    async with engine.connect() as conn:
+        c = processed_events.c
+        seen = await conn.execute(select(c.event_id).where(c.consumer == "table"))
+        assert sorted(seen.scalars()) == ["e-0", "e-1", "e-3", "e-4"]
+
+
+def test_a_processor_needs_a_handler(engine: AsyncEngine) -> None:
+    with pytest.raises(ValueError, match="at least one event type"):
         EventProcessor(
-            consumer="neither",
+            consumer="nothing",
             engine=engine,
-            accepts=set(),
+            handlers={},
             dead_letters=InMemoryBus(),
             settings=SETTINGS,
             metrics=consumer_metrics("test"),

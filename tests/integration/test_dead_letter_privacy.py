@@ -29,8 +29,7 @@ async def test_the_error_header_carries_no_parameters(engine: AsyncEngine) -> No
     processor = EventProcessor(
         consumer="privacy-test",
         engine=engine,
-        batch_handler=handle,
-        accepts={"lead.contacted"},
+        handlers={"lead.contacted": handle},
         dead_letters=dead,
         settings=Settings(env="development", consumer_max_attempts=1),
         metrics=consumer_metrics("privacy_test"),

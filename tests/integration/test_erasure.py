@@ -136,24 +136,16 @@ async def pipeline(engine: AsyncEngine, database_url: str) -> Pipeline:
     settings = Settings(env="development", database_url=database_url, config=CONFIG)
     runtime = cast(Runtime, SimpleNamespace(settings=settings))
     specs = [
-        ConsumerSpec(
-            "leadflow-scoring", [], {"lead.received"}, batch_handler=scoring_handler("live")
-        ),
+        ConsumerSpec("leadflow-scoring", [], {"lead.received": scoring_handler("live")}),
         router_consumer(NotifyOptions(public_url="http://router.test")),
-        ConsumerSpec(
-            "leadflow-sla-monitor",
-            [],
-            {"lead.assigned", "lead.reassigned", "lead.merged", "lead.erased", "lead.contacted"},
-            batch_handler=Monitor(SlaSettings()).batch_handler,
-        ),
+        ConsumerSpec("leadflow-sla-monitor", [], Monitor(SlaSettings()).handlers()),
         REPORTING_CONSUMER,
     ]
     processors = [
         EventProcessor(
             consumer=spec.group,
             engine=engine,
-            batch_handler=spec.batch_handler(runtime) if spec.batch_handler else None,
-            accepts=spec.accepts,
+            handlers=spec.table(runtime),
             dead_letters=InMemoryBus(),
             settings=settings,
             metrics=consumer_metrics("erasure_test"),

@@ -27,7 +27,7 @@ from leadflow.db.tables import outbox
 from leadflow.events import Envelope, LeadActivity, new_event
 from leadflow.metrics import consumer_metrics
 from leadflow.outbox import OutboxRelay, enqueue, enqueue_many
-from leadflow.processing import EventProcessor
+from leadflow.processing import EventProcessor, one_by_one
 from leadflow.settings import Settings
 
 # A periodic sweep every 50 ms that leaves rows younger than 5 s alone: whatever reaches
@@ -111,8 +111,7 @@ def processor(engine: AsyncEngine, relay: OutboxRelay, bus: InMemoryBus) -> Even
     return EventProcessor(
         consumer="fast-path",
         engine=engine,
-        handler=forward,
-        accepts={"lead.contacted"},
+        handlers={"lead.contacted": one_by_one(forward)},
         dead_letters=bus,
         settings=SETTINGS,
         metrics=consumer_metrics("test"),

@@ -21,7 +21,7 @@ from leadflow.db.tables import outbox, processed_events
 from leadflow.events import Envelope
 from leadflow.metrics import consumer_metrics
 from leadflow.outbox import enqueue
-from leadflow.processing import EventHandler, EventProcessor, InfrastructureUnavailable
+from leadflow.processing import EventHandler, EventProcessor, InfrastructureUnavailable, one_by_one
 from leadflow.settings import Settings
 from tests.fixtures.broker import free_port
 from tests.integration.test_database import NOW, activity, record
@@ -33,8 +33,7 @@ def processor(engine: AsyncEngine, bus: InMemoryBus, handle: EventHandler) -> Ev
     return EventProcessor(
         consumer="faults",
         engine=engine,
-        handler=handle,
-        accepts={"lead.contacted"},
+        handlers={"lead.contacted": one_by_one(handle)},
         dead_letters=bus,
         settings=SETTINGS,
         metrics=consumer_metrics("test"),

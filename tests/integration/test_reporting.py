@@ -24,12 +24,13 @@ from leadflow.db.engine import create_engine, session_factory
 from leadflow.events import Envelope, LeadActivity, LeadAssigned, new_event
 from leadflow.metrics import consumer_metrics
 from leadflow.outbox import OutboxRelay
-from leadflow.processing import BatchHandler, EventHandler, EventProcessor
+from leadflow.processing import EventProcessor, Handlers, one_by_one
 from leadflow.settings import Settings
 from leadflow_intake.canonical import ActivityBody, LeadBody, to_event
 from leadflow_router import service as router_service
 from leadflow_scoring import service as scoring_service
 from leadflow_sla.reporting import repository, service
+from leadflow_sla.reporting.consumer import FOLDED
 from leadflow_sla.reporting.query import make_query
 from tests.fixtures.keys import KEYS
 from tests.fixtures.stack import CONFIG, lead_body
@@ -51,19 +52,11 @@ class Pipeline:
         self.now = T0
         self.keys: dict[str, str] = {}
 
-    def _processor(
-        self,
-        name: str,
-        handler: EventHandler | None,
-        accepts: set[str],
-        batch_handler: BatchHandler | None = None,
-    ) -> EventProcessor:
+    def _processor(self, name: str, handlers: Handlers) -> EventProcessor:
         return EventProcessor(
             consumer=name,
             engine=self.engine,
-            handler=handler,
-            batch_handler=batch_handler,
-            accepts=accepts,
+            handlers=handlers,
             dead_letters=self.bus,
             settings=self.settings,
             metrics=consumer_metrics(f"reporting_test_{name}"),
@@ -100,11 +93,11 @@ class Pipeline:
         async def route(session: AsyncSession, event: Envelope, now: datetime) -> None:
             await router_service.route_scored(session, event, self.config, now)
 
-        for name, topic, handler, accepts in (
-            ("scoring", topics.RECEIVED, score, {"lead.received"}),
-            ("router", topics.SCORED, route, {"lead.scored"}),
+        for name, topic, handlers in (
+            ("scoring", topics.RECEIVED, {"lead.received": one_by_one(score)}),
+            ("router", topics.SCORED, {"lead.scored": one_by_one(route)}),
         ):
-            await self.bus.deliver(name, [topic], self._processor(name, handler, accepts))
+            await self.bus.deliver(name, [topic], self._processor(name, handlers))
             await OutboxRelay(self.engine, self.bus, self.settings, name).relay_once()
 
     async def report_consumer(self, topic_order: list[str]) -> None:
@@ -114,7 +107,7 @@ class Pipeline:
         async def fold(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
             await service.apply_events(session, events, reporting, now)
 
-        processor = self._processor(service.CONSUMER, None, service.ACCEPTS, batch_handler=fold)
+        processor = self._processor(service.CONSUMER, dict.fromkeys(FOLDED, fold))
         for topic in topic_order:
             await self.bus.deliver(service.CONSUMER, [topic], processor)
 
@@ -445,8 +438,7 @@ async def test_two_consumers_folding_one_lead_at_once_lose_no_update(database_ur
         processor = EventProcessor(
             consumer=service.CONSUMER,
             engine=engine,
-            batch_handler=fold,
-            accepts=service.ACCEPTS,
+            handlers=dict.fromkeys(FOLDED, fold),
             dead_letters=InMemoryBus(),
             settings=Settings(config=CONFIG),
             metrics=consumer_metrics("reporting_test_race"),

@@ -35,6 +35,7 @@ from leadflow.processing import EventProcessor
 from leadflow.settings import Settings
 from leadflow.topics import DLQ
 from leadflow_sla.reporting import service
+from leadflow_sla.reporting.consumer import FOLDED
 from leadflow_sla.reporting.lifecycle import Lifecycle
 from leadflow_sla.reporting.tables import lead_lifecycles
 from tests.fixtures.databases import migrated_database_url
@@ -135,8 +136,7 @@ def processor(engine: AsyncEngine, dead_letters: InMemoryBus | None = None) -> E
     return EventProcessor(
         consumer=service.CONSUMER,
         engine=engine,
-        batch_handler=fold,
-        accepts=service.ACCEPTS,
+        handlers=dict.fromkeys(FOLDED, fold),
         dead_letters=dead_letters or InMemoryBus(),
         settings=SETTINGS,
         metrics=consumer_metrics("reporting_batches_test"),

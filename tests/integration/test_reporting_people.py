@@ -37,6 +37,7 @@ from leadflow.metrics import consumer_metrics
 from leadflow.processing import EventProcessor
 from leadflow.settings import Settings
 from leadflow_sla.reporting import api, service
+from leadflow_sla.reporting.consumer import FOLDED
 from leadflow_sla.reporting.lifecycle import Lifecycle
 from leadflow_sla.reporting.query import ReportQuery
 from leadflow_sla.reporting.tables import lead_lifecycles
@@ -133,8 +134,7 @@ def processor(engine: AsyncEngine) -> EventProcessor:
     return EventProcessor(
         consumer=service.CONSUMER,
         engine=engine,
-        batch_handler=fold,
-        accepts=service.ACCEPTS,
+        handlers=dict.fromkeys(FOLDED, fold),
         dead_letters=InMemoryBus(),
         settings=Settings(config=CONFIG),
         metrics=consumer_metrics("reporting_people_test"),

@@ -198,8 +198,7 @@ def processor(engine: AsyncEngine, routing: LeadflowConfig | None = None) -> Eve
     return EventProcessor(
         consumer="leadflow-router",
         engine=engine,
-        batch_handler=handle,
-        accepts={"lead.scored", "sla.escalated", *service.OUTCOMES},
+        handlers=dict.fromkeys(("lead.scored", "sla.escalated", *service.OUTCOMES), handle),
         dead_letters=InMemoryBus(),
         settings=Settings(),
         metrics=consumer_metrics("router_batches_test"),

@@ -267,8 +267,9 @@ def processor(engine: AsyncEngine, config: LeadflowConfig) -> EventProcessor:
     return EventProcessor(
         consumer=CONSUMER,
         engine=engine,
-        batch_handler=handle,
-        accepts={"lead.assigned", "lead.reassigned", *domain.STOPPING_ACTIVITIES},
+        handlers=dict.fromkeys(
+            ("lead.assigned", "lead.reassigned", *domain.STOPPING_ACTIVITIES), handle
+        ),
         dead_letters=InMemoryBus(),
         settings=Settings(),
         metrics=consumer_metrics("sla_batches_test"),

@@ -108,8 +108,7 @@ def processor(engine: AsyncEngine, config: LeadflowConfig) -> EventProcessor:
     return EventProcessor(
         consumer="leadflow-sla-monitor",
         engine=engine,
-        batch_handler=handle,
-        accepts=domain.CONSUMED,
+        handlers=dict.fromkeys(domain.WINDOW_EVENTS, handle),
         dead_letters=InMemoryBus(),
         settings=Settings(),
         metrics=consumer_metrics("sla_people_test"),

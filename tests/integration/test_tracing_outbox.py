@@ -25,7 +25,7 @@ from leadflow.events import Envelope, LeadActivity, new_event
 from leadflow.metrics import consumer_metrics
 from leadflow.notifications import NotificationDispatcher, queue
 from leadflow.outbox import OutboxRelay, enqueue
-from leadflow.processing import EventProcessor
+from leadflow.processing import EventProcessor, one_by_one
 from leadflow.settings import Settings
 
 SETTINGS = Settings(otel=True, outbox_poll_s=0.05)
@@ -84,8 +84,7 @@ async def test_a_batch_publishes_each_leads_events_in_that_leads_trace(
     processor = EventProcessor(
         consumer="router",
         engine=engine,
-        handler=forward,
-        accepts={"lead.contacted"},
+        handlers={"lead.contacted": one_by_one(forward)},
         dead_letters=bus,
         settings=SETTINGS,
         metrics=consumer_metrics("test"),

@@ -19,15 +19,15 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
-from leadflow.erasure import erasing
+from leadflow.erasure import ERASED, erasing
 from leadflow.events import Envelope
 from leadflow.faults import is_transient
 from leadflow.notifications import EmailSender, NotificationDispatcher, WebhookSender
 from leadflow.processing import BatchHandler, utcnow
-from leadflow.runtime import Background, ConsumerSpec, Runtime, consumer_service
+from leadflow.runtime import Background, ConsumerSpec, Runtime, consumer_service, ready_made
 from leadflow.settings import ConfigError, Settings
 from leadflow.webhook_targets import signing_secrets, webhook_targets
-from leadflow_router import admin, api, claims, pool_api, privacy, service
+from leadflow_router import admin, api, claims, handlers, pool_api, privacy, service
 from leadflow_router.book_repository import SqlRoutingStore
 from leadflow_router.metrics import QUEUED, UNCLAIMED
 from leadflow_router.notify import PRODUCER, NotifyOptions
@@ -39,26 +39,23 @@ RETRY_PAGE = 100
 
 
 def _consumer(options: NotifyOptions) -> ConsumerSpec:
-    def make(runtime: Runtime) -> BatchHandler:
+    def route(runtime: Runtime) -> BatchHandler:
         config = runtime.settings.app
 
         async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
             await service.apply_events(session, events, config, now, options)
 
-        return erasing(handle, privacy.erase_people)
+        return handle
 
     return ConsumerSpec(
         group="leadflow-router",
         topics=[topics.SCORED, topics.ALERTS, topics.ACTIVITY],
-        accepts={
-            "lead.scored",
-            "lead.merged",
-            "lead.erased",
-            "sla.escalated",
-            *service.OUTCOMES,
-            *service.CONTACTS,
+        # Every type the batch applies in memory (`handlers.HANDLERS`) goes to one
+        # `route_batch`: a run of scores, escalations, outcomes and merges loads the book once.
+        handlers={
+            **dict.fromkeys(handlers.HANDLERS, route),
+            ERASED: ready_made(erasing(privacy.erase_people)),
         },
-        batch_handler=make,
     )
 
 
@@ -69,8 +66,7 @@ def _bulk_consumer(options: NotifyOptions) -> ConsumerSpec:
     return ConsumerSpec(
         group="leadflow-router-bulk",
         topics=[topics.SCORED_BULK],
-        accepts={"lead.scored"},
-        batch_handler=live.batch_handler,
+        handlers={"lead.scored": live.handlers["lead.scored"]},
         lane="bulk",
     )
 

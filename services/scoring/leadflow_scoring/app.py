@@ -5,7 +5,7 @@ Bulk leads (imports, re-syncs) come on `leads.received.bulk` and leave on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from leadflow.events import Envelope, ScoreReason, Tier, TouchPoint
 from leadflow.problems import Problem
 from leadflow.processing import BatchHandler
 from leadflow.retention import Rule
-from leadflow.runtime import ConsumerSpec, Runtime, SessionDep, consumer_service
+from leadflow.runtime import ConsumerSpec, MakeHandler, Runtime, SessionDep, consumer_service
 from leadflow.settings import Settings
 from leadflow.topics import Lane
 from leadflow_scoring import admin, repository, service
@@ -99,7 +99,7 @@ async def lead_profile(lead_key: str, session: SessionDep) -> LeadProfile:
     )
 
 
-def _batch_handler(lane: Lane) -> Callable[[Runtime], BatchHandler]:
+def _batch_handler(lane: Lane) -> MakeHandler:
     def make(runtime: Runtime) -> BatchHandler:
         model, keys = runtime.settings.app.scoring, runtime.settings.lead_keys()
 
@@ -116,14 +116,12 @@ def create_app(settings: Settings) -> FastAPI:
     live = ConsumerSpec(
         group="leadflow-scoring",
         topics=[topics.RECEIVED],
-        accepts={"lead.received"},
-        batch_handler=_batch_handler("live"),
+        handlers={"lead.received": _batch_handler("live")},
     )
     bulk = ConsumerSpec(
         group="leadflow-scoring-bulk",
         topics=[topics.RECEIVED_BULK],
-        accepts={"lead.received"},
-        batch_handler=_batch_handler("bulk"),
+        handlers={"lead.received": _batch_handler("bulk")},
         lane="bulk",
     )
     return consumer_service(

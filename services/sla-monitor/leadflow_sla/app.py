@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow import topics
 from leadflow.config import LeadflowConfig
-from leadflow.erasure import erasing
+from leadflow.erasure import ERASED, erasing
 from leadflow.events import Envelope
 from leadflow.faults import is_transient
 from leadflow.notifications import EmailSender, NotificationDispatcher, Sender, WebhookSender
 from leadflow.processing import BatchHandler, utcnow
 from leadflow.retention import Rule
-from leadflow.runtime import ConsumerSpec, Runtime, consumer_service
+from leadflow.runtime import ConsumerSpec, MakeHandler, Runtime, consumer_service, ready_made
 from leadflow.settings import Settings
 from leadflow.webhook_targets import signing_secrets, webhook_targets
 from leadflow_sla import domain, privacy, repository, service
@@ -53,6 +53,14 @@ class Monitor:
         # Set while the notification job runs (it may be restarting after an error).
         self.dispatcher: NotificationDispatcher | None = None
 
+    def handlers(self) -> dict[str, MakeHandler]:
+        """The consumer's table: assignments, outcomes and merges open, close and move
+        windows in one `service.apply_events` per run; erasures forget people."""
+        return {
+            **dict.fromkeys(domain.WINDOW_EVENTS, self.batch_handler),
+            ERASED: ready_made(erasing(privacy.erase_people)),
+        }
+
     def batch_handler(self, runtime: Runtime) -> BatchHandler:
         """Open and close a batch's windows; tell the scheduler about the timers opened."""
         config = runtime.settings.app
@@ -60,7 +68,7 @@ class Monitor:
         async def handle(session: AsyncSession, events: Sequence[Envelope], now: datetime) -> None:
             await service.apply_events(session, events, config, now, self.scheduler.hint)
 
-        return erasing(handle, privacy.erase_people)
+        return handle
 
     async def send_notifications(self, runtime: Runtime) -> None:
         """Send queued alerts (email, webhook, Slack) until cancelled; raises on a database
@@ -131,8 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
     spec = ConsumerSpec(
         group="leadflow-sla-monitor",
         topics=[topics.ASSIGNED, topics.ACTIVITY],
-        accepts=domain.CONSUMED,
-        batch_handler=monitor.batch_handler,
+        handlers=monitor.handlers(),
         after_commit=monitor.scheduler.flush_hints,
     )
     app = consumer_service(

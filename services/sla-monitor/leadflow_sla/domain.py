@@ -8,15 +8,10 @@ STOPPING_ACTIVITIES = {"lead.contacted", "lead.accepted", "lead.rejected", "lead
 # Outcomes after which the router holds the lead for no rep any more (a contact or an
 # acceptance stops the clock, but the assignment stays the rep's).
 ENDING_ACTIVITIES = {"lead.rejected", "lead.converted", "lead.won", "lead.lost"}
-# What the monitor's consumer applies.
-CONSUMED = {
-    "lead.assigned",
-    "lead.reassigned",
-    "lead.merged",
-    "lead.erased",
-    *STOPPING_ACTIVITIES,
-    *ENDING_ACTIVITIES,
-}
+# The outcomes the monitor keeps: those that stop the clock, and those that end a lead.
+OUTCOMES = STOPPING_ACTIVITIES | ENDING_ACTIVITIES
+# What opens, closes and moves windows (the consumer's table also erases, `lead.erased`).
+WINDOW_EVENTS = ("lead.assigned", "lead.reassigned", "lead.merged", *sorted(OUTCOMES))
 
 
 def due_at(assigned_at: datetime, window: timedelta) -> datetime:

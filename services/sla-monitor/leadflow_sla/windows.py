@@ -319,7 +319,7 @@ def apply(book: WindowBook, event: Envelope, config: LeadflowConfig, now: dateti
     move windows to the survivor on a merge."""
     if isinstance(event.data, LeadAssigned):
         start_window(book, event.data, config, now)
-    elif isinstance(event.data, LeadActivity) and event.type in domain.CONSUMED:
+    elif isinstance(event.data, LeadActivity) and event.type in domain.OUTCOMES:
         stop_windows(book, event.id, event.data, now)
     elif isinstance(event.data, LeadMerged) and (merge := merge_of(event.data)) is not None:
         book.merge(merge, now)
@@ -333,7 +333,7 @@ def touched(events: Iterable[Envelope]) -> tuple[set[str], set[str]]:
         if isinstance(event.data, LeadAssigned):
             keys.add(event.data.lead_key)
             assignments.add(event.data.assignment_id)
-        elif isinstance(event.data, LeadActivity) and event.type in domain.CONSUMED:
+        elif isinstance(event.data, LeadActivity) and event.type in domain.OUTCOMES:
             keys.update(named_keys(event.data))
         elif isinstance(event.data, LeadMerged) and (merge := merge_of(event.data)) is not None:
             keys.update(merge.named())

@@ -15,7 +15,7 @@ from leadflow.db.engine import create_engine, session_factory
 from leadflow.events import Envelope, LeadActivity, LeadAssigned, LeadScored, SlaAlert, new_event
 from leadflow.metrics import consumer_metrics
 from leadflow.outbox import OutboxRelay
-from leadflow.processing import EventHandler, EventProcessor
+from leadflow.processing import EventProcessor, Handlers, one_by_one
 from leadflow.settings import Settings
 from leadflow_intake.canonical import LeadBody, lead_event
 from leadflow_router import service as router_service
@@ -37,12 +37,11 @@ class Pipeline:
         self.settings = Settings(config=CONFIG)
         self.now = T0
 
-    def _processor(self, name: str, handler: EventHandler, accepts: set[str]) -> EventProcessor:
+    def _processor(self, name: str, handlers: Handlers) -> EventProcessor:
         return EventProcessor(
             consumer=name,
             engine=self.engine,
-            handler=handler,
-            accepts=accepts,
+            handlers=handlers,
             dead_letters=self.bus,
             settings=self.settings,
             metrics=consumer_metrics(f"unit_{name}"),
@@ -75,13 +74,17 @@ class Pipeline:
         async def track(session: AsyncSession, event: Envelope, now: datetime) -> None:
             await sla_service.apply_events(session, [event], self.config, now)
 
-        stages = [
-            ("scoring", [topics.RECEIVED], score, {"lead.received"}),
-            ("router", [topics.SCORED], route, {"lead.scored"}),
-            ("sla", [topics.ASSIGNED, topics.ACTIVITY], track, {"lead.assigned", "lead.contacted"}),
+        stages: list[tuple[str, list[str], Handlers]] = [
+            ("scoring", [topics.RECEIVED], {"lead.received": one_by_one(score)}),
+            ("router", [topics.SCORED], {"lead.scored": one_by_one(route)}),
+            (
+                "sla",
+                [topics.ASSIGNED, topics.ACTIVITY],
+                dict.fromkeys(("lead.assigned", "lead.contacted"), one_by_one(track)),
+            ),
         ]
-        for name, stage_topics, handler, accepts in stages:
-            await self.bus.deliver(name, stage_topics, self._processor(name, handler, accepts))
+        for name, stage_topics, handlers in stages:
+            await self.bus.deliver(name, stage_topics, self._processor(name, handlers))
             await OutboxRelay(self.engine, self.bus, self.settings, name).relay_once()
 
     async def fire_timers(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow.erasure import erasing, happened_at, key_hash, keys_named
+from leadflow.erasure import ERASED, erasing, happened_at, key_hash, keys_named
 from leadflow.events import (
     Envelope,
     LeadActivity,
@@ -16,6 +16,7 @@ from leadflow.events import (
     LeadMerged,
     new_event,
 )
+from leadflow.processing import dispatch
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
@@ -53,7 +54,8 @@ async def test_a_batch_is_applied_around_each_run_of_erasures() -> None:
         contacted("a", T0 + timedelta(minutes=1)),
         erased("b"),
     ]
-    await erasing(handle, erase)(cast(AsyncSession, None), batch, T0)
+    table = {"lead.contacted": handle, ERASED: erasing(erase)}
+    await dispatch(table)(cast(AsyncSession, None), batch, T0)
     assert calls == [
         ("handle", ["a", "b"]),
         ("erase", ["a", "c"]),

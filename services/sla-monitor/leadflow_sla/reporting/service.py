@@ -18,20 +18,6 @@ from leadflow_sla.reporting.query import Dimension, ReportQuery
 CONSUMER = "leadflow-reporting"
 # Reporting's rows in `lead_aliases`.
 ALIASES = "reporting"
-ACCEPTS = {
-    "lead.received",
-    "lead.scored",
-    "lead.merged",
-    "lead.erased",
-    "lead.assigned",
-    "lead.reassigned",
-    "lead.contacted",
-    "lead.accepted",
-    "lead.rejected",
-    "lead.converted",
-    "lead.won",
-    "lead.lost",
-}
 
 
 async def apply_events(

@@ -33,7 +33,7 @@ from leadflow.metrics import (
 )
 from leadflow.outbox import OutboxRelay
 from leadflow.problems import install_problem_handlers
-from leadflow.processing import BatchHandler, EventProcessor, Handlers
+from leadflow.processing import BatchHandler, EventHandler, EventProcessor
 from leadflow.retention import Rule, shared_rules
 from leadflow.retention import run as run_retention
 from leadflow.settings import Settings
@@ -65,47 +65,20 @@ class Runtime:
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
 
-# Makes a consumer's handler from the running service's resources (its configuration).
-MakeHandler = Callable[[Runtime], BatchHandler]
-
-
-def ready_made(handler: BatchHandler) -> MakeHandler:
-    """What makes `handler`, which needs nothing of the running service."""
-
-    def make(_runtime: Runtime) -> BatchHandler:
-        return handler
-
-    return make
-
-
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """One consumer group of a service: what it reads, and its table of event type ->
-    handler, which says both which types it applies (`accepts`) and how."""
+    """One consumer group of a service: what it reads and the handler it applies."""
 
     group: str
     topics: list[str]
-    # Event type -> what makes the handler of its events. Types that share one maker share
-    # one handler: their events that follow one another in a batch reach it together.
-    handlers: Mapping[str, MakeHandler]
+    accepts: set[str]
+    # One of the two: a handler per event, or a set-based handler per batch.
+    handler: Callable[[Runtime], EventHandler] | None = None
+    batch_handler: Callable[[Runtime], BatchHandler] | None = None
     # Called after each consumed batch's transaction (its outbox rows are published already).
     after_commit: Callable[[], None] | None = None
     # `bulk`: the consumer gives way to the service's live consumers (leadflow.lanes).
     lane: Lane = "live"
-
-    @property
-    def accepts(self) -> frozenset[str]:
-        """The event types the consumer applies: its table's."""
-        return frozenset(self.handlers)
-
-    def table(self, runtime: Runtime) -> Handlers:
-        """The consumer's table for `runtime`, each maker called once: the types that share
-        a maker share its handler, and so its runs (leadflow.processing.runs)."""
-        made: dict[MakeHandler, BatchHandler] = {}
-        for make in self.handlers.values():
-            if make not in made:
-                made[make] = make(runtime)
-        return {event_type: made[make] for event_type, make in self.handlers.items()}
 
 
 # Long-running work of a service besides its consumers, run under the supervisor by name.
@@ -119,6 +92,13 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def stopping(request: Request) -> bool:
+    """Whether the server answering `request` has begun to shut down (`serve` says so; an
+    app served otherwise, e.g. by a test client, never is)."""
+    check: Callable[[], bool] | None = getattr(request.app.state, "stopping", None)
+    return check is not None and check()
 
 
 async def session_dep(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
@@ -229,7 +209,9 @@ def consumer_service(
             processor = EventProcessor(
                 consumer=spec.group,
                 engine=engine,
-                handlers=spec.table(runtime),
+                handler=spec.handler(runtime) if spec.handler else None,
+                batch_handler=spec.batch_handler(runtime) if spec.batch_handler else None,
+                accepts=spec.accepts,
                 dead_letters=publisher,
                 settings=settings,
                 metrics=metrics,
@@ -405,4 +387,9 @@ def serve(app: FastAPI, settings: Settings, port: int) -> None:
         proxy_headers=False,
     )
     serve_metrics_port(settings)
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    # Long-lived responses (the console's event stream) watch this and end as soon as the
+    # server starts stopping: uvicorn waits for every open response before the lifespan's
+    # exit, so they would otherwise hold a SIGTERM up to LEADFLOW_STOP_TIMEOUT_S.
+    app.state.stopping = lambda: server.should_exit
+    server.run()

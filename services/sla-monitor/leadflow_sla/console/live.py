@@ -6,6 +6,11 @@ went overdue, was contacted, claimed or reassigned. So a breach or a contact rea
 page within `TICK_S` of being stored; the countdowns in between are the script's, from the
 due times the board carries. The pools are the router's: asked every `POOL_EVERY_S` on
 the side, so that a slow router never holds the windows back.
+
+The stream ends when the browser goes, and when the server begins to shut down: a server
+waits for its open responses before it stops, and a stream that never ends would hold a
+SIGTERM for the whole graceful-shutdown timeout. The browser's EventSource reconnects by
+itself (`retry:`), to whichever SLA monitor answers then.
 """
 
 from __future__ import annotations
@@ -48,9 +53,10 @@ async def stream(
     pools: Callable[[], Awaitable[list[Pool]]],
     render: Callable[[Board], str],
     disconnected: Callable[[], Awaitable[bool]],
+    stopping: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[str]:
-    """Board events until the browser goes: `windows()` makes the board without its pools,
-    `pools()` asks the router for them."""
+    """Board events until the browser goes or the server stops: `windows()` makes the board
+    without its pools, `pools()` asks the router for them."""
     last: tuple[Any, ...] | None = None
     shown = await pools()
     asked_at = time.monotonic()
@@ -58,7 +64,7 @@ async def stream(
     tick = 0
     yield "retry: 2000\n\n"
     try:
-        while not await disconnected():
+        while not stopping() and not await disconnected():
             if asking is not None and asking.done():
                 shown, asking = asking.result(), None
             if asking is None and time.monotonic() - asked_at >= POOL_EVERY_S:

@@ -22,7 +22,7 @@ from fastapi.responses import (
 
 from leadflow.auth import PUBLIC
 from leadflow.processing import utcnow
-from leadflow.runtime import RuntimeDep, SessionDep
+from leadflow.runtime import RuntimeDep, SessionDep, stopping
 from leadflow_sla.console import board, insights, journey, live
 from leadflow_sla.console.access import (
     ConsoleState,
@@ -190,7 +190,7 @@ async def events(
         )
 
     return StreamingResponse(
-        live.stream(windows, pools, render, request.is_disconnected),
+        live.stream(windows, pools, render, request.is_disconnected, lambda: stopping(request)),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

@@ -33,7 +33,7 @@ from leadflow.metrics import (
 )
 from leadflow.outbox import OutboxRelay
 from leadflow.problems import install_problem_handlers
-from leadflow.processing import BatchHandler, EventHandler, EventProcessor
+from leadflow.processing import BatchHandler, EventProcessor, Handlers
 from leadflow.retention import Rule, shared_rules
 from leadflow.retention import run as run_retention
 from leadflow.settings import Settings
@@ -65,20 +65,47 @@ class Runtime:
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
 
+# Makes a consumer's handler from the running service's resources (its configuration).
+MakeHandler = Callable[[Runtime], BatchHandler]
+
+
+def ready_made(handler: BatchHandler) -> MakeHandler:
+    """What makes `handler`, which needs nothing of the running service."""
+
+    def make(_runtime: Runtime) -> BatchHandler:
+        return handler
+
+    return make
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """One consumer group of a service: what it reads and the handler it applies."""
+    """One consumer group of a service: what it reads, and its table of event type ->
+    handler, which says both which types it applies (`accepts`) and how."""
 
     group: str
     topics: list[str]
-    accepts: set[str]
-    # One of the two: a handler per event, or a set-based handler per batch.
-    handler: Callable[[Runtime], EventHandler] | None = None
-    batch_handler: Callable[[Runtime], BatchHandler] | None = None
+    # Event type -> what makes the handler of its events. Types that share one maker share
+    # one handler: their events that follow one another in a batch reach it together.
+    handlers: Mapping[str, MakeHandler]
     # Called after each consumed batch's transaction (its outbox rows are published already).
     after_commit: Callable[[], None] | None = None
     # `bulk`: the consumer gives way to the service's live consumers (leadflow.lanes).
     lane: Lane = "live"
+
+    @property
+    def accepts(self) -> frozenset[str]:
+        """The event types the consumer applies: its table's."""
+        return frozenset(self.handlers)
+
+    def table(self, runtime: Runtime) -> Handlers:
+        """The consumer's table for `runtime`, each maker called once: the types that share
+        a maker share its handler, and so its runs (leadflow.processing.runs)."""
+        made: dict[MakeHandler, BatchHandler] = {}
+        for make in self.handlers.values():
+            if make not in made:
+                made[make] = make(runtime)
+        return {event_type: made[make] for event_type, make in self.handlers.items()}
 
 
 # Long-running work of a service besides its consumers, run under the supervisor by name.
@@ -209,9 +236,7 @@ def consumer_service(
             processor = EventProcessor(
                 consumer=spec.group,
                 engine=engine,
-                handler=spec.handler(runtime) if spec.handler else None,
-                batch_handler=spec.batch_handler(runtime) if spec.batch_handler else None,
-                accepts=spec.accepts,
+                handlers=spec.table(runtime),
                 dead_letters=publisher,
                 settings=settings,
                 metrics=metrics,

@@ -1,5 +1,5 @@
 """The Reports and Team pages' numbers: reporting's reports over the leads the viewer may
-see, their charts, and round-robin fairness per rep (pure, apart from `lifecycles`)."""
+see, their charts, and round-robin fairness per rep (pure, apart from `report`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from leadflow.auth import Principal
 from leadflow.config import LeadflowConfig
 from leadflow_sla.console.charts import Bar, Pair, bar_chart, pair_chart
 from leadflow_sla.reporting import domain, render, repository, roi, service
-from leadflow_sla.reporting.lifecycle import Lifecycle
 from leadflow_sla.reporting.query import ReportQuery
 
 ReportKind = Literal["funnel", "speed", "reasons", "roi"]
@@ -29,32 +28,23 @@ BUCKET_NAMES = {
 }
 
 
-async def lifecycles(
-    session: AsyncSession, query: ReportQuery, principal: Principal
-) -> list[Lifecycle]:
-    """The lifecycles the query covers, of the teams the viewer sees."""
-    found = await repository.lifecycles(session, query)
-    if principal.teams is None:
-        return found
-    return [lc for lc in found if lc.team is not None and principal.sees_team(lc.team)]
-
-
 async def report(
     session: AsyncSession,
     config: LeadflowConfig,
     kind: ReportKind,
-    leads: Sequence[Lifecycle],
     query: ReportQuery,
+    principal: Principal,
 ) -> Any:
-    """One report over `leads`, as reporting's API computes it."""
+    """One report over the leads the query covers of the teams the viewer sees, as
+    reporting's API computes it (counted by the database)."""
+    teams = principal.teams
     if kind == "funnel":
-        return domain.funnel(leads, "source", query.touch)
+        return await service.funnel_report(session, query, "source", teams)
     if kind == "speed":
-        return domain.speed(leads)
+        return await service.speed_report(session, query, teams)
     if kind == "reasons":
-        return domain.reasons(leads)
-    costs = await service.costs(session, config.reporting)
-    return roi.roi(leads, config.reporting, "segment", query.touch, costs)
+        return await service.reasons_report(session, query, teams)
+    return await service.roi_report(session, config.reporting, query, "segment", teams)
 
 
 def csv_of(kind: ReportKind, query: ReportQuery, found: Any, now: datetime) -> str:

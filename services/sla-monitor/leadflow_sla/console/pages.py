@@ -302,9 +302,8 @@ async def reports_page(
     need(viewer.principal, "reports:read")
     config = runtime.settings.app
     query = _query(runtime, start, end)
-    leads = await insights.lifecycles(session, query, viewer.principal)
     found = {
-        kind: await insights.report(session, config, kind, leads, query)
+        kind: await insights.report(session, config, kind, query, viewer.principal)
         for kind in insights.REPORTS
     }
     charts = {
@@ -341,8 +340,7 @@ async def report_csv(
     """One report as CSV (the numbers of its chart)."""
     need(viewer.principal, "reports:read")
     query = _query(runtime, start, end)
-    leads = await insights.lifecycles(session, query, viewer.principal)
-    found = await insights.report(session, runtime.settings.app, kind, leads, query)
+    found = await insights.report(session, runtime.settings.app, kind, query, viewer.principal)
     return PlainTextResponse(
         insights.csv_of(kind, query, found, utcnow()),
         media_type="text/csv; charset=utf-8",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from leadflow_sla.reporting.lifecycle import Lifecycle
 from leadflow_sla.reporting.query import Dimension, Touchpoint
@@ -58,13 +58,7 @@ def rate(numerator: int | float, denominator: int | float) -> float | None:
 
 def quantile(values: Sequence[float], q: float) -> float | None:
     """The q-quantile of `values` by linear interpolation (the median for q=0.5)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return Sample.of(values).quantile(q)
 
 
 # --- funnel -------------------------------------------------------------------------------
@@ -112,30 +106,68 @@ class FunnelReport:
 
 def funnel(lifecycles: Sequence[Lifecycle], by: Dimension, touch: Touchpoint) -> FunnelReport:
     """The funnel of these leads, and conversion and revenue per value of `by`."""
-    furthest = [furthest_stage(lc) for lc in lifecycles]
-    reached = [sum(1 for f in furthest if f >= i) for i in range(len(STAGES))]
+    return funnel_of(stage_tallies(lifecycles, by, touch), by)
+
+
+@dataclass(frozen=True)
+class StageTally:
+    """The leads of one group (a value of the breakdown's dimension, as stored) that got no
+    further than one stage: how many, how many of those were rejected at screening or else
+    lost, and their revenue. What the database counts in place of the lifecycles."""
+
+    key: str | None
+    furthest: int
+    leads: int
+    rejected: int
+    lost: int
+    revenue: float
+
+
+def stage_tallies(
+    lifecycles: Iterable[Lifecycle], by: Dimension, touch: Touchpoint
+) -> list[StageTally]:
+    """The leads counted per group and furthest stage (the funnel's input, from lifecycles)."""
+    tallies: dict[tuple[str, int], list[int | float]] = {}
+    for lc in lifecycles:
+        furthest = furthest_stage(lc)
+        tally = tallies.setdefault((dimension(lc, by, touch), furthest), [0, 0, 0, 0.0])
+        tally[0] += 1
+        tally[1] += lc.rejected_at is not None
+        tally[2] += lc.rejected_at is None and lc.lost_at is not None
+        tally[3] += lc.revenue
+    return [
+        StageTally(key, furthest, int(leads), int(rejected), int(lost), float(revenue))
+        for (key, furthest), (leads, rejected, lost, revenue) in tallies.items()
+    ]
+
+
+def funnel_of(tallies: Sequence[StageTally], by: Dimension) -> FunnelReport:
+    """The funnel and the breakdown per value of `by`, from the leads counted per group and
+    furthest stage."""
+    reached = [sum(t.leads for t in tallies if t.furthest >= i) for i in range(len(STAGES))]
     stages = []
     for i, stage in enumerate(STAGES):
-        stopped = [lc for lc, f in zip(lifecycles, furthest, strict=True) if i and f == i - 1]
-        rejected = sum(1 for lc in stopped if lc.rejected_at is not None)
-        lost = sum(1 for lc in stopped if lc.rejected_at is None and lc.lost_at is not None)
+        stopped = [t for t in tallies if i and t.furthest == i - 1]
+        leaked = sum(t.leads for t in stopped)
+        rejected = sum(t.rejected for t in stopped)
+        lost = sum(t.lost for t in stopped)
         stages.append(
             FunnelStage(
                 stage=stage,
                 leads=reached[i],
                 from_previous=rate(reached[i], reached[i - 1]) if i else None,
                 from_start=rate(reached[i], reached[0]),
-                leaked=len(stopped),
+                leaked=leaked,
                 leaked_rejected=rejected,
                 leaked_lost=lost,
-                leaked_open=len(stopped) - rejected - lost,
+                leaked_open=leaked - rejected - lost,
             )
         )
-    groups: dict[str, list[Lifecycle]] = defaultdict(list)
-    for lc in lifecycles:
-        groups[dimension(lc, by, touch)].append(lc)
+    groups: dict[str, list[StageTally]] = defaultdict(list)
+    for tally in tallies:
+        groups[tally.key or NONE_LABEL].append(tally)
     breakdown = sorted(
-        (conversion(key, group) for key, group in groups.items()),
+        (conversion_of(key, group) for key, group in groups.items()),
         key=lambda row: (-row.revenue, -row.leads, row.key),
     )
     sql = STAGES.index("sql")
@@ -151,19 +183,28 @@ def funnel(lifecycles: Sequence[Lifecycle], by: Dimension, touch: Touchpoint) ->
 
 def conversion(key: str, lifecycles: Iterable[Lifecycle]) -> ConversionRow:
     """Leads, MQLs, SQLs, sales, conversion and revenue of one group."""
-    furthest = [(furthest_stage(lc), lc) for lc in lifecycles]
+    return conversion_of(key, stage_tallies(lifecycles, "source", "first"))
+
+
+def conversion_of(key: str, tallies: Iterable[StageTally]) -> ConversionRow:
+    """Conversion and revenue of one group, from its leads counted per furthest stage."""
     mql, sql, won = STAGES.index("mql"), STAGES.index("sql"), STAGES.index("won")
-    mqls = sum(1 for f, _ in furthest if f >= mql)
-    sqls = sum(1 for f, _ in furthest if f >= sql)
-    sales = sum(1 for f, _ in furthest if f >= won)
-    revenue = round(sum(lc.revenue for _, lc in furthest), 2)
+    leads = mqls = sqls = sales = 0
+    revenue = 0.0
+    for t in tallies:
+        leads += t.leads
+        mqls += t.leads if t.furthest >= mql else 0
+        sqls += t.leads if t.furthest >= sql else 0
+        sales += t.leads if t.furthest >= won else 0
+        revenue += t.revenue
+    revenue = round(revenue, 2)
     return ConversionRow(
         key=key,
-        leads=len(furthest),
+        leads=leads,
         mqls=mqls,
         sqls=sqls,
         won=sales,
-        lead_to_sale=rate(sales, len(furthest)),
+        lead_to_sale=rate(sales, leads),
         mql_to_sql=rate(sqls, mqls),
         revenue=revenue,
         average_deal=round(revenue / sales, 2) if sales else None,
@@ -214,10 +255,96 @@ class SpeedReport:
 
 def response_seconds(lc: Lifecycle) -> float | None:
     """Seconds from the moment the lead became sales-ready to its first contact."""
+    micros = response_micros(lc)
+    return None if micros is None else seconds(micros)
+
+
+def response_micros(lc: Lifecycle) -> int | None:
+    """Microseconds from sales-ready to first contact, 0 when the contact came first."""
     start = lc.ready_at or lc.first_touch_at
     if lc.contacted_at is None or start is None:
         return None
-    return max(0.0, (lc.contacted_at - start).total_seconds())
+    return max(0, _micros(lc.contacted_at - start))
+
+
+def handoff_micros(lc: Lifecycle) -> int | None:
+    """Microseconds from the first hand-off to first contact, 0 when the contact came first."""
+    if lc.contacted_at is None or lc.assigned_at is None:
+        return None
+    return max(0, _micros(lc.contacted_at - lc.assigned_at))
+
+
+def seconds(micros: int) -> float:
+    """Microseconds as seconds, exactly as `timedelta.total_seconds` gives them."""
+    return micros / 10**6
+
+
+def days(micros: int) -> float:
+    """Microseconds as days."""
+    return seconds(micros) / 86400
+
+
+def bucket_of(micros: int) -> str:
+    """The HBR bucket of a response time."""
+    return next(name for name, bound in BUCKETS if seconds(micros) < bound)
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86400 + delta.seconds) * 10**6 + delta.microseconds
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Values sorted in ascending order, known at least at the ranks (from 0) that the
+    quantiles read: the database sends those alone (`quantile_ranks`)."""
+
+    size: int
+    at: Mapping[int, float]
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Sample:
+        """A sample of every value."""
+        ordered = sorted(values)
+        return cls(len(ordered), dict(enumerate(ordered)))
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile by linear interpolation between the two ranks around it."""
+        if not self.size:
+            return None
+        low, high = quantile_ranks(self.size, q)
+        position = (self.size - 1) * q
+        return self.at[low] + (self.at[high] - self.at[low]) * (position - low)
+
+
+def quantile_ranks(size: int, q: float) -> tuple[int, int]:
+    """The ranks (from 0) of the two values a q-quantile of `size` values lies between."""
+    low = math.floor((size - 1) * q)
+    return low, min(low + 1, size - 1)
+
+
+@dataclass(frozen=True)
+class ResponseTally:
+    """Sales-ready leads of one owner (None: no owner) counted for speed to lead: how many,
+    how many were contacted, per HBR bucket, and hand-off to first contact."""
+
+    rep: str | None
+    leads: int
+    contacted: int
+    buckets: Mapping[str, int]
+    handed_off: int
+    handoff_contacted: int
+    handoff_micros: int
+
+
+@dataclass(frozen=True)
+class SpeedTally:
+    """What speed to lead is made of: the counts per owner, response and hand-off times of
+    all leads, and response times per owner (seconds, days, seconds by rep)."""
+
+    owners: Sequence[ResponseTally]
+    responses: Sample
+    handoffs: Sample
+    rep_responses: Mapping[str, Sample]
 
 
 def speed(lifecycles: Sequence[Lifecycle]) -> SpeedReport:
@@ -226,51 +353,88 @@ def speed(lifecycles: Sequence[Lifecycle]) -> SpeedReport:
     Sales-ready: the lead qualified (MQL) or was handed to a rep. Leads sales called on
     its own while they were still nurture are not part of speed to lead.
     """
+    return speed_of(speed_tally(lifecycles))
+
+
+def speed_tally(lifecycles: Iterable[Lifecycle]) -> SpeedTally:
+    """Speed to lead's counts and times, from lifecycles."""
     ready = [lc for lc in lifecycles if lc.mql_at is not None or lc.assigned_at is not None]
-    seconds = [s for s in (response_seconds(lc) for lc in ready) if s is not None]
-    counts: Counter[str] = Counter()
-    for s in seconds:
-        counts[next(name for name, bound in BUCKETS if s < bound)] += 1
-    counts["never"] = len(ready) - len(seconds)
-    buckets = [
-        SpeedBucket(name, counts[name], rate(counts[name], len(ready)))
-        for name in [*(name for name, _ in BUCKETS), "never"]
-    ]
-    handed = [lc for lc in lifecycles if lc.assigned_at is not None]
-    days = [
-        max(0.0, (lc.contacted_at - lc.assigned_at).total_seconds()) / 86400
-        for lc in handed
-        if lc.contacted_at is not None and lc.assigned_at is not None
-    ]
-    by_rep: dict[str, list[Lifecycle]] = defaultdict(list)
+    by_rep: dict[str | None, list[Lifecycle]] = defaultdict(list)
     for lc in ready:
-        if lc.rep_id is not None:
-            by_rep[lc.rep_id].append(lc)
-    return SpeedReport(
-        leads=len(ready),
-        contacted=len(seconds),
-        median_s=_round(quantile(seconds, 0.5), 1),
-        p90_s=_round(quantile(seconds, 0.9), 1),
-        buckets=buckets,
-        handed_off=len(handed),
-        handoff_contacted=len(days),
-        handoff_median_days=_round(quantile(days, 0.5), 4),
-        handoff_p90_days=_round(quantile(days, 0.9), 4),
-        handoff_mean_days=_round(sum(days) / len(days), 4) if days else None,
-        by_rep=[_rep_speed(rep, leads) for rep, leads in sorted(by_rep.items())],
+        by_rep[lc.rep_id].append(lc)
+    owners = []
+    for rep, leads in by_rep.items():
+        responses = [m for m in map(response_micros, leads) if m is not None]
+        handoffs = [m for m in map(handoff_micros, leads) if m is not None]
+        owners.append(
+            ResponseTally(
+                rep=rep,
+                leads=len(leads),
+                contacted=len(responses),
+                buckets=Counter(map(bucket_of, responses)),
+                handed_off=sum(1 for lc in leads if lc.assigned_at is not None),
+                handoff_contacted=len(handoffs),
+                handoff_micros=sum(handoffs),
+            )
+        )
+    responses = [m for m in map(response_micros, ready) if m is not None]
+    handoffs = [m for m in map(handoff_micros, ready) if m is not None]
+    return SpeedTally(
+        owners=owners,
+        responses=Sample.of(map(seconds, responses)),
+        handoffs=Sample.of(map(days, handoffs)),
+        rep_responses={
+            rep: Sample.of(seconds(m) for m in map(response_micros, leads) if m is not None)
+            for rep, leads in by_rep.items()
+            if rep is not None
+        },
     )
 
 
-def _rep_speed(rep: str, lifecycles: list[Lifecycle]) -> RepSpeed:
-    seconds = [s for s in (response_seconds(lc) for lc in lifecycles) if s is not None]
+def speed_of(tally: SpeedTally) -> SpeedReport:
+    """Speed to lead from its counts and times."""
+    leads = sum(o.leads for o in tally.owners)
+    counts = Counter[str]()
+    for owner in tally.owners:
+        counts.update(owner.buckets)
+        counts["never"] += owner.leads - owner.contacted
+    buckets = [
+        SpeedBucket(name, counts[name], rate(counts[name], leads))
+        for name in [*(name for name, _ in BUCKETS), "never"]
+    ]
+    handoff_contacted = sum(o.handoff_contacted for o in tally.owners)
+    handoff_micros = sum(o.handoff_micros for o in tally.owners)
+    return SpeedReport(
+        leads=leads,
+        contacted=tally.responses.size,
+        median_s=_round(tally.responses.quantile(0.5), 1),
+        p90_s=_round(tally.responses.quantile(0.9), 1),
+        buckets=buckets,
+        handed_off=sum(o.handed_off for o in tally.owners),
+        handoff_contacted=handoff_contacted,
+        handoff_median_days=_round(tally.handoffs.quantile(0.5), 4),
+        handoff_p90_days=_round(tally.handoffs.quantile(0.9), 4),
+        handoff_mean_days=(
+            _round(days(handoff_micros) / handoff_contacted, 4) if handoff_contacted else None
+        ),
+        by_rep=[
+            _rep_speed(owner, tally.rep_responses.get(owner.rep, Sample(0, {})))
+            for owner in sorted(tally.owners, key=lambda o: o.rep or "")
+            if owner.rep is not None
+        ],
+    )
+
+
+def _rep_speed(owner: ResponseTally, responses: Sample) -> RepSpeed:
+    assert owner.rep is not None
     return RepSpeed(
-        rep=rep,
-        leads=len(lifecycles),
-        contacted=len(seconds),
-        median_s=_round(quantile(seconds, 0.5), 1),
-        p90_s=_round(quantile(seconds, 0.9), 1),
-        within_5m=rate(sum(1 for s in seconds if s < 300), len(lifecycles)),
-        never=len(lifecycles) - len(seconds),
+        rep=owner.rep,
+        leads=owner.leads,
+        contacted=owner.contacted,
+        median_s=_round(responses.quantile(0.5), 1),
+        p90_s=_round(responses.quantile(0.9), 1),
+        within_5m=rate(owner.buckets.get("lt_5m", 0), owner.leads),
+        never=owner.leads - owner.contacted,
     )
 
 
@@ -304,22 +468,57 @@ class ReasonsReport:
 
 def reasons(lifecycles: Sequence[Lifecycle]) -> ReasonsReport:
     """Rejection reasons ranked by count (then name); lost-deal reasons likewise."""
-    rejected = [lc for lc in lifecycles if lc.rejected_at is not None]
-    screened = sum(1 for lc in lifecycles if lc.accepted_at is not None or lc.rejected_at)
-    lost = [lc for lc in lifecycles if lc.lost_at is not None and lc.won_at is None]
+    return reasons_of(reason_tally(lifecycles))
+
+
+@dataclass(frozen=True)
+class ReasonTally:
+    """Leads screened, and the leads per reason as recorded, of rejections and of lost deals
+    (deals lost and never won)."""
+
+    screened: int
+    rejected: Mapping[str | None, int]
+    lost: Mapping[str | None, int]
+
+
+def reason_tally(lifecycles: Iterable[Lifecycle]) -> ReasonTally:
+    """Screenings and reasons counted, from lifecycles."""
+    screened = 0
+    rejected: Counter[str | None] = Counter()
+    lost: Counter[str | None] = Counter()
+    for lc in lifecycles:
+        screened += lc.accepted_at is not None or lc.rejected_at is not None
+        if lc.rejected_at is not None:
+            rejected[lc.rejection_reason] += 1
+        if lc.lost_at is not None and lc.won_at is None:
+            lost[lc.lost_reason] += 1
+    return ReasonTally(screened, rejected, lost)
+
+
+def reasons_of(tally: ReasonTally) -> ReasonsReport:
+    """The reasons report from its counts."""
+    rejected = sum(tally.rejected.values())
     return ReasonsReport(
-        screened=screened,
-        rejected=len(rejected),
-        rejection_rate=rate(len(rejected), screened),
-        reasons=ranked(lc.rejection_reason for lc in rejected),
-        lost=len(lost),
-        lost_reasons=ranked(lc.lost_reason for lc in lost),
+        screened=tally.screened,
+        rejected=rejected,
+        rejection_rate=rate(rejected, tally.screened),
+        reasons=ranked_counts(tally.rejected),
+        lost=sum(tally.lost.values()),
+        lost_reasons=ranked_counts(tally.lost),
     )
 
 
 def ranked(values: Iterable[str | None]) -> list[ReasonRow]:
     """Reasons (case and spacing ignored) by how often they occur, most frequent first."""
-    counts = Counter(" ".join((v or "").split()).lower() or "(no reason given)" for v in values)
+    return ranked_counts(Counter(values))
+
+
+def ranked_counts(counted: Mapping[str | None, int]) -> list[ReasonRow]:
+    """Reasons counted as recorded, merged when they differ only in case and spacing, by
+    how often they occur, most frequent first."""
+    counts: Counter[str] = Counter()
+    for value, count in counted.items():
+        counts[" ".join((value or "").split()).lower() or "(no reason given)"] += count
     total = sum(counts.values())
     return [
         ReasonRow(reason, count, rate(count, total))

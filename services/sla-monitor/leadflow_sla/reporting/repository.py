@@ -7,20 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, CursorResult, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadflow.db.statements import insert_new
+from leadflow.db.statements import insert_new, upsert
 from leadflow_sla.reporting.lifecycle import Lifecycle
 from leadflow_sla.reporting.query import ReportQuery
 from leadflow_sla.reporting.tables import lead_costs, lead_lifecycles
-
-
-def _dialect(session: AsyncSession) -> Any:
-    """The INSERT ... ON CONFLICT flavour of the session's database."""
-    name = session.bind.dialect.name if session.bind is not None else ""
-    return postgresql if name == "postgresql" else sqlite
 
 
 async def lock_lifecycles(
@@ -86,19 +79,30 @@ async def lifecycle(session: AsyncSession, lead_key: str) -> Lifecycle | None:
     return None if row is None else Lifecycle.from_row(dict(row._mapping))
 
 
-async def lifecycles(session: AsyncSession, query: ReportQuery) -> list[Lifecycle]:
-    """Lifecycles of the leads a report covers: first touch in range, filters applied.
+async def lifecycles(
+    session: AsyncSession, query: ReportQuery, teams: Collection[str] | None = None
+) -> list[Lifecycle]:
+    """Lifecycles of the leads a report covers (`covered`), by first touch."""
+    c = lead_lifecycles.c
+    statement = select(lead_lifecycles).where(*covered(query, teams))
+    rows = await session.execute(statement.order_by(c.first_touch_at, c.lead_key))
+    return [Lifecycle.from_row(dict(row._mapping)) for row in rows]
+
+
+def covered(query: ReportQuery, teams: Collection[str] | None = None) -> list[ColumnElement[bool]]:
+    """The conditions on `lead_lifecycles` of the leads a report covers: first touch in
+    range, filters applied, and of `teams` alone when given (a viewer who sees some teams).
 
     Leads whose arrival is not known yet (an outcome overtook its lead.received) are left
     out until it is.
     """
     c = lead_lifecycles.c
     touch = query.touch
-    statement = select(lead_lifecycles).where(c.first_touch_at.is_not(None))
+    conditions: list[ColumnElement[bool]] = [c.first_touch_at.is_not(None)]
     if query.start is not None:
-        statement = statement.where(c.first_touch_at >= query.start)
+        conditions.append(c.first_touch_at >= query.start)
     if query.end is not None:
-        statement = statement.where(c.first_touch_at < query.end)
+        conditions.append(c.first_touch_at < query.end)
     for column, value in (
         (c[f"{touch}_source"], query.source),
         (c[f"{touch}_campaign"], query.campaign),
@@ -107,9 +111,10 @@ async def lifecycles(session: AsyncSession, query: ReportQuery) -> list[Lifecycl
         (c.rep_id, query.rep),
     ):
         if value is not None:
-            statement = statement.where(column == value)
-    rows = await session.execute(statement.order_by(c.first_touch_at, c.lead_key))
-    return [Lifecycle.from_row(dict(row._mapping)) for row in rows]
+            conditions.append(column == value)
+    if teams is not None:
+        conditions.append(c.team.in_(sorted(teams)))
+    return conditions
 
 
 @dataclass(frozen=True)
@@ -160,13 +165,7 @@ async def set_cost(
 ) -> None:
     """Set (or replace) the cost per lead of a segment or campaign."""
     values = {"kind": kind, "name": name, "cost_per_lead": cost_per_lead, "updated_at": now}
-    statement = _dialect(session).insert(lead_costs).values(values)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["kind", "name"],
-            set_={"cost_per_lead": cost_per_lead, "updated_at": now},
-        )
-    )
+    await session.execute(upsert(session, lead_costs, ("kind", "name")), [values])
 
 
 async def delete_cost(session: AsyncSession, kind: str, name: str) -> bool:

@@ -7,12 +7,12 @@ maximum cost per lead = profit per sale / (1 + target ROI) * lead-to-sale conver
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from leadflow.config import Reporting
-from leadflow_sla.reporting.domain import dimension, rate
+from leadflow_sla.reporting.domain import NONE_LABEL, dimension, rate
 from leadflow_sla.reporting.lifecycle import Lifecycle
 from leadflow_sla.reporting.query import Touchpoint
 
@@ -27,8 +27,7 @@ def max_cost_per_lead(profit_per_sale: float, conversion: float, target_roi: flo
 
 def lead_profit(lc: Lifecycle, reporting: Reporting, touch: Touchpoint) -> float:
     """Gross profit of the lead's won deals: as the CRM reported it, else revenue * margin."""
-    segment = reporting.segment(dimension(lc, "segment", touch))
-    margin = segment.gross_margin if segment and segment.gross_margin else reporting.gross_margin
+    margin = _margin(reporting, dimension(lc, "segment", touch))
     return lc.reported_profit + lc.revenue_without_profit * margin
 
 
@@ -88,6 +87,41 @@ class RoiReport:
     flagged: int
 
 
+@dataclass(frozen=True)
+class SegmentTally:
+    """The leads of one group (a segment or campaign, as stored) in one segment: how many,
+    how many were won, their revenue, the profit the CRM reported and the revenue it
+    reported no profit for. What the database counts in place of the lifecycles."""
+
+    key: str | None
+    segment: str | None
+    leads: int
+    sales: int
+    revenue: float
+    reported_profit: float
+    revenue_without_profit: float
+
+
+def segment_tallies(
+    lifecycles: Iterable[Lifecycle], by: CostKind, touch: Touchpoint
+) -> list[SegmentTally]:
+    """The leads counted per group and segment (the ROI report's input, from lifecycles)."""
+    tallies: dict[tuple[str, str], SegmentTally] = {}
+    for lc in lifecycles:
+        key = (dimension(lc, by, touch), dimension(lc, "segment", touch))
+        found = tallies.get(key) or SegmentTally(*key, 0, 0, 0.0, 0.0, 0.0)
+        tallies[key] = SegmentTally(
+            key=found.key,
+            segment=found.segment,
+            leads=found.leads + 1,
+            sales=found.sales + (lc.won_at is not None),
+            revenue=found.revenue + lc.revenue,
+            reported_profit=found.reported_profit + lc.reported_profit,
+            revenue_without_profit=found.revenue_without_profit + lc.revenue_without_profit,
+        )
+    return list(tallies.values())
+
+
 def roi(
     lifecycles: Sequence[Lifecycle],
     reporting: Reporting,
@@ -96,16 +130,23 @@ def roi(
     costs: Mapping[tuple[str, str], Cost],
 ) -> RoiReport:
     """Measured conversion and profit per sale, the maximum cost per lead, and flags."""
-    groups: dict[str, list[Lifecycle]] = defaultdict(list)
-    for lc in lifecycles:
-        groups[dimension(lc, by, touch)].append(lc)
+    return roi_of(segment_tallies(lifecycles, by, touch), reporting, by, costs)
+
+
+def roi_of(
+    tallies: Iterable[SegmentTally],
+    reporting: Reporting,
+    by: CostKind,
+    costs: Mapping[tuple[str, str], Cost],
+) -> RoiReport:
+    """The ROI report from the leads counted per group and segment."""
+    groups: dict[str, list[SegmentTally]] = defaultdict(list)
+    for tally in tallies:
+        groups[tally.key or NONE_LABEL].append(tally)
     if by == "segment":
         for name in reporting.segment_names():
             groups.setdefault(name, [])
-    rows = [
-        _row(key, group, reporting, by, touch, costs.get((by, key)))
-        for key, group in groups.items()
-    ]
+    rows = [_row(key, group, reporting, by, costs.get((by, key))) for key, group in groups.items()]
     rows.sort(key=lambda row: (row.verdict != "over", -(row.over_by or 0), -row.leads, row.key))
     return RoiReport(
         by=by,
@@ -115,23 +156,27 @@ def roi(
     )
 
 
+def _margin(reporting: Reporting, segment_name: str | None) -> float:
+    """The gross margin of a segment's deals: its own, else the configured default."""
+    segment = reporting.segment(segment_name or NONE_LABEL)
+    return segment.gross_margin if segment and segment.gross_margin else reporting.gross_margin
+
+
 def _row(
     key: str,
-    lifecycles: list[Lifecycle],
+    tallies: list[SegmentTally],
     reporting: Reporting,
     by: CostKind,
-    touch: Touchpoint,
     cost: Cost | None,
 ) -> RoiRow:
-    leads = len(lifecycles)
-    sales = sum(1 for lc in lifecycles if lc.won_at is not None)
-    profit = sum(lead_profit(lc, reporting, touch) for lc in lifecycles)
+    leads = sum(t.leads for t in tallies)
+    sales = sum(t.sales for t in tallies)
+    profit = sum(
+        t.reported_profit + t.revenue_without_profit * _margin(reporting, t.segment)
+        for t in tallies
+    )
     segment = reporting.segment(key) if by == "segment" else None
-    margin = None
-    if by == "segment":
-        margin = (
-            segment.gross_margin if segment and segment.gross_margin else reporting.gross_margin
-        )
+    margin = _margin(reporting, key) if by == "segment" else None
     target = segment.target_roi if segment and segment.target_roi is not None else None
     target_roi = reporting.target_roi if target is None else target
     maximum = (
@@ -152,7 +197,7 @@ def _row(
         leads=leads,
         sales=sales,
         conversion=rate(sales, leads),
-        revenue=round(sum(lc.revenue for lc in lifecycles), 2),
+        revenue=round(sum(t.revenue for t in tallies), 2),
         profit=round(profit, 2),
         profit_per_sale=round(profit / sales, 2) if sales else None,
         gross_margin=margin,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from leadflow import aliases
 from leadflow.config import Reporting
 from leadflow.events import Envelope, LeadActivity
-from leadflow_sla.reporting import domain, lifecycle, people, repository, roi, tiers
+from leadflow_sla.reporting import domain, lifecycle, people, repository, roi, tallies, tiers
 from leadflow_sla.reporting.metrics import LIFECYCLE_EVENTS
 from leadflow_sla.reporting.query import Dimension, ReportQuery
 
@@ -80,20 +80,28 @@ async def person_key(session: AsyncSession, lead_key: str) -> str:
 
 
 async def funnel_report(
-    session: AsyncSession, query: ReportQuery, by: Dimension
+    session: AsyncSession,
+    query: ReportQuery,
+    by: Dimension,
+    teams: Collection[str] | None = None,
 ) -> domain.FunnelReport:
-    """Funnel, MQL→SQL and conversion per `by` of the leads the query covers."""
-    return domain.funnel(await repository.lifecycles(session, query), by, query.touch)
+    """Funnel, MQL→SQL and conversion per `by` of the leads the query covers (of `teams`
+    alone when given)."""
+    return domain.funnel_of(await tallies.stage_tallies(session, query, by, teams), by)
 
 
-async def speed_report(session: AsyncSession, query: ReportQuery) -> domain.SpeedReport:
+async def speed_report(
+    session: AsyncSession, query: ReportQuery, teams: Collection[str] | None = None
+) -> domain.SpeedReport:
     """Speed to lead and hand-off-to-contact of the leads the query covers."""
-    return domain.speed(await repository.lifecycles(session, query))
+    return domain.speed_of(await tallies.speed_tally(session, query, teams))
 
 
-async def reasons_report(session: AsyncSession, query: ReportQuery) -> domain.ReasonsReport:
+async def reasons_report(
+    session: AsyncSession, query: ReportQuery, teams: Collection[str] | None = None
+) -> domain.ReasonsReport:
     """Rejection and lost reasons of the leads the query covers."""
-    return domain.reasons(await repository.lifecycles(session, query))
+    return domain.reasons_of(await tallies.reason_tally(session, query, teams))
 
 
 async def costs(session: AsyncSession, reporting: Reporting) -> dict[tuple[str, str], roi.Cost]:
@@ -102,11 +110,15 @@ async def costs(session: AsyncSession, reporting: Reporting) -> dict[tuple[str, 
 
 
 async def roi_report(
-    session: AsyncSession, reporting: Reporting, query: ReportQuery, by: roi.CostKind
+    session: AsyncSession,
+    reporting: Reporting,
+    query: ReportQuery,
+    by: roi.CostKind,
+    teams: Collection[str] | None = None,
 ) -> roi.RoiReport:
     """Maximum cost per lead per segment or campaign, against what leads actually cost."""
-    lifecycles = await repository.lifecycles(session, query)
-    return roi.roi(lifecycles, reporting, by, query.touch, await costs(session, reporting))
+    counted = await tallies.segment_tallies(session, query, by, teams)
+    return roi.roi_of(counted, reporting, by, await costs(session, reporting))
 
 
 async def tiers_report(

@@ -383,17 +383,47 @@ async def _all(work: list[Coroutine[Any, Any, int]]) -> list[int]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def pending(engine: AsyncEngine, producer: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Undelivered:
+    """A notification neither sent nor given up on: what it says, how often it was tried,
+    when it is due again and why the last attempt failed."""
+
+    id: int
+    notification: Notification
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+async def pending(engine: AsyncEngine, producer: str) -> list[Undelivered]:
     """Undelivered, not-given-up notifications of a producer (for tests and operators)."""
     async with session_factory(engine)() as session:
         rows = await session.execute(
-            select(notifications).where(
+            select(notifications)
+            .where(
                 notifications.c.producer == producer,
                 notifications.c.sent_at.is_(None),
                 notifications.c.failed_at.is_(None),
             )
+            .order_by(notifications.c.id)
         )
-        return [dict(r._mapping) for r in rows]
+        return [
+            Undelivered(
+                id=row.id,
+                notification=Notification(
+                    channel=row.channel,
+                    target=row.target,
+                    subject=row.subject,
+                    body=row.body,
+                    dedupe_key=row.dedupe_key,
+                    payload=row.payload,
+                ),
+                attempts=row.attempts,
+                next_attempt_at=row.next_attempt_at,
+                last_error=row.last_error,
+            )
+            for row in rows
+        ]
 
 
 __all__ = [
@@ -402,6 +432,7 @@ __all__ = [
     "Notification",
     "NotificationDispatcher",
     "Sender",
+    "Undelivered",
     "WebhookSender",
     "claim_ttl_for",
     "pending",

@@ -175,6 +175,8 @@ async def test_a_claim_is_renewed_while_its_target_is_worked_past_its_ttl(
     ttl = timedelta(seconds=1.5)
     with webhook_server(lambda _path: time.sleep(0.5)) as (url, hooks):
         keys = await queue(engine, url, [SLOW] * 5, utcnow() - timedelta(seconds=1))
+        waiting = await pending(engine, PRODUCER)
+        assert [(w.notification.dedupe_key, w.attempts) for w in waiting] == [(k, 0) for k in keys]
         instances.run(await instances.dispatcher(engine, "instance-a", ttl))
 
         async def first_arrived() -> bool:

@@ -1,6 +1,9 @@
-"""Report arithmetic over lifecycles: funnel, conversion, speed to lead, rejection reasons.
+"""Report arithmetic: funnel, conversion, speed to lead, rejection reasons.
 
-Pure functions of the lifecycles they are given (no IO, no clock). The funnel is
+Pure (no IO, no clock). Each report is built from tallies (`StageTally`, `SpeedTally`,
+`ReasonTally`): the database counts them for the API and the console (`tallies`), and
+`stage_tallies`, `speed_tally` and `reason_tally` count them over lifecycles, so a report
+folded over lifecycles and one counted in SQL go through the same arithmetic. The funnel is
 cumulative: a lead counts at every stage up to the furthest one it reached, so that a CRM
 that skips recording a step (won without "accepted") does not break the stage ratios.
 """

@@ -1,7 +1,9 @@
 """ROI arithmetic: profit per sale, conversion, and the maximum affordable cost per lead.
 
 maximum cost per lead = profit per sale / (1 + target ROI) * lead-to-sale conversion
-($4,000 profit, 7 % conversion, 25 % target ROI → $224). Pure: no IO, no clock.
+($4,000 profit, 7 % conversion, 25 % target ROI → $224). Pure: no IO, no clock. The
+report is built from leads counted per group and segment (`SegmentTally`), by the database
+(`tallies`) or over lifecycles (`segment_tallies`).
 """
 
 from __future__ import annotations

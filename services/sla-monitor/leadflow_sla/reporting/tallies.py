@@ -11,6 +11,7 @@ read only the ranks they need, picked by a window function.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Collection
 from typing import Any
@@ -222,24 +223,18 @@ async def speed_tally(
     )
 
 
+def _bucket(response: ColumnElement[int]) -> ColumnElement[str]:
+    """`domain.bucket_of` in SQL, over a response time in microseconds."""
+    bounded = [(name, bound) for name, bound in BUCKETS if bound != math.inf]
+    last = BUCKETS[-1][0]
+    return case(*((response < int(bound * 10**6), name) for name, bound in bounded), else_=last)
+
+
 async def _owners(session: AsyncSession, ready: Any) -> list[ResponseTally]:
     r = ready.c
-    bounds = [bound for _, bound in BUCKETS]
-    micros = [None if bound == float("inf") else int(bound * 10**6) for bound in bounds]
+    bucket = _bucket(r.response)
     in_bucket = [
-        func.count(
-            case(
-                (
-                    and_(
-                        r.response.is_not(None),
-                        *([r.response >= micros[i - 1]] if i else []),
-                        *([r.response < micros[i]] if micros[i] is not None else []),
-                    ),
-                    1,
-                )
-            )
-        )
-        for i in range(len(BUCKETS))
+        func.count(case((and_(r.response.is_not(None), bucket == name), 1))) for name, _ in BUCKETS
     ]
     rows = await session.execute(
         select(
@@ -256,13 +251,12 @@ async def _owners(session: AsyncSession, ready: Any) -> list[ResponseTally]:
     )
     owners = []
     for rep, leads, contacted, *counts, handed, handoff_contacted, handoff in rows:
-        per_bucket = counts[: len(BUCKETS)]
         owners.append(
             ResponseTally(
                 rep=rep,
                 leads=leads,
                 contacted=contacted,
-                buckets={name: n for (name, _), n in zip(BUCKETS, per_bucket, strict=True) if n},
+                buckets={name: n for (name, _), n in zip(BUCKETS, counts, strict=True) if n},
                 handed_off=handed,
                 handoff_contacted=handoff_contacted,
                 handoff_micros=int(handoff),

@@ -46,9 +46,9 @@ def console_url(stack: Stack) -> str:
     return f"{stack.services['sla-monitor'].url}/console"
 
 
-def sign_in(browser: Browser, stack: Stack, token: str) -> Page:
-    """A fresh browser context signed in with `token`, on the Now page."""
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+def sign_in(browser: Browser, stack: Stack, token: str, width: int = 1280) -> Page:
+    """A fresh browser context `width` pixels wide signed in with `token`, on the Now page."""
+    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
     page.goto(console_url(stack))
     expect(page).to_have_url(f"{console_url(stack)}/sign-in?next=/console")
     page.get_by_label("Token").fill(token)
@@ -167,3 +167,41 @@ def test_the_roi_chart_shows_the_reports_apis_numbers(stack: Stack, browser: Bro
     assert any(
         line.startswith(f"smb,{smb['leads']},{smb['sales']},") for line in csv.text().splitlines()
     )
+
+
+def scrolls_sideways(page: Page) -> bool:
+    """Whether the page is wider than the window (a reader would scroll sideways)."""
+    return bool(
+        page.evaluate(
+            "() => document.scrollingElement.scrollWidth > document.scrollingElement.clientWidth"
+        )
+    )
+
+
+def test_every_page_reads_at_320_pixels_without_scrolling_sideways(
+    stack: Stack, browser: Browser
+) -> None:
+    lead_key = post_lead(stack, 40, job_title="Vice President of Revenue Operations, EMEA")
+    wait_until(
+        lambda: api(stack, "sla-monitor", f"/v1/reports/leads/{lead_key}").status_code == 200,
+        "the lead in the SLA monitor",
+    )
+    page = sign_in(browser, stack, TEST_TOKEN, width=320)
+    pages = {
+        "Now": console_url(stack),
+        "Lead": f"{console_url(stack)}/leads/{lead_key}",
+        "Team": f"{console_url(stack)}/team",
+        "Reports": f"{console_url(stack)}/reports",
+    }
+    for name, url in pages.items():
+        page.goto(url)
+        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        assert page.locator("table.cards").count() > 0, name
+        assert not scrolls_sideways(page), f"{name} scrolls sideways at 320 px"
+    # The rows are cards to the eye and still a table's rows and headers to assistive
+    # technology.
+    page.goto(pages["Reports"])
+    first = page.locator("#roi-table tbody tr").first
+    assert first.evaluate("row => getComputedStyle(row).display") == "block"
+    expect(page.get_by_role("columnheader", name="Max cost per lead")).to_have_count(1)
+    expect(page.get_by_role("rowheader", name="smb", exact=True)).to_have_count(1)

@@ -11,6 +11,7 @@ scored, routed and mailed to its rep.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -22,9 +23,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
+from markupsafe import escape
 
 from leadflow.auth import new_token
 from leadflow.config import load_config
+from leadflow_sla.console.sessions import COOKIE, SIGN_IN_COOKIE
 from tests.fixtures.broker import running_broker
 from tests.fixtures.compose import (
     PROMETHEUS,
@@ -149,7 +152,7 @@ def stack(
         pytest.skip("the compose stack runs on PostgreSQL: set LEADFLOW_TEST_POSTGRES_URL")
     root = tmp_path_factory.mktemp("compose")
     token = new_token()
-    compose = compose_file(env_file(root / ".env", fresh_values(token)))
+    compose = compose_file(env_file(root / ".env", fresh_values(token, new_token())))
     database_url = create_postgres_database(server)
     try:
         with running_broker() as bootstrap:
@@ -267,3 +270,61 @@ def test_a_lead_sent_from_inside_the_intake_container_is_accepted(stack: Compose
 
     assert sent.returncode == 0, sent.stdout.decode() + sent.stderr.decode()
     assert sent.stdout.decode().startswith("202 "), sent.stdout.decode()
+
+
+def test_the_console_signs_in_with_an_api_token_and_shows_a_lead_from_router_and_scoring(
+    stack: ComposeStack,
+) -> None:
+    signed = standard(
+        {
+            "event": "lead",
+            "activity": "demo_request",
+            "lead": {
+                "email": f"console.{uuid.uuid4().hex[:8]}@bigco.example",
+                "job_title": "VP Operations",
+                "company": {"name": "Bigco", "size": 1500, "industry": "software"},
+            },
+        },
+        secret=stack.environment("intake")["LEADFLOW_SOURCE_WEB_SECRET"],
+    )
+    sent = httpx.post(
+        f"{stack.url('intake')}/v1/webhooks/web", content=signed.body, headers=signed.headers
+    )
+    assert sent.status_code == 202, sent.text
+    lead_key = sent.json()["lead_key"]
+    auth = {"authorization": f"Bearer {stack.token}"}
+
+    def known(url: str) -> dict[str, Any] | None:
+        reply = httpx.get(url, headers=auth)
+        return reply.json() if reply.status_code == 200 else None
+
+    routing = eventually(
+        lambda: known(f"{stack.url('router')}/v1/leads/{lead_key}/routing"), "no routing"
+    )
+    profile = eventually(
+        lambda: known(f"{stack.url('scoring')}/v1/leads/{lead_key}/profile"), "no score"
+    )
+    console = f"{stack.url('sla-monitor')}/console"
+    # Production's cookies are Secure (the console is served over HTTPS behind a proxy):
+    # sent back by hand here, as a browser would over HTTPS.
+    form = httpx.get(f"{console}/sign-in")
+    sign_in_cookie = form.cookies[SIGN_IN_COOKIE]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    signed_in = httpx.post(
+        f"{console}/sign-in",
+        data={"csrf": csrf[1], "token": stack.token, "next": f"/console/leads/{lead_key}"},
+        headers={"cookie": f"{SIGN_IN_COOKIE}={sign_in_cookie}"},
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    assert "secure" in signed_in.headers["set-cookie"].lower()
+    session = {"cookie": f"{COOKIE}={signed_in.cookies[COOKIE]}"}
+
+    page = httpx.get(f"{console}/leads/{lead_key}", headers=session)
+
+    assert page.status_code == 200, page.text
+    assert "did not answer" not in page.text
+    assert "cannot be asked" not in page.text
+    assert str(escape(routing["summary"])) in page.text  # the router's, by the service token
+    for reason in profile["reasons"]:  # scoring's
+        assert f'data-label="Rule">{escape(reason["rule"])}</th>' in page.text

@@ -91,7 +91,7 @@ class Monitor:
     async def run_timers(self, runtime: Runtime) -> None:
         """Fire due timers until cancelled (their alerts go to the outbox and the dispatcher)."""
         config = runtime.settings.app
-        router_url = self.sla_settings.router_url
+        router_url = self.sla_settings.router_link_url
 
         async def load(until: datetime, limit: int) -> list[datetime]:
             async with runtime.sessions() as session:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from leadflow.auth import new_token
+from leadflow.auth import AuthSettings, new_token
 from leadflow.config import load_config
 from leadflow.settings import get_settings, secret_env_var
 from tests.fixtures.compose import (
@@ -74,7 +74,7 @@ def test_every_required_variable_is_a_blank_of_env_example() -> None:
 
 
 def test_a_missing_required_variable_stops_compose_with_its_sentence() -> None:
-    values = fresh_values(new_token())
+    values = fresh_values(new_token(), new_token())
     del values["LEADFLOW_KEY_SECRET"]
 
     with pytest.raises(MissingVariable, match="LEADFLOW_KEY_SECRET: set LEADFLOW_KEY_SECRET to"):
@@ -84,7 +84,7 @@ def test_a_missing_required_variable_stops_compose_with_its_sentence() -> None:
 def test_production_accepts_the_environment_of_every_leadflow_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    compose = compose_file(env_file(tmp_path / ".env", fresh_values(new_token())))
+    compose = compose_file(env_file(tmp_path / ".env", fresh_values(new_token(), new_token())))
     leadflow = leadflow_services(compose)
     for name in leadflow.keys() - init_services(compose):
         environment = {str(k): str(v) for k, v in leadflow[name]["environment"].items()}
@@ -171,3 +171,28 @@ def test_emails_go_to_mailpit_whose_web_ui_is_on_loopback() -> None:
         assert service["environment"]["LEADFLOW_SMTP_HOST"] == "mailpit", name
         assert service["depends_on"]["mailpit"]["condition"] == "service_healthy", name
     assert services()["mailpit"]["ports"] == ["127.0.0.1:8025:8025"]
+
+
+def test_the_console_asks_the_router_and_scoring_on_their_ports_with_a_token_they_accept(
+    tmp_path: Path,
+) -> None:
+    console_token = new_token()
+    compose = compose_file(env_file(tmp_path / ".env", fresh_values(new_token(), console_token)))
+    environment = {name: s.get("environment", {}) for name, s in compose["services"].items()}
+    sla = environment["sla-monitor"]
+
+    assert sla["LEADFLOW_SLA_ROUTER_URL"] == (
+        f"http://router:{environment['router']['LEADFLOW_ROUTER_PORT']}"
+    )
+    assert sla["LEADFLOW_SLA_SCORING_URL"] == (
+        f"http://scoring:{environment['scoring']['LEADFLOW_SCORING_PORT']}"
+    )
+    assert sla["LEADFLOW_SLA_SERVICE_TOKEN"] == console_token
+    # Alert links are for people: not the compose network's name of the router.
+    assert sla["LEADFLOW_SLA_ROUTER_PUBLIC_URL"] == "http://localhost:8002"
+    for name in ("router", "scoring"):
+        tokens = AuthSettings(tokens=environment[name]["LEADFLOW_TOKENS"]).token_set()
+        principal = tokens.find(console_token)
+        assert principal is not None, f"{name} refuses the console's token"
+        assert principal.allows("leads:read")
+        assert principal.allows("admin"), "the Team page reads the router's reps (admin)"

@@ -20,7 +20,7 @@ SECRET_EXAMPLE = KUBERNETES / "secret.example.yaml"
 KUBERNETES_VERSION = "1.31.0"
 SECRET = "leadflow-secrets"
 # A variable holding one of these is a secret: it may come only from the Secret.
-SECRET_WORDS = ("SECRET", "TOKENS", "PASSWORD", "DATABASE_URL")
+SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "DATABASE_URL")
 # The compose values a cluster keeps (hosts and the replication of topics change).
 KEPT_VALUES = ("LEADFLOW_ENV", "LEADFLOW_HOST", "LEADFLOW_CONFIG", "LEADFLOW_METRICS_PORT")
 WORKLOADS = {
@@ -233,3 +233,15 @@ def test_the_product_config_is_config_compose_yaml() -> None:
 
     assert path == "/app/config/compose.yaml"
     assert config_map["data"]["compose.yaml"] == (ROOT / "config" / "compose.yaml").read_text()
+
+
+def test_the_console_asks_the_router_and_scoring_services_with_a_secret_token() -> None:
+    variables = environment(find("Deployment", "sla-monitor"))
+
+    for name, variable in (
+        ("router", "LEADFLOW_SLA_ROUTER_URL"),
+        ("scoring", "LEADFLOW_SLA_SCORING_URL"),
+    ):
+        [port] = [p["port"] for p in find("Service", name)["spec"]["ports"] if p["name"] == "http"]
+        assert variables[variable]["value"] == f"http://{name}:{port}", variable
+    assert variables["LEADFLOW_SLA_SERVICE_TOKEN"]["secretKeyRef"]["name"] == SECRET

@@ -5,7 +5,7 @@ loads the lifecycles it covers.
 The statements group by the values as stored and leave the labelling (`(none)`, reasons
 merged whatever their case and spacing) to the report arithmetic, so the numbers are the
 ones the same arithmetic gives over the lifecycles themselves (`domain.stage_tallies` and
-its siblings). Times are compared in whole microseconds (`MicrosBetween`), and quantiles
+its siblings). Times are compared in whole microseconds (`WaitMicros`), and quantiles
 read only the ranks they need, picked by a window function.
 """
 
@@ -28,7 +28,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    type_coerce,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,36 +56,32 @@ from leadflow_sla.reporting.tables import lead_lifecycles
 QUANTILES = ((1, 2), (9, 10))
 
 
-class MicrosBetween(FunctionElement[int]):
-    """Whole microseconds from `start` to `end`, two `UtcDateTime` columns."""
+class WaitMicros(FunctionElement[int]):
+    """Whole microseconds from `start` to `end` (two `UtcDateTime` values, both known), 0
+    when `end` came first: how long something waited."""
 
     type = BigInteger()
     inherit_cache = True
-    name = "micros_between"
+    name = "wait_micros"
 
 
-@compiles(MicrosBetween, "postgresql")
-def _micros_postgresql(element: MicrosBetween, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(WaitMicros, "postgresql")
+def _wait_postgresql(element: WaitMicros, compiler: SQLCompiler, **kw: Any) -> str:
     end, start = (compiler.process(arg, **kw) for arg in element.clauses)
     # EXTRACT from an interval is an exact numeric since PostgreSQL 14.
-    return f"CAST(EXTRACT(EPOCH FROM ({end} - {start})) * 1000000 AS BIGINT)"
+    return f"GREATEST(CAST(EXTRACT(EPOCH FROM ({end} - {start})) * 1000000 AS BIGINT), 0)"
 
 
-@compiles(MicrosBetween, "sqlite")
-def _micros_sqlite(element: MicrosBetween, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(WaitMicros, "sqlite")
+def _wait_sqlite(element: WaitMicros, compiler: SQLCompiler, **kw: Any) -> str:
     end, start = (compiler.process(arg, **kw) for arg in element.clauses)
     # SQLite holds `YYYY-MM-DD HH:MM:SS.ffffff`: whole seconds from the first 19 characters
     # (strftime would round the fraction into them), microseconds from the last six.
     return (
-        f"((CAST(strftime('%s', substr({end}, 1, 19)) AS INTEGER)"
+        f"MAX((CAST(strftime('%s', substr({end}, 1, 19)) AS INTEGER)"
         f" - CAST(strftime('%s', substr({start}, 1, 19)) AS INTEGER)) * 1000000"
-        f" + CAST(substr({end}, 21, 6) AS INTEGER) - CAST(substr({start}, 21, 6) AS INTEGER))"
+        f" + CAST(substr({end}, 21, 6) AS INTEGER) - CAST(substr({start}, 21, 6) AS INTEGER), 0)"
     )
-
-
-def _at_least_zero(value: ColumnElement[int]) -> ColumnElement[int]:
-    # Typed, so that bounds in microseconds are bound as BIGINT (PostgreSQL is strict).
-    return type_coerce(case((value < 0, 0), else_=value), BigInteger)
 
 
 def _furthest_stage() -> ColumnElement[int]:
@@ -200,18 +195,18 @@ async def speed_tally(
         select(
             c.rep_id,
             c.assigned_at,
-            case((contacted, _at_least_zero(MicrosBetween(c.contacted_at, start)))).label(
-                "response"
-            ),
+            case((contacted, WaitMicros(c.contacted_at, start))).label("response"),
             case(
                 (
                     and_(contacted, c.assigned_at.is_not(None)),
-                    _at_least_zero(MicrosBetween(c.contacted_at, c.assigned_at)),
+                    WaitMicros(c.contacted_at, c.assigned_at),
                 )
             ).label("handoff"),
         )
         .where(*covered(query, teams), or_(c.mql_at.is_not(None), c.assigned_at.is_not(None)))
+        # Computed once, though the statements read it several times.
         .cte("ready")
+        .prefix_with("MATERIALIZED")
     )
     owners = await _owners(session, ready)
     samples = await _samples(session, ready)

@@ -1,47 +1,65 @@
-"""Console sessions: opaque ids, idle expiry, an OIDC token's expiry, CSRF comparison."""
+"""Console sessions, the parts without a database: the lookup key, the sealed credential,
+the principal as stored, CSRF comparison. The store itself (idle and OIDC expiry, signing
+out, several monitors) is tested on SQLite and PostgreSQL in
+tests/integration/test_console_sessions.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from leadflow.auth import Principal
-from leadflow_sla.console.sessions import SessionStore
+from leadflow_sla.console.sessions import (
+    ConsoleSession,
+    lookup_key,
+    principal_from,
+    principal_record,
+    seal,
+    unseal,
+)
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
-ADMIN = Principal(name="ops", scopes=frozenset({"admin"}))
 
 
-def test_a_session_lapses_after_its_idle_time_and_each_request_extends_it() -> None:
-    store = SessionStore(ttl_s=600)
-    session = store.open(ADMIN, "lf_secret", T0)
-    assert len(session.id) >= 43
-    assert store.get(session.id, T0 + timedelta(seconds=590)) is session
-    assert store.get(session.id, T0 + timedelta(seconds=1180)) is session
-    assert store.get(session.id, T0 + timedelta(seconds=1800)) is None
-    assert len(store) == 0
+def test_the_lookup_key_is_a_digest_that_tells_sessions_apart() -> None:
+    key = lookup_key("session-one")
+    assert len(key) == 64
+    assert "session-one" not in key
+    assert key == lookup_key("session-one")
+    assert key != lookup_key("session-two")
 
 
-def test_a_session_never_outlives_the_oidc_token_it_was_opened_with() -> None:
-    store = SessionStore(ttl_s=3600)
-    exp = T0 + timedelta(minutes=5)
-    user = Principal(
-        name="grace", scopes=frozenset({"sla:read"}), via="oidc", claims={"exp": exp.timestamp()}
+def test_a_sealed_credential_opens_only_with_its_session_id() -> None:
+    sealed = seal("lf_secret-token", "session-one")
+    assert b"lf_secret-token" not in sealed
+    assert seal("lf_secret-token", "session-one") != sealed  # a fresh nonce each time
+    assert unseal(sealed, "session-one") == "lf_secret-token"
+    assert unseal(sealed, "session-two") is None
+
+
+def test_the_principal_is_stored_without_its_token_claims_and_read_back() -> None:
+    manager = Principal(
+        name="grace",
+        scopes=frozenset({"sla:read", "leads:read"}),
+        teams=frozenset({"enterprise"}),
+        via="oidc",
+        claims={"exp": 1_800_000_000, "email": "grace@example.com"},
     )
-    session = store.open(user, "eyJ...", T0)
-    assert session.expires_at == exp
-    assert store.get(session.id, T0 + timedelta(minutes=4)) is session
-    assert store.get(session.id, T0 + timedelta(minutes=6)) is None
+    record = principal_record(manager)
+    assert "claims" not in record
+    assert "grace@example.com" not in str(record)
+    assert principal_from(record) == manager
+    rep = Principal(name="ben", scopes=frozenset({"leads:claim"}), rep="ben")
+    assert principal_from(principal_record(rep)) == rep
 
 
-def test_sessions_are_told_apart_and_closed() -> None:
-    store = SessionStore(ttl_s=600)
-    one, two = store.open(ADMIN, "a", T0), store.open(ADMIN, "b", T0)
-    assert one.id != two.id
-    assert one.csrf != two.csrf
-    assert one.csrf_matches(one.csrf)
-    assert not one.csrf_matches(two.csrf)
-    assert not one.csrf_matches(None)
-    store.close(one.id)
-    assert store.get(one.id, T0) is None
-    assert store.get(two.id, T0) is two
-    assert store.get(None, T0) is None
+def test_only_the_sessions_own_csrf_token_matches() -> None:
+    session = ConsoleSession(
+        id="s",
+        principal=Principal("ops", frozenset({"admin"})),
+        credential="c",
+        csrf="token-a",
+        expires_at=T0,
+    )
+    assert session.csrf_matches("token-a")
+    assert not session.csrf_matches("token-b")
+    assert not session.csrf_matches(None)

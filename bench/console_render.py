@@ -4,10 +4,12 @@ Run: `PYTHONPATH=. python bench/console_render.py [--postgres URL] [--windows N]
 fresh database (SQLite, and PostgreSQL when `--postgres` or LEADFLOW_TEST_POSTGRES_URL
 names a server that answers) with N open follow-up windows through the SLA monitor's own
 service (a sixth overdue, the rest due over the next five hours, over both teams' six
-reps) and reporting's lifecycles of the same leads, waits until the monitor has fired the
+reps) and reporting's lifecycles of the same leads (two in three contacted, some rejected,
+won or lost, so that every report has rows to count), waits until the monitor has fired the
 overdue ones' breach alerts (as it does once after a start), then times
 requests to the SLA monitor's real app, in process (no network): the Now page, its live
-board, the Team page and the Reports page, signed in as an admin. The router and scoring
+board, the Team page and the Reports page, signed in as an admin, and the four reports the
+Reports page shows as `/v1/reports/...` serves them. The router and scoring
 are not asked (no service token): the pages say so, as they would. Writes
 `bench/results/console_render.json`; the target is under 200 ms per page.
 """
@@ -23,7 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,14 @@ from fastapi.testclient import TestClient
 from leadflow.config import load_config
 from leadflow.db.engine import create_engine, session_factory
 from leadflow.db.migrate import upgrade
-from leadflow.events import Envelope, Lead, LeadAssigned, LeadReceived, new_event
+from leadflow.events import (
+    Envelope,
+    Lead,
+    LeadActivity,
+    LeadAssigned,
+    LeadReceived,
+    new_event,
+)
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
 from leadflow_sla import repository, service
@@ -44,6 +53,8 @@ from tests.fixtures.stack import CONFIG
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PAGES = ("/console", "/console/board", "/console/team", "/console/reports")
+# The reports the Reports page shows, as reporting's API serves them (a bearer token).
+REPORTS = ("/v1/reports/funnel", "/v1/reports/speed", "/v1/reports/reasons", "/v1/reports/roi")
 REPS = {"enterprise": ("ana", "ben", "chloe"), "smb": ("dev", "emma", "felix")}
 BATCH = 500
 TARGET_MS = 200.0
@@ -91,6 +102,39 @@ def leads(count: int) -> list[tuple[Envelope, Envelope]]:
     return pairs
 
 
+REASONS = ("No budget", "timing", "wrong person", "no  budget")
+
+
+def outcomes(assigned: Envelope) -> list[Envelope]:
+    """What the CRM reports of an assigned bench lead: two in three are contacted within two
+    hours; of those, some are rejected, won or lost."""
+    data = assigned.data
+    assert isinstance(data, LeadAssigned)
+    i = int(data.lead_key.rsplit("_", 1)[1])
+    if i % 3 == 0:
+        return []
+    contacted_at = data.assigned_at + timedelta(seconds=(i * 37) % 7200)
+    found: list[tuple[str, datetime, dict[str, Any]]] = [("contacted", contacted_at, {})]
+    later = contacted_at + timedelta(hours=1)
+    if i % 10 == 1:
+        found.append(("rejected", later, {"reason": REASONS[i % len(REASONS)]}))
+    elif i % 10 == 2:
+        found.append(("won", later, {"amount": 1000.0 + i % 5000}))
+    elif i % 10 == 4:
+        found.append(("lost", later, {"reason": REASONS[(i // 10) % len(REASONS)]}))
+    return [
+        new_event(
+            f"lead.{kind}",
+            LeadActivity(
+                lead_key=data.lead_key, activity=kind, occurred_at=at, source="crm", **fields
+            ),
+            source="/bench",
+            time=at,
+        )
+        for kind, at, fields in found
+    ]
+
+
 async def fill(url: str, count: int) -> None:
     """Open `count` windows and their lifecycles, `BATCH` leads per transaction."""
     config = load_config(CONFIG)
@@ -104,6 +148,7 @@ async def fill(url: str, count: int) -> None:
                 assigned = [a for _, a in chunk]
                 await service.apply_events(session, assigned, config, now, lambda _: None)
                 received = [e for pair in chunk for e in pair]
+                received += [e for _, a in chunk for e in outcomes(a)]
                 await reporting_service.apply_events(session, received, config.reporting, now)
     finally:
         await engine.dispose()
@@ -145,11 +190,13 @@ def measure(url: str, count: int, requests: int) -> list[dict[str, Any]]:
         first = client.get("/console")
         assert first.status_code == 200, first.text[:500]
         assert "lk_bench_" in first.text
-        for path in PAGES:
+        bearer = {"authorization": f"Bearer {TEST_TOKEN}"}
+        for path in (*PAGES, *REPORTS):
+            headers = bearer if path.startswith("/v1/") else {}
             times = []
             for _ in range(requests):
                 began = time.perf_counter()
-                answer = client.get(path)
+                answer = client.get(path, headers=headers)
                 times.append((time.perf_counter() - began) * 1000)
                 assert answer.status_code == 200, (path, answer.status_code)
             times.sort()
@@ -207,10 +254,10 @@ def main() -> None:
         sys.exit(f"PostgreSQL at {server} does not answer.")
     elif server:
         sys.stdout.write("note: PostgreSQL does not answer; SQLite only.\n")
-    sys.stdout.write(f"{'database':<11} {'page':<18} {'windows':>7} {'p50 ms':>8} {'p95 ms':>8}\n")
+    sys.stdout.write(f"{'database':<11} {'page':<20} {'windows':>7} {'p50 ms':>8} {'p95 ms':>8}\n")
     for r in rows:
         sys.stdout.write(
-            f"{r['database']:<11} {r['page']:<18} {r['windows']:>7} {r['ms_p50']:>8.1f} "
+            f"{r['database']:<11} {r['page']:<20} {r['windows']:>7} {r['ms_p50']:>8.1f} "
             f"{r['ms_p95']:>8.1f}{'' if r['ms_p95'] < TARGET_MS else '  over 200 ms'}\n"
         )
     RESULTS.mkdir(exist_ok=True)

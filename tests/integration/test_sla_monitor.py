@@ -304,7 +304,8 @@ async def test_the_ladder_warns_alerts_escalates_and_restarts_for_the_new_rep(
     assert breach_email["From"] == "alerts@leadflow.example"
     assert re.search(
         rf"Ana Silva \(enterprise\) has not contacted lead {lead_key} within the 3 s ladder "
-        r"window: assigned .* UTC, now \d+ s overdue\. Routing record: http://router\.example/v1/leads/",
+        r"window: assigned .* UTC, now \d+ s overdue\. Routing record: "
+        + re.escape(f"{sla.stack.services['router'].url}/v1/leads/{lead_key}/routing"),
         text_of(breach_email),
     )
 

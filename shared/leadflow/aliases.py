@@ -156,6 +156,17 @@ class AliasBook:
         return {key: self._rows[key] for key in sorted(self._changed)}
 
 
+def assignment_order(
+    assigned_at: datetime, batch_position: int | None, assignment_id: str
+) -> tuple[datetime, bool, int, str]:
+    """Which of a person's live assignments comes first when a merge keeps one (the router
+    and the SLA monitor both keep the first): the earlier `assigned_at`; of two made at the
+    same instant (one batch decided both), the one the router decided first
+    (`batch_position`), as batches of one event each would have kept it. Assignment ids
+    are hashes of event ids: they only order rows written before positions were recorded."""
+    return (assigned_at, batch_position is None, batch_position or 0, assignment_id)
+
+
 def outcome_keys(
     lead_keys: LeadKeys,
     lead_key: str | None = None,

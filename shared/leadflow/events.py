@@ -214,6 +214,10 @@ class LeadAssigned(_Payload):
     # When the follow-up clock started, when not at `assigned_at`: the lead's arrival in a
     # team pool whose policy starts the clock at arrival (`teams[].pool.sla_starts`).
     clock_from: AwareDatetime | None = None
+    # The assignment's place among those the router made at the same `assigned_at`, in the
+    # order it decided them: of a person's two assignments made in one batch, the first
+    # is the one a merge keeps (`aliases.assignment_order`). None on older events.
+    batch_position: int | None = Field(default=None, ge=0)
 
 
 class LeadPooled(_Payload):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from leadflow.aliases import Alias, AliasBook, Merge
+from leadflow.aliases import Alias, AliasBook, Merge, assignment_order
 from leadflow.config import LeadflowConfig, Rep
 from leadflow.delivery import Notification
 from leadflow.events import Envelope, LeadScored
@@ -50,6 +50,14 @@ class Assignment:
     contacted_at: datetime | None = None
     # The lead's company domain (`domain.sticky_domain`): what sticky ownership looks up.
     domain: str | None = None
+    # Its place among the assignments the router made at the same `assigned_at`, in the
+    # order it decided them (None on rows written before it was recorded): which of two
+    # made in one batch came first when their person's profiles merge.
+    batch_position: int | None = None
+
+    def order(self) -> tuple[datetime, bool, int, str]:
+        """Where it stands among the person's assignments (`aliases.assignment_order`)."""
+        return assignment_order(self.assigned_at, self.batch_position, self.assignment_id)
 
 
 @dataclass(slots=True)
@@ -290,11 +298,11 @@ class RoutingBook:
         self.writes.aliases = self.aliases.changed()
         return sorted({root for key, root in moved.items() if root != key})
 
-    def _first_assigned(self, key: str) -> tuple[bool, datetime | None, str]:
+    def _first_assigned(self, key: str) -> tuple[bool, tuple[datetime, bool, int, str] | None, str]:
         rows = self._history.get(key)
         if not rows:
             return (True, None, key)
-        return (False, rows[0].assigned_at, rows[0].assignment_id)
+        return (False, rows[0].order(), key)
 
     def _move(self, key: str, root: str) -> None:
         rows = self._history.pop(key, [])

@@ -86,6 +86,7 @@ async def history_of(
         c.converted_at,
         c.contacted_at,
         c.domain,
+        c.batch_position,
     ).where(c.lead_key.in_(list(lead_keys)))
     history: dict[str, list[Assignment]] = {}
     for row in await session.execute(query.order_by(c.lead_key, c.seq)):
@@ -359,9 +360,22 @@ class SqlRoutingStore:
         """Close a pool entry as claimed if it is still open; whether this one did."""
         return await claim_entry(self.session, assignment_id, at)
 
+    async def positions_taken(self, now: datetime) -> int:
+        """The first batch position left free at `now` (one index look-up)."""
+        return await positions_taken(self.session, now)
+
     async def save(self, writes: Writes, now: datetime) -> None:
         """Write back what a batch changed, a statement per table."""
         await save(self.session, writes, now)
+
+
+async def positions_taken(session: AsyncSession, now: datetime) -> int:
+    """One more than the largest batch position of the assignments made at `now` (0 if
+    none): a batch deciding at the same instant as one before numbers on after it."""
+    c = assignments.c
+    query = select(func.max(c.batch_position)).where(c.assigned_at == now)
+    taken = (await session.execute(query)).scalar()
+    return 0 if taken is None else int(taken) + 1
 
 
 async def unclaimed_of(session: AsyncSession, now: datetime, limit: int) -> list[tuple[str, str]]:
@@ -435,6 +449,7 @@ def _assignment(row: Assignment) -> dict[str, Any]:
         "converted_at": row.converted_at,
         "contacted_at": row.contacted_at,
         "domain": row.domain,
+        "batch_position": row.batch_position,
     }
 
 

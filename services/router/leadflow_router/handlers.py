@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from itertools import count
 
 from leadflow.aliases import Merge, merge_of, person_of
 from leadflow.config import LeadflowConfig, tier_rank
@@ -65,11 +66,21 @@ CONTACTS = ("lead.contacted", "lead.accepted")
 class Batch:
     """One batch being applied: the configuration, the moment, the book and what was locked."""
 
-    def __init__(self, config: LeadflowConfig, options: NotifyOptions, now: datetime) -> None:
+    def __init__(
+        self,
+        config: LeadflowConfig,
+        options: NotifyOptions,
+        now: datetime,
+        *,
+        first_position: int = 0,
+    ) -> None:
         self.config = config
         self.options = options
         self.now = now
         self.book = RoutingBook()
+        # The `batch_position` of the batch's next assignment: every assignment it makes
+        # has `now` as its `assigned_at`, so the order it decided them in tells them apart.
+        self._positions = count(first_position)
         # What the batch's decisions may touch, once it is locked and loaded.
         self.locked: Reach | None = None
         self._reaches: dict[int, tuple[LeadScored, Reach]] = {}
@@ -89,6 +100,10 @@ class Batch:
             )
         self._reaches[id(scored)] = (scored, found)
         return found
+
+    def next_position(self) -> int:
+        """The place of the assignment the batch decides now among those it made."""
+        return next(self._positions)
 
 
 def routes(config: LeadflowConfig, scored: LeadScored) -> bool:
@@ -150,21 +165,23 @@ def merge(batch: Batch, event: Envelope) -> None:
 
 def keep_one(batch: Batch, lead_key: str) -> None:
     """Of a person's open rows (two profiles routed before they were found to be one), keep
-    the earlier assignment (a queue entry only if no rep holds them) and close the others as
+    the first assignment (a queue entry only if no rep holds them) and close the others as
     `merged`, telling each closed row's rep and the kept one's. A final outcome reported
     under another of the person's keys since the kept row was assigned closes it too.
 
-    The SLA monitor applies the same rules to the same `lead.merged` (the earlier
-    `assigned_at`, then the smaller assignment id; the outcomes of any of the person's
-    keys), so it stops the closed assignment's window itself: the router publishes nothing
-    more for it.
+    First is `aliases.assignment_order`: the earlier `assigned_at`, and of two made by one
+    batch the one it decided first, so a batch keeps what batches of one event each would
+    have, whatever the keys. The SLA monitor applies the same rules to the same
+    `lead.merged` (the order from the `lead.assigned` events, which carry
+    `batch_position`; the outcomes of any of the person's keys), so it stops the closed
+    assignment's window itself: the router publishes nothing more for it.
     """
     book = batch.book
     rows = book.history(lead_key)
     live = [row for row in rows if row.closed_at is None]
     if not live:
         return
-    kept = min(live, key=lambda r: (r.status != "assigned", r.assigned_at, r.assignment_id))
+    kept = min(live, key=lambda r: (r.status != "assigned", r.order()))
     scored = book.routed_lead(lead_key)
     for row in live:
         if row is kept:
@@ -456,6 +473,7 @@ def record(
         assigned_at=now,
         turn=turn,
         domain=domain.sticky_domain(config, scored),
+        batch_position=batch.next_position(),
     )
     # Escalations so far, before this row: a reassignment by hand is not one.
     escalations = sum(1 for r in book.history(scored.lead_key) if r.close_reason == "escalated")
@@ -477,6 +495,7 @@ def record(
             source=scored.source,
             escalations=escalations,
             clock_from=clock_from,
+            batch_position=row.batch_position,
         )
         type_ = "lead.reassigned" if kind in ("reassign", "manual") else "lead.assigned"
     elif decision.outcome == "pooled":

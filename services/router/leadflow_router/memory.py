@@ -56,6 +56,8 @@ class InMemoryRoutingStore:
         # `pooled_leads`: each pool entry, and when its overdue entry was acted on.
         self.pooled: dict[str, PoolEntry] = {}
         self.alerted: dict[str, datetime] = {}
+        # Per instant, the first batch position the assignments made then left free.
+        self._positions: dict[datetime, int] = {}
 
     @property
     def assignments(self) -> list[Assignment]:
@@ -179,6 +181,10 @@ class InMemoryRoutingStore:
 
     # Writes.
 
+    async def positions_taken(self, now: datetime) -> int:
+        """The first batch position the assignments made at `now` left free."""
+        return self._positions.get(now, 0)
+
     async def save(self, writes: Writes, now: datetime) -> None:
         """Keep what a batch changed, in the order the database store writes it."""
         self._check(writes)
@@ -251,6 +257,9 @@ class InMemoryRoutingStore:
     def _insert(self, row: Assignment) -> None:
         stored = replace(row, id=len(self._rows) + 1)
         self._rows.append(stored)
+        if stored.batch_position is not None:
+            at, taken = stored.assigned_at, self._positions.get(stored.assigned_at, 0)
+            self._positions[at] = max(taken, stored.batch_position + 1)
         self._leads.setdefault(stored.lead_key, []).append(stored)
         self._by_id[stored.assignment_id] = stored
         if stored.domain is not None:

@@ -9,7 +9,8 @@ or hundreds, in Kafka order) costs the same few statements:
    the scored leads that escalations route again;
 2. lock the routing pools those decisions may touch (`pools.py`), all at once, in order;
 3. load the leads' assignments, who holds open leads of their companies (when a routing
-   rule is sticky), the reps' open and recent counts and the teams' turns;
+   rule is sticky), the reps' open and recent counts, the teams' turns and the batch
+   positions taken at its instant (`aliases.assignment_order`);
 4. apply each event in order to that state (`handlers.py`), so later events see earlier
    ones' assignments, turns and loads;
 5. write back in bulk: assignments, decisions, turns, routed leads, outbox, notifications.
@@ -85,7 +86,6 @@ async def route_batch(
 ) -> Routed:
     """Apply the router's events in order (scores, escalations, CRM outcomes) to the state
     in `store`, and save what they wrote."""
-    batch = Batch(config, options or NotifyOptions(), now)
     # Scores that call for no routing and merge nothing (most of them) need nothing loaded.
     named = _named(config, events)
     # Whoever merges or routes a person's keys holds them: a profile routed while another
@@ -107,6 +107,10 @@ async def route_batch(
     scoring = {aliases.canonical(scored.lead_key) for scored in deciding}
     routed = await store.routed_leads(escalated | merging | scoring)
     again = [routed[key] for key in sorted(escalated | merging) if key in routed]
+    # Only routing scores and escalations make assignments. Theirs number on after those
+    # made at the same instant before (the consumer's runs of one Kafka batch share `now`).
+    first = await store.positions_taken(now) if deciding or escalated else 0
+    batch = Batch(config, options or NotifyOptions(), now, first_position=first)
     await load_book(store, batch, persons, [*deciding, *again], routed, aliases)
     decisions = []
     for event in events:

@@ -103,6 +103,11 @@ class RoutingStore(Protocol):
         conditional step); whether this call closed it."""
         ...
 
+    async def positions_taken(self, now: datetime) -> int:
+        """The first batch position the assignments stored at `now` left free (0 if none):
+        where a batch at the same instant numbers its own on."""
+        ...
+
     async def save(self, writes: Writes, now: datetime) -> None:
         """Write what a batch changed: aliases, routed leads, assignments and decisions moved
         to a survivor, closed and converted assignments, turns, new assignments, decisions,

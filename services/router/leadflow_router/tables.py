@@ -31,9 +31,14 @@ assignments = Table(
     # The lead's company domain (its company's, else its email's unless free mail): sticky
     # routing rules look up who holds an open lead of it.
     Column("domain", String(253), nullable=True),
+    # Its place among the assignments made at the same `assigned_at`, in the order the
+    # router decided them: of a person's two made in one batch, a merge keeps the first.
+    Column("batch_position", Integer, nullable=True),
     UniqueConstraint("lead_key", "seq"),
     Index("ix_assignments_rep_id_assigned_at", "rep_id", "assigned_at"),
     Index("ix_assignments_domain", "domain"),
+    # A batch numbers its positions on after those made at its instant before.
+    Index("ix_assignments_assigned_at_batch_position", "assigned_at", "batch_position"),
 )
 
 round_robin_pointers = Table(

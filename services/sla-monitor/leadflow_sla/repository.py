@@ -37,6 +37,7 @@ WINDOW_COLUMNS = (
     "outcome",
     "contacted_at",
     "closed_at",
+    "batch_position",
 )
 
 

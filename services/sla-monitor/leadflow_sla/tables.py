@@ -66,6 +66,9 @@ sla_windows = Table(
     Column("escalated_at", UtcDateTime(), nullable=True),
     Column("contacted_at", UtcDateTime(), nullable=True),
     Column("closed_at", UtcDateTime(), nullable=True),
+    # The assignment's place among those the router made at the same `assigned_at`
+    # (`lead.assigned`'s `batch_position`): of a person's two, a merge keeps the first.
+    Column("batch_position", Integer, nullable=True),
     Index("ix_sla_windows_status_team_due_at", "status", "team", "due_at"),
     Index("ix_sla_windows_status_rep_id_due_at", "status", "rep_id", "due_at"),
     Index("ix_sla_windows_lead_key_status", "lead_key", "status"),

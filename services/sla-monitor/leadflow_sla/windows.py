@@ -10,8 +10,10 @@ to the person's current key: an assignment opens its window there, and an outcom
 by email, phone or lead key closes the window open there. A `lead.merged` moves the
 absorbed keys' windows to the survivor. Of the person's assignments still live then (as
 the router counts them: a window open, or closed by a contact or an acceptance, and no
-rejection, conversion, win or loss since), the router keeps the earlier one and closes the
-others as `merged` without publishing anything; the monitor applies the same rule to the
+rejection, conversion, win or loss since), the router keeps the first one (the earlier
+`assigned_at`, and of two made in one router batch the one it decided first: the
+`batch_position` of their `lead.assigned`) and closes the others as `merged` without
+publishing anything; the monitor applies the same rule to the
 same merge (`keep_one`): the other windows close as `merged`, their timers stopped, and
 their contact, if any, counts for the kept one. The outcomes each key received are kept
 (`ReportedOutcome`), so a contact reported under the phone before the merge told the
@@ -26,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from leadflow.aliases import AliasBook, Merge, merge_of, person_of
+from leadflow.aliases import AliasBook, Merge, assignment_order, merge_of, person_of
 from leadflow.config import LeadflowConfig, Rep
 from leadflow.events import Envelope, LeadActivity, LeadAssigned, LeadMerged
 from leadflow_sla import domain, ladder
@@ -67,6 +69,12 @@ class FollowUpWindow:
     closed_at: datetime | None = None
     id: int | None = None
     stages: list[StagePlan] = field(default_factory=list)
+    # The router's order of assignments made at the same instant (`lead.assigned`).
+    batch_position: int | None = None
+
+    def order(self) -> tuple[datetime, bool, int, str]:
+        """Where its assignment stands among the person's (`aliases.assignment_order`)."""
+        return assignment_order(self.assigned_at, self.batch_position, self.assignment_id)
 
 
 @dataclass(slots=True)
@@ -182,14 +190,15 @@ class WindowBook:
             self._apply_outcomes(root, now)
 
     def keep_one(self, lead_key: str, now: datetime) -> None:
-        """Of the person's live assignments, keep the earliest (then the smallest assignment
-        id), as the router does; close the others' windows as `merged`, their timers
-        stopped, their contact no longer theirs."""
+        """Of the person's live assignments, keep the first, as the router does
+        (`aliases.assignment_order`: the earlier `assigned_at`, and of two made in one
+        router batch the one it decided first); close the others' windows as `merged`,
+        their timers stopped, their contact no longer theirs."""
         live = [*self._open.get(lead_key, []), *self._settled.get(lead_key, [])]
         live = [w for w in live if not self._ended(w)]
         if len(live) < 2:
             return
-        kept = min(live, key=lambda w: (w.assigned_at, w.assignment_id))
+        kept = min(live, key=FollowUpWindow.order)
         for window in live:
             if window is kept:
                 continue
@@ -254,10 +263,10 @@ def start_window(
     the previous rep's window first: the clock restarts for the new rep, whose ladder counts
     the escalations so far (`escalations`; a reassignment by hand is not one). A first
     assignment of a person who already has a live assignment (two of their keys were
-    assigned before anyone knew they were one) keeps the earlier of the two. An assignment
-    that already has a window (a copy of its event) changes nothing. The ladder counts from
-    `clock_from` when the event gives one (a lead claimed from a pool whose clock starts at
-    the lead's arrival there), else from the assignment.
+    assigned before anyone knew they were one) keeps the first of the two (`keep_one`).
+    An assignment that already has a window (a copy of its event) changes nothing. The
+    ladder counts from `clock_from` when the event gives one (a lead claimed from a pool
+    whose clock starts at the lead's arrival there), else from the assignment.
     """
     if book.has_window(assigned.assignment_id):
         return
@@ -290,6 +299,7 @@ def start_window(
             assigned_at=assigned.assigned_at,
             due_at=breach.due_at,
             stages=stages,
+            batch_position=assigned.batch_position,
         )
     )
     if first:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,23 +22,26 @@ from leadflow.events import (
     LeadActivity,
     LeadAssigned,
     LeadMerged,
+    Payload,
     SlaAlert,
     derived_event_id,
     new_event,
 )
-from leadflow.keys import unsalted_key
+from leadflow.keys import LeadKeys
 from leadflow_router.memory import InMemoryRoutingStore
 from leadflow_router.replay import Replay
+from tests.fixtures.keys import KEYS
 from tests.fixtures.routing import NOW, make_config, scored
 
-# Keys are opaque to the router. These are the unsalted keys this file was written with:
-# two assignments made in one batch are told apart by their ids (derived from the events',
-# which name the keys), not by which came first, so under other keys the batch in
-# test_a_batch_with_everything_decides_as_batches_of_one keeps the other assignment.
-E = unsalted_key("ana.buyer@northwind.example")  # the email's key: the survivor
-P = unsalted_key("+16135550101")  # the phone's key: a profile of its own until the merge
-Q = unsalted_key("+16135550102")  # a third profile, merged later
-X = unsalted_key("nobody@northwind.example")  # a key the router never saw
+# Keys are opaque to the router: these are the development secret's, and the batch in
+# test_a_batch_with_everything_decides_as_batches_of_one is run under other secrets too.
+EMAIL, PHONE, PHONE_2 = "ana.buyer@northwind.example", "+16135550101", "+16135550102"
+E = KEYS.key(EMAIL)  # the email's key: the survivor
+P = KEYS.key(PHONE)  # the phone's key: a profile of its own until the merge
+Q = KEYS.key(PHONE_2)  # a third profile, merged later
+X = KEYS.key("nobody@northwind.example")  # a key the router never saw
+# Random secrets of an installation (seeded: a failure names the secret that shows it).
+SECRETS = [random.Random(seed).randbytes(32).hex() for seed in range(12)]
 BIG = Company(size=5000)  # enterprise: ana, ben, chloe by round robin
 
 
@@ -118,6 +122,12 @@ def escalation(key: str, assignment_id: str, rep_id: str, minutes: float) -> Env
 def rows(replay: Replay) -> list[tuple[str, int, str | None, str | None]]:
     """Every assignment as (lead key, seq, rep, close reason)."""
     return [(r.lead_key, r.seq, r.rep_id, r.close_reason) for r in replay.store.assignments]
+
+
+def assigned(published: Sequence[Payload]) -> list[LeadAssigned]:
+    """The assignments among what the router published, each checked to be one."""
+    assert all(isinstance(data, LeadAssigned) for data in published)
+    return [data for data in published if isinstance(data, LeadAssigned)]
 
 
 def run(replay: Replay, *events: Envelope) -> None:
@@ -218,15 +228,20 @@ def test_an_outcome_finds_the_person_the_router_knows_among_its_keys() -> None:
     assert rows(replay) == [(P, 1, "ana", "rejected")]
 
 
-def test_a_batch_with_everything_decides_as_batches_of_one() -> None:
+@pytest.mark.parametrize("secret", SECRETS, ids=[f"secret{n}" for n in range(len(SECRETS))])
+def test_a_batch_with_everything_decides_as_batches_of_one(secret: str) -> None:
+    """Whatever the installation's secret: the assignments of one batch share their
+    `assigned_at`, and the one the batch decided first is the one a merge keeps."""
+    keys = LeadKeys(secret)
+    e, p, q = keys.key(EMAIL), keys.key(PHONE), keys.key(PHONE_2)
     events = [
-        score(E, 0),
-        score(P, 1),
-        score(Q, 2),
-        merged(E, [P], [E, P], 3),
-        outcome([P], "converted", 4),
-        merged(E, [P, Q], [E, P, Q], 5),
-        outcome([Q], "won", 6),
+        score(e, 0),
+        score(p, 1),
+        score(q, 2),
+        merged(e, [p], [e, p], 3),
+        outcome([p], "converted", 4),
+        merged(e, [p, q], [e, p, q], 5),
+        outcome([q], "won", 6),
     ]
     alone, together = Replay(make_config()), Replay(make_config())
     run(alone, *events)
@@ -235,10 +250,32 @@ def test_a_batch_with_everything_decides_as_batches_of_one() -> None:
     # Q's assignment was the person's one live assignment when Q's merge came: it stays,
     # and the person's conversion (reported by phone since Q was assigned) closes it.
     assert sorted(rows(alone)) == [
-        (E, 1, "ana", "converted"),
-        (E, 2, "ben", "merged"),
-        (E, 3, "chloe", "converted"),
+        (e, 1, "ana", "converted"),
+        (e, 2, "ben", "merged"),
+        (e, 3, "chloe", "converted"),
     ]
+
+
+@pytest.mark.parametrize("secret", SECRETS, ids=[f"secret{n}" for n in range(len(SECRETS))])
+def test_of_two_profiles_assigned_in_one_batch_a_merge_keeps_the_first(secret: str) -> None:
+    """Both assignments have the batch's `assigned_at`: the one decided first stays, as it
+    would have in batches of one, and both `lead.assigned` say which came first."""
+    keys = LeadKeys(secret)
+    e, p = keys.key(EMAIL), keys.key(PHONE)
+    for first, second in ((e, p), (p, e)):
+        replay = Replay(make_config())
+        replay.apply([score(first, 0), score(second, 1)], at(1))
+        replay.apply([merged(e, [p], [e, p], 2)], at(2))
+        kept = {r.assignment_id: r.close_reason for r in replay.store.assignments}
+        assert kept == {
+            derived_event_id("assignment", f"score-{first}-0"): None,
+            derived_event_id("assignment", f"score-{second}-1"): "merged",
+        }
+        published = [event.data for event in replay.store.events]
+        assert [(a.lead_key, a.batch_position) for a in assigned(published)] == [
+            (first, 0),
+            (second, 1),
+        ]
 
 
 def test_an_outcome_reported_before_the_merge_closes_the_kept_assignment_too() -> None:

@@ -336,6 +336,28 @@ def test_of_two_live_windows_the_earlier_assignment_stays_the_other_closes_as_me
     assert book.open_timers() == [T0 + timedelta(minutes=5), T0 + timedelta(minutes=10)]
 
 
+@pytest.mark.parametrize("merge_first", [False, True], ids=["merge-last", "merge-first"])
+def test_of_two_windows_assigned_at_one_instant_the_one_the_router_decided_first_stays(
+    config: LeadflowConfig, merge_first: bool
+) -> None:
+    """One router batch assigned both: their `batch_position` says which it decided first
+    (the phone's, whose assignment id sorts after the email's), in whatever order the
+    monitor receives the assignments and the merge."""
+    phone, email = first_assigned(PHONE, "ben"), first_assigned(EMAIL, "ana")
+    for event, position in ((phone, 0), (email, 1)):
+        assert isinstance(event.data, LeadAssigned)
+        event.data.batch_position = position
+    merge = merged(PHONE, EMAIL, absorbed=True)
+    events = [merge, email, phone] if merge_first else [email, phone, merge]
+    book = run(config, WindowBook(), *events)
+
+    assert windows_of(book) == [
+        ("lk_email-ana", PHONE, "closed", "merged", None),
+        ("lk_phone-ben", PHONE, "open", None, None),
+    ]
+    assert [w.batch_position for w in book.opened] == [1, 0]
+
+
 def test_a_first_assignment_of_a_merged_person_with_a_window_keeps_the_earlier(
     config: LeadflowConfig,
 ) -> None:

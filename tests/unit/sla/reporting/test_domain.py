@@ -7,15 +7,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from leadflow_sla.reporting.domain import (
+    Sample,
     conversion,
     funnel,
     furthest_stage,
     quantile,
+    quantile_ranks,
     reasons,
     response_seconds,
     speed,
 )
 from leadflow_sla.reporting.lifecycle import Lifecycle
+from leadflow_sla.reporting.tallies import QUANTILES
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -209,3 +212,26 @@ def test_rejection_reasons_are_ranked_case_and_spacing_ignored() -> None:
     ]
     assert report.lost == 1
     assert [(r.reason, r.leads) for r in report.lost_reasons] == [("price", 1)]
+
+
+@pytest.mark.parametrize(("numerator", "denominator"), QUANTILES)
+def test_the_ranks_the_database_picks_are_the_ones_a_quantile_reads(
+    numerator: int, denominator: int
+) -> None:
+    """SQL picks a quantile's ranks in integer arithmetic; the arithmetic reads them as
+    floor((n - 1) * q) with q a float: they must agree for every sample size."""
+    q = numerator / denominator
+    for size in range(1, 200_001):
+        low, high = quantile_ranks(size, q)
+        assert low == (size - 1) * numerator // denominator
+        assert high == min(low + 1, size - 1)
+
+
+def test_a_sample_known_at_two_ranks_gives_the_quantile_of_every_value() -> None:
+    values = [4.0, 1.0, 9.5, 2.0, 2.0, 7.25, 3.0]
+    whole = Sample.of(values)
+    for q in (0.5, 0.9):
+        low, high = quantile_ranks(len(values), q)
+        partial = Sample(len(values), {low: whole.at[low], high: whole.at[high]})
+        assert partial.quantile(q) == whole.quantile(q) == quantile(values, q)
+    assert Sample(0, {}).quantile(0.5) is None

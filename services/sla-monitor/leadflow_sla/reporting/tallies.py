@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     and_,
     case,
+    cast,
     func,
     literal,
     null,
@@ -186,8 +187,8 @@ async def reason_tally(
 async def speed_tally(
     session: AsyncSession, query: ReportQuery, teams: Collection[str] | None
 ) -> SpeedTally:
-    """Speed to lead's counts per owner (one statement) and the response and hand-off times
-    at the ranks the quantiles need (another)."""
+    """Speed to lead's counts per owner and the response and hand-off times at the ranks the
+    quantiles need, in one statement over the sales-ready leads' waits, computed once."""
     c = lead_lifecycles.c
     start = func.coalesce(c.ready_at, c.first_touch_at)
     contacted = c.contacted_at.is_not(None)
@@ -204,18 +205,40 @@ async def speed_tally(
             ).label("handoff"),
         )
         .where(*covered(query, teams), or_(c.mql_at.is_not(None), c.assigned_at.is_not(None)))
-        # Computed once, though the statements read it several times.
+        # Computed once, though the statement reads it four times.
         .cte("ready")
         .prefix_with("MATERIALIZED")
     )
-    owners = await _owners(session, ready)
-    samples = await _samples(session, ready)
+    r = ready.c
+    statement = union_all(
+        _owners(ready),
+        _ranks("responses", None, r.response),
+        _ranks("handoffs", None, r.handoff),
+        _ranks("rep", r.rep_id, r.response),
+    )
+    owners: list[ResponseTally] = []
+    sizes: dict[tuple[str, str], int] = {}
+    values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for part, group, *numbers in await session.execute(statement):
+        if part == OWNERS:
+            owners.append(_owner(group, numbers))
+        elif group is not None:
+            size, rank, micros = numbers[:3]
+            sizes[part, group] = size
+            values[part, group][rank] = days(micros) if part == "handoffs" else seconds(micros)
+    samples = {key: Sample(size, values[key]) for key, size in sizes.items()}
     return SpeedTally(
         owners=owners,
         responses=samples.get(("responses", ""), Sample(0, {})),
         handoffs=samples.get(("handoffs", ""), Sample(0, {})),
-        rep_responses={rep: found for (name, rep), found in samples.items() if name == "rep"},
+        rep_responses={rep: found for (part, rep), found in samples.items() if part == "rep"},
     )
+
+
+# The parts of speed to lead's statement: one row per owner (part, rep, 2 counts, the
+# buckets, 3 hand-off figures), then samples' ranks, padded to the same width.
+OWNERS = "owners"
+_WIDTH = 4 + len(BUCKETS) + 3
 
 
 def _bucket(response: ColumnElement[int]) -> ColumnElement[str]:
@@ -225,46 +248,47 @@ def _bucket(response: ColumnElement[int]) -> ColumnElement[str]:
     return case(*((response < int(bound * 10**6), name) for name, bound in bounded), else_=last)
 
 
-async def _owners(session: AsyncSession, ready: Any) -> list[ResponseTally]:
+def _owners(ready: Any) -> Select[Any]:
+    """Per owner: ready leads, contacted, per bucket, handed off, contacted after, the sum of
+    those waits."""
     r = ready.c
     bucket = _bucket(r.response)
     in_bucket = [
         func.count(case((and_(r.response.is_not(None), bucket == name), 1))) for name, _ in BUCKETS
     ]
-    rows = await session.execute(
-        select(
-            r.rep_id,
-            func.count(),
-            func.count(r.response),
-            *in_bucket,
-            func.count(r.assigned_at),
-            func.count(r.handoff),
-            func.coalesce(func.sum(r.handoff), 0),
-        )
-        .group_by(r.rep_id)
-        .order_by(r.rep_id)
+    return select(
+        literal(OWNERS).label("part"),
+        r.rep_id.label("grp"),
+        func.count(),
+        func.count(r.response),
+        *in_bucket,
+        func.count(r.assigned_at),
+        func.count(r.handoff),
+        cast(func.coalesce(func.sum(r.handoff), 0), BigInteger),
+    ).group_by(r.rep_id)
+
+
+def _owner(rep: str | None, numbers: list[Any]) -> ResponseTally:
+    leads, contacted, *counts, handed, handoff_contacted, handoff = numbers
+    return ResponseTally(
+        rep=rep,
+        leads=leads,
+        contacted=contacted,
+        buckets={name: n for (name, _), n in zip(BUCKETS, counts, strict=True) if n},
+        handed_off=handed,
+        handoff_contacted=handoff_contacted,
+        handoff_micros=int(handoff),
     )
-    owners = []
-    for rep, leads, contacted, *counts, handed, handoff_contacted, handoff in rows:
-        owners.append(
-            ResponseTally(
-                rep=rep,
-                leads=leads,
-                contacted=contacted,
-                buckets={name: n for (name, _), n in zip(BUCKETS, counts, strict=True) if n},
-                handed_off=handed,
-                handoff_contacted=handoff_contacted,
-                handoff_micros=int(handoff),
-            )
-        )
-    return owners
 
 
 def _ranks(name: str, group: ColumnElement[Any] | None, value: ColumnElement[int]) -> Select[Any]:
-    """The values of one sample at the ranks its quantiles read, with the sample's size."""
+    """The values of one sample at the ranks its quantiles read, with the sample's size.
+
+    The sample of all leads is the group `""`; leads of no owner are no rep's sample (the
+    group None, skipped)."""
     ordered = (
         select(
-            literal(name).label("sample"),
+            literal(name).label("part"),
             (literal("", String) if group is None else group).label("grp"),
             value.label("value"),
             (func.row_number().over(partition_by=group, order_by=value) - 1).label("rank"),
@@ -278,22 +302,5 @@ def _ranks(name: str, group: ColumnElement[Any] | None, value: ColumnElement[int
     for numerator, denominator in QUANTILES:
         low = (o.size - 1) * numerator // denominator
         wanted += [o.rank == low, o.rank == low + 1]
-    return select(o.sample, o.grp, o.size, o.rank, o.value).where(or_(*wanted))
-
-
-async def _samples(session: AsyncSession, ready: Any) -> dict[tuple[str, str], Sample]:
-    r = ready.c
-    statement = union_all(
-        _ranks("responses", None, r.response),
-        _ranks("handoffs", None, r.handoff),
-        _ranks("rep", r.rep_id, r.response),
-    )
-    sizes: dict[tuple[str, str], int] = {}
-    values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for name, group, size, rank, micros in await session.execute(statement):
-        if name == "rep" and group is None:
-            continue
-        key = (name, group)
-        sizes[key] = size
-        values[key][rank] = days(micros) if name == "handoffs" else seconds(micros)
-    return {key: Sample(size, values[key]) for key, size in sizes.items()}
+    padding = [null()] * (_WIDTH - 5)
+    return select(o.part, o.grp, o.size, o.rank, o.value, *padding).where(or_(*wanted))

@@ -208,3 +208,34 @@ async def test_the_retention_job_prunes_expired_sign_ins_only(engine: AsyncEngin
     assert [r["id_hash"] for r in await rows(engine)] == [lookup_key(live.id)]
     for session in gone:
         assert await store.get(session.id, now) is None
+
+
+async def test_a_session_is_alive_until_it_expires_or_signs_out(engine: AsyncEngine) -> None:
+    store = SessionStore(TTL_S, lambda: session_factory(engine))
+    opened = await store.open(GRACE, "lf_grace-token", T0)
+    other = await store.open(GRACE, "lf_grace-token", T0)
+    assert await store.alive(opened.id, T0 + timedelta(seconds=TTL_S - 1))
+    assert not await store.alive(opened.id, T0 + timedelta(seconds=TTL_S))
+    await store.close(opened.id)
+    assert not await store.alive(opened.id, T0)
+    assert await store.alive(other.id, T0)
+    assert not await store.alive("never-issued", T0)
+    [row] = await rows(engine)
+    assert row["last_seen_at"] == T0  # asking wrote nothing
+
+
+def test_signing_in_again_ends_the_session_the_browser_held(apps: str) -> None:
+    with client(new_app(apps)) as browser:
+        first, _ = sign_in(browser)
+        second, _ = sign_in(browser)
+        assert second != first
+        assert [row["id_hash"] for row in stored(apps)] == [lookup_key(second)]
+        assert not signed_in(browser, first)
+
+
+def test_a_sign_in_form_with_a_token_that_is_not_ascii_is_refused(apps: str) -> None:
+    with client(new_app(apps)) as browser:
+        client_form(browser)
+        answer = browser.post("/console/sign-in", data={"csrf": "jéton", "token": TEST_TOKEN})
+        assert answer.status_code == 403
+        assert stored(apps) == []

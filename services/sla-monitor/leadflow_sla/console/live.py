@@ -7,7 +7,8 @@ page within `TICK_S` of being stored; the countdowns in between are the script's
 due times the board carries. The pools are the router's: asked every `POOL_EVERY_S` on
 the side, so that a slow router never holds the windows back.
 
-The stream ends when the browser goes, and when the server begins to shut down: a server
+The stream ends when the browser goes, when its session is signed out (on any SLA monitor)
+or expires, checked every `SESSION_EVERY_S`, and when the server begins to shut down: a server
 waits for its open responses before it stops, and a stream that never ends would hold a
 SIGTERM for the whole graceful-shutdown timeout. The browser's EventSource reconnects by
 itself (`retry:`), to whichever SLA monitor answers then.
@@ -25,6 +26,9 @@ from leadflow_sla.console.board import Board, Pool
 
 TICK_S = 0.5
 POOL_EVERY_S = 2.0
+# How often the stream checks that its viewer is still signed in: the session was checked
+# once, when the stream opened, and a signed-out page must stop receiving the board.
+SESSION_EVERY_S = 5.0
 # A comment line this often keeps proxies from closing a quiet stream.
 KEEPALIVE_TICKS = 30
 
@@ -53,18 +57,23 @@ async def stream(
     pools: Callable[[], Awaitable[list[Pool]]],
     render: Callable[[Board], str],
     disconnected: Callable[[], Awaitable[bool]],
+    signed_in: Callable[[], Awaitable[bool]],
     stopping: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[str]:
-    """Board events until the browser goes or the server stops: `windows()` makes the board
-    without its pools, `pools()` asks the router for them."""
+    """Board events until the browser goes, the viewer is signed out or the server stops:
+    `windows()` makes the board without its pools, `pools()` asks the router for them."""
     last: tuple[Any, ...] | None = None
     shown = await pools()
-    asked_at = time.monotonic()
+    asked_at = checked_at = time.monotonic()
     asking: asyncio.Task[list[Pool]] | None = None
     tick = 0
     yield "retry: 2000\n\n"
     try:
         while not stopping() and not await disconnected():
+            if time.monotonic() - checked_at >= SESSION_EVERY_S:
+                if not await signed_in():
+                    break
+                checked_at = time.monotonic()
             if asking is not None and asking.done():
                 shown, asking = asking.result(), None
             if asking is None and time.monotonic() - asked_at >= POOL_EVERY_S:

@@ -7,6 +7,7 @@ through the session cookie (leadflow_sla.console.access).
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
@@ -107,7 +108,7 @@ async def sign_in(request: Request, console: StateDep) -> Response:
     """Check a pasted token (or OIDC access token) and open a session."""
     fields = await read_form(request)
     expected = request.cookies.get(SIGN_IN_COOKIE)
-    if not expected or fields.get("csrf") != expected:
+    if not expected or not hmac.compare_digest(fields.get("csrf", "").encode(), expected.encode()):
         raise Refused(403, "The sign-in form expired (CSRF): reload the page and try again.")
     credential = fields.get("token", "").strip()
     principal = await request.app.state.auth.principal(credential) if credential else None
@@ -119,6 +120,9 @@ async def sign_in(request: Request, console: StateDep) -> Response:
             error="That token is not valid here. Paste the whole token, lf_ included.",
         )
         return _html(body, 401)
+    if (previous := request.cookies.get(COOKIE)) is not None:
+        # Signing in again replaces the browser's session: the one it held ends too.
+        await console.sessions.close(previous)
     session = await console.sessions.open(principal, credential, utcnow())
     response = RedirectResponse(safe_next(fields.get("next")), 303)
     response.set_cookie(
@@ -190,7 +194,14 @@ async def events(
         )
 
     return StreamingResponse(
-        live.stream(windows, pools, render, request.is_disconnected, lambda: stopping(request)),
+        live.stream(
+            windows,
+            pools,
+            render,
+            request.is_disconnected,
+            lambda: console.sessions.alive(viewer.id, utcnow()),
+            lambda: stopping(request),
+        ),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

@@ -77,6 +77,14 @@ async def find_session(session: AsyncSession, id_hash: str) -> StoredSession | N
     )
 
 
+async def session_expiry(session: AsyncSession, id_hash: str) -> datetime | None:
+    """When the sign-in stored under `id_hash` expires, or None when there is none."""
+    c = console_sessions.c
+    query = select(c.expires_at).where(c.id_hash == id_hash)
+    expires_at: datetime | None = (await session.execute(query)).scalar_one_or_none()
+    return expires_at
+
+
 async def touch_session(
     session: AsyncSession, id_hash: str, last_seen_at: datetime, expires_at: datetime
 ) -> None:

@@ -115,7 +115,8 @@ class ConsoleSession:
 
     def csrf_matches(self, presented: str | None) -> bool:
         """Whether a form carried this session's CSRF token (compared in constant time)."""
-        return presented is not None and hmac.compare_digest(presented, self.csrf)
+        # As bytes: compare_digest refuses a str that is not ASCII (a form may send any).
+        return presented is not None and hmac.compare_digest(presented.encode(), self.csrf.encode())
 
 
 class SessionStore:
@@ -193,6 +194,13 @@ class SessionStore:
             flash=stored.flash,
             ends_at=stored.ends_at,
         )
+
+    async def alive(self, session_id: str, now: datetime) -> bool:
+        """Whether the session is still signed in at `now`, read without writing anything
+        (a live stream asks this while it runs: signing out anywhere ends it)."""
+        async with self._database()() as db:
+            expires_at = await repository.session_expiry(db, lookup_key(session_id))
+        return expires_at is not None and now < expires_at
 
     async def leave_flash(self, session: ConsoleSession, message: str) -> None:
         """Leave `message` for the session's next page to show."""

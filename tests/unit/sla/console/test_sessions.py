@@ -63,3 +63,5 @@ def test_only_the_sessions_own_csrf_token_matches() -> None:
     assert session.csrf_matches("token-a")
     assert not session.csrf_matches("token-b")
     assert not session.csrf_matches(None)
+    # A form may send any text: one that is not ASCII is a mismatch, not a server error.
+    assert not session.csrf_matches("tökén-a")

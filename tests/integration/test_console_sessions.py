@@ -239,3 +239,15 @@ def test_a_sign_in_form_with_a_token_that_is_not_ascii_is_refused(apps: str) -> 
         answer = browser.post("/console/sign-in", data={"csrf": "jéton", "token": TEST_TOKEN})
         assert answer.status_code == 403
         assert stored(apps) == []
+
+
+def test_a_sign_in_ends_when_its_token_is_no_longer_configured(
+    apps: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with client(new_app(apps)) as first:
+        cookie, _ = sign_in(first)
+    # The token is taken out of LEADFLOW_TOKENS and the monitor restarted: its stored
+    # sign-in no longer shows anything.
+    monkeypatch.setenv("LEADFLOW_TOKENS", "[]")
+    with client(new_app(apps)) as restarted:
+        assert not signed_in(restarted, cookie)

@@ -62,11 +62,18 @@ StateDep = Annotated[ConsoleState, Depends(state)]
 
 async def _viewer(request: Request, console: ConsoleState, *, take_flash: bool) -> ConsoleSession:
     session = await console.sessions.get(request.cookies.get(COOKIE), utcnow(), take_flash)
-    if session is None:
+    # The credential is checked again on each request, as an API call's would be: a token
+    # taken out of LEADFLOW_TOKENS (or given other scopes) counts at once on every SLA
+    # monitor, not only once its sessions lapse (they outlive restarts in the database).
+    principal = (
+        None if session is None else await request.app.state.auth.principal(session.credential)
+    )
+    if session is None or principal is None:
         target = request.url.path
         if request.url.query:
             target += "?" + request.url.query
         raise SignInNeeded(target if request.method == "GET" else "/console")
+    session.principal = principal
     return session
 
 

@@ -7,11 +7,11 @@ Create Date: 2026-12-05
 Adds `assignments.batch_position` and `sla_windows.batch_position`: an assignment's place
 among those the router made at the same `assigned_at` (one batch), in the order it
 decided them, which `lead.assigned` now carries to the SLA monitor (a batch at the same
-instant as one before numbers on after it: `ix_assignments_assigned_at_batch_position`). When a person's two
-profiles were assigned in one batch and then merge, the router and the SLA monitor both
-keep the first one, as batches of one event each would have; the assignment ids (hashes
-of event ids) decided before. Existing rows have none and keep that order among
-themselves.
+instant as one before numbers on after it: `ix_assignments_assigned_at_batch_position`).
+When a person's two profiles were assigned in one batch and then merge, the router and the
+SLA monitor both keep the first one, as batches of one event each would have; before, the
+smaller assignment id (a hash of an event id) was kept. Existing rows have no position and
+keep that order among themselves.
 """
 
 from collections.abc import Sequence

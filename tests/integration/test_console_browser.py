@@ -205,3 +205,27 @@ def test_every_page_reads_at_320_pixels_without_scrolling_sideways(
     assert first.evaluate("row => getComputedStyle(row).display") == "block"
     expect(page.get_by_role("columnheader", name="Max cost per lead")).to_have_count(1)
     expect(page.get_by_role("rowheader", name="smb", exact=True)).to_have_count(1)
+
+
+def test_a_page_whose_session_ends_elsewhere_stops_saying_it_is_live(
+    stack: Stack, browser: Browser
+) -> None:
+    page = sign_in(browser, stack, TEST_TOKEN)
+    state = page.locator("#live-state")
+    expect(state).to_have_text("Live.")
+    # Signed out from another tab: the same cookie and the page's CSRF token.
+    cookie = next(c for c in page.context.cookies() if c["name"] == "leadflow_console")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    signed_out = httpx.post(
+        f"{console_url(stack)}/sign-out",
+        cookies={cookie["name"]: cookie["value"]},
+        data={"csrf": csrf or ""},
+        timeout=10,
+    )
+    assert signed_out.status_code == 303
+
+    # The stream ends within its session check and the browser is refused a new one: the
+    # page says it is no longer live, not that it is reconnecting.
+    expect(state).to_contain_text("Not live any more", timeout=15_000)
+    state.get_by_role("link", name="reload the page").click()
+    expect(page.get_by_role("heading", name="Sign in to the console")).to_be_visible()

@@ -45,7 +45,22 @@
       container.setAttribute("data-updated", String(Date.now()));
     });
     source.onopen = function () { if (state) state.textContent = "Live."; };
-    source.onerror = function () { if (state) state.textContent = "Reconnecting…"; };
+    source.onerror = function () {
+      if (!state) return;
+      // A lost connection is retried (CONNECTING). A stream the server refuses, as it does
+      // once the session is signed out or expired (the sign-in page answers instead), is
+      // not: say so, or the page would claim to reconnect forever over stale numbers.
+      if (source.readyState !== EventSource.CLOSED) {
+        state.textContent = "Reconnecting…";
+        return;
+      }
+      var again = document.createElement("a");
+      again.href = window.location.href;
+      again.textContent = "reload the page";
+      state.textContent = "Not live any more (signed out or expired?): ";
+      state.appendChild(again);
+      state.appendChild(document.createTextNode(" to sign in again."));
+    };
   }
 
   document.addEventListener("DOMContentLoaded", function () {

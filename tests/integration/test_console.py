@@ -308,6 +308,13 @@ def test_signing_in_sets_a_strict_httponly_session_cookie_and_a_wrong_token_is_r
     assert "samesite=strict" in cookie
     assert "secure" not in cookie  # development: plain http on 127.0.0.1
     assert TEST_TOKEN.lower() not in cookie
+    [session_cookie] = [
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("leadflow_console=")
+    ]
+    # The server's record lapses after the idle TTL; the browser keeps no deadline of its
+    # own that would end an active session early.
+    assert "max-age" not in session_cookie.lower()
+    assert "expires" not in session_cookie.lower()
 
 
 def test_the_now_page_shows_overdue_and_at_risk_leads_of_every_team_to_an_admin(

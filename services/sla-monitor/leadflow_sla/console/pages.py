@@ -125,10 +125,11 @@ async def sign_in(request: Request, console: StateDep) -> Response:
         await console.sessions.close(previous)
     session = await console.sessions.open(principal, credential, utcnow())
     response = RedirectResponse(safe_next(fields.get("next")), 303)
+    # A browser-session cookie: the server's record lapses after the idle TTL, counted
+    # from the last request; a Max-Age set once here would end an active session early.
     response.set_cookie(
         COOKIE,
         session.id,
-        max_age=int(console.sessions.ttl.total_seconds()),
         path="/console",
         httponly=True,
         samesite="strict",

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadflow.auth import Principal
 from leadflow_sla import service as sla_service
+from leadflow_sla.console.rendering import counted
 from leadflow_sla.console.upstream import Fetched, Upstream
 from leadflow_sla.reporting import repository as reporting_repository
 from leadflow_sla.reporting import service as reporting_service
@@ -141,11 +142,11 @@ def _alert_moments(w: StoredWindow, who: str) -> list[Moment]:
 
 def _outcome_moments(lc: Lifecycle) -> list[Moment]:
     steps: list[tuple[datetime | None, str, str]] = [
-        (lc.contacted_at, "contacted", f"{lc.contacts} contact(s)"),
+        (lc.contacted_at, "contacted", counted(lc.contacts, "contact")),
         (lc.accepted_at, "accepted by sales", ""),
         (lc.rejected_at, "rejected by sales", lc.rejection_reason or ""),
         (lc.converted_at, "converted (SQL)", ""),
-        (lc.won_at, "won", f"{lc.won_deals} deal(s), revenue {lc.revenue:,.2f}"),
+        (lc.won_at, "won", f"{counted(lc.won_deals, 'deal')}, revenue {lc.revenue:,.2f}"),
         (lc.lost_at, "lost", lc.lost_reason or ""),
     ]
     return [Moment(at, "crm", what, detail) for at, what, detail in steps if at is not None]

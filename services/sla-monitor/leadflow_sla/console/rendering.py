@@ -42,6 +42,11 @@ def pct(value: Any) -> str:
     return "-" if value is None else f"{float(value) * 100:.1f} %"
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 contact`, `2 contacts`: a count with its noun, so no page says `1 contacts`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def environment() -> Environment:
     """The console's template environment."""
     env = Environment(
@@ -51,7 +56,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(clock=clock, iso=iso, duration=duration, left=left, pct=pct)
+    env.filters.update(clock=clock, iso=iso, duration=duration, left=left, pct=pct, counted=counted)
     return env
 
 

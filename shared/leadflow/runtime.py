@@ -134,7 +134,9 @@ async def session_dep(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(session_dep)]
+# Closed as soon as the route returns, before the response is sent: on SQLite every
+# transaction holds the write lock, which a slow client must not keep from the consumers.
+SessionDep = Annotated[AsyncSession, Depends(session_dep, scope="function")]
 
 
 async def wait_for_broker(settings: Settings) -> None:

@@ -103,8 +103,9 @@ MIXED = [
     assigned("c", "ben", seq=2, previous=["ana"], tier="watch"),  # closes c-1, no policy
     activity("b", "rejected"),  # closes b-2
     activity("nobody", "contacted"),  # no window: nothing
+    assigned("e", "ben"),  # opens e-1
+    activity("e", "lost"),  # closes e-1: a lead lost was followed up, and ends
     assigned("d", "ben"),  # opens d-1, left open
-    activity("d", "lost"),  # not an activity that stops the clock
 ]
 
 
@@ -175,6 +176,7 @@ async def test_a_batch_opens_and_closes_windows_as_its_events_one_at_a_time_do(
         ("b-1", "closed", "reassigned", None, 0),
         ("b-2", "closed", "rejected", None, 1),
         ("c-1", "closed", "reassigned", None, 0),
+        ("e-1", "closed", "lost", None, 0),
         ("d-1", "open", None, None, 0),
     ]
     assert all(w["closed_at"] == NOW for w in together["sla_windows"][:-1])
@@ -186,6 +188,7 @@ async def test_a_batch_opens_and_closes_windows_as_its_events_one_at_a_time_do(
         "b-1": stopped,
         "b-2": [("warning", "stopped"), ("breached", "stopped")],  # escalated once already
         "c-1": stopped,
+        "e-1": stopped,
         "d-1": [(stage, "open") for stage in ladder],
     }
     assert all(t["closed_at"] == NOW for t in together["sla_timers"] if t["status"] == "stopped")

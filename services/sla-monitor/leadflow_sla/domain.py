@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-STOPPING_ACTIVITIES = {"lead.contacted", "lead.accepted", "lead.rejected", "lead.converted"}
+# Outcomes that stop the follow-up clock: a contact, an acceptance, and every outcome that
+# ends the lead (a rep who won or lost it plainly followed it up; no breach is due).
+STOPPING_ACTIVITIES = {
+    "lead.contacted",
+    "lead.accepted",
+    "lead.rejected",
+    "lead.converted",
+    "lead.won",
+    "lead.lost",
+}
 # Outcomes after which the router holds the lead for no rep any more (a contact or an
 # acceptance stops the clock, but the assignment stays the rep's).
 ENDING_ACTIVITIES = {"lead.rejected", "lead.converted", "lead.won", "lead.lost"}

@@ -226,7 +226,8 @@ class WindowBook:
             after = [
                 o
                 for o in self._outcomes.get(lead_key, [])
-                if o.occurred_at >= window.assigned_at and o.activity not in ("won", "lost")
+                if o.occurred_at >= window.assigned_at
+                and f"lead.{o.activity}" in domain.STOPPING_ACTIVITIES
             ]
             if not after:
                 continue
@@ -314,8 +315,7 @@ def named_keys(activity: LeadActivity) -> list[str]:
 
 def stop_windows(book: WindowBook, event_id: str, activity: LeadActivity, now: datetime) -> None:
     """Close the open window of the person the outcome names by any of its keys; a contact
-    records when it came (speed to lead). The outcome is kept for later merges; one that
-    does not stop the clock (a win, a loss) is only kept."""
+    records when it came (speed to lead). The outcome is kept for later merges."""
     keys = named_keys(activity)
     person = person_of(keys, book.aliases.resolve(keys), book.has_open)
     if f"lead.{activity.activity}" in domain.STOPPING_ACTIVITIES:

@@ -169,7 +169,9 @@ def test_an_assignment_without_a_policy_closes_the_window_and_opens_none(
     assert book.opened == []
 
 
-def test_outcomes_that_do_not_stop_the_clock_change_nothing(config: LeadflowConfig) -> None:
+def test_a_win_or_a_loss_stops_the_clock_and_a_queued_lead_changes_nothing(
+    config: LeadflowConfig,
+) -> None:
     unassigned = LeadUnassigned(
         lead_key="f",
         team="smb",
@@ -186,8 +188,11 @@ def test_outcomes_that_do_not_stop_the_clock_change_nothing(config: LeadflowConf
     ]
     book = run(config, WindowBook([stored("f")]), *events)
 
-    assert (book.opened, book.closed) == ([], [])
-    # Wins and losses are kept (the router closes the assignment on them), nothing else.
+    # A rep who won or lost the lead followed it up: the window closes on the first, and
+    # the assignment ends with it (the router closes it too).
+    assert book.opened == []
+    assert [(w.lead_key, w.outcome, w.contacted_at) for w in book.closed] == [("f", "won", None)]
+    # Both outcomes are kept for later merges.
     assert [(o.lead_key, o.activity) for o in book.reported] == [("f", "won"), ("f", "lost")]
     assert touched(events) == ({"f"}, set())
     assert touched([assigned("g"), activity("h", "rejected")]) == ({"g", "h"}, {"g-1"})

@@ -370,6 +370,24 @@ def test_the_lead_page_shows_the_whole_journey(client: TestClient) -> None:
     assert "No lead &#39;lk_nobody_knows&#39; that you can see" in unknown.text
 
 
+def test_a_console_address_it_cannot_read_answers_the_consoles_page_and_the_api_problem_json(
+    client: TestClient,
+) -> None:
+    sign_in(client, "admin")
+    too_long = client.get("/console/leads/" + "k" * 65)
+    assert too_long.status_code == 422
+    assert too_long.headers["content-type"].startswith("text/html")
+    assert '<p class="error" role="alert">The lead key should have at most 64 characters.' in (
+        too_long.text
+    )
+    days = client.get("/console/team?days=0")
+    assert days.status_code == 422
+    assert "The number of days should be greater than or equal to 1." in days.text
+    api = client.get("/v1/reports/funnel?segment=" + "x" * 65, headers=AUTH)
+    assert api.status_code == 422
+    assert api.headers["content-type"].startswith("application/problem+json")
+
+
 def test_the_team_page_shows_load_absences_and_fairness(client: TestClient) -> None:
     sign_in(client, "admin")
     page = client.get("/console/team?days=7")

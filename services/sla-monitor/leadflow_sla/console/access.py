@@ -9,6 +9,7 @@ is refused with 403.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -126,6 +127,24 @@ async def checked_form(request: Request, session: ConsoleSession) -> dict[str, s
             "try again.",
         )
     return fields
+
+
+# What a console URL's parameters are, in the words its pages use.
+PARAMETER_NAMES = {"lead_key": "lead key", "key": "lead key", "days": "number of days"}
+
+
+def invalid_request(errors: Sequence[Any]) -> str:
+    """A validation error as a sentence for the console's error page: which part of the
+    address was wrong and how (`The lead key should have at most 64 characters.`)."""
+    sentences = []
+    for error in errors:
+        name = str(error["loc"][-1]) if error.get("loc") else "address"
+        wanted = str(error["msg"]).removeprefix("Value error, ")
+        for subject in ("String ", "Input ", "Value "):
+            wanted = wanted.removeprefix(subject)
+        sentences.append(f"The {PARAMETER_NAMES.get(name, repr(name))} {wanted}.")
+    found = " ".join(sentences) or "The address is not valid."
+    return f"{found} Correct the address and try again."
 
 
 def sign_in_url(then: str) -> str:

@@ -8,11 +8,13 @@ through the session cookie (leadflow_sla.console.access).
 from __future__ import annotations
 
 import hmac
+import inspect
 from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     HTMLResponse,
     PlainTextResponse,
@@ -33,6 +35,7 @@ from leadflow_sla.console.access import (
     StateDep,
     ViewerDep,
     checked_form,
+    invalid_request,
     need,
     read_form,
     safe_next,
@@ -374,22 +377,38 @@ def install(app: FastAPI, sla: SlaSettings, env: str) -> None:
         assert isinstance(exc, SignInNeeded)
         return RedirectResponse(sign_in_url(exc.then), 303)
 
-    async def refused(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Refused)
+    async def refused_page(request: Request, status: int, message: str) -> Response:
         session = await app.state.console.sessions.get(request.cookies.get(COOKIE), utcnow())
         viewer = session.principal if session is not None else None
         csrf = session.csrf if session is not None else ""
         body = page(
             "refused.html",
-            status=exc.status,
-            message=exc.message,
+            status=status,
+            message=message,
             viewer=viewer,
             csrf=csrf,
             current="",
             flash=None,
         )
-        return _html(body, exc.status)
+        return _html(body, status)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Refused)
+        return await refused_page(request, exc.status, exc.message)
+
+    # The APIs answer a request they cannot read with problem+json; a browser that typed a
+    # console address gets the console's own page saying what was wrong with it.
+    api_invalid = app.exception_handlers[RequestValidationError]
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        path = request.url.path
+        if path != router.prefix and not path.startswith(router.prefix + "/"):
+            answer = api_invalid(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        return await refused_page(request, 422, invalid_request(exc.errors()))
 
     app.add_exception_handler(SignInNeeded, sign_in_needed)
     app.add_exception_handler(Refused, refused)
+    app.add_exception_handler(RequestValidationError, invalid)
     app.include_router(router)

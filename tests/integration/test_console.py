@@ -287,6 +287,19 @@ def test_anonymous_visitors_are_sent_to_sign_in(client: TestClient) -> None:
     assert post.status_code == 303
 
 
+def test_every_page_links_the_consoles_icon_so_browsers_do_not_ask_for_favicon(
+    client: TestClient,
+) -> None:
+    link = '<link rel="icon" href="/console/static/icon.svg" type="image/svg+xml">'
+    assert link in client.get("/console/sign-in").text
+    sign_in(client, "admin")
+    assert link in client.get("/console").text
+    icon = client.get("/console/static/icon.svg")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/svg+xml"
+    assert icon.text.startswith("<svg")
+
+
 def test_signing_in_sets_a_strict_httponly_session_cookie_and_a_wrong_token_is_refused(
     client: TestClient,
 ) -> None:

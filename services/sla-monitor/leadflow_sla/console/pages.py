@@ -53,6 +53,8 @@ router = APIRouter(prefix="/console", tags=["console"], dependencies=[PUBLIC])
 STATIC = {
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    # Linked from every page, so that a browser does not ask for /favicon.ico.
+    "icon.svg": "image/svg+xml",
 }
 LeadKey = Annotated[str, Path(min_length=1, max_length=64)]
 
@@ -77,7 +79,7 @@ def _layout(session: ConsoleSession, current: str) -> dict[str, object]:
 
 @router.get("/static/{name}", include_in_schema=False)
 async def static(name: str) -> Response:
-    """The console's stylesheet and script."""
+    """The console's stylesheet, script and icon."""
     if name not in STATIC:
         raise Refused(404, f"The console has no file {name!r}.")
     return Response(

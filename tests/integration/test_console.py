@@ -342,6 +342,9 @@ def test_the_now_page_shows_overdue_and_at_risk_leads_of_every_team_to_an_admin(
     overdue = page.text.split('id="overdue-title"')[1].split('id="risk-title"')[0]
     assert "lk_ent_late" in overdue
     assert "Reassign" in page.text  # an admin may reassign
+    reps = page.text.split('id="reps-title"')[1].split("</table>")[0]
+    assert '<th scope="col" role="columnheader">Awaiting contact</th>' in reps
+    assert ">Open<" not in reps  # the Team page's open assignments are another number
     fragment = client.get("/console/board")
     assert fragment.status_code == 200
     assert "<html" not in fragment.text
@@ -407,6 +410,9 @@ def test_the_team_page_shows_load_absences_and_fairness(client: TestClient) -> N
     assert page.status_code == 200
     assert "out of office" in page.text
     assert "leave" in page.text
+    load = page.text.split("<caption>Leads assigned to each rep")[1].split("</table>")[0]
+    assert '<th scope="col" role="columnheader">Assigned, open</th>' in load
+    assert ">Open<" not in load  # the Now page's leads awaiting contact are another number
     fairness = page.text.split('id="fair-title"')[1]
     assert "Ana Silva" in fairness
     assert "33.3 %" in fairness

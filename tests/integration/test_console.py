@@ -424,6 +424,10 @@ def test_the_reports_page_shows_the_numbers_of_the_reports_api(client: TestClien
     assert page.status_code == 200
     assert page.text.count('<svg class="chart"') == 4
     assert "no budget" in page.text
+    speed = page.text.split('id="speed-title"')[1].split("</section>")[0]
+    assert '<th scope="row" role="rowheader" data-label="Bucket">no contact reported</th>' in speed
+    assert "the funnel also counts a lead that reached a later stage" in speed
+    assert "never contacted" not in page.text
     roi = client.get("/v1/reports/roi", headers=AUTH).json()
     for row in roi["rows"]:
         cell = re.search(rf'data-segment="{row["key"]}" data-max-cost="([^"]*)"', page.text)

@@ -24,7 +24,9 @@ BUCKET_NAMES = {
     "lt_1h": "5 min to 1 h",
     "lt_24h": "1 h to 24 h",
     "gte_24h": "24 h or more",
-    "never": "never contacted",
+    # Not "never contacted": the funnel counts a lead that was accepted or won without a
+    # reported contact as contacted, and a page that said both would contradict itself.
+    "never": "no contact reported",
 }
 
 

@@ -162,6 +162,11 @@ def test_the_roi_chart_shows_the_reports_apis_numbers(stack: Stack, browser: Bro
         if row["max_cost_per_lead"] is not None:
             money = f"{row['max_cost_per_lead']:,.2f} {roi['currency']}"
             expect(page.locator("svg.chart").last).to_contain_text(f"max {money}")
+    # At 1280 px the table shows every column, "Cost per lead" included, without scrolling.
+    box = page.locator("#roi-table").locator("xpath=..")
+    assert box.evaluate("el => el.scrollWidth <= el.clientWidth")
+    last = page.get_by_role("columnheader", name="Cost per lead", exact=True)
+    assert last.evaluate("th => th.getBoundingClientRect().right <= innerWidth")
     csv = page.request.get(f"{console_url(stack)}/reports/roi.csv")
     assert csv.ok
     assert any(

@@ -404,6 +404,23 @@ def test_a_console_address_it_cannot_read_answers_the_consoles_page_and_the_api_
     assert api.headers["content-type"].startswith("application/problem+json")
 
 
+def test_a_console_address_with_no_page_answers_the_consoles_page_and_the_api_problem_json(
+    client: TestClient,
+) -> None:
+    sign_in(client, "admin")
+    nowhere = client.get("/console/nowhere")
+    assert nowhere.status_code == 404
+    assert nowhere.headers["content-type"].startswith("text/html")
+    assert "There is no console page at this address." in nowhere.text
+    wrong_method = client.delete("/console/team")
+    assert wrong_method.status_code == 405
+    assert "does not take that kind of request" in wrong_method.text
+    assert "GET" in wrong_method.headers["allow"]
+    api = client.get("/v1/nowhere", headers=AUTH)
+    assert api.status_code == 404
+    assert api.headers["content-type"].startswith("application/problem+json")
+
+
 def test_the_team_page_shows_load_absences_and_fairness(client: TestClient) -> None:
     sign_in(client, "admin")
     page = client.get("/console/team?days=7")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hmac
 import inspect
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
@@ -22,6 +23,7 @@ from fastapi.responses import (
     Response,
     StreamingResponse,
 )
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leadflow.auth import PUBLIC
 from leadflow.processing import utcnow
@@ -57,6 +59,12 @@ STATIC = {
     "icon.svg": "image/svg+xml",
 }
 LeadKey = Annotated[str, Path(min_length=1, max_length=64)]
+# A console address with no page, or asked with the wrong method, answers the console's own
+# page with this sentence (the APIs answer problem+json).
+CONSOLE_HTTP_ERRORS = {
+    404: "There is no console page at this address.",
+    405: "This console address does not take that kind of request.",
+}
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
@@ -401,16 +409,37 @@ def install(app: FastAPI, sla: SlaSettings, env: str) -> None:
     # The APIs answer a request they cannot read with problem+json; a browser that typed a
     # console address gets the console's own page saying what was wrong with it.
     api_invalid = app.exception_handlers[RequestValidationError]
+    api_http_error = app.exception_handlers[StarletteHTTPException]
+
+    def in_console(request: Request) -> bool:
+        path = request.url.path
+        return path == router.prefix or path.startswith(router.prefix + "/")
+
+    async def answered_by_api(
+        handler: Callable[[Request, Exception], Any], request: Request, exc: Exception
+    ) -> Response:
+        answer = handler(request, exc)
+        response: Response = await answer if inspect.isawaitable(answer) else answer
+        return response
 
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        path = request.url.path
-        if path != router.prefix and not path.startswith(router.prefix + "/"):
-            answer = api_invalid(request, exc)
-            return await answer if inspect.isawaitable(answer) else answer
+        if not in_console(request):
+            return await answered_by_api(api_invalid, request, exc)
         return await refused_page(request, 422, invalid_request(exc.errors()))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if not in_console(request) or exc.status_code not in CONSOLE_HTTP_ERRORS:
+            return await answered_by_api(api_http_error, request, exc)
+        response = await refused_page(
+            request, exc.status_code, CONSOLE_HTTP_ERRORS[exc.status_code]
+        )
+        response.headers.update(exc.headers or {})
+        return response
 
     app.add_exception_handler(SignInNeeded, sign_in_needed)
     app.add_exception_handler(Refused, refused)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.include_router(router)

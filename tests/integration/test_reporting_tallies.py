@@ -7,7 +7,9 @@ was ready; rejections whose reasons differ only in case and spacing, lost and wo
 with and without a reported profit; contacts after the period; merged and erased people)
 goes through reporting's own fold. Each report is then built both ways, for several
 periods, filters, touches, breakdowns and a viewer who sees one team, and compared as the
-JSON document and every CSV table the API and the console serve.
+JSON document and every CSV table the API and the console serve. Tier shares, counted from
+the few columns they read rather than the database, are compared the same way, per day,
+week and month.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from leadflow.events import (
     LeadScored,
     new_event,
 )
-from leadflow_sla.reporting import domain, privacy, render, repository, roi, service
+from leadflow_sla.reporting import domain, privacy, render, repository, roi, service, tiers
 from leadflow_sla.reporting.query import Dimension, ReportQuery, make_query
 from leadflow_sla.reporting.render import Kind
 from tests.fixtures.stack import CONFIG
@@ -253,6 +255,46 @@ async def test_counted_reports_equal_folded_ones(engine: AsyncEngine, kind: Kind
         assert compared == len(QUERIES) * len(VIEWERS)
 
 
+# Targets the book's shares straddle, so that every status shows: about half the leads
+# qualify, a quarter are nurtured, the rest unscored; nobody is on watch.
+TIER_TARGETS = REPORTING.model_copy(
+    update={"tier_targets": {"mql": 0.5, "watch": 0.02, "nurture": 0.3}, "tier_min_leads": 4}
+)
+TIER_BREAKDOWNS: list[tiers.TierDimension] = ["all", "source", "campaign"]
+
+
+@pytest.mark.parametrize("period", ["day", "week", "month"])
+async def test_tier_shares_from_narrow_rows_equal_those_folded_over_lifecycles(
+    engine: AsyncEngine, period: tiers.Period
+) -> None:
+    await _book(engine)
+    statuses: set[str] = set()
+    async with session_factory(engine)() as session:
+        for query in QUERIES:
+            for teams in VIEWERS:
+                leads = await repository.lifecycles(session, query, teams)
+                rows = await repository.tier_leads(session, query, teams)
+                assert len(rows) == len(leads), (query, teams)
+                for by in TIER_BREAKDOWNS:
+                    folded = tiers.tiers(leads, TIER_TARGETS, period, by, query.touch)
+                    counted = tiers.tiers(rows, TIER_TARGETS, period, by, query.touch)
+                    expected = render.document("tiers", query, folded, NOW)
+                    assert render.document("tiers", query, counted, NOW) == expected
+                    statuses |= {row.status for row in counted.rows}
+            for by in TIER_BREAKDOWNS:
+                # What the API, the console and the command serve.
+                served = await service.tiers_report(session, TIER_TARGETS, query, period, by)
+                leads = await repository.lifecycles(session, query)
+                folded = tiers.tiers(leads, TIER_TARGETS, period, by, query.touch)
+                found = render.document("tiers", query, served, NOW)
+                expected = render.document("tiers", query, folded, NOW)
+                assert found == expected, (query, by)
+                for table in render.table_names("tiers"):
+                    shown = render.render("tiers", found, "csv", table)
+                    assert shown == render.render("tiers", expected, "csv", table)
+    assert statuses == {"on target", "above", "below", "too few leads", "no target"}
+
+
 async def test_the_book_has_what_the_comparison_needs(engine: AsyncEngine) -> None:
     """The generated book holds the cases the comparison is about (else it proves little)."""
     await _book(engine)
@@ -277,3 +319,7 @@ async def test_the_book_has_what_the_comparison_needs(engine: AsyncEngine) -> No
     assert reasons.lost
     assert any(row.reason == "no budget" and row.leads >= 3 for row in reasons.reasons)
     assert any(lc.won_at and lc.revenue_without_profit and lc.reported_profit for lc in leads)
+    assert {tiers.tier_of(lc) for lc in leads} == {"mql", "nurture", "unscored"}
+    assert any(lc.tier == "nurture" and lc.mql_at for lc in leads)
+    assert any(lc.first_source != lc.last_source for lc in leads)
+    assert any(lc.last_campaign is None for lc in leads)

@@ -128,6 +128,7 @@ async def tiers_report(
     period: tiers.Period,
     by: tiers.TierDimension,
 ) -> tiers.TiersReport:
-    """Each tier's share of the leads per period and source or campaign, against targets."""
-    lifecycles = await repository.lifecycles(session, query)
-    return tiers.tiers(lifecycles, reporting, period, by, query.touch)
+    """Each tier's share of the leads per period and source or campaign, against targets,
+    counted from the few columns tier shares read (no lifecycle is built)."""
+    leads = await repository.tier_leads(session, query)
+    return tiers.tiers(leads, reporting, period, by, query.touch)

@@ -7,6 +7,10 @@ with a target (`reporting.tier_targets`) is shown in every group, with none of i
 if need be; its share is flagged `above` or `below` when it is further than
 `reporting.tier_tolerance` from the target, once the group has `tier_min_leads` leads
 (fewer: `too few leads`, not flagged).
+
+The arithmetic reads only a lead's first touch, tier, qualification and touch groups
+(`TierLead`): a whole `Lifecycle` does, and so does the narrow row the report is served
+from (`repository.tier_leads`), so that the report never builds every lead's lifecycle.
 """
 
 from __future__ import annotations
@@ -15,11 +19,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from leadflow.config import TIERS, Reporting
 from leadflow_sla.reporting.domain import NONE_LABEL, rate
-from leadflow_sla.reporting.lifecycle import Lifecycle
 from leadflow_sla.reporting.query import Touchpoint
 
 Period = Literal["day", "week", "month"]
@@ -29,7 +32,27 @@ UNSCORED = "unscored"
 ALL = "(all)"
 
 
-def tier_of(lc: Lifecycle) -> str:
+class TierLead(Protocol):
+    """What tier shares read of a lead: when it arrived, its tier, whether it qualified,
+    and the source and campaign of its first and last touches."""
+
+    @property
+    def first_touch_at(self) -> datetime | None: ...
+    @property
+    def mql_at(self) -> datetime | None: ...
+    @property
+    def tier(self) -> str | None: ...
+    @property
+    def first_source(self) -> str | None: ...
+    @property
+    def first_campaign(self) -> str | None: ...
+    @property
+    def last_source(self) -> str | None: ...
+    @property
+    def last_campaign(self) -> str | None: ...
+
+
+def tier_of(lc: TierLead) -> str:
     """The tier a lead counts in: mql if it ever qualified, else its latest tier."""
     if lc.mql_at is not None:
         return "mql"
@@ -77,7 +100,7 @@ class TiersReport:
 
 
 def tiers(
-    lifecycles: Iterable[Lifecycle],
+    leads: Iterable[TierLead],
     reporting: Reporting,
     period: Period = "week",
     by: TierDimension = "all",
@@ -86,12 +109,12 @@ def tiers(
     """Each tier's share of the leads per period and `by` group, against the targets."""
     groups: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     overall: Counter[str] = Counter()
-    for lc in lifecycles:
-        if lc.first_touch_at is None:
+    for lead in leads:
+        if lead.first_touch_at is None:
             continue
-        tier = tier_of(lc)
-        key = ALL if by == "all" else (getattr(lc, f"{touch}_{by}") or NONE_LABEL)
-        groups[(period_of(lc.first_touch_at, period), key)][tier] += 1
+        tier = tier_of(lead)
+        key = ALL if by == "all" else (getattr(lead, f"{touch}_{by}") or NONE_LABEL)
+        groups[(period_of(lead.first_touch_at, period), key)][tier] += 1
         overall[tier] += 1
     rows = [
         share

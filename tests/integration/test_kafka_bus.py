@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from prometheus_client import REGISTRY
 
 from leadflow import tracing
@@ -396,6 +396,77 @@ async def test_a_consumer_whose_client_broke_is_replaced_by_a_fresh_one(
         await until(lambda: recorder.values == [b"1", b"2"], timeout_s=30)
         assert runner._consumer is not broken
         assert runner.paused is None
+    finally:
+        await runner.stop()
+
+
+async def test_a_consumer_whose_coordinator_died_is_replaced_and_ready_on_a_quiet_topic(
+    settings: Settings,
+) -> None:
+    """aiokafka's coordinator task can end on an unexpected error (a closed transport):
+    it says so once, as a KafkaError raised from it, and the client never joins its group
+    again. With nothing to read (a quiet bulk lane) no batch would ever resume the runner:
+    it must connect a new client, and be ready without a new record."""
+    topic = "bus.coordination"
+    await ensure_topics(settings, [topic])
+    await publish(settings, topic, [b"1"])
+    recorder = Recorder()
+    runner = KafkaConsumerRunner(settings, "g-coordination", [topic], recorder)
+    await runner.start()
+    try:
+        await until(lambda: recorder.values == [b"1"])
+        broken = runner._consumer
+        assert broken is not None
+        said = False
+
+        async def dead(*_args: object, **_kwargs: object) -> object:
+            nonlocal said
+            if not said:
+                said = True
+                closed = RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+                raise KafkaError(f"Unexpected error during coordination {closed!r}") from closed
+            return {}
+
+        broken.getmany = dead
+        await until(lambda: said)
+        await until(lambda: runner._consumer is not broken and runner.paused is None, timeout_s=30)
+        await publish(settings, topic, [b"2"])
+        await until(lambda: recorder.values == [b"1", b"2"], timeout_s=30)
+    finally:
+        await runner.stop()
+
+
+async def test_a_fetch_that_failed_once_on_a_quiet_topic_does_not_leave_the_consumer_paused(
+    settings: Settings,
+) -> None:
+    topic = "bus.quiet"
+    await ensure_topics(settings, [topic])
+    recorder = Recorder()
+    runner = KafkaConsumerRunner(settings, "g-quiet", [topic], recorder)
+    await runner.start()
+    try:
+        await until(lambda: runner.paused is None)
+        client = runner._consumer
+        assert client is not None
+        fetch = client.getmany
+        failed = False
+        paused_on_retry: list[str | None] = []
+
+        async def once(*args: object, **kwargs: object) -> object:
+            nonlocal failed
+            if not failed:
+                failed = True
+                raise KafkaConnectionError("the broker closed the connection")
+            if not paused_on_retry:
+                paused_on_retry.append(runner.paused)
+            return await fetch(*args, **kwargs)
+
+        client.getmany = once
+        await until(lambda: bool(paused_on_retry))
+        assert paused_on_retry[0] is not None
+        assert "broker unavailable" in paused_on_retry[0]
+        await until(lambda: runner.paused is None, timeout_s=30)
+        assert runner._consumer is client  # a failed fetch alone keeps the client
     finally:
         await runner.stop()
 

@@ -85,6 +85,9 @@ class KafkaConsumerRunner:
         self._loop_done.set()
         self._delay = _RETRY_MIN_S
         self._broken = False
+        # Whether the pause came from a failed fetch (a later answered fetch ends it) rather
+        # than from a batch the processor could not apply (only applying it ends that).
+        self._paused_by_fetch = False
         self._gauge = _PAUSED.labels(group)
         self._gauge.set(0)
         self.running = False
@@ -148,13 +151,15 @@ class KafkaConsumerRunner:
                 timeout_ms=self._settings.consumer_poll_ms,
                 max_records=self._batch_max,
             )
-        except KafkaError as exc:
-            await self._wait(f"broker unavailable: {describe(exc)}")
-            return
         except Exception as exc:
+            if isinstance(exc, KafkaError) and not _coordination_died(exc):
+                await self._wait(f"broker unavailable: {describe(exc)}")
+                self._paused_by_fetch = True
+                return
             # aiokafka's group coordinator can die on a connection the broker closed (under
-            # uvloop a RuntimeError on the closed transport) and re-raise that on every
-            # fetch: such a consumer never recovers, so it is replaced by a fresh one.
+            # uvloop a RuntimeError on the closed transport): it says so once, as a
+            # KafkaError raised from that error, or re-raises the error on every fetch.
+            # Such a client never joins its group again, so it is replaced by a fresh one.
             log.warning(
                 "kafka consumer broken; connecting a new one",
                 extra={"group": self.group, "reason": describe(exc)},
@@ -163,6 +168,10 @@ class KafkaConsumerRunner:
             await self._wait(f"broker connection lost: {describe(exc)}")
             return
         if not batches:
+            # A fetch answered again: a consumer paused only because a fetch failed is
+            # back, even on a topic with nothing to read (a quiet bulk lane).
+            if self._paused_by_fetch:
+                self._resume()
             return
         if self._gate is not None:
             await self._gate.before()
@@ -184,6 +193,7 @@ class KafkaConsumerRunner:
         for tp, messages in batches.items():
             if tp in assigned:
                 self._consumer.seek(tp, messages[0].offset)
+        self._paused_by_fetch = False
         await self._wait(failure)
 
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> str | None:
@@ -240,6 +250,7 @@ class KafkaConsumerRunner:
         if self.paused is not None and self.paused != "starting":
             log.info("consumer resumed", extra={"group": self.group})
         self.paused = None
+        self._paused_by_fetch = False
         self._delay = _RETRY_MIN_S
         self._gauge.set(0)
 
@@ -275,6 +286,12 @@ class KafkaConsumerRunner:
                 log.warning("kafka consumer did not stop cleanly within the bound")
         self.running = False
         self._gauge.set(0)
+
+
+def _coordination_died(exc: KafkaError) -> bool:
+    """Whether aiokafka's group coordinator task ended on an unexpected error: it wraps
+    that error in a KafkaError raised from it, and the client stays out of its group."""
+    return "Unexpected error during coordination" in str(exc)
 
 
 def _record(message: Any) -> Record:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -30,6 +31,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
+from leadflow.aliases import assignment_order
 from leadflow.db.engine import create_engine
 from leadflow.events import (
     Company,
@@ -329,7 +331,15 @@ async def test_two_profiles_routed_apart_merge_into_one_assignment_closed_by_pho
     )
     url = routers.stack.database_url
     rows = await decided(url, [email_key, phone_key])
-    first = min(rows, key=lambda r: (str(r["assigned_at"]), str(r["assignment_id"])))
+    # The router keeps the one it decided first (both may come from one batch, one instant).
+    first = min(
+        rows,
+        key=lambda r: assignment_order(
+            cast(datetime, r["assigned_at"]),
+            cast("int | None", r["batch_position"]),
+            str(r["assignment_id"]),
+        ),
+    )
     now = datetime.now(UTC)
     merge = LeadMerged(
         survivor=email_key, absorbed=[phone_key], identifiers=[email_key, phone_key], merged_at=now

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Dialect, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -133,14 +134,7 @@ async def claim(
             id=row.id,
             attempts=row.attempts,
             next_attempt_at=row.next_attempt_at,
-            notification=Notification(
-                channel=row.channel,
-                target=row.target,
-                subject=row.subject,
-                body=row.body,
-                dedupe_key=row.dedupe_key,
-                payload=row.payload,
-            ),
+            notification=stored_notification(row),
             traceparent=row.traceparent,
         )
         for row in result
@@ -208,3 +202,15 @@ async def release(session: AsyncSession, producer: str, holder: str) -> int:
         .values(claimed_by=None, claimed_until=None)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def stored_notification(row: Any) -> Notification:
+    """The notification a `notifications` row holds."""
+    return Notification(
+        channel=row.channel,
+        target=row.target,
+        subject=row.subject,
+        body=row.body,
+        dedupe_key=row.dedupe_key,
+        payload=row.payload,
+    )

@@ -45,7 +45,7 @@ from leadflow.delivery import (
     header_text,
 )
 from leadflow.metrics import Labelled
-from leadflow.notification_claims import Claimed, Outcome
+from leadflow.notification_claims import Claimed, Outcome, stored_notification
 from leadflow.processing import utcnow
 from leadflow.settings import Settings
 
@@ -410,14 +410,7 @@ async def pending(engine: AsyncEngine, producer: str) -> list[Undelivered]:
         return [
             Undelivered(
                 id=row.id,
-                notification=Notification(
-                    channel=row.channel,
-                    target=row.target,
-                    subject=row.subject,
-                    body=row.body,
-                    dedupe_key=row.dedupe_key,
-                    payload=row.payload,
-                ),
+                notification=stored_notification(row),
                 attempts=row.attempts,
                 next_attempt_at=row.next_attempt_at,
                 last_error=row.last_error,
